@@ -17,7 +17,11 @@ import numpy as np
 import polars as pl
 
 from offline_rl.data.schemas import CLICKSTREAM, SOURCES
-from offline_rl.simulator.recommendation import RecommendationSimulator, simulate_sessions
+from offline_rl.simulator.recommendation import (
+    RecommendationSimulator,
+    SessionLog,
+    simulate_sessions,
+)
 from offline_rl.simulator.scenarios import Scenario, get_scenario
 from offline_rl.simulator.world import DEVICES, World, make_world
 
@@ -51,6 +55,16 @@ def generate_clickstream(
     users = rng.integers(0, world.users.n_users, n_sessions)
     starts = session_start_times(day, n_sessions, rng)
     log = simulate_sessions(sim, users, rng)
+    return {CLICKSTREAM.name: clickstream_events(world, log, day, starts, rng)}
+
+
+def clickstream_events(
+    world: World, log: SessionLog, day: dt.date, starts: np.ndarray, rng: np.random.Generator
+) -> pl.DataFrame:
+    """Turns simulated sessions into clickstream rows (page view, impression, click, purchase).
+
+    ``starts`` holds each session's start time in epoch microseconds.
+    """
     n = log.action.shape[0]
     gaps = rng.integers(15_000_000, 120_000_000, n)  # 15 s to 2 min between pages
     first = np.r_[True, log.session[1:] != log.session[:-1]]
@@ -117,8 +131,7 @@ def generate_clickstream(
         .with_columns(pl.col("event_ts").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
         .sort("event_ts", "event_id")
     )
-    return {CLICKSTREAM.name: events.select(CLICKSTREAM.polars_schema.names()).cast(
-        dict(CLICKSTREAM.polars_schema))}
+    return events.select(CLICKSTREAM.polars_schema.names()).cast(dict(CLICKSTREAM.polars_schema))
 
 
 GENERATORS: list[DatasetGenerator] = [generate_clickstream]

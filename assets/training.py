@@ -1,0 +1,78 @@
+"""Offline candidates trained with d3rlpy on the rolling window."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import dagster as dg
+from pydantic import Field
+
+from offline_rl.algos.training import DEFAULT_CANDIDATES, TrainingConfig
+from offline_rl.pipeline import TRANSITIONS_TABLE, train_candidates
+from offline_rl.report import markdown_table
+from orchestration.partitions import TRAINING_WINDOW_DAYS, daily, partition_day, training_window
+from orchestration.resources import DataHome
+
+
+class TrainingRunConfig(dg.Config):  # type: ignore[misc]
+    """Run configuration of the training asset (editable in the launchpad)."""
+
+    algorithms: list[str] = Field(default=list(DEFAULT_CANDIDATES),
+                                  description="Candidates to train (keys of ALGORITHMS).")
+    window_days: int = Field(default=TRAINING_WINDOW_DAYS, ge=1,
+                             description="Days of transitions ending at the partition.")
+    eval_fraction: float = Field(default=0.3, gt=0, lt=1,
+                                 description="Share of episodes held out for evaluation.")
+    n_steps: int = Field(default=TrainingConfig.n_steps, ge=1, description="Gradient steps.")
+    batch_size: int = Field(default=TrainingConfig.batch_size, ge=1, description="Batch size.")
+    learning_rate: float = Field(default=TrainingConfig.learning_rate, gt=0,
+                                 description="Adam learning rate.")
+    seed: int = Field(default=0, description="Seed of training and of the train/eval split.")
+    device: str = Field(default="auto", description="auto (CUDA if available), cpu or cuda:N.")
+
+    def training_config(self) -> TrainingConfig:
+        return TrainingConfig(n_steps=self.n_steps, batch_size=self.batch_size,
+                              learning_rate=self.learning_rate, seed=self.seed,
+                              device=self.device)
+
+
+@dg.asset(
+    partitions_def=daily,
+    group_name="training",
+    kinds={"d3rlpy", "pytorch"},
+    owners=["team:ml-platform"],
+    tags={"domain": "recommendation"},
+    deps=[dg.AssetDep(TRANSITIONS_TABLE, partition_mapping=training_window)],
+)
+def recommendation_candidates(
+    context: dg.AssetExecutionContext, config: TrainingRunConfig, data_home: DataHome
+) -> dg.MaterializeResult:
+    """Candidate policies (BC, DoubleDQN, CQL, ...) trained on the window's training episodes."""
+    day = partition_day(context)
+    cfg = config.training_config()
+
+    def progress(name: str, step: int, metrics: dict[str, float]) -> None:
+        context.log.info(f"{name}: step {step}/{cfg.n_steps} loss={metrics.get('loss', 0):.4f}")
+
+    window, trained = train_candidates(
+        data_home.paths(), day, config.algorithms, cfg, window_days=config.window_days,
+        eval_fraction=config.eval_fraction, progress=progress,
+    )
+    curves = [
+        {"candidate": c.name, "step": int(p["step"]), "loss": p.get("loss")}
+        for c in trained for p in c.learning_curve
+    ]
+    return dg.MaterializeResult(metadata={
+        "partition": day.isoformat(),
+        "data_window": f"{window.start} .. {window.end}",
+        "train_episodes": window.train_episodes,
+        "eval_episodes": window.eval_episodes,
+        "train_decisions": len(window.train.actions),
+        "device": trained[0].device if trained else "",
+        "candidates": dg.MetadataValue.md(markdown_table([
+            {"candidate": c.name, "algorithm": c.algorithm, "seconds": round(c.seconds, 1),
+             "final_loss": c.learning_curve[-1].get("loss") if c.learning_curve else None,
+             "path": str(c.directory)} for c in trained])),
+        "learning_curves": dg.MetadataValue.md(markdown_table(curves)),
+        "training_config": dg.MetadataValue.json(dataclasses.asdict(cfg)),
+    })

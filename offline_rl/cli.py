@@ -1,0 +1,247 @@
+"""``offline-rl``: the command line of the library (simulate, rollout, exports, schemas).
+
+Commands that need Dagster (``demo``) are added by ``orchestration.cli``, which is the
+installed console script; this module never imports dagster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from offline_rl.paths import HOME_ENV, DataPaths, resolve_home
+
+log = logging.getLogger("offline_rl")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class UsageError(Exception):
+    """A user error: printed as one line with a hint, exit code 2."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+def paths_from(args: argparse.Namespace) -> DataPaths:
+    return DataPaths(resolve_home(getattr(args, "home", None)))
+
+
+# ------------------------------------------------------------------ simulate
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from offline_rl.simulator.logs import write_landing
+    from offline_rl.simulator.truth import write_simulation_manifest
+
+    paths = paths_from(args)
+    summary = write_landing(paths.home, days=args.days, start=args.start, seed=args.seed,
+                            events_per_day=args.events_per_day, scenario=args.scenario)
+    write_simulation_manifest(paths.simulation_manifest, {
+        "scenario": args.scenario, "seed": args.seed, "start": args.start, "days": args.days,
+        "events_per_day": args.events_per_day})
+    print(f"wrote {summary.files} landing files for {args.days} day(s) from {args.start} "
+          f"into {paths.landing}")
+    for name, rows in summary.rows.items():
+        print(f"  {name:<22} {rows:>10,} rows")
+    return 0
+
+
+# ------------------------------------------------------------------ rollout
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from offline_rl.export.loader import ExportError, load_policy
+    from offline_rl.simulator.base import BEHAVIOR
+    from offline_rl.simulator.truth import policy_value, read_simulation_manifest
+
+    paths = paths_from(args)
+    scenario = args.scenario
+    if scenario is None:
+        manifest = read_simulation_manifest(paths.simulation_manifest)
+        scenario = manifest["scenario"] if manifest else "default"
+    policy: Any = BEHAVIOR
+    label = BEHAVIOR
+    if args.policy != BEHAVIOR:
+        try:
+            loaded = load_policy(Path(args.policy))
+        except ExportError as exc:
+            raise UsageError(str(exc), "pass an export directory (with manifest.json) or "
+                                       "'behavior'") from None
+        if loaded.manifest.get("domain") not in (None, args.domain):
+            raise UsageError(f"{args.policy} is a {loaded.manifest.get('domain')} policy, not "
+                             f"{args.domain}")
+        policy, label = loaded.predict, str(args.policy)
+    result = policy_value(args.domain, policy, scenario=scenario, episodes=args.episodes,
+                          seed=args.seed)
+    record = {"domain": args.domain, "policy": label, "scenario": scenario, "seed": args.seed,
+              **result.as_dict()}
+    print(f"{args.domain} / {label}: true mean return {result.mean:.4f} "
+          f"± {result.stderr:.4f} (s.e., {result.episodes} episodes, scenario {scenario})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(record, indent=2))
+    return 0
+
+
+# ------------------------------------------------------------------ exports
+
+def cmd_exports(args: argparse.Namespace) -> int:
+    from offline_rl.export.loader import ExportError, load_policy, resolve_version
+    from offline_rl.export.registry import current_version, list_versions, rollback
+
+    root = paths_from(args).exports / args.domain
+    try:
+        if args.action == "list":
+            current = current_version(root)
+            versions = list_versions(root)
+            if not versions:
+                print(f"no exports under {root}")
+            for v in versions:
+                manifest = json.loads((root / v / "manifest.json").read_text())
+                mark = "*" if v == current else " "
+                print(f"{mark} {v}  {manifest.get('algorithm', '?'):<12} "
+                      f"{manifest.get('decision', {}).get('partition_date', '?')}  "
+                      f"{manifest.get('candidate', '?')}")
+        elif args.action == "show":
+            path = resolve_version(root, args.version or "latest")
+            loaded = load_policy(path)
+            print(json.dumps(loaded.manifest, indent=2))
+        elif args.action == "rollback":
+            version = rollback(paths_from(args).exports, args.domain, args.version)
+            print(f"{args.domain}: latest -> {version}")
+    except ExportError as exc:
+        raise UsageError(str(exc), "run the nightly job (offline-rl demo) to create exports")
+    return 0
+
+
+# ------------------------------------------------------------------ schemas
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from offline_rl.data.schemas import SOURCES
+
+    out = ["# Landing-zone schemas", "",
+           "Files: `<data home>/landing/<dataset>/date=YYYY-MM-DD/*.parquet`; the folder date is "
+           "the UTC date of each row's time column. Columns must match names and types exactly.",
+           ""]
+    for schema in SOURCES.values():
+        out += [f"## `{schema.name}` → `{schema.table}` ({schema.source})", "", schema.doc, "",
+                f"Key: `{schema.key}`; partition by `{schema.time_column}`"
+                + (f"; behaviour probability: `{schema.probability_column}`"
+                   if schema.probability_column else ""), "",
+                "| column | type | required | meaning |", "|---|---|---|---|"]
+        out += [f"| `{c.name}` | {c.dtype} | {'yes' if not c.nullable else ''} | {c.doc} |"
+                for c in schema.columns]
+        out.append("")
+    text = "\n".join(out)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        print(text)
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="offline-rl",
+        description="Offline RL for an online shop: simulate logs, run the nightly pipeline, "
+                    "evaluate and export policies.",
+        epilog=f"The data home is --home, else ${HOME_ENV}, else ./.data.",
+    )
+    parser.add_argument("--home", help=f"data home (default: ${HOME_ENV} or ./.data)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("simulate", help="write simulated landing files into the data home")
+    p.add_argument("--days", type=_positive, required=True, help="number of days to simulate")
+    p.add_argument("--start", type=_date, default=dt.date(2026, 10, 1),
+                   help="first day, YYYY-MM-DD (default 2026-10-01)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the logs (default 0)")
+    p.add_argument("--events-per-day", type=_positive, default=40_000,
+                   help="approximate clickstream events per day (default 40000)")
+    p.add_argument("--scenario", default="default", help="simulator scenario (default: default)")
+    p.set_defaults(handler=cmd_simulate)
+
+    p = sub.add_parser("rollout", help="true value of a policy by simulator rollouts")
+    p.add_argument("--domain", default="recommendation", help="decision domain")
+    p.add_argument("--policy", required=True, help="an export directory, or 'behavior'")
+    p.add_argument("--episodes", type=_positive, default=20_000, help="rollouts (default 20000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the rollouts")
+    p.add_argument("--scenario", default=None,
+                   help="simulator scenario (default: the one that wrote the data home's logs)")
+    p.add_argument("--json", metavar="OUT", help="also write the result as JSON")
+    p.set_defaults(handler=cmd_rollout)
+
+    p = sub.add_parser("exports", help="list, show or roll back exported policies")
+    p.add_argument("action", choices=["list", "show", "rollback"])
+    p.add_argument("--domain", default="recommendation", help="decision domain")
+    p.add_argument("--version", help="version (show: default latest; rollback: default previous)")
+    p.set_defaults(handler=cmd_exports)
+
+    p = sub.add_parser("schemas", help="print the landing-zone schemas as markdown")
+    p.add_argument("--output", help="write to this file instead of stdout")
+    p.set_defaults(handler=cmd_schemas)
+    return parser
+
+
+def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
+    """Parses ``argv``, runs the command, and turns errors into one line plus a hint."""
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_libraries()
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except UsageError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        print("hint: run with --debug for the traceback", file=sys.stderr)
+        return 1
+
+
+def quiet_libraries() -> None:
+    """d3rlpy logs every epoch through structlog; keep only warnings unless --verbose."""
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Recommendation transitions from the clickstream, as one lazy polars query.
+
+One row per recommendation impression (a decision), ordered within its session:
+
+* state ``f_*``: the user's segment and device (one-hot), the page index / horizon, and per
+  category how often it was shown and clicked earlier in the session (divided by horizon);
+* action: the category shown in the slot; ``behavior_prob``: its logged probability;
+* reward: ``click_value * clicked + margin of purchases following the impression``;
+* next state ``next_f_*`` (zeros after the last decision);
+* ``terminal``: the session's last decision and the session is over (no event within
+  ``session_gap_minutes`` before the end of the loaded data); ``timeout``: the last decision
+  we have of a session that may still go on (cut by the end of the data).
+
+Sessions are keyed by their start date (``partition_date``), so a session that crosses
+midnight is built whole from the raw partitions of its start day and the next one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from offline_rl.simulator.world import CATEGORIES, DEVICES
+
+
+@dataclass(frozen=True)
+class RecommendationSpec:
+    """Feature and reward definition of the recommendation domain.
+
+    Attributes:
+        n_segments: Number of CRM segments (one-hot width).
+        categories: Category names; the action is the category's index.
+        devices: Device names (one-hot).
+        horizon: Page horizon used to scale page index and counts.
+        click_value: Reward credited per click, in currency units.
+        session_gap_minutes: A session with no event for this long before the end of the
+            loaded data is over; otherwise its last decision is a timeout, not a terminal.
+    """
+
+    n_segments: int = 4
+    categories: tuple[str, ...] = CATEGORIES
+    devices: tuple[str, ...] = DEVICES
+    horizon: int = 8
+    click_value: float = 0.5
+    session_gap_minutes: float = 30.0
+
+    @property
+    def n_actions(self) -> int:
+        return len(self.categories)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return (
+            [f"segment_{s}" for s in range(self.n_segments)]
+            + [f"device_{d}" for d in self.devices]
+            + ["page_frac"]
+            + [f"shown_{c}" for c in self.categories]
+            + [f"clicked_{c}" for c in self.categories]
+        )
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return [f"f_{n}" for n in self.feature_names]
+
+
+def _feature_exprs(spec: RecommendationSpec) -> list[pl.Expr]:
+    h = float(spec.horizon)
+    exprs = [
+        (pl.col("user_segment") == s).cast(pl.Float32).alias(f"f_segment_{s}")
+        for s in range(spec.n_segments)
+    ]
+    exprs += [(pl.col("device") == d).cast(pl.Float32).alias(f"f_device_{d}") for d in spec.devices]
+    exprs.append((pl.col("page") / h).cast(pl.Float32).alias("f_page_frac"))
+    for c, name in enumerate(spec.categories):
+        this = (pl.col("category_id") == c).cast(pl.Int32)
+        hit = (this * pl.col("clicked").cast(pl.Int32))
+        exprs.append(((this.cum_sum().over("session_id") - this) / h).cast(pl.Float32)
+                     .alias(f"f_shown_{name}"))
+        exprs.append(((hit.cum_sum().over("session_id") - hit) / h).cast(pl.Float32)
+                     .alias(f"f_clicked_{name}"))
+    return exprs
+
+
+def build_recommendation_transitions(
+    events: pl.LazyFrame,
+    spec: RecommendationSpec,
+    *,
+    sessions_from: dt.date,
+    sessions_to: dt.date,
+    data_end: dt.datetime,
+) -> pl.LazyFrame:
+    """Transitions of the sessions that start in ``[sessions_from, sessions_to]``.
+
+    Args:
+        events: Raw clickstream rows (``raw_clickstream``) covering those sessions.
+        spec: Features and reward.
+        sessions_from: First session start date to keep.
+        sessions_to: Last session start date to keep.
+        data_end: End of the loaded data (exclusive); decides terminal vs timeout.
+    """
+    ev = events.select(
+        "event_id", "event_ts", "event_type", "session_id", "user_id", "user_segment", "device",
+        "page", "item_id", "category_id", "behavior_prob", "ref_event_id", "margin",
+    )
+    clicks = (
+        ev.filter(pl.col("event_type") == "click")
+        .group_by("ref_event_id").agg(clicked=pl.len() > 0)
+    )
+    buys = (
+        ev.filter(pl.col("event_type") == "purchase")
+        .group_by("ref_event_id").agg(purchase_margin=pl.col("margin").sum())
+    )
+    sessions = ev.group_by("session_id").agg(
+        first_ts=pl.col("event_ts").min(), last_ts=pl.col("event_ts").max()
+    )
+    cutoff = data_end - dt.timedelta(minutes=spec.session_gap_minutes)
+    if data_end.tzinfo is None:
+        raise ValueError("data_end must be timezone-aware (UTC)")
+    feature_cols = spec.feature_columns
+    last = pl.col("step") == pl.col("step").max().over("session_id")
+    return (
+        ev.filter(pl.col("event_type") == "impression")
+        .join(sessions, on="session_id", how="left")
+        .filter(pl.col("first_ts").dt.date().is_between(sessions_from, sessions_to))
+        .join(clicks, left_on="event_id", right_on="ref_event_id", how="left")
+        .join(buys, left_on="event_id", right_on="ref_event_id", how="left")
+        .sort("session_id", "page", "event_ts")
+        .with_columns(
+            clicked=pl.col("clicked").fill_null(False),
+            purchase_margin=pl.col("purchase_margin").fill_null(0.0),
+            step=pl.int_range(pl.len(), dtype=pl.Int32).over("session_id"),
+        )
+        .with_columns(
+            reward=spec.click_value * pl.col("clicked").cast(pl.Float64) + pl.col("purchase_margin"),
+            *_feature_exprs(spec),
+        )
+        .with_columns(
+            terminal=last & (pl.col("last_ts") < pl.lit(cutoff)),
+            timeout=last & (pl.col("last_ts") >= pl.lit(cutoff)),
+            *[pl.col(c).shift(-1).over("session_id").fill_null(0.0).alias(f"next_{c}")
+              for c in feature_cols],
+        )
+        .select(
+            partition_date=pl.col("first_ts").dt.date(),
+            episode_id=pl.col("session_id"),
+            step="step",
+            decision_id=pl.col("event_id"),
+            decision_ts=pl.col("event_ts"),
+            user_id="user_id",
+            action=pl.col("category_id").cast(pl.Int32),
+            item_id="item_id",
+            behavior_prob="behavior_prob",
+            reward="reward",
+            clicked="clicked",
+            purchase_margin="purchase_margin",
+            terminal="terminal",
+            timeout="timeout",
+            *feature_cols,
+            *[f"next_{c}" for c in feature_cols],
+        )
+    )
+
+
+@dataclass(frozen=True)
+class DecisionArrays:
+    """Transitions as numpy arrays, sorted by (episode, step), for training and OPE."""
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminals: np.ndarray
+    timeouts: np.ndarray
+    behavior_prob: np.ndarray
+    episode: np.ndarray
+    step: np.ndarray
+
+    @property
+    def n_episodes(self) -> int:
+        return int(self.episode.max()) + 1 if self.episode.size else 0
+
+
+def decision_arrays(transitions: pl.DataFrame, feature_columns: list[str]) -> DecisionArrays:
+    """Numpy view of a transitions table (sorted by ``episode_id, step``).
+
+    Raises ``ValueError`` if an episode does not end in exactly one terminal or timeout.
+    """
+    if transitions.is_empty():
+        raise ValueError("no transitions in the requested window")
+    t = transitions.sort("episode_id", "step").with_columns(
+        _ep=pl.col("episode_id").rank("dense").cast(pl.Int64) - 1
+    )
+    ends = t.group_by("episode_id").agg(
+        n_end=(pl.col("terminal") | pl.col("timeout")).sum(),
+        last_is_end=(pl.col("terminal") | pl.col("timeout")).last(),
+    )
+    broken = ends.filter((pl.col("n_end") != 1) | ~pl.col("last_is_end"))
+    if broken.height:
+        raise ValueError(
+            f"{broken.height} episode(s) do not end in exactly one terminal/timeout, "
+            f"e.g. {broken['episode_id'][0]!r}"
+        )
+    return DecisionArrays(
+        observations=t.select(feature_columns).to_numpy().astype(np.float32),
+        actions=t["action"].to_numpy().astype(np.int64),
+        rewards=t["reward"].to_numpy().astype(np.float32),
+        terminals=t["terminal"].to_numpy().astype(np.float32),
+        timeouts=t["timeout"].to_numpy().astype(np.float32),
+        behavior_prob=t["behavior_prob"].to_numpy().astype(np.float64),
+        episode=t["_ep"].to_numpy(),
+        step=t["step"].to_numpy().astype(np.int64),
+    )
+
+
+def to_mdp_dataset(arrays: DecisionArrays, n_actions: int):  # -> d3rlpy MDPDataset
+    """A d3rlpy ``MDPDataset`` with the episode boundaries of ``arrays``."""
+    from d3rlpy.constants import ActionSpace
+    from d3rlpy.dataset import MDPDataset
+
+    return MDPDataset(
+        observations=arrays.observations,
+        actions=arrays.actions.reshape(-1, 1),
+        rewards=arrays.rewards.reshape(-1, 1),
+        terminals=arrays.terminals,
+        timeouts=arrays.timeouts,
+        action_space=ActionSpace.DISCRETE,
+        action_size=n_actions,
+    )

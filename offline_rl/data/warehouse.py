@@ -1,0 +1,162 @@
+"""DuckDB warehouse access: SQL from ``sql/`` files, named parameters, atomic partition writes.
+
+Every statement lives in its own file under ``sql/`` and values are always bound as named
+``$parameters``. Table names cannot be bound, so files that work on several tables use a
+``{{table}}`` placeholder that is filled only from code-side constants checked against
+``_IDENTIFIER`` and ``ALLOWED_TABLES``; nothing from input ever reaches SQL text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class WarehouseError(RuntimeError):
+    """A warehouse operation failed; the message names the table and statement."""
+
+
+def sql_text(name: str, *, table: str | None = None, **identifiers: str) -> str:
+    """Text of ``sql/<name>.sql`` with ``{{table}}`` (and other ``{{x}}``) identifiers filled.
+
+    Identifiers come from code-side constants only and must match ``_IDENTIFIER``.
+    """
+    path = SQL_DIR / f"{name}.sql"
+    if not path.is_file():
+        raise WarehouseError(f"SQL file not found: {path}")
+    text = path.read_text()
+    fills = dict(identifiers)
+    if table is not None:
+        fills["table"] = table
+    for key, value in fills.items():
+        placeholder = "{{" + key + "}}"
+        if placeholder not in text:
+            raise WarehouseError(f"{name}.sql takes no identifier {key!r}")
+        if not isinstance(value, str) or not _IDENTIFIER.match(value):
+            raise WarehouseError(f"{name}.sql: invalid identifier for {key}: {value!r}")
+        text = text.replace(placeholder, value)
+    if "{{" in text:
+        raise WarehouseError(f"{name}.sql has unfilled identifiers")
+    return text
+
+
+class Warehouse:
+    """The DuckDB file of one data home.
+
+    DuckDB allows one writing process at a time; each method opens a short-lived connection
+    and closes it, so readers in other processes only wait while a write is in progress.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @contextlib.contextmanager
+    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        if read_only and not self.path.exists():
+            raise WarehouseError(f"warehouse {self.path} does not exist yet; run ingestion first")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(self.path), read_only=read_only)
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            yield con
+        finally:
+            con.close()
+
+    def table_exists(self, table: str) -> bool:
+        with self.connect() as con:
+            row = con.execute(sql_text("warehouse/table_exists"), {"table": table}).fetchone()
+        return bool(row and row[0])
+
+    def query(
+        self, name: str, *, table: str | None = None, identifiers: dict[str, str] | None = None,
+        **params: Any,
+    ) -> pl.DataFrame:
+        """Runs ``sql/<name>.sql`` with named ``params`` and returns a polars frame."""
+        with self.connect() as con:
+            try:
+                rel = con.sql(sql_text(name, table=table, **(identifiers or {})), params=params)
+                if rel is None:
+                    return pl.DataFrame()
+                return pl.DataFrame(pl.from_arrow(rel.to_arrow_table()))
+            except duckdb.Error as exc:
+                raise WarehouseError(f"{name}.sql on {table or '-'} failed: {exc}") from exc
+
+    def execute(self, name: str, *, table: str | None = None, **params: Any) -> None:
+        with self.connect() as con:
+            try:
+                con.execute(sql_text(name, table=table), params)
+            except duckdb.Error as exc:
+                raise WarehouseError(f"{name}.sql on {table or '-'} failed: {exc}") from exc
+
+    def replace_partition(
+        self,
+        table: str,
+        frame: pl.DataFrame,
+        *,
+        day: dt.date,
+        extra: dict[str, tuple[pl.DataFrame, dict[str, Any]]] | None = None,
+    ) -> None:
+        """Replaces ``table``'s rows with ``partition_date = day`` by ``frame``, atomically.
+
+        ``extra`` maps further tables to (rows, parameters of ``delete_<table>_partition``)
+        replaced in the same transaction (e.g. the quarantine rows of the same partition).
+        """
+        if "partition_date" not in frame.columns:
+            raise WarehouseError(f"rows for {table} lack the partition_date column")
+        writes = [(table, frame, "warehouse/delete_partition", {"day": day})]
+        for other, (rows, params) in (extra or {}).items():
+            writes.append((other, rows, f"warehouse/delete_{other}_partition", params))
+        self.replace(writes, label=f"{table} partition {day}")
+
+    def replace(
+        self, writes: list[tuple[str, pl.DataFrame, str, dict[str, Any]]], *, label: str
+    ) -> None:
+        """For each (table, rows, delete statement, parameters): delete, then insert the rows.
+
+        All writes happen in one transaction: either all land or none (a crash or error
+        mid-way leaves the previous content).
+        """
+        with self.connect() as con:
+            try:
+                con.execute("BEGIN TRANSACTION")
+                for name, rows, delete_sql, params in writes:
+                    con.register("incoming", rows.to_arrow())
+                    con.execute(sql_text("warehouse/create_table_like_incoming", table=name))
+                    con.execute(sql_text(delete_sql, table=name), params)
+                    con.execute(sql_text("warehouse/insert_incoming", table=name))
+                    con.unregister("incoming")
+                con.execute("COMMIT")
+            except Exception as exc:
+                con.execute("ROLLBACK")
+                if isinstance(exc, duckdb.Error):
+                    raise WarehouseError(f"replacing {label} failed: {exc}") from exc
+                raise
+
+    def append(self, table: str, frame: pl.DataFrame) -> None:
+        """Appends rows (creating the table from their schema if needed), in one transaction."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.register("incoming", frame.to_arrow())
+                con.execute(sql_text("warehouse/create_table_like_incoming", table=table))
+                con.execute(sql_text("warehouse/insert_incoming", table=table))
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+
+    def read_partitions(self, table: str, start: dt.date, end: dt.date) -> pl.DataFrame:
+        """Rows of ``table`` with ``start <= partition_date <= end`` (empty if no table)."""
+        if not self.table_exists(table):
+            return pl.DataFrame()
+        return self.query("warehouse/select_partition_range", table=table, start=start, end=end)

@@ -1,0 +1,138 @@
+"""The promotion gate: a candidate replaces the incumbent only on convincing evidence.
+
+A candidate passes when all of these hold (each failed rule becomes a reason):
+
+1. **Lower bound beats the incumbent.** The lower end of the headline estimator's
+   ``1 - alpha`` interval exceeds ``incumbent_value + margin * |incumbent_value|``.
+2. **Diagnostics.** The per-decision effective sample size fraction is at least
+   ``min_ess_fraction`` and no single episode carries more than ``max_weight_share`` of the
+   importance weight: the estimate rests on many logged decisions, not a few.
+3. **No contradiction.** Every ``confirm_with`` estimator's point estimate also exceeds the
+   incumbent's value: estimators built on different assumptions (model-based vs
+   importance-weighted) agree on the direction.
+
+Among passing candidates the one with the highest lower bound is promoted; otherwise the
+incumbent stays. The incumbent is the behaviour policy (valued on-policy from the logs) until
+a policy has been promoted, then the last promoted policy, re-evaluated on the same data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from offline_rl.ope.evaluate import PolicyEvaluation
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Thresholds of the promotion gate.
+
+    Attributes:
+        headline: Estimator whose interval decides (default doubly robust).
+        margin: Required relative improvement of the lower bound over the incumbent's value.
+        min_ess_fraction: Minimum per-decision effective sample size / logged decisions.
+        max_weight_share: Maximum share of total importance weight on one episode.
+        confirm_with: Estimators whose point estimates must also beat the incumbent.
+    """
+
+    headline: str = "dr"
+    margin: float = 0.02
+    min_ess_fraction: float = 0.02
+    max_weight_share: float = 0.05
+    confirm_with: tuple[str, ...] = ("dm", "snpdis")
+
+
+@dataclass(frozen=True)
+class Incumbent:
+    """What a candidate must beat."""
+
+    name: str
+    value: float
+    low: float
+    high: float
+    model_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class CandidateVerdict:
+    name: str
+    passed: bool
+    lower_bound: float
+    reasons: list[str]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The gate's outcome, with every number it used."""
+
+    promoted: bool
+    candidate: str | None
+    incumbent: Incumbent
+    reasons: list[str]
+    verdicts: list[CandidateVerdict] = field(default_factory=list)
+    config: GateConfig = field(default_factory=GateConfig)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "promoted": self.promoted,
+            "candidate": self.candidate,
+            "incumbent": asdict(self.incumbent),
+            "reasons": self.reasons,
+            "verdicts": [asdict(v) for v in self.verdicts],
+            "config": asdict(self.config),
+        }
+
+
+def judge(candidate: PolicyEvaluation, incumbent: Incumbent, cfg: GateConfig) -> CandidateVerdict:
+    """Applies the three rules to one candidate."""
+    reasons: list[str] = []
+    ok = True
+    if cfg.headline not in candidate.estimates:
+        return CandidateVerdict(candidate.name, False, float("nan"),
+                                [f"{candidate.name}: no {cfg.headline} estimate"])
+    head = candidate.estimates[cfg.headline]
+    bar = incumbent.value + cfg.margin * abs(incumbent.value)
+    if head.low > bar:
+        reasons.append(f"{candidate.name}: {cfg.headline} lower bound {head.low:.3f} > "
+                       f"incumbent {incumbent.value:.3f} + {cfg.margin:.0%} margin = {bar:.3f}")
+    else:
+        ok = False
+        reasons.append(f"{candidate.name}: {cfg.headline} lower bound {head.low:.3f} does not "
+                       f"exceed incumbent {incumbent.value:.3f} + {cfg.margin:.0%} margin "
+                       f"= {bar:.3f}")
+    diag = candidate.diagnostics
+    if diag.per_decision_ess_fraction < cfg.min_ess_fraction:
+        ok = False
+        reasons.append(f"{candidate.name}: per-decision ESS fraction "
+                       f"{diag.per_decision_ess_fraction:.4f} < {cfg.min_ess_fraction}")
+    if diag.max_weight_share > cfg.max_weight_share:
+        ok = False
+        reasons.append(f"{candidate.name}: one episode holds {diag.max_weight_share:.1%} of "
+                       f"the importance weight (> {cfg.max_weight_share:.0%})")
+    for name in cfg.confirm_with:
+        est = candidate.estimates.get(name)
+        if est is None:
+            continue
+        if est.value <= incumbent.value:
+            ok = False
+            reasons.append(f"{candidate.name}: {name} estimate {est.value:.3f} does not beat "
+                           f"the incumbent {incumbent.value:.3f} (estimators contradict)")
+    return CandidateVerdict(candidate.name, ok, head.low, reasons)
+
+
+def decide(
+    candidates: list[PolicyEvaluation], incumbent: Incumbent, cfg: GateConfig | None = None
+) -> Decision:
+    """Promotes the passing candidate with the highest lower bound, or keeps the incumbent."""
+    cfg = cfg or GateConfig()
+    verdicts = [judge(c, incumbent, cfg) for c in candidates]
+    passing = [v for v in verdicts if v.passed]
+    if not passing:
+        reasons = [f"kept incumbent {incumbent.name}: no candidate passed the gate"]
+        reasons += [r for v in verdicts for r in v.reasons]
+        return Decision(False, None, incumbent, reasons, verdicts, cfg)
+    best = max(passing, key=lambda v: v.lower_bound)
+    reasons = [f"promoted {best.name} over {incumbent.name}"] + best.reasons
+    reasons += [r for v in verdicts if v is not best for r in v.reasons]
+    return Decision(True, best.name, incumbent, reasons, verdicts, cfg)

@@ -1,0 +1,367 @@
+"""The nightly pipeline's stages as plain functions over a data home.
+
+The Dagster assets in ``assets/`` are thin wrappers around these, so the same code runs
+under Dagster, from the CLI and in tests. Each stage reads what the previous one wrote
+(warehouse tables and files under the data home) and replaces its own output for the
+partition it is given, so re-running a stage is idempotent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from offline_rl.algos.training import (
+    TrainedCandidate,
+    TrainingConfig,
+    load_candidate,
+    train_candidate,
+)
+from offline_rl.data.ingest import QUARANTINE_TABLE, PartitionLoad, read_partition
+from offline_rl.data.recommendation import (
+    DecisionArrays,
+    RecommendationSpec,
+    build_recommendation_transitions,
+    decision_arrays,
+    to_mdp_dataset,
+)
+from offline_rl.data.schemas import SourceSchema
+from offline_rl.data.warehouse import Warehouse
+from offline_rl.export.registry import ExportedPolicy, current_version, publish
+from offline_rl.ope.diagnostics import Diagnostics
+from offline_rl.ope.estimators import Estimate
+from offline_rl.ope.evaluate import (
+    OPEConfig,
+    PolicyEvaluation,
+    evaluate_behavior,
+    evaluate_policy,
+)
+from offline_rl.ope.gate import Decision, GateConfig, Incumbent, decide
+from offline_rl.paths import DataPaths
+
+log = logging.getLogger(__name__)
+
+DOMAIN = "recommendation"
+TRANSITIONS_TABLE = "recommendation_transitions"
+ESTIMATES_TABLE = "ope_estimates"
+REGISTRY_TABLE = "policy_registry"
+BEHAVIOR = "behavior"
+
+
+# ---------------------------------------------------------------- ingestion
+
+def ingest_partition(paths: DataPaths, schema: SourceSchema, day: dt.date) -> PartitionLoad:
+    """Loads one landing partition into ``raw_<dataset>`` and its rejects into quarantine."""
+    load = read_partition(paths.landing, schema, day)
+    Warehouse(paths.warehouse).replace_partition(
+        schema.table, load.rows, day=day,
+        extra={QUARANTINE_TABLE: (load.quarantine, {"source": schema.name, "day": day})},
+    )
+    return load
+
+
+# ---------------------------------------------------------------- transitions
+
+def build_transitions_partition(
+    paths: DataPaths, day: dt.date, spec: RecommendationSpec | None = None
+) -> pl.DataFrame:
+    """Builds the transitions of sessions starting on ``day`` and replaces that partition.
+
+    Reads ``raw_clickstream`` for ``day`` and the next day (if loaded) so sessions that
+    cross midnight are complete.
+    """
+    spec = spec or RecommendationSpec()
+    wh = Warehouse(paths.warehouse)
+    events = wh.read_partitions("raw_clickstream", day, day + dt.timedelta(days=1))
+    if events.is_empty():
+        raise ValueError(f"raw_clickstream has no rows for {day}; ingest that partition first")
+    last_loaded = events["partition_date"].max()
+    data_end = dt.datetime.combine(last_loaded + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    table = build_recommendation_transitions(
+        events.lazy(), spec, sessions_from=day, sessions_to=day, data_end=data_end
+    ).collect()
+    wh.replace_partition(TRANSITIONS_TABLE, table, day=day)
+    return table
+
+
+# ---------------------------------------------------------------- training window
+
+@dataclass(frozen=True)
+class WindowData:
+    """Transitions of the training window, split by episode into train and evaluation."""
+
+    start: dt.date
+    end: dt.date
+    train: DecisionArrays
+    evaluation: DecisionArrays
+    train_episodes: int
+    eval_episodes: int
+
+
+def split_episodes(frame: pl.DataFrame, eval_fraction: float, seed: int) -> pl.DataFrame:
+    """Adds ``is_eval``: a seeded, reproducible episode-level hold-out split."""
+    if not 0.0 < eval_fraction < 1.0:
+        raise ValueError("eval_fraction must lie in (0, 1)")
+    ids = frame.select(pl.col("episode_id").unique().sort())
+    rng = np.random.default_rng(seed)
+    flags = rng.random(ids.height) < eval_fraction
+    return frame.join(ids.with_columns(is_eval=pl.Series(flags)), on="episode_id", how="left")
+
+
+def load_window(
+    paths: DataPaths, day: dt.date, window_days: int, eval_fraction: float, seed: int,
+    spec: RecommendationSpec | None = None,
+) -> WindowData:
+    """The last ``window_days`` transition partitions up to ``day``, split for train/eval."""
+    spec = spec or RecommendationSpec()
+    start = day - dt.timedelta(days=window_days - 1)
+    frame = Warehouse(paths.warehouse).read_partitions(TRANSITIONS_TABLE, start, day)
+    if frame.is_empty():
+        raise ValueError(f"no recommendation transitions between {start} and {day}")
+    frame = split_episodes(frame, eval_fraction, seed)
+    train = frame.filter(~pl.col("is_eval"))
+    held = frame.filter(pl.col("is_eval"))
+    return WindowData(
+        start=start, end=day,
+        train=decision_arrays(train, spec.feature_columns),
+        evaluation=decision_arrays(held, spec.feature_columns),
+        train_episodes=train["episode_id"].n_unique(),
+        eval_episodes=held["episode_id"].n_unique(),
+    )
+
+
+def candidates_dir(paths: DataPaths, day: dt.date) -> Path:
+    return paths.models / DOMAIN / f"{day:%Y-%m-%d}"
+
+
+def train_candidates(
+    paths: DataPaths,
+    day: dt.date,
+    algorithms: list[str],
+    config: TrainingConfig,
+    *,
+    window_days: int,
+    eval_fraction: float,
+    spec: RecommendationSpec | None = None,
+    progress: Any = None,
+) -> tuple[WindowData, list[TrainedCandidate]]:
+    """Trains every algorithm on the window's training split; replaces the day's models."""
+    spec = spec or RecommendationSpec()
+    window = load_window(paths, day, window_days, eval_fraction, config.seed, spec)
+    dataset = to_mdp_dataset(window.train, spec.n_actions)
+    out = candidates_dir(paths, day)
+    if out.exists():
+        shutil.rmtree(out)
+    context = {
+        "domain": DOMAIN,
+        "data_window": {"start": str(window.start), "end": str(window.end), "days": window_days},
+        "split": {"eval_fraction": eval_fraction, "seed": config.seed,
+                  "train_episodes": window.train_episodes, "eval_episodes": window.eval_episodes},
+        "feature_schema": {"names": spec.feature_names},
+        "action_map": dict(enumerate(spec.categories)),
+        "spec": dataclasses.asdict(spec),
+    }
+    trained = [
+        train_candidate(name, dataset, config, out / name, context=context, progress=progress)
+        for name in algorithms
+    ]
+    return window, trained
+
+
+# ---------------------------------------------------------------- evaluation
+
+def incumbent_record(paths: DataPaths, day: dt.date) -> dict[str, Any] | None:
+    """The last promotion before ``day`` (the policy in production), if any."""
+    wh = Warehouse(paths.warehouse)
+    if not wh.table_exists(REGISTRY_TABLE):
+        return None
+    rows = wh.query("registry/select_incumbent", domain=DOMAIN, day=day)
+    return rows.row(0, named=True) if rows.height else None
+
+
+def evaluate_candidates(
+    paths: DataPaths, day: dt.date, ope: OPEConfig, spec: RecommendationSpec | None = None
+) -> tuple[Estimate, list[PolicyEvaluation]]:
+    """OPE of the day's candidates (and of the incumbent) on the held-out episodes.
+
+    The window and the train/evaluation split are those recorded by training, so every
+    policy is evaluated on episodes none of the day's candidates was trained on. Writes every
+    estimate to ``ope_estimates`` (replacing the day's rows) and returns the behaviour
+    policy's on-policy estimate and the evaluations.
+    """
+    spec = spec or RecommendationSpec()
+    root = candidates_dir(paths, day)
+    names = sorted(p.name for p in root.iterdir() if (p / "model.d3").is_file()) if root.is_dir() \
+        else []
+    if not names:
+        raise ValueError(f"no trained candidates in {root}; run training first")
+    trained = json.loads((root / names[0] / "training.json").read_text())
+    window = load_window(paths, day, int(trained["data_window"]["days"]),
+                         float(trained["split"]["eval_fraction"]), int(trained["split"]["seed"]),
+                         spec)
+    data = window.evaluation
+    dataset = to_mdp_dataset(data, spec.n_actions)
+    behavior = evaluate_behavior(data, ope)
+    policies: list[tuple[str, Path]] = [(n, root / n) for n in names]
+    inc = incumbent_record(paths, day)
+    if inc is not None and inc.get("model_dir") and Path(inc["model_dir"]).is_dir():
+        policies.append((f"incumbent:{inc['candidate']}@{inc['partition_date']}",
+                         Path(inc["model_dir"])))
+    evaluations = [
+        evaluate_policy(name, load_candidate(directory), data, dataset, ope)
+        for name, directory in policies
+    ]
+    rows = [
+        {"policy": BEHAVIOR, "estimator": "on_policy", **behavior.as_dict(), "details": "{}"}
+    ]
+    for ev in evaluations:
+        details = json.dumps({"diagnostics": ev.diagnostics.as_dict(),
+                              "disagreement": ev.disagreement, **ev.extra})
+        rows += [{"policy": ev.name, "estimator": k, **e.as_dict(), "details": details}
+                 for k, e in ev.estimates.items()]
+    frame = pl.DataFrame(rows).with_columns(
+        domain=pl.lit(DOMAIN), partition_date=pl.lit(day, dtype=pl.Date),
+        eval_episodes=pl.lit(window.eval_episodes), eval_decisions=pl.lit(len(data.actions)),
+    ).select("domain", "partition_date", "policy", "estimator", "value", "low", "high", "stderr",
+             "eval_episodes", "eval_decisions", "details")
+    Warehouse(paths.warehouse).replace(
+        [(ESTIMATES_TABLE, frame, "registry/delete_estimates", {"domain": DOMAIN, "day": day})],
+        label=f"{ESTIMATES_TABLE} {DOMAIN} {day}",
+    )
+    return behavior, evaluations
+
+
+def read_evaluations(paths: DataPaths, day: dt.date) -> tuple[Estimate, list[PolicyEvaluation]]:
+    """Rebuilds the day's evaluations from ``ope_estimates``."""
+    frame = Warehouse(paths.warehouse).query("registry/select_estimates", domain=DOMAIN, day=day)
+    if frame.is_empty():
+        raise ValueError(f"no OPE estimates for {DOMAIN} on {day}; run evaluation first")
+    behavior_row = frame.filter(pl.col("policy") == BEHAVIOR).row(0, named=True)
+    behavior = Estimate(BEHAVIOR, behavior_row["value"], behavior_row["low"],
+                        behavior_row["high"], behavior_row["stderr"])
+    evaluations = []
+    for (policy,), part in frame.filter(pl.col("policy") != BEHAVIOR).group_by(
+            "policy", maintain_order=True):
+        details = json.loads(part["details"][0])
+        estimates = {r["estimator"]: Estimate(r["estimator"], r["value"], r["low"], r["high"],
+                                              r["stderr"]) for r in part.iter_rows(named=True)}
+        evaluations.append(PolicyEvaluation(
+            name=str(policy), estimates=estimates,
+            diagnostics=Diagnostics(**details["diagnostics"]),
+            disagreement=details["disagreement"],
+            extra={k: v for k, v in details.items() if k not in ("diagnostics", "disagreement")},
+        ))
+    return behavior, evaluations
+
+
+# ---------------------------------------------------------------- promotion
+
+@dataclass(frozen=True)
+class PromotionResult:
+    decision: Decision
+    behavior: Estimate
+    evaluations: list[PolicyEvaluation] = field(default_factory=list)
+
+
+def promote(paths: DataPaths, day: dt.date, gate: GateConfig) -> PromotionResult:
+    """Runs the gate on the day's evaluations and records the decision in the registry."""
+    behavior, evaluations = read_evaluations(paths, day)
+    incumbents = [e for e in evaluations if e.name.startswith("incumbent:")]
+    candidates = [e for e in evaluations if not e.name.startswith("incumbent:")]
+    inc_row = incumbent_record(paths, day)
+    if incumbents and inc_row is not None:
+        head = incumbents[0].estimates[gate.headline]
+        incumbent = Incumbent(incumbents[0].name, head.value, head.low, head.high,
+                              inc_row["model_dir"])
+    else:
+        incumbent = Incumbent(BEHAVIOR, behavior.value, behavior.low, behavior.high, None)
+    decision = decide(candidates, incumbent, gate)
+    chosen = next((e for e in candidates if e.name == decision.candidate), None)
+    model_dir = str(candidates_dir(paths, day) / decision.candidate) if decision.candidate else None
+    algorithm = None
+    if model_dir:
+        algorithm = json.loads((Path(model_dir) / "training.json").read_text())["algorithm"]
+    head = chosen.estimates[gate.headline] if chosen else None
+    row = pl.DataFrame([{
+        "domain": DOMAIN,
+        "partition_date": day,
+        "decided_at": dt.datetime.now(dt.UTC),
+        "promoted": decision.promoted,
+        "candidate": decision.candidate,
+        "algorithm": algorithm,
+        "incumbent": incumbent.name,
+        "incumbent_value": incumbent.value,
+        "headline_estimator": gate.headline,
+        "headline_value": head.value if head else None,
+        "headline_low": head.low if head else None,
+        "headline_high": head.high if head else None,
+        "reasons": json.dumps(decision.reasons),
+        "evidence": json.dumps(decision.as_dict(), default=str),
+        "model_dir": model_dir,
+        "export_version": None,
+    }], schema_overrides={"candidate": pl.String, "algorithm": pl.String,
+                          "headline_value": pl.Float64, "headline_low": pl.Float64,
+                          "headline_high": pl.Float64, "model_dir": pl.String,
+                          "export_version": pl.String})
+    Warehouse(paths.warehouse).replace(
+        [(REGISTRY_TABLE, row, "registry/delete_decision", {"domain": DOMAIN, "day": day})],
+        label=f"{REGISTRY_TABLE} {DOMAIN} {day}",
+    )
+    return PromotionResult(decision, behavior, evaluations)
+
+
+def read_decision(paths: DataPaths, day: dt.date) -> dict[str, Any]:
+    rows = Warehouse(paths.warehouse).query("registry/select_decision", domain=DOMAIN, day=day)
+    if rows.is_empty():
+        raise ValueError(f"no gate decision for {DOMAIN} on {day}; run promotion first")
+    return rows.row(0, named=True)
+
+
+# ---------------------------------------------------------------- export
+
+def export_promoted(paths: DataPaths, day: dt.date) -> ExportedPolicy | None:
+    """Publishes the day's promoted policy (None if the gate kept the incumbent).
+
+    Idempotent: if ``latest`` already holds this day's decision, nothing new is written.
+    """
+    decision = read_decision(paths, day)
+    if not decision["promoted"]:
+        return None
+    domain_root = paths.exports / DOMAIN
+    current = current_version(domain_root)
+    if current is not None:
+        manifest = json.loads((domain_root / current / "manifest.json").read_text())
+        if manifest.get("decision", {}).get("partition_date") == str(day) and \
+                manifest.get("candidate") == decision["candidate"]:
+            return ExportedPolicy(current, domain_root / current, manifest)
+    model_dir = Path(decision["model_dir"])
+    training = json.loads((model_dir / "training.json").read_text())
+    behavior, evaluations = read_evaluations(paths, day)
+    chosen = next(e for e in evaluations if e.name == decision["candidate"])
+    manifest = {
+        "candidate": decision["candidate"],
+        "algorithm": training["algorithm"],
+        "data_window": training["data_window"],
+        "feature_schema": training["feature_schema"],
+        "action_map": training["action_map"],
+        "estimates": {k: v.as_dict() for k, v in chosen.estimates.items()},
+        "behavior_estimate": behavior.as_dict(),
+        "decision": {"partition_date": str(day), "reasons": json.loads(decision["reasons"]),
+                     "incumbent": decision["incumbent"]},
+        "training": {"seed": training["training_config"]["seed"],
+                     "config": training["training_config"], "device": training["device"]},
+        "created_at": dt.datetime.now(dt.UTC).isoformat(),
+    }
+    exported = publish(paths.exports, DOMAIN, model_dir / "policy.pt", manifest)
+    Warehouse(paths.warehouse).execute("registry/set_export_version", domain=DOMAIN, day=day,
+                                       version=exported.version)
+    return exported

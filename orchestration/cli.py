@@ -1,0 +1,198 @@
+"""The installed ``offline-rl`` console script: the library's commands plus ``demo``.
+
+``demo`` simulates logs, runs the nightly job in-process through Dagster (with the instance
+in ``$DAGSTER_HOME``, default ``<data home>/dagster``, so ``make ui`` shows the runs), and
+prints what was trained, estimated, decided and exported next to the simulator's truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from offline_rl.cli import _date, _positive, build_parser, paths_from, run
+from offline_rl.paths import DataPaths
+
+
+def _instance(paths: DataPaths) -> Any:
+    import dagster as dg
+
+    os.environ.setdefault("DAGSTER_HOME", str(paths.dagster_home))
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    return dg.DagsterInstance.get()
+
+
+def run_job(name: str, day: dt.date, run_config: dict[str, Any], instance: Any) -> None:
+    """Executes job ``name`` for partition ``day`` in this process; raises if a step fails."""
+    from orchestration.definitions import defs
+
+    job = defs.resolve_job_def(name)
+    result = job.execute_in_process(partition_key=day.isoformat(), run_config=run_config,
+                                    instance=instance, raise_on_error=True)
+    if not result.success:
+        raise RuntimeError(f"job {name} failed for {day}")
+
+
+def nightly_run_config(*, n_steps: int, seed: int, fqe_steps: int, n_bootstrap: int,
+                       device: str) -> dict[str, Any]:
+    return {"ops": {
+        "recommendation_candidates": {"config": {"n_steps": n_steps, "seed": seed,
+                                                 "device": device}},
+        "recommendation_ope": {"config": {"fqe_steps": fqe_steps, "seed": seed,
+                                          "n_bootstrap": n_bootstrap, "device": device}},
+    }}
+
+
+def truth_summary(paths: DataPaths, day: dt.date, scenario: str, seed: int,
+                  episodes: int) -> dict[str, Any]:
+    """Per-candidate estimates next to simulator truth, in the demo_summary.json layout."""
+    from offline_rl.algos.training import load_candidate
+    from offline_rl.pipeline import DOMAIN, candidates_dir, read_decision, read_evaluations
+    from offline_rl.simulator.truth import policy_value
+
+    behavior_est, evaluations = read_evaluations(paths, day)
+    decision = read_decision(paths, day)
+    behavior_true = policy_value(DOMAIN, "behavior", scenario=scenario, episodes=episodes,
+                                 seed=seed)
+    candidates = []
+    for ev in evaluations:
+        if ev.name.startswith("incumbent:"):
+            continue
+        directory = candidates_dir(paths, day) / ev.name
+        algo = load_candidate(directory)
+        truth = policy_value(DOMAIN, algo.predict, scenario=scenario, episodes=episodes,
+                             seed=seed)
+        training = json.loads((directory / "training.json").read_text())
+        candidates.append({
+            "name": ev.name,
+            "algorithm": training["algorithm"],
+            "true_value": truth.mean,
+            "true_value_stderr": truth.stderr,
+            "estimates": {k: {"value": e.value, "low": e.low, "high": e.high}
+                          for k, e in ev.estimates.items()},
+            "diagnostics": ev.diagnostics.as_dict(),
+        })
+    promoted_true = next((c["true_value"] for c in candidates
+                          if c["name"] == decision["candidate"]), None)
+    export = None
+    if decision["export_version"]:
+        export = str(paths.exports / DOMAIN / decision["export_version"])
+    return {DOMAIN: {
+        "behavior_true_value": behavior_true.mean,
+        "behavior_true_value_stderr": behavior_true.stderr,
+        "behavior_logged_value": behavior_est.as_dict(),
+        "candidates": candidates,
+        "decision": {"promoted": bool(decision["promoted"]), "candidate": decision["candidate"],
+                     "reasons": json.loads(decision["reasons"])},
+        "promoted_true_value": promoted_true,
+        "export": export,
+    }}
+
+
+def print_summary(summary: dict[str, Any], wall: float) -> None:
+    for domain, d in summary["domains"].items():
+        print(f"\n== {domain} (seed {summary['seed']}) ==")
+        b = d["behavior_logged_value"]
+        print(f"behaviour policy: true value {d['behavior_true_value']:.3f}   logged on-policy "
+              f"{b['value']:.3f} [{b['low']:.3f}, {b['high']:.3f}]")
+        print(f"{'candidate':<12} {'algorithm':<12} {'true':>7}   "
+              f"{'estimator':<7} {'estimate':>8} {'95% interval':>20}")
+        for c in d["candidates"]:
+            first = True
+            for name in ("dm", "snpdis", "dr"):
+                if name not in c["estimates"]:
+                    continue
+                e = c["estimates"][name]
+                head = (f"{c['name']:<12} {c['algorithm']:<12} {c['true_value']:>7.3f}" if first
+                        else " " * 34)
+                print(f"{head}   {name:<7} {e['value']:>8.3f} "
+                      f"[{e['low']:>8.3f}, {e['high']:>8.3f}]")
+                first = False
+        dec = d["decision"]
+        print("decision: " + (f"PROMOTED {dec['candidate']}" if dec["promoted"]
+                              else "kept the incumbent"))
+        for r in dec["reasons"]:
+            print(f"  - {r}")
+        if d["promoted_true_value"] is not None:
+            uplift = d["promoted_true_value"] / d["behavior_true_value"] - 1.0
+            print(f"promoted policy true value {d['promoted_true_value']:.3f} vs behaviour "
+                  f"{d['behavior_true_value']:.3f} ({uplift:+.1%})")
+        print(f"export: {d['export'] or '(none)'}")
+    print(f"\nwall time {wall:.0f} s")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from offline_rl.simulator.logs import write_landing
+    from offline_rl.simulator.truth import write_simulation_manifest
+
+    started = time.perf_counter()
+    paths = paths_from(args)
+    days = [args.start + dt.timedelta(days=i) for i in range(args.days)]
+    print(f"data home: {paths.home}")
+    print(f"[1/4] simulating {args.days} day(s) of logs from {args.start} (seed {args.seed}) ...")
+    summary = write_landing(paths.home, days=args.days, start=args.start, seed=args.seed,
+                            events_per_day=args.events_per_day, scenario=args.scenario)
+    write_simulation_manifest(paths.simulation_manifest, {
+        "scenario": args.scenario, "seed": args.seed, "start": args.start, "days": args.days,
+        "events_per_day": args.events_per_day})
+    print(f"      {sum(summary.rows.values()):,} rows in {summary.files} files")
+    instance = _instance(paths)
+    print(f"[2/4] ingesting {len(days)} partition(s) and building transitions (Dagster) ...")
+    for day in days:
+        run_job("ingest", day, {}, instance)
+    for day in days[:-1]:
+        run_job("transitions", day, {}, instance)
+    print(f"[3/4] nightly job for {days[-1]}: train, evaluate, gate, export ...")
+    run_job("nightly", days[-1], nightly_run_config(
+        n_steps=args.n_steps, seed=args.seed, fqe_steps=args.fqe_steps,
+        n_bootstrap=args.n_bootstrap, device=args.device), instance)
+    print(f"[4/4] simulator truth ({args.truth_episodes} rollouts per policy) ...")
+    result = {"seed": args.seed, "scenario": args.scenario, "partition": days[-1].isoformat(),
+              "domains": truth_summary(paths, days[-1], args.scenario, args.seed,
+                                       args.truth_episodes)}
+    wall = time.perf_counter() - started
+    result["wall_seconds"] = round(wall, 1)
+    out = paths.reports / "demo_summary.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
+    print_summary(result, wall)
+    print(f"summary: {out}")
+    return 0
+
+
+def build_full_parser() -> argparse.ArgumentParser:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    p = sub.add_parser("demo", help="simulate logs and run the whole nightly pipeline via Dagster")
+    p.add_argument("--days", type=_positive, default=7, help="days of logs (default 7)")
+    p.add_argument("--start", type=_date, default=dt.date(2026, 10, 1),
+                   help="first day (default 2026-10-01)")
+    p.add_argument("--seed", type=int, default=0, help="seed of logs, training and OPE")
+    p.add_argument("--events-per-day", type=_positive, default=40_000,
+                   help="approximate clickstream events per day (default 40000)")
+    p.add_argument("--scenario", default="default", help="simulator scenario")
+    p.add_argument("--n-steps", type=_positive, default=4000,
+                   help="training steps per candidate (default 4000)")
+    p.add_argument("--fqe-steps", type=_positive, default=3000,
+                   help="FQE steps per candidate (default 3000)")
+    p.add_argument("--n-bootstrap", type=_positive, default=500,
+                   help="bootstrap resamples (default 500)")
+    p.add_argument("--truth-episodes", type=_positive, default=20_000,
+                   help="simulator rollouts per policy for the true values (default 20000)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda:N")
+    p.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_full_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+DELETE FROM {{table}} WHERE domain = $domain AND partition_date = $day

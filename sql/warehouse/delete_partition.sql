@@ -1,0 +1,1 @@
+DELETE FROM {{table}} WHERE partition_date = $day

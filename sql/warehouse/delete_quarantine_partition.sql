@@ -1,0 +1,1 @@
+DELETE FROM {{table}} WHERE source = $source AND partition_date = $day
