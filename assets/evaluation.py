@@ -1,6 +1,5 @@
 """Off-policy evaluation of the day's candidates on held-out logged episodes."""
 
-from __future__ import annotations
 
 import dagster as dg
 from pydantic import Field

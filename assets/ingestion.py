@@ -1,6 +1,5 @@
 """Raw tables: one daily-partitioned asset per landing dataset, with its data contract."""
 
-from __future__ import annotations
 
 import dagster as dg
 

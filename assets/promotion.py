@@ -1,6 +1,5 @@
 """The promotion gate (a blocking check) and the nightly export of the promoted policy."""
 
-from __future__ import annotations
 
 import json
 

@@ -1,6 +1,5 @@
 """Offline candidates trained with d3rlpy on the rolling window."""
 
-from __future__ import annotations
 
 import dataclasses
 

@@ -1,6 +1,5 @@
 """Transition datasets built from the raw tables with polars."""
 
-from __future__ import annotations
 
 import dagster as dg
 import polars as pl
@@ -8,7 +7,7 @@ import polars as pl
 from offline_rl.data.recommendation import RecommendationSpec
 from offline_rl.pipeline import TRANSITIONS_TABLE, build_transitions_partition
 from offline_rl.report import markdown_table
-from orchestration.partitions import daily, partition_day, same_and_next_day
+from orchestration.partitions import daily, partition_day, session_days
 from orchestration.resources import DataHome
 
 _KEY = dg.AssetKey(TRANSITIONS_TABLE)
@@ -21,7 +20,7 @@ _KEY = dg.AssetKey(TRANSITIONS_TABLE)
     kinds={"polars", "duckdb"},
     owners=["team:ml-platform"],
     tags={"domain": "recommendation"},
-    deps=[dg.AssetDep("raw_clickstream", partition_mapping=same_and_next_day)],
+    deps=[dg.AssetDep("raw_clickstream", partition_mapping=session_days)],
     check_specs=[
         dg.AssetCheckSpec("episodes_well_formed", asset=_KEY, blocking=True,
                           description="Each session ends in exactly one terminal or timeout."),

@@ -76,13 +76,15 @@ def build_transitions_partition(
 ) -> pl.DataFrame:
     """Builds the transitions of sessions starting on ``day`` and replaces that partition.
 
-    Reads ``raw_clickstream`` for ``day`` and the next day (if loaded) so sessions that
-    cross midnight are complete.
+    Reads ``raw_clickstream`` for the day before (to recognise sessions that started before
+    midnight and belong to the previous day), the day itself, and the next day (if loaded,
+    so sessions that cross midnight are complete).
     """
     spec = spec or RecommendationSpec()
     wh = Warehouse(paths.warehouse)
-    events = wh.read_partitions("raw_clickstream", day, day + dt.timedelta(days=1))
-    if events.is_empty():
+    events = wh.read_partitions("raw_clickstream", day - dt.timedelta(days=1),
+                                day + dt.timedelta(days=1))
+    if events.filter(pl.col("partition_date") == day).is_empty():
         raise ValueError(f"raw_clickstream has no rows for {day}; ingest that partition first")
     last_loaded = events["partition_date"].max()
     data_end = dt.datetime.combine(last_loaded + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
@@ -342,6 +344,8 @@ def export_promoted(paths: DataPaths, day: dt.date) -> ExportedPolicy | None:
         manifest = json.loads((domain_root / current / "manifest.json").read_text())
         if manifest.get("decision", {}).get("partition_date") == str(day) and \
                 manifest.get("candidate") == decision["candidate"]:
+            Warehouse(paths.warehouse).execute("registry/set_export_version", domain=DOMAIN,
+                                               day=day, version=current)
             return ExportedPolicy(current, domain_root / current, manifest)
     model_dir = Path(decision["model_dir"])
     training = json.loads((model_dir / "training.json").read_text())

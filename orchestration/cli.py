@@ -24,15 +24,22 @@ def _instance(paths: DataPaths) -> Any:
     import dagster as dg
 
     os.environ.setdefault("DAGSTER_HOME", str(paths.dagster_home))
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():  # a local instance for the demo and `make ui`: no telemetry
+        config.write_text("telemetry:\n  enabled: false\n")
     return dg.DagsterInstance.get()
 
 
-def run_job(name: str, day: dt.date, run_config: dict[str, Any], instance: Any) -> None:
+def run_job(name: str, day: dt.date, run_config: dict[str, Any], instance: Any,
+            verbose: bool = False) -> None:
     """Executes job ``name`` for partition ``day`` in this process; raises if a step fails."""
     from orchestration.definitions import defs
 
     job = defs.resolve_job_def(name)
+    level = "DEBUG" if verbose else "WARNING"
+    run_config = {**run_config, "loggers": {"console": {"config": {"log_level": level}}}}
     result = job.execute_in_process(partition_key=day.isoformat(), run_config=run_config,
                                     instance=instance, raise_on_error=True)
     if not result.success:
@@ -145,13 +152,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     instance = _instance(paths)
     print(f"[2/4] ingesting {len(days)} partition(s) and building transitions (Dagster) ...")
     for day in days:
-        run_job("ingest", day, {}, instance)
+        run_job("ingest", day, {}, instance, args.verbose)
     for day in days[:-1]:
-        run_job("transitions", day, {}, instance)
+        run_job("transitions", day, {}, instance, args.verbose)
     print(f"[3/4] nightly job for {days[-1]}: train, evaluate, gate, export ...")
     run_job("nightly", days[-1], nightly_run_config(
         n_steps=args.n_steps, seed=args.seed, fqe_steps=args.fqe_steps,
-        n_bootstrap=args.n_bootstrap, device=args.device), instance)
+        n_bootstrap=args.n_bootstrap, device=args.device), instance, args.verbose)
     print(f"[4/4] simulator truth ({args.truth_episodes} rollouts per policy) ...")
     result = {"seed": args.seed, "scenario": args.scenario, "partition": days[-1].isoformat(),
               "domains": truth_summary(paths, days[-1], args.scenario, args.seed,

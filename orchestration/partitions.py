@@ -15,10 +15,11 @@ TRAINING_WINDOW_DAYS = 7
 
 training_window = dg.TimeWindowPartitionMapping(start_offset=-(TRAINING_WINDOW_DAYS - 1),
                                                 end_offset=0)
-same_and_next_day = dg.TimeWindowPartitionMapping(
-    start_offset=0, end_offset=1, allow_nonexistent_upstream_partitions=True
+session_days = dg.TimeWindowPartitionMapping(
+    start_offset=-1, end_offset=1, allow_nonexistent_upstream_partitions=True
 )
-"""Sessions that start on a day may end after midnight: read the next day's raw events too."""
+"""A day's sessions: the day before tells which sessions began earlier, the day after holds the
+ends of sessions that cross midnight."""
 
 
 def partition_day(context: dg.AssetExecutionContext) -> dt.date:

@@ -23,6 +23,7 @@ import torch
 from d3rlpy.logging import NoopAdapterFactory
 from d3rlpy.models.encoders import VectorEncoderFactory
 from d3rlpy.optimizers import AdamFactory
+from d3rlpy.preprocessing import MultiplyRewardScaler
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,10 @@ class TrainingConfig:
         cql_alpha: Weight of the conservative penalty of DiscreteCQL.
         bcq_action_flexibility: DiscreteBCQ's threshold on the behaviour model's relative
             probability for an action to be considered.
+        reward_scale: Multiplier applied to rewards in the training targets; ``None`` picks
+            ``1 / p99(|reward|)`` from the data. d3rlpy's Q-functions use a Huber loss, which
+            pulls Q towards the median when rewards are heavy-tailed (mostly 0, sometimes a
+            large purchase margin); scaling keeps TD errors in the quadratic region.
         seed: Seed of numpy, torch and d3rlpy for this run.
         device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"`` or ``"cuda:N"``.
     """
@@ -55,6 +60,7 @@ class TrainingConfig:
     target_update_interval: int = 500
     cql_alpha: float = 0.5
     bcq_action_flexibility: float = 0.3
+    reward_scale: float | None = None
     seed: int = 0
     device: str = "auto"
 
@@ -68,6 +74,18 @@ def select_device(requested: str = "auto") -> str:
     if requested != "cpu" and not requested.startswith("cuda"):
         raise ValueError(f"unknown device {requested!r}; use auto, cpu or cuda:N")
     return requested
+
+
+def auto_reward_scale(rewards: np.ndarray) -> float:
+    """``1 / p99(|r|)`` over non-zero rewards (1.0 when every reward is zero)."""
+    nonzero = np.abs(rewards[rewards != 0])
+    if nonzero.size == 0:
+        return 1.0
+    return float(1.0 / max(np.quantile(nonzero, 0.99), 1e-8))
+
+
+def _scaler(cfg: TrainingConfig) -> MultiplyRewardScaler | None:
+    return MultiplyRewardScaler(cfg.reward_scale) if cfg.reward_scale else None
 
 
 def _encoder(cfg: TrainingConfig) -> VectorEncoderFactory:
@@ -85,6 +103,7 @@ def _dqn(cfg: TrainingConfig) -> d3rlpy.base.LearnableConfig:
     return d3rlpy.algos.DQNConfig(
         batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, gamma=cfg.gamma,
         target_update_interval=cfg.target_update_interval, encoder_factory=_encoder(cfg),
+        reward_scaler=_scaler(cfg),
     )
 
 
@@ -92,6 +111,7 @@ def _double_dqn(cfg: TrainingConfig) -> d3rlpy.base.LearnableConfig:
     return d3rlpy.algos.DoubleDQNConfig(
         batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, gamma=cfg.gamma,
         target_update_interval=cfg.target_update_interval, encoder_factory=_encoder(cfg),
+        reward_scaler=_scaler(cfg),
     )
 
 
@@ -99,7 +119,7 @@ def _cql(cfg: TrainingConfig) -> d3rlpy.base.LearnableConfig:
     return d3rlpy.algos.DiscreteCQLConfig(
         batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, gamma=cfg.gamma,
         target_update_interval=cfg.target_update_interval, alpha=cfg.cql_alpha,
-        encoder_factory=_encoder(cfg),
+        encoder_factory=_encoder(cfg), reward_scaler=_scaler(cfg),
     )
 
 
@@ -108,6 +128,7 @@ def _bcq(cfg: TrainingConfig) -> d3rlpy.base.LearnableConfig:
         batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, gamma=cfg.gamma,
         target_update_interval=cfg.target_update_interval,
         action_flexibility=cfg.bcq_action_flexibility, encoder_factory=_encoder(cfg),
+        reward_scaler=_scaler(cfg),
     )
 
 
@@ -172,6 +193,8 @@ def train_candidate(
         raise ValueError(f"unknown algorithm {name!r}; choose from {', '.join(ALGORITHMS)}")
     algorithm, factory = ALGORITHMS[name]
     device = select_device(config.device)
+    if config.reward_scale is None:
+        config = dataclasses.replace(config, reward_scale=auto_reward_scale(_rewards(dataset)))
     seed_everything(config.seed)
     algo = factory(config).create(device=device)
     out_dir = Path(out_dir)
@@ -214,6 +237,10 @@ def train_candidate(
     log.info("trained %s (%s) on %s in %.1fs", name, algorithm, device, seconds)
     return TrainedCandidate(name=name, algorithm=algorithm, directory=out_dir, device=device,
                             seconds=seconds, learning_curve=curve)
+
+
+def _rewards(dataset: Any) -> np.ndarray:
+    return np.concatenate([np.asarray(e.rewards).reshape(-1) for e in dataset.episodes])
 
 
 def load_candidate(directory: Path) -> Any:

@@ -89,6 +89,213 @@ CLICKSTREAM = SourceSchema(
     ),
 )
 
-SOURCES: dict[str, SourceSchema] = {s.name: s for s in (CLICKSTREAM,)}
+CART = SourceSchema(
+    name="cart",
+    source="cart",
+    doc="Cart-page events: visits, the incentive decision at each visit, checkouts, abandons.",
+    key="event_id",
+    time_column="event_ts",
+    probability_column="behavior_prob",
+    columns=(
+        Column("event_id", pl.String(), "Unique event id.", nullable=False),
+        Column("event_ts", TS, "Event time (UTC).", nullable=False),
+        Column("event_type", pl.String(), "visit | offer | checkout | abandon.", nullable=False),
+        Column("cart_id", pl.String(), "Cart id (one cart is one episode).", nullable=False),
+        Column("user_id", pl.String(), "User id.", nullable=False),
+        Column("user_segment", pl.Int32(), "CRM segment of the user (0-based).", nullable=False),
+        Column("device", pl.String(), "mobile | desktop.", nullable=False),
+        Column("visit", pl.Int32(), "Cart-page visit index within the cart (0-based).",
+               nullable=False),
+        Column("cart_value", pl.Float64(), "Merchandise value of the cart at the visit.",
+               nullable=False),
+        Column("n_items", pl.Int32(), "Items in the cart at the visit.", nullable=False),
+        Column("action", pl.Int32(), "Offers: the incentive shown (0 none, 1 coupon 5%, "
+               "2 coupon 15%, 3 free shipping); every visit logs one offer decision."),
+        Column("offer", pl.String(), "Offers: none | coupon_5 | coupon_15 | free_shipping."),
+        Column("behavior_prob", pl.Float64(),
+               "Offers: probability the logging policy gave to the action shown."),
+        Column("ref_event_id", pl.String(),
+               "Checkouts and abandons: the offer event of the visit they end."),
+        Column("revenue", pl.Float64(),
+               "Checkouts: amount paid (value minus discount plus shipping fee unless waived)."),
+        Column("margin", pl.Float64(),
+               "Checkouts: merchandise margin (price minus unit cost) before the incentive."),
+        Column("incentive_cost", pl.Float64(), "Checkouts: cost of the incentive (discount or "
+               "absorbed shipping); the reward is margin minus incentive_cost."),
+    ),
+)
+
+_SKU_COLUMNS = (
+    Column("sku_id", pl.String(), "Stock-keeping unit: item at a location.", nullable=False),
+    Column("item_id", pl.Int64(), "Catalogue item.", nullable=False),
+    Column("location_id", pl.Int32(), "Warehouse / store of the SKU.", nullable=False),
+    Column("category_id", pl.Int32(), "Category of the item.", nullable=False),
+    Column("episode_id", pl.String(), "Replenishment planning episode (SKU and start day).",
+           nullable=False),
+    Column("day_index", pl.Int32(), "Day within the episode (0-based).", nullable=False),
+)
+
+INVENTORY_SNAPSHOTS = SourceSchema(
+    name="inventory_snapshots",
+    source="inventory",
+    doc="End-of-day stock snapshot per SKU: stock, arrivals, demand, sales and daily costs.",
+    key="snapshot_id",
+    time_column="snapshot_ts",
+    columns=(
+        Column("snapshot_id", pl.String(), "Unique snapshot id.", nullable=False),
+        Column("snapshot_ts", TS, "Snapshot time (UTC), at the end of the day.",
+               nullable=False),
+        *_SKU_COLUMNS,
+        Column("stock_start", pl.Int64(), "Units on hand at the opening, after arrivals.",
+               nullable=False),
+        Column("arrivals", pl.Int64(), "Units received at the opening.", nullable=False),
+        Column("on_order", pl.Int64(), "Units ordered and not yet received (after today's "
+               "order).", nullable=False),
+        Column("demand", pl.Int64(), "Units customers wanted.", nullable=False),
+        Column("sales", pl.Int64(), "Units sold (demand capped by stock).", nullable=False),
+        Column("lost_sales", pl.Int64(), "Demand not served for lack of stock.", nullable=False),
+        Column("stock_end", pl.Int64(), "Units on hand at the close.", nullable=False),
+        Column("capacity", pl.Int64(), "Storage capacity of the SKU (on hand plus on order).",
+               nullable=False),
+        Column("unit_price", pl.Float64(), "Selling price.", nullable=False),
+        Column("unit_cost", pl.Float64(), "Purchase cost per unit.", nullable=False),
+        Column("sales_margin", pl.Float64(), "sales * (unit_price - unit_cost).", nullable=False),
+        Column("holding_cost", pl.Float64(), "Cost of holding stock_end overnight.",
+               nullable=False),
+        Column("stockout_cost", pl.Float64(), "Penalty for lost_sales (lost goodwill).",
+               nullable=False),
+    ),
+)
+
+INVENTORY_ORDERS = SourceSchema(
+    name="inventory_orders",
+    source="inventory",
+    doc="Daily replenishment decision per SKU (an order of 0 units is logged too).",
+    key="order_id",
+    time_column="order_ts",
+    probability_column="behavior_prob",
+    columns=(
+        Column("order_id", pl.String(), "Unique decision id.", nullable=False),
+        Column("order_ts", TS, "Decision time (UTC), in the morning before sales.",
+               nullable=False),
+        *_SKU_COLUMNS,
+        Column("action", pl.Int32(), "Order-size action: index into order_multiple's choices.",
+               nullable=False),
+        Column("order_multiple", pl.Float64(), "Order size in weeks of trailing mean demand.",
+               nullable=False),
+        Column("quantity", pl.Int64(), "Units ordered.", nullable=False),
+        Column("behavior_prob", pl.Float64(),
+               "Probability the logging policy gave to the action.", nullable=False),
+        Column("action_mask", pl.Int32(), "Allowed actions as a bitmask: bit a is set when "
+               "action a fits the capacity (action 0 always).", nullable=False),
+        Column("demand_7d_mean", pl.Float64(), "Mean daily demand over the last 7 days.",
+               nullable=False),
+        Column("stock_on_hand", pl.Int64(), "Units on hand at the decision.", nullable=False),
+        Column("inventory_position", pl.Int64(), "On hand plus on order before this order.",
+               nullable=False),
+        Column("capacity", pl.Int64(), "Storage capacity of the SKU.", nullable=False),
+        Column("lead_time_days", pl.Int32(), "Days from order to arrival.", nullable=False),
+        Column("arrival_date", pl.Date(), "Date the order arrives (null when quantity is 0)."),
+        Column("ordering_cost", pl.Float64(), "Fixed plus per-unit ordering cost (0 when no "
+               "order).", nullable=False),
+    ),
+)
+
+ADS = SourceSchema(
+    name="ads",
+    source="ads",
+    doc="Hourly bid decision and delivery per campaign (one campaign-day is one episode).",
+    key="event_id",
+    time_column="event_ts",
+    probability_column="behavior_prob",
+    columns=(
+        Column("event_id", pl.String(), "Unique campaign-hour id.", nullable=False),
+        Column("event_ts", TS, "Start of the hour (UTC), when the bid is set.", nullable=False),
+        Column("campaign_id", pl.String(), "Campaign id.", nullable=False),
+        Column("episode_id", pl.String(), "Campaign-day id.", nullable=False),
+        Column("hour", pl.Int32(), "Hour of the day (0-23).", nullable=False),
+        Column("action", pl.Int32(), "Bid-multiplier action (index into the multipliers).",
+               nullable=False),
+        Column("bid_multiplier", pl.Float64(), "Multiplier on the campaign's base bid.",
+               nullable=False),
+        Column("bid", pl.Float64(), "Bid per click (base bid times multiplier).",
+               nullable=False),
+        Column("behavior_prob", pl.Float64(),
+               "Probability the logging policy gave to the action.", nullable=False),
+        Column("daily_budget", pl.Float64(), "The campaign's budget for the day.",
+               nullable=False),
+        Column("budget_left", pl.Float64(), "Budget left at the start of the hour.",
+               nullable=False),
+        Column("impressions", pl.Int64(), "Auctions won.", nullable=False),
+        Column("clicks", pl.Int64(), "Clicks.", nullable=False),
+        Column("conversions", pl.Int64(), "Orders attributed to the clicks.", nullable=False),
+        Column("spend", pl.Float64(), "Cost of the clicks.", nullable=False),
+        Column("conversion_value", pl.Float64(), "Margin of the attributed orders; the reward "
+               "is conversion_value minus spend.", nullable=False),
+        Column("budget_exhausted", pl.Boolean(), "The budget ran out in this hour (the "
+               "campaign stops for the day).", nullable=False),
+    ),
+)
+
+_PRICING_SKU_COLUMNS = (
+    Column("sku_id", pl.String(), "Priced SKU: item in a market.", nullable=False),
+    Column("item_id", pl.Int64(), "Catalogue item.", nullable=False),
+    Column("market_id", pl.Int32(), "Market (region / sales channel).", nullable=False),
+    Column("category_id", pl.Int32(), "Category of the item.", nullable=False),
+    Column("episode_id", pl.String(), "Pricing episode (SKU and start day).", nullable=False),
+    Column("day_index", pl.Int32(), "Day within the episode (0-based).", nullable=False),
+)
+
+PRICING_CHANGES = SourceSchema(
+    name="pricing_changes",
+    source="pricing",
+    doc="Daily price decision per SKU, set at the opening of the day.",
+    key="change_id",
+    time_column="change_ts",
+    probability_column="behavior_prob",
+    columns=(
+        Column("change_id", pl.String(), "Unique decision id.", nullable=False),
+        Column("change_ts", TS, "Time the price took effect (UTC).", nullable=False),
+        *_PRICING_SKU_COLUMNS,
+        Column("action", pl.Int32(), "Price-multiplier action (index into the multipliers).",
+               nullable=False),
+        Column("price_multiplier", pl.Float64(), "Multiplier on the list price.",
+               nullable=False),
+        Column("list_price", pl.Float64(), "List price.", nullable=False),
+        Column("price", pl.Float64(), "Price set for the day.", nullable=False),
+        Column("unit_cost", pl.Float64(), "Unit cost.", nullable=False),
+        Column("competitor_price", pl.Float64(), "Competitor's price seen at the decision.",
+               nullable=False),
+        Column("stock", pl.Int64(), "Units on hand at the decision.", nullable=False),
+        Column("behavior_prob", pl.Float64(),
+               "Probability the logging policy gave to the action.", nullable=False),
+    ),
+)
+
+PRICING_SALES = SourceSchema(
+    name="pricing_sales",
+    source="pricing",
+    doc="Daily sales per priced SKU.",
+    key="sales_id",
+    time_column="sales_ts",
+    columns=(
+        Column("sales_id", pl.String(), "Unique row id.", nullable=False),
+        Column("sales_ts", TS, "End of the sales day (UTC).", nullable=False),
+        *_PRICING_SKU_COLUMNS,
+        Column("price", pl.Float64(), "Price of the day.", nullable=False),
+        Column("units_sold", pl.Int64(), "Units sold.", nullable=False),
+        Column("revenue", pl.Float64(), "units_sold * price.", nullable=False),
+        Column("margin", pl.Float64(), "units_sold * (price - unit_cost); the reward.",
+               nullable=False),
+        Column("stock_end", pl.Int64(), "Units left at the close.", nullable=False),
+        Column("sold_out", pl.Boolean(), "Stock ran out (the episode ends).", nullable=False),
+    ),
+)
+
+SOURCES: dict[str, SourceSchema] = {
+    s.name: s
+    for s in (CLICKSTREAM, CART, INVENTORY_SNAPSHOTS, INVENTORY_ORDERS, ADS, PRICING_CHANGES,
+              PRICING_SALES)
+}
 """Every landing dataset, by name."""
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from offline_rl.algos.training import seed_everything, select_device
+from offline_rl.algos.training import auto_reward_scale, seed_everything, select_device
 from offline_rl.data.recommendation import DecisionArrays
 from offline_rl.ope.diagnostics import Diagnostics, compute_diagnostics, estimator_disagreement
 from offline_rl.ope.estimators import ESTIMATORS, Estimate, LoggedData, estimate, on_policy_value
@@ -37,6 +37,8 @@ class OPEConfig:
         fqe_batch_size: FQE mini-batch size.
         fqe_hidden_units: FQE Q-network hidden layers.
         fqe_target_update_interval: Steps between FQE target-network syncs.
+        fqe_reward_scale: Reward multiplier inside FQE (Huber loss, see ``TrainingConfig``);
+            ``None`` picks ``1 / p99(|reward|)``. Q-values are scaled back before use.
         seed: Seed of FQE and of the bootstrap.
         device: ``auto``, ``cpu`` or ``cuda:N`` for FQE.
     """
@@ -50,6 +52,7 @@ class OPEConfig:
     fqe_batch_size: int = 256
     fqe_hidden_units: tuple[int, ...] = (128, 128)
     fqe_target_update_interval: int = 200
+    fqe_reward_scale: float | None = None
     seed: int = 0
     device: str = "auto"
 
@@ -65,11 +68,15 @@ class PolicyEvaluation:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def fit_fqe(algo: Any, dataset: Any, config: OPEConfig) -> Any:
-    """d3rlpy ``DiscreteFQE`` of ``algo``'s greedy policy, fitted on ``dataset``."""
+def fit_fqe(algo: Any, dataset: Any, config: OPEConfig, reward_scale: float = 1.0) -> Any:
+    """d3rlpy ``DiscreteFQE`` of ``algo``'s greedy policy, fitted on ``dataset``.
+
+    Its Q-values are in units of ``reward * reward_scale``.
+    """
     import d3rlpy
     from d3rlpy.logging import NoopAdapterFactory
     from d3rlpy.models.encoders import VectorEncoderFactory
+    from d3rlpy.preprocessing import MultiplyRewardScaler
 
     seed_everything(config.seed)
     fqe = d3rlpy.ope.DiscreteFQE(
@@ -80,6 +87,7 @@ def fit_fqe(algo: Any, dataset: Any, config: OPEConfig) -> Any:
             gamma=config.gamma,
             target_update_interval=config.fqe_target_update_interval,
             encoder_factory=VectorEncoderFactory(hidden_units=list(config.fqe_hidden_units)),
+            reward_scaler=MultiplyRewardScaler(reward_scale),
         ),
         device=select_device(config.device),
     )
@@ -117,9 +125,11 @@ def evaluate_policy(
         config: Estimators, bootstrap and FQE settings.
     """
     target = np.asarray(algo.predict(arrays.observations)).astype(np.int64)
-    fqe = fit_fqe(algo, dataset, config)
-    q_logged = np.asarray(fqe.predict_value(arrays.observations, arrays.actions), dtype=np.float64)
-    v_target = np.asarray(fqe.predict_value(arrays.observations, target), dtype=np.float64)
+    scale = config.fqe_reward_scale or auto_reward_scale(arrays.rewards)
+    fqe = fit_fqe(algo, dataset, config, scale)
+    q_logged = np.asarray(fqe.predict_value(arrays.observations, arrays.actions),
+                          dtype=np.float64) / scale
+    v_target = np.asarray(fqe.predict_value(arrays.observations, target), dtype=np.float64) / scale
     data = logged_data_for(arrays, target, q_logged, v_target)
     estimates = estimate(data, config.estimators, gamma=config.gamma,
                          n_bootstrap=config.n_bootstrap, alpha=config.alpha, seed=config.seed)
@@ -130,7 +140,8 @@ def evaluate_policy(
         estimates=estimates,
         diagnostics=diagnostics,
         disagreement=estimator_disagreement(estimates),
-        extra={"action_distribution": (counts / counts.sum()).round(4).tolist()},
+        extra={"action_distribution": (counts / counts.sum()).round(4).tolist(),
+               "fqe_reward_scale": scale},
     )
 
 

@@ -17,6 +17,10 @@ import numpy as np
 import polars as pl
 
 from offline_rl.data.schemas import CLICKSTREAM, SOURCES
+from offline_rl.simulator.ads import generate_ads
+from offline_rl.simulator.cart import generate_cart
+from offline_rl.simulator.inventory import generate_inventory
+from offline_rl.simulator.pricing import generate_pricing
 from offline_rl.simulator.recommendation import (
     RecommendationSimulator,
     SessionLog,
@@ -134,7 +138,13 @@ def clickstream_events(
     return events.select(CLICKSTREAM.polars_schema.names()).cast(dict(CLICKSTREAM.polars_schema))
 
 
-GENERATORS: list[DatasetGenerator] = [generate_clickstream]
+GENERATORS: list[DatasetGenerator] = [
+    generate_clickstream,
+    generate_cart,
+    generate_inventory,
+    generate_ads,
+    generate_pricing,
+]
 """One generator per log source; each returns rows for its datasets."""
 
 

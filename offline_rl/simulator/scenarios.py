@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from offline_rl.simulator.ads import AdsConfig
+from offline_rl.simulator.cart import CartConfig
+from offline_rl.simulator.inventory import InventoryConfig
+from offline_rl.simulator.pricing import PricingConfig
 from offline_rl.simulator.recommendation import RecommendationConfig
 from offline_rl.simulator.world import WorldConfig
 
@@ -17,12 +21,20 @@ class Scenario:
         doc: What makes it interesting.
         world: Catalogue and users.
         recommendation: Recommendation dynamics and behaviour policy.
+        cart: Cart-intervention dynamics and behaviour policy.
+        inventory: Replenishment dynamics and behaviour policy.
+        ads: Ad-bidding dynamics and behaviour policy.
+        pricing: Dynamic-pricing dynamics and behaviour policy.
     """
 
     name: str
     doc: str
     world: WorldConfig = field(default_factory=WorldConfig)
     recommendation: RecommendationConfig = field(default_factory=RecommendationConfig)
+    cart: CartConfig = field(default_factory=CartConfig)
+    inventory: InventoryConfig = field(default_factory=InventoryConfig)
+    ads: AdsConfig = field(default_factory=AdsConfig)
+    pricing: PricingConfig = field(default_factory=PricingConfig)
 
 
 SCENARIOS: dict[str, Scenario] = {

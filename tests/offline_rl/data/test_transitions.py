@@ -100,3 +100,16 @@ def test_naive_data_end_is_rejected():
     _, events = _simulated(5)
     with pytest.raises(ValueError, match="timezone"):
         _build(events, dt.datetime(2026, 10, 3))
+
+
+def test_a_day_does_not_claim_the_tail_of_yesterdays_sessions(landing_paths):
+    from offline_rl.data.schemas import CLICKSTREAM
+    from offline_rl.pipeline import build_transitions_partition, ingest_partition
+
+    day0, day1 = DAY, DAY + dt.timedelta(days=1)
+    for d in (day0, day1):
+        ingest_partition(landing_paths, CLICKSTREAM, d)
+    first = build_transitions_partition(landing_paths, day0)
+    second = build_transitions_partition(landing_paths, day1)
+    assert set(first["episode_id"]).isdisjoint(set(second["episode_id"]))
+    assert (second["episode_id"].str.slice(0, 8) == day1.strftime("%Y%m%d")).all()

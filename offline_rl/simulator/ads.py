@@ -1,0 +1,386 @@
+"""Ad bidding: the hourly bid multiplier of a search-ad campaign under a daily budget.
+
+One episode is one campaign-day. At the start of each hour ``h`` the shop sets the bid to
+``base_bid * m`` with ``m`` one of ``bid_multipliers`` (0.5, 0.75, 1.0, 1.25, 1.5 — the
+action is its index). During the hour:
+
+    opportunities ~ Poisson(daily_opportunities * hour_traffic[h])
+    competitor    = base_bid * competition * hour_competition[h] * LogNormal(0, comp_noise)
+    win           = sigmoid(win_slope * log(bid / competitor))
+    impressions ~ Binomial(opportunities, win),  clicks ~ Binomial(impressions, ctr)
+    cost per click = bid * (pay_floor + pay_slope * win)        (second-price-like)
+    conversions ~ Binomial(clicks, cvr * hour_cvr[h])
+
+and the reward is ``conversion_value * conversions - spend``. Spend may not exceed the budget
+left: in the hour the budget runs out only the clicks it still pays for count, and the day
+ends (terminal); otherwise it ends after hour 23. Each campaign (a fixed pool of
+``n_campaigns`` drawn from the world's seed) has its own traffic, conversion rate, order
+value, base bid, competition and daily budget (``budget_ratio_range`` times the spend the
+day would cost at multiplier 1); each day draws a competition level around the campaign's.
+
+State features: hour / 23 with its sine and cosine, budget left / daily budget, pacing gap
+(spent share minus the share of the day's traffic already passed), share of the day's
+traffic still ahead, the hour's conversion-rate factor, the campaign's value per click over its
+base bid (``value_ratio``, its historical return on ad spend), today's expected competitor bid
+over the base bid this hour (``competition_ratio``), and the budget over the spend at
+multiplier 1 (``budget_ratio``).
+
+Behaviour policy (pacing): it aims for ``m* = clip(1 - behavior_pacing_gain * pacing gap,
+0.5, 1.5)`` — bid up when spending behind the traffic curve, down when ahead — with softmax
+weights ``-|m - m*| / behavior_temperature`` mixed with ``behavior_epsilon`` uniform
+exploration. It ignores what clicks are worth, so it overbids on campaigns and hours whose
+clicks do not pay for themselves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+
+from offline_rl.data.schemas import ADS
+from offline_rl.simulator.base import PolicyFn, sample_actions
+from offline_rl.simulator.world import World
+
+if TYPE_CHECKING:
+    from offline_rl.simulator.scenarios import Scenario
+
+HOURS = 24
+
+
+@dataclass(frozen=True)
+class AdsConfig:
+    """Dynamics and behaviour-policy parameters of the ad-bidding domain.
+
+    Attributes:
+        n_campaigns: Size of the campaign pool.
+        bid_multipliers: Bid multipliers on the base bid (the actions).
+        hour_traffic: Relative auction volume per hour (normalised to shares of the day).
+        hour_cvr: Conversion-rate factor per hour.
+        hour_competition: Competitor bid-level factor per hour.
+        daily_opportunities_median: Median auctions per campaign-day.
+        ctr: Click-through rate of an impression.
+        cvr_median: Median conversion rate of a click across campaigns.
+        value_median: Median margin of a conversion across campaigns.
+        base_bid_ratio_range: Range of base bid over value per click across campaigns.
+        competition_sigma: Log-scale spread of the campaigns' competitor bid levels.
+        daily_competition_sigma: Log-scale day-to-day variation of the competition level.
+        comp_noise: Log-scale hour-to-hour noise of the competitor bid (not observed).
+        win_slope: Steepness of the win probability in log(bid / competitor bid).
+        pay_floor: Cost per click over bid when hardly ever winning.
+        pay_slope: Extra cost per click over bid per unit of win probability.
+        budget_ratio_range: Range of the daily budget over the spend at multiplier 1.
+        behavior_pacing_gain: Multiplier change per unit of pacing gap.
+        behavior_temperature: Softmax temperature of the behaviour policy (multiplier units).
+        behavior_epsilon: Uniform exploration share.
+    """
+
+    n_campaigns: int = 1000
+    bid_multipliers: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
+    hour_traffic: tuple[float, ...] = (
+        1.0, 0.6, 0.4, 0.3, 0.3, 0.5, 1.0, 2.0, 3.0, 3.5, 3.5, 4.0, 4.5, 4.0, 3.5, 3.5, 4.0,
+        4.5, 5.5, 6.5, 7.0, 6.0, 4.0, 2.0)
+    hour_cvr: tuple[float, ...] = (
+        0.6, 0.5, 0.5, 0.5, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.0, 1.0, 1.1, 1.0, 1.0, 1.0, 1.0,
+        1.1, 1.2, 1.4, 1.5, 1.4, 1.1, 0.8)
+    hour_competition: tuple[float, ...] = (
+        0.8, 0.75, 0.7, 0.7, 0.7, 0.75, 0.85, 0.95, 1.0, 1.05, 1.05, 1.05, 1.1, 1.05, 1.0, 1.0,
+        1.05, 1.1, 1.2, 1.3, 1.3, 1.2, 1.05, 0.9)
+    daily_opportunities_median: float = 4000.0
+    ctr: float = 0.03
+    cvr_median: float = 0.05
+    value_median: float = 30.0
+    base_bid_ratio_range: tuple[float, float] = (0.6, 1.4)
+    competition_sigma: float = 0.2
+    daily_competition_sigma: float = 0.15
+    comp_noise: float = 0.2
+    win_slope: float = 3.0
+    pay_floor: float = 0.55
+    pay_slope: float = 0.35
+    budget_ratio_range: tuple[float, float] = (0.5, 1.3)
+    behavior_pacing_gain: float = 2.5
+    behavior_temperature: float = 0.15
+    behavior_epsilon: float = 0.1
+
+
+def feature_names() -> list[str]:
+    """Names of the state features, in order."""
+    return ["hour_frac", "hour_sin", "hour_cos", "budget_left_frac", "pacing_gap",
+            "traffic_left", "hour_cvr", "value_ratio", "competition_ratio", "budget_ratio"]
+
+
+@dataclass(frozen=True)
+class CampaignPool:
+    """Fixed attributes of every campaign."""
+
+    opportunities: np.ndarray
+    cvr: np.ndarray
+    value: np.ndarray
+    base_bid: np.ndarray
+    competition: np.ndarray
+    budget_ratio: np.ndarray
+
+    @property
+    def n_campaigns(self) -> int:
+        return int(self.cvr.shape[0])
+
+
+@dataclass
+class AdsBatch:
+    """State of a batch of campaign-days at the start of ``hour``."""
+
+    campaign: np.ndarray
+    hour: np.ndarray
+    competition: np.ndarray
+    budget: np.ndarray
+    spent: np.ndarray
+    done: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+
+@dataclass(frozen=True)
+class AdsStep:
+    """Outcome of one hour per campaign-day (rows already done: zeros)."""
+
+    bid: np.ndarray
+    impressions: np.ndarray
+    clicks: np.ndarray
+    conversions: np.ndarray
+    spend: np.ndarray
+    value: np.ndarray
+    exhausted: np.ndarray
+    reward: np.ndarray
+    done: np.ndarray
+
+
+class AdsSimulator:
+    """Vectorised dynamics of many campaign-days at once."""
+
+    name = "ads"
+
+    def __init__(self, world: World, config: AdsConfig | None = None) -> None:
+        self.world = world
+        self.config = config or AdsConfig()
+        cfg = self.config
+        self.n_actions = len(cfg.bid_multipliers)
+        self.feature_names = feature_names()
+        self.observation_size = len(self.feature_names)
+        self.multipliers = np.asarray(cfg.bid_multipliers, dtype=np.float64)
+        traffic = np.asarray(cfg.hour_traffic, dtype=np.float64)
+        self.traffic = traffic / traffic.sum()
+        self.traffic_before = np.r_[0.0, np.cumsum(self.traffic)[:-1]]
+        self.hour_cvr = np.asarray(cfg.hour_cvr, dtype=np.float64)
+        self.hour_comp = np.asarray(cfg.hour_competition, dtype=np.float64)
+        self.pool = self._make_pool()
+
+    def _make_pool(self) -> CampaignPool:
+        cfg = self.config
+        n = cfg.n_campaigns
+        rng = np.random.default_rng([self.world.config.seed, 3003])
+        opp = cfg.daily_opportunities_median * rng.lognormal(0.0, 0.5, n)
+        cvr = cfg.cvr_median * rng.lognormal(0.0, 0.3, n)
+        value = cfg.value_median * rng.lognormal(0.0, 0.4, n)
+        base_bid = cvr * value * rng.uniform(*cfg.base_bid_ratio_range, n)
+        comp = rng.lognormal(0.0, cfg.competition_sigma, n)
+        budget_ratio = rng.uniform(*cfg.budget_ratio_range, n)
+        return CampaignPool(opportunities=opp, cvr=cvr, value=value, base_bid=base_bid,
+                            competition=comp, budget_ratio=budget_ratio)
+
+    def expected_spend(self, campaign: np.ndarray, competition: np.ndarray) -> np.ndarray:
+        """Expected spend of a whole day at multiplier 1 (ignoring the hourly noise)."""
+        cfg = self.config
+        p = self.pool
+        comp = competition[:, None] * self.hour_comp[None, :]
+        win = _sigmoid(cfg.win_slope * -np.log(comp))
+        cpc = p.base_bid[campaign, None] * (cfg.pay_floor + cfg.pay_slope * win)
+        clicks = p.opportunities[campaign, None] * self.traffic[None, :] * win * cfg.ctr
+        return (clicks * cpc).sum(axis=1)
+
+    # -- state ---------------------------------------------------------------------------
+    def reset(self, n: int, rng: np.random.Generator) -> AdsBatch:
+        """``n`` campaign-days of campaigns drawn uniformly from the pool."""
+        return self.start_days(rng.integers(0, self.pool.n_campaigns, n), rng)
+
+    def start_days(self, campaign: np.ndarray, rng: np.random.Generator) -> AdsBatch:
+        """A new day for each of ``campaign``: today's competition level and budget."""
+        cfg = self.config
+        n = campaign.shape[0]
+        comp = self.pool.competition[campaign] * rng.lognormal(
+            0.0, cfg.daily_competition_sigma, n)
+        # the budget is planned on the campaign's usual competition, not today's
+        budget = self.pool.budget_ratio[campaign] * self.expected_spend(
+            campaign, self.pool.competition[campaign])
+        return AdsBatch(campaign=campaign.astype(np.int64), hour=np.zeros(n, dtype=np.int64),
+                        competition=comp, budget=np.round(budget, 2), spent=np.zeros(n),
+                        done=np.zeros(n, dtype=bool))
+
+    def budget_left(self, s: AdsBatch) -> np.ndarray:
+        return np.maximum(s.budget - s.spent, 0.0)
+
+    def observe(self, s: AdsBatch) -> np.ndarray:
+        """Feature matrix ``[batch, observation_size]`` (float32)."""
+        p = self.pool
+        h = np.minimum(s.hour, HOURS - 1)
+        angle = 2.0 * np.pi * h / HOURS
+        ratio = self.pool.budget_ratio[s.campaign]
+        return np.stack([
+            h / (HOURS - 1), np.sin(angle), np.cos(angle),
+            self.budget_left(s) / s.budget,
+            s.spent / s.budget - self.traffic_before[h],
+            1.0 - self.traffic_before[h],
+            self.hour_cvr[h],
+            p.cvr[s.campaign] * p.value[s.campaign] / p.base_bid[s.campaign],
+            s.competition * self.hour_comp[h],
+            ratio,
+        ], axis=1).astype(np.float32)
+
+    def action_mask(self, s: AdsBatch) -> np.ndarray | None:
+        """Every multiplier is always allowed."""
+        return None
+
+    def behavior_probs(self, s: AdsBatch) -> np.ndarray:
+        """Behaviour policy's action probabilities ``[batch, n_actions]``."""
+        cfg = self.config
+        h = np.minimum(s.hour, HOURS - 1)
+        gap = s.spent / s.budget - self.traffic_before[h]
+        want = np.clip(1.0 - cfg.behavior_pacing_gain * gap, self.multipliers[0],
+                       self.multipliers[-1])
+        logit = -np.abs(self.multipliers[None, :] - want[:, None]) / cfg.behavior_temperature
+        w = np.exp(logit - logit.max(axis=1, keepdims=True))
+        w /= w.sum(axis=1, keepdims=True)
+        return (1.0 - cfg.behavior_epsilon) * w + cfg.behavior_epsilon / self.n_actions
+
+    # -- dynamics ------------------------------------------------------------------------
+    def step(self, s: AdsBatch, action: np.ndarray, rng: np.random.Generator) -> AdsStep:
+        """Runs one hour of auctions for every live campaign-day, in place."""
+        cfg = self.config
+        p = self.pool
+        n = s.campaign.shape[0]
+        live = ~s.done
+        h = np.minimum(s.hour, HOURS - 1)
+        action = np.asarray(action, dtype=np.int64)
+        bid = p.base_bid[s.campaign] * self.multipliers[action]
+        comp = (p.base_bid[s.campaign] * s.competition * self.hour_comp[h]
+                * rng.lognormal(0.0, cfg.comp_noise, n))
+        win = _sigmoid(cfg.win_slope * np.log(bid / comp))
+        opp = rng.poisson(p.opportunities[s.campaign] * self.traffic[h] * live)
+        impressions = rng.binomial(opp, win)
+        clicks = rng.binomial(impressions, cfg.ctr)
+        cpc = bid * (cfg.pay_floor + cfg.pay_slope * win)
+        left = self.budget_left(s)
+        # the campaign stops when the budget cannot pay for the hour's clicks: only the
+        # clicks (and a matching share of impressions) it still pays for are served
+        exhausted = live & (clicks * cpc >= left)
+        paid = np.minimum(clicks, np.floor(left / cpc).astype(np.int64))
+        impressions = np.where(exhausted, np.floor(impressions * paid / np.maximum(clicks, 1)),
+                               impressions).astype(np.int64)
+        clicks = paid
+        spend = clicks * cpc
+        conversions = rng.binomial(clicks, np.clip(p.cvr[s.campaign] * self.hour_cvr[h], 0, 1))
+        value = conversions * p.value[s.campaign]
+        reward = np.where(live, value - spend, 0.0)
+        s.spent = np.where(live, s.spent + spend, s.spent)
+        s.hour = s.hour + live
+        done = ~live | exhausted | (s.hour >= HOURS)
+        s.done = done.copy()
+        return AdsStep(bid=bid, impressions=impressions, clicks=clicks, conversions=conversions,
+                       spend=spend, value=value, exhausted=exhausted,
+                       reward=reward.astype(np.float64), done=done)
+
+
+def heuristic_policy(sim: AdsSimulator) -> PolicyFn:
+    """Bids for profit, paced: per hour the multiplier with the highest expected profit per
+    auction, ``win(m) * (value per click - cost per click(m))``, from the observed value ratio,
+    hourly conversion factor and competition ratio, one step lower while spending ahead of the
+    traffic curve (a reference point that beats the behaviour policy).
+    """
+    cfg = sim.config
+    idx = {name: i for i, name in enumerate(sim.feature_names)}
+    mult = sim.multipliers[None, :]
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        vpc = (obs[:, idx["value_ratio"]] * obs[:, idx["hour_cvr"]])[:, None]
+        comp = obs[:, idx["competition_ratio"]][:, None]
+        win = _sigmoid(cfg.win_slope * np.log(mult / comp))
+        profit = win * (vpc - mult * (cfg.pay_floor + cfg.pay_slope * win))
+        best = profit.argmax(axis=1)
+        ahead = obs[:, idx["pacing_gap"]] > 0.0
+        return np.where(ahead, np.maximum(best - 1, 0), best).astype(np.int64)
+
+    return policy
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+# -- landing logs ----------------------------------------------------------------------------
+EVENTS_PER_CAMPAIGN = 200.0
+"""Clickstream events per active campaign, to turn ``events_per_day`` into campaigns."""
+
+
+def generate_ads(
+    world: World, scenario: Scenario, day: dt.date, rng: np.random.Generator, events_per_day: int
+) -> dict[str, pl.DataFrame]:
+    """One campaign-day per active campaign on ``day`` under the behaviour policy.
+
+    The first ``events_per_day / EVENTS_PER_CAMPAIGN`` campaigns of the pool (at most all of
+    them) run every day; all rows fall on ``day``.
+    """
+    sim = AdsSimulator(world, scenario.ads)
+    n = min(sim.pool.n_campaigns, max(1, int(round(events_per_day / EVENTS_PER_CAMPAIGN))))
+    campaign = np.arange(n)
+    state = sim.start_days(campaign, rng)
+    rec: dict[str, list[np.ndarray]] = {k: [] for k in (
+        "alive", "hour", "action", "prob", "budget_left", "bid", "impressions", "clicks",
+        "conversions", "spend", "value", "exhausted")}
+    for _ in range(HOURS):
+        alive = ~state.done
+        if not alive.any():
+            break
+        probs = sim.behavior_probs(state)
+        action = sample_actions(probs, rng)
+        rec["alive"].append(alive)
+        rec["hour"].append(state.hour.copy())
+        rec["action"].append(action)
+        rec["prob"].append(probs[np.arange(n), action])
+        rec["budget_left"].append(sim.budget_left(state))
+        out = sim.step(state, action, rng)
+        for key, val in (("bid", out.bid), ("impressions", out.impressions),
+                         ("clicks", out.clicks), ("conversions", out.conversions),
+                         ("spend", out.spend), ("value", out.value),
+                         ("exhausted", out.exhausted)):
+            rec[key].append(val)
+    arr = {k: np.stack(v) for k, v in rec.items()}  # [hours, n]
+    keep = arr["alive"]
+    k = np.broadcast_to(campaign[None, :], keep.shape)[keep]
+    midnight = int(dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp()) * 1_000_000
+    hour = arr["hour"][keep]
+    frame = pl.DataFrame({
+        "campaign": pl.Series(k, dtype=pl.Int64),
+        "event_ts": midnight + hour * 3_600_000_000 + rng.integers(0, 30_000_000, k.shape[0]),
+        "hour": pl.Series(hour, dtype=pl.Int32),
+        "action": pl.Series(arr["action"][keep], dtype=pl.Int32),
+        "bid_multiplier": sim.multipliers[arr["action"][keep]],
+        "bid": arr["bid"][keep],
+        "behavior_prob": arr["prob"][keep],
+        "daily_budget": state.budget[k],
+        "budget_left": arr["budget_left"][keep],
+        "impressions": arr["impressions"][keep],
+        "clicks": arr["clicks"][keep],
+        "conversions": arr["conversions"][keep],
+        "spend": arr["spend"][keep],
+        "conversion_value": arr["value"][keep],
+        "budget_exhausted": arr["exhausted"][keep],
+    }).with_columns(
+        pl.col("event_ts").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+        campaign_id=pl.format("cmp{}", pl.col("campaign").cast(pl.String).str.zfill(4)),
+    ).with_columns(
+        episode_id=pl.format("{}-{}", pl.lit(day.strftime("%Y%m%d")), pl.col("campaign_id")),
+    ).with_columns(
+        event_id=pl.format("{}-h{}", pl.col("episode_id"),
+                           pl.col("hour").cast(pl.String).str.zfill(2)),
+    ).sort("event_ts", "event_id")
+    return {ADS.name: frame.select(ADS.polars_schema.names()).cast(dict(ADS.polars_schema))}
