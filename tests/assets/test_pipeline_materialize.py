@@ -115,3 +115,24 @@ def test_rerunning_the_nightly_partition_is_idempotent(run_home):
     versions_after = sorted(p.name for p in (paths.exports / "recommendation").glob("v*")) \
         if (paths.exports / "recommendation").exists() else []
     assert versions_after == versions_before
+
+
+def test_cli_rolls_out_lists_and_rolls_back_exports(run_home, capsys):
+    from offline_rl.cli import main
+
+    paths, _, _, _ = run_home
+    home = str(paths.home)
+    version_dir = paths.exports / "recommendation" / (
+        paths.exports / "recommendation" / "latest").read_text().strip()
+    out = paths.home / "rollout.json"
+    assert main(["--home", home, "rollout", "--policy", str(version_dir), "--episodes", "3000",
+                 "--json", str(out)]) == 0
+    promoted = json.loads(out.read_text())["mean"]
+    assert main(["--home", home, "rollout", "--policy", "behavior", "--episodes", "3000",
+                 "--json", str(out)]) == 0
+    assert promoted > json.loads(out.read_text())["mean"]
+    capsys.readouterr()
+    assert main(["--home", home, "exports", "list"]) == 0
+    assert "* v0001" in capsys.readouterr().out
+    assert main(["--home", home, "exports", "rollback"]) == 2  # nothing older than v0001
+    assert "no version before" in capsys.readouterr().err
