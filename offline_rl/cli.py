@@ -132,7 +132,8 @@ def cmd_exports(args: argparse.Namespace) -> int:
             version = rollback(paths_from(args).exports, args.domain, args.version)
             print(f"{args.domain}: latest -> {version}")
     except ExportError as exc:
-        raise UsageError(str(exc), "run the nightly job (offline-rl demo) to create exports")
+        raise UsageError(str(exc),
+                         "run the nightly job (offline-rl demo) to create exports") from None
     return 0
 
 

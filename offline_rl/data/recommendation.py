@@ -134,30 +134,26 @@ def build_recommendation_transitions(
             step=pl.int_range(pl.len(), dtype=pl.Int32).over("session_id"),
         )
         .with_columns(
-            reward=spec.click_value * pl.col("clicked").cast(pl.Float64) + pl.col("purchase_margin"),
             *_feature_exprs(spec),
+            (spec.click_value * pl.col("clicked").cast(pl.Float64)
+             + pl.col("purchase_margin")).alias("reward"),
         )
         .with_columns(
-            terminal=last & (pl.col("last_ts") < pl.lit(cutoff)),
-            timeout=last & (pl.col("last_ts") >= pl.lit(cutoff)),
             *[pl.col(c).shift(-1).over("session_id").fill_null(0.0).alias(f"next_{c}")
               for c in feature_cols],
+            (last & (pl.col("last_ts") < pl.lit(cutoff))).alias("terminal"),
+            (last & (pl.col("last_ts") >= pl.lit(cutoff))).alias("timeout"),
         )
         .select(
-            partition_date=pl.col("first_ts").dt.date(),
-            episode_id=pl.col("session_id"),
-            step="step",
-            decision_id=pl.col("event_id"),
-            decision_ts=pl.col("event_ts"),
-            user_id="user_id",
-            action=pl.col("category_id").cast(pl.Int32),
-            item_id="item_id",
-            behavior_prob="behavior_prob",
-            reward="reward",
-            clicked="clicked",
-            purchase_margin="purchase_margin",
-            terminal="terminal",
-            timeout="timeout",
+            pl.col("first_ts").dt.date().alias("partition_date"),
+            pl.col("session_id").alias("episode_id"),
+            "step",
+            pl.col("event_id").alias("decision_id"),
+            pl.col("event_ts").alias("decision_ts"),
+            "user_id",
+            pl.col("category_id").cast(pl.Int32).alias("action"),
+            "item_id", "behavior_prob", "reward", "clicked", "purchase_margin",
+            "terminal", "timeout",
             *feature_cols,
             *[f"next_{c}" for c in feature_cols],
         )

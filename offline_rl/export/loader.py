@@ -90,7 +90,8 @@ def load_policy(path: Path) -> LoadedPolicy:
     expected = manifest.get("sha256", {}).get(policy_path.name)
     actual = sha256_file(policy_path)
     if expected != actual:
-        raise ExportError(f"checksum mismatch for {policy_path}: manifest {expected}, file {actual}")
+        raise ExportError(
+            f"checksum mismatch for {policy_path}: manifest {expected}, file {actual}")
     module = torch.jit.load(str(policy_path), map_location="cpu")
     module.eval()
     return LoadedPolicy(path=path, manifest=manifest, module=module)

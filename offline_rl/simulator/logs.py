@@ -106,27 +106,27 @@ def clickstream_events(
     null_f = pl.lit(None, dtype=pl.Float64)
     common = ["session_id", "user_id", "user_segment", "device", "page"]
     page_view = base.select(
-        event_id=pl.format("{}-view", prefix), event_ts=pl.col("page_ts"),
-        event_type=pl.lit("page_view"), *common, slot=pl.lit(None, dtype=pl.Int32),
+        *common, event_id=pl.format("{}-view", prefix), event_ts=pl.col("page_ts"),
+        event_type=pl.lit("page_view"), slot=pl.lit(None, dtype=pl.Int32),
         item_id=pl.lit(None, dtype=pl.Int64), category_id=pl.lit(None, dtype=pl.Int32),
         behavior_prob=null_f, ref_event_id=pl.lit(None, dtype=pl.String), price=null_f,
         margin=null_f,
     )
     impression = base.select(
-        event_id=pl.format("{}-imp", prefix), event_ts=pl.col("page_ts") + 500_000,
-        event_type=pl.lit("impression"), *common, slot=pl.lit(0, dtype=pl.Int32),
+        *common, event_id=pl.format("{}-imp", prefix), event_ts=pl.col("page_ts") + 500_000,
+        event_type=pl.lit("impression"), slot=pl.lit(0, dtype=pl.Int32),
         item_id="item_id", category_id="category_id", behavior_prob="behavior_prob",
         ref_event_id=pl.lit(None, dtype=pl.String), price=null_f, margin=null_f,
     )
     click = base.filter("click").select(
-        event_id=pl.format("{}-click", prefix), event_ts=pl.col("click_ts"),
-        event_type=pl.lit("click"), *common, slot=pl.lit(0, dtype=pl.Int32),
+        *common, event_id=pl.format("{}-click", prefix), event_ts=pl.col("click_ts"),
+        event_type=pl.lit("click"), slot=pl.lit(0, dtype=pl.Int32),
         item_id="item_id", category_id="category_id", behavior_prob=null_f,
         ref_event_id=pl.format("{}-imp", prefix), price=null_f, margin=null_f,
     )
     purchase = base.filter("buy").select(
-        event_id=pl.format("{}-buy", prefix), event_ts=pl.col("buy_ts"),
-        event_type=pl.lit("purchase"), *common, slot=pl.lit(0, dtype=pl.Int32),
+        *common, event_id=pl.format("{}-buy", prefix), event_ts=pl.col("buy_ts"),
+        event_type=pl.lit("purchase"), slot=pl.lit(0, dtype=pl.Int32),
         item_id="item_id", category_id="category_id", behavior_prob=null_f,
         ref_event_id=pl.format("{}-imp", prefix), price="price", margin="margin",
     )

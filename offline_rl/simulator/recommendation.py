@@ -183,7 +183,8 @@ class RecommendationSimulator:
         click = rng.random(n) < _sigmoid(logit)
         buy_logit = (
             cfg.base_buy_logit
-            - users.price_sensitivity[s.user] * np.log(cat.price[item] / cat.reference_price[action])
+            - users.price_sensitivity[s.user]
+            * np.log(cat.price[item] / cat.reference_price[action])
             + cfg.repeat_interest_bonus * (s.clicked[rows, action] > 0)
         )
         buy = click & (rng.random(n) < _sigmoid(buy_logit))

@@ -40,6 +40,7 @@ def test_bad_arguments_are_rejected_by_the_parser(tmp_path):
         capture_output=True, text=True)
     assert proc.returncode == 2 and "must be at least 1" in proc.stderr
     proc = subprocess.run(
-        [sys.executable, "-m", "offline_rl.cli", "simulate", "--days", "1", "--start", "2026-13-01"],
+        [sys.executable, "-m", "offline_rl.cli", "simulate", "--days", "1",
+         "--start", "2026-13-01"],
         capture_output=True, text=True)
     assert proc.returncode == 2 and "not a date" in proc.stderr
