@@ -152,8 +152,8 @@ def cmd_schemas(args: argparse.Namespace) -> int:
                 + (f"; behaviour probability: `{schema.probability_column}`"
                    if schema.probability_column else ""), "",
                 "| column | type | required | meaning |", "|---|---|---|---|"]
-        out += [f"| `{c.name}` | {c.dtype} | {'yes' if not c.nullable else ''} | {c.doc} |"
-                for c in schema.columns]
+        out += [f"| `{c.name}` | {c.dtype} | {'yes' if not c.nullable else ''} | "
+                f"{c.doc.replace('|', '/')} |" for c in schema.columns]
         out.append("")
     text = "\n".join(out)
     if args.output:
@@ -188,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_simulate)
 
     p = sub.add_parser("rollout", help="true value of a policy by simulator rollouts")
-    p.add_argument("--domain", default="recommendation", help="decision domain")
+    p.add_argument("--domain", default="recommendation",
+                   choices=["recommendation", "cart", "inventory", "ads", "pricing"],
+                   help="decision domain (default recommendation)")
     p.add_argument("--policy", required=True, help="an export directory, or 'behavior'")
     p.add_argument("--episodes", type=_positive, default=20_000, help="rollouts (default 20000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the rollouts")
@@ -234,8 +236,18 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
 
 
 def quiet_libraries() -> None:
-    """d3rlpy logs every epoch through structlog; keep only warnings unless --verbose."""
+    """d3rlpy logs every epoch through structlog; keep only warnings unless --verbose.
+
+    d3rlpy also imports the retired ``gym`` package, whose import prints a deprecation
+    notice users cannot act on (this project uses gymnasium); it is swallowed here.
+    """
+    import contextlib
+    import io
+
     import structlog
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        import gym  # noqa: F401
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 

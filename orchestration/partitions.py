@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 
 import dagster as dg
 
@@ -15,9 +16,11 @@ TRAINING_WINDOW_DAYS = 7
 
 training_window = dg.TimeWindowPartitionMapping(start_offset=-(TRAINING_WINDOW_DAYS - 1),
                                                 end_offset=0)
-session_days = dg.TimeWindowPartitionMapping(
-    start_offset=-1, end_offset=1, allow_nonexistent_upstream_partitions=True
-)
+with warnings.catch_warnings():  # the parameter is marked beta; we rely on its documented use
+    warnings.simplefilter("ignore", category=dg.BetaWarning)
+    session_days = dg.TimeWindowPartitionMapping(
+        start_offset=-1, end_offset=1, allow_nonexistent_upstream_partitions=True
+    )
 """A day's sessions: the day before tells which sessions began earlier, the day after holds the
 ends of sessions that cross midnight."""
 

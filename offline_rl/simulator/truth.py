@@ -6,12 +6,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from offline_rl.simulator.base import BEHAVIOR, PolicyFn, RolloutResult, true_value
+from offline_rl.simulator.ads import AdsSimulator
+from offline_rl.simulator.base import BEHAVIOR, DomainEnv, PolicyFn, RolloutResult, true_value
+from offline_rl.simulator.cart import CartSimulator
+from offline_rl.simulator.inventory import InventorySimulator
+from offline_rl.simulator.pricing import PricingSimulator
 from offline_rl.simulator.recommendation import RecommendationSimulator
 from offline_rl.simulator.scenarios import get_scenario
 from offline_rl.simulator.world import make_world
 
-DOMAINS = ("recommendation",)
+DOMAINS = ("recommendation", "cart", "inventory", "ads", "pricing")
 
 
 def write_simulation_manifest(path: Path, record: dict[str, Any]) -> None:
@@ -25,11 +29,24 @@ def read_simulation_manifest(path: Path) -> dict[str, Any] | None:
 
 def simulator_for(domain: str, scenario: str = "default") -> Any:
     """The simulator of ``domain`` in ``scenario`` (the shop that produced the logs)."""
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown domain {domain!r}; choose one of: {', '.join(DOMAINS)}")
     scen = get_scenario(scenario)
     world = make_world(scen.world)
     if domain == "recommendation":
         return RecommendationSimulator(world, scen.recommendation)
-    raise ValueError(f"unknown domain {domain!r}; choose one of: {', '.join(DOMAINS)}")
+    if domain == "cart":
+        return CartSimulator(world, scen.cart)
+    if domain == "inventory":
+        return InventorySimulator(world, scen.inventory)
+    if domain == "ads":
+        return AdsSimulator(world, scen.ads)
+    return PricingSimulator(world, scen.pricing)
+
+
+def make_env(domain: str, scenario: str = "default") -> DomainEnv:
+    """A gymnasium environment of one episode of ``domain`` (info carries behaviour probs)."""
+    return DomainEnv(simulator_for(domain, scenario))
 
 
 def policy_value(

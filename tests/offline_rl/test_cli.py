@@ -44,3 +44,12 @@ def test_bad_arguments_are_rejected_by_the_parser(tmp_path):
          "--start", "2026-13-01"],
         capture_output=True, text=True)
     assert proc.returncode == 2 and "not a date" in proc.stderr
+
+
+def test_schema_docs_in_the_repo_match_the_code(tmp_path):
+    from pathlib import Path
+
+    out = tmp_path / "schemas.md"
+    assert main(["schemas", "--output", str(out)]) == 0
+    committed = Path(__file__).resolve().parents[2] / "docs" / "schemas.md"
+    assert committed.read_text() == out.read_text(), "run: offline-rl schemas --output docs/schemas.md"

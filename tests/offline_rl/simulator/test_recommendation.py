@@ -66,3 +66,16 @@ def test_gym_env_round_trip(sim):
     assert 1 <= steps <= sim.config.horizon
     obs2, _ = env.reset(seed=3)
     np.testing.assert_array_equal(obs2, env.reset(seed=3)[0])
+
+
+@pytest.mark.parametrize("domain", ["recommendation", "cart", "inventory", "ads", "pricing"])
+def test_every_domain_has_an_env_and_ground_truth(domain):
+    from offline_rl.simulator.truth import make_env, policy_value
+
+    env = make_env(domain)
+    obs, info = env.reset(seed=0)
+    assert obs.shape == env.observation_space.shape
+    assert abs(info["behavior_probs"].sum() - 1) < 1e-9
+    a = policy_value(domain, "behavior", episodes=500, seed=0)
+    b = policy_value(domain, "behavior", episodes=500, seed=0)
+    assert a.mean == b.mean and a.stderr > 0
