@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="OUT", help="also write the result as JSON")
     p.set_defaults(handler=cmd_rollout)
 
-    p = sub.add_parser("exports", help="list, show or roll back exported policies")
+    p = sub.add_parser("exports", help="list, show, roll back or prune exported policies")
     p.add_argument("action", choices=["list", "show", "rollback"])
     p.add_argument("--domain", default="recommendation", help="decision domain")
     p.add_argument("--version", help="version (show: default latest; rollback: default previous)")
@@ -208,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schemas", help="print the landing-zone schemas as markdown")
     p.add_argument("--output", help="write to this file instead of stdout")
     p.set_defaults(handler=cmd_schemas)
+
+    from offline_rl.export.command import add_commands
+    from offline_rl.ope.command import add_ope_parser
+
+    add_commands(sub)
+    add_ope_parser(sub)
     return parser
 
 

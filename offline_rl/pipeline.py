@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ from offline_rl.data.recommendation import (
 )
 from offline_rl.data.schemas import SourceSchema
 from offline_rl.data.warehouse import Warehouse
+from offline_rl.export.build import build_export
+from offline_rl.export.loader import ONNX_FILE
 from offline_rl.export.registry import ExportedPolicy, current_version, publish
 from offline_rl.ope.diagnostics import Diagnostics
 from offline_rl.ope.estimators import Estimate
@@ -365,7 +368,19 @@ def export_promoted(paths: DataPaths, day: dt.date) -> ExportedPolicy | None:
                      "config": training["training_config"], "device": training["device"]},
         "created_at": dt.datetime.now(dt.UTC).isoformat(),
     }
-    exported = publish(paths.exports, DOMAIN, model_dir / "policy.pt", manifest)
+    with tempfile.TemporaryDirectory(prefix="export-") as tmp:
+        # TorchScript + ONNX with scaling inside, outputs (action, values); both files are
+        # checked against the model before they are published
+        built = build_export(load_candidate(model_dir), Path(tmp),
+                             feature_names=training["feature_schema"]["names"],
+                             action_map=training["action_map"],
+                             action_mask_feature=training.get("action_mask_feature"))
+        manifest = {**manifest, **built.manifest,
+                    "algorithm": training["algorithm"],
+                    "feature_schema": {**training["feature_schema"],
+                                       **built.manifest["feature_schema"]}}
+        exported = publish(paths.exports, DOMAIN, built.torchscript, manifest,
+                           extra_files={ONNX_FILE: built.onnx})
     Warehouse(paths.warehouse).execute("registry/set_export_version", domain=DOMAIN, day=day,
                                        version=exported.version)
     return exported

@@ -1,9 +1,18 @@
-"""Loading an exported policy for serving: needs torch and the standard library only.
+"""Loading an exported policy for serving: needs torch, numpy and the standard library only.
 
-An export directory holds ``policy.pt`` (TorchScript: raw feature vector in, action out) and
-``manifest.json`` (version, domain, algorithm, data window, feature schema, action map,
-estimates, and the SHA-256 of ``policy.pt``). The checksum is verified before the model is
-deserialised, so a truncated or tampered file is refused.
+An export directory holds ``manifest.json`` and the policy in one or two formats:
+
+* ``policy.pt``: TorchScript. Raw feature rows ``float32 [n, n_features]`` in (schema order,
+  any observation scaling is inside the graph); out ``(action int64 [n], values float32
+  [n, n_actions])``. ``manifest["outputs"]`` says what ``values`` are (Q-values or the
+  behaviour-cloning policy's log-probabilities).
+* ``policy.onnx``: the same graph as ONNX (input ``features``, outputs ``action``, ``values``).
+
+Exports written before the ONNX format (``format_version`` 1) hold only ``policy.pt`` whose
+graph returns the action alone; they still load, without ``predict_with_values``.
+
+Every file named in ``manifest["sha256"]`` is checked before anything is deserialised, so a
+truncated, tampered or missing file is refused.
 """
 
 from __future__ import annotations
@@ -20,6 +29,9 @@ import torch
 LATEST = "latest"
 MANIFEST = "manifest.json"
 POLICY_FILE = "policy.pt"
+ONNX_FILE = "policy.onnx"
+FORMAT_VERSION = 2
+"""2: TorchScript and ONNX, outputs (action, values), a checksum for every file."""
 
 
 class ExportError(RuntimeError):
@@ -32,6 +44,12 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _plain_name(name: str) -> str:
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ExportError(f"invalid file name {name!r} in manifest")
+    return name
 
 
 def resolve_version(domain_root: Path, version: str = LATEST) -> Path:
@@ -50,6 +68,25 @@ def resolve_version(domain_root: Path, version: str = LATEST) -> Path:
     return path
 
 
+def verify_files(path: Path, manifest: dict[str, Any]) -> None:
+    """Checks every file the manifest lists (and the policy file) against its SHA-256."""
+    path = Path(path)
+    expected: dict[str, str] = dict(manifest.get("sha256") or {})
+    for entry in manifest.get("files") or []:
+        name = entry.get("name")
+        if name in expected and expected[name] != entry.get("sha256"):
+            raise ExportError(f"manifest of {path} lists two checksums for {name}")
+        expected.setdefault(name, entry.get("sha256"))
+    expected.setdefault(manifest.get("policy_file", POLICY_FILE), None)  # must be listed
+    for name, digest in sorted(expected.items()):
+        file = path / _plain_name(str(name))
+        if not file.is_file():
+            raise ExportError(f"{file} missing")
+        actual = sha256_file(file)
+        if digest != actual:
+            raise ExportError(f"checksum mismatch for {file}: manifest {digest}, file {actual}")
+
+
 @dataclass(frozen=True)
 class LoadedPolicy:
     """A verified exported policy."""
@@ -62,36 +99,83 @@ class LoadedPolicy:
     def feature_names(self) -> list[str]:
         return list(self.manifest["feature_schema"]["names"])
 
-    def predict(self, features: np.ndarray) -> np.ndarray:
-        """Actions (ints) for a batch of raw feature rows ``[n, n_features]`` in schema order."""
-        x = np.asarray(features, dtype=np.float32)
+    @property
+    def version(self) -> str | None:
+        return self.manifest.get("version")
+
+    @property
+    def has_values(self) -> bool:
+        """Whether the graph returns action values too (format 2 and later)."""
+        return "outputs" in self.manifest
+
+    @property
+    def value_kind(self) -> str | None:
+        """``"q_value"`` or ``"log_prob"`` (None for a format-1 export)."""
+        return (self.manifest.get("outputs") or {}).get("values", {}).get("kind")
+
+    @property
+    def action_names(self) -> list[str]:
+        """Name of each action index (from the manifest's action map; the index if absent)."""
+        mapping = self.manifest.get("action_map") or {}
+        n = int(self.manifest.get("n_actions") or len(mapping))
+        return [str(mapping.get(str(i), mapping.get(i, i))) for i in range(n)]  # type: ignore[call-overload]
+
+    def _batch(self, features: Any) -> torch.Tensor:
+        x = np.ascontiguousarray(features, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != len(self.feature_names):
             raise ValueError(
                 f"expected features of shape [n, {len(self.feature_names)}] "
                 f"({', '.join(self.feature_names)}), got {list(x.shape)}"
             )
+        return torch.from_numpy(x)
+
+    def _run(self, features: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        x = self._batch(features)
         with torch.no_grad():
-            out = self.module(torch.from_numpy(x))
-        return out.cpu().numpy().astype(np.int64).reshape(-1)
+            out = self.module(x)
+        if isinstance(out, (tuple, list)):
+            action, values = out[0], out[1]
+            return (action.cpu().numpy().astype(np.int64).reshape(-1),
+                    values.cpu().numpy().astype(np.float32))
+        return out.cpu().numpy().astype(np.int64).reshape(-1), None
+
+    def predict(self, features: Any) -> np.ndarray:
+        """Actions (ints) for a batch of raw feature rows ``[n, n_features]`` in schema order.
+
+        With an action mask declared in the manifest, a row whose mask allows no action gets -1.
+        """
+        return self._run(features)[0]
 
     __call__ = predict
 
+    def predict_with_values(self, features: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(actions [n], values [n, n_actions])``; see ``manifest["outputs"]`` for the values."""
+        actions, values = self._run(features)
+        if values is None:
+            raise ExportError(
+                f"{self.path} is a format-1 export: its policy returns actions only")
+        return actions, values
+
 
 def load_policy(path: Path) -> LoadedPolicy:
-    """Loads an export directory after checking the policy file's SHA-256 against the manifest."""
+    """Loads an export directory after checking every file's SHA-256 against the manifest."""
     path = Path(path)
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise ExportError(f"{path} is not an export: {MANIFEST} missing")
-    manifest = json.loads(manifest_path.read_text())
-    policy_path = path / manifest.get("policy_file", POLICY_FILE)
-    if not policy_path.is_file():
-        raise ExportError(f"{policy_path} missing")
-    expected = manifest.get("sha256", {}).get(policy_path.name)
-    actual = sha256_file(policy_path)
-    if expected != actual:
-        raise ExportError(
-            f"checksum mismatch for {policy_path}: manifest {expected}, file {actual}")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ExportError(f"{manifest_path} is not valid JSON: {exc}") from None
+    verify_files(path, manifest)
+    policy_path = path / _plain_name(manifest.get("policy_file", POLICY_FILE))
     module = torch.jit.load(str(policy_path), map_location="cpu")
     module.eval()
     return LoadedPolicy(path=path, manifest=manifest, module=module)
+
+
+def load_latest(export_root: Path, domain: str, version: str = LATEST) -> LoadedPolicy:
+    """Loads ``<export_root>/<domain>/<version>`` (default: the one ``latest`` points to)."""
+    if not domain or "/" in domain or domain.startswith("."):
+        raise ExportError(f"invalid domain {domain!r}")
+    return load_policy(resolve_version(Path(export_root) / domain, version))

@@ -1,9 +1,10 @@
 """Versioned exports of promoted policies with an atomic ``latest`` pointer and rollback.
 
-Layout: ``<export root>/<domain>/<version>/{policy.pt, manifest.json}`` and
+Layout: ``<export root>/<domain>/<version>/{policy.pt, policy.onnx, manifest.json}`` and
 ``<export root>/<domain>/latest`` (a one-line file naming the current version). A version is
 assembled in a hidden temporary directory and renamed into place, then ``latest`` is
-replaced atomically, so a consumer never sees a half-written export.
+replaced atomically, so a consumer never sees a half-written export. ``prune`` removes old
+versions (never the one ``latest`` names) by renaming them out of sight before deleting them.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from offline_rl.export.loader import (
+    FORMAT_VERSION,
     LATEST,
     MANIFEST,
     POLICY_FILE,
@@ -67,9 +71,24 @@ def set_latest(domain_root: Path, version: str) -> None:
 
 
 def publish(
-    export_root: Path, domain: str, policy_file: Path, manifest: dict[str, Any]
+    export_root: Path,
+    domain: str,
+    policy_file: Path,
+    manifest: dict[str, Any],
+    *,
+    extra_files: Mapping[str, Path] | None = None,
 ) -> ExportedPolicy:
-    """Publishes a TorchScript policy as the next version and points ``latest`` at it."""
+    """Publishes a TorchScript policy (and ``extra_files``, e.g. ``{"policy.onnx": path}``) as
+    the next version and points ``latest`` at it.
+
+    The manifest gets ``version``, ``domain``, ``policy_file``, ``sha256`` (file name ->
+    digest) and ``files`` (name, sha256 and size of every file), so the loader can verify each.
+    """
+    sources = {POLICY_FILE: Path(policy_file)}
+    sources.update({name: Path(p) for name, p in (extra_files or {}).items()})
+    for name in sources:
+        if not name or "/" in name or name.startswith(".") or name == MANIFEST:
+            raise ExportError(f"invalid export file name {name!r}")
     domain_root = Path(export_root) / domain
     domain_root.mkdir(parents=True, exist_ok=True)
     versions = list_versions(domain_root)
@@ -77,13 +96,19 @@ def publish(
     version = f"v{number:04d}"
     staging = Path(tempfile.mkdtemp(dir=domain_root, prefix=f".staging-{version}-"))
     try:
-        shutil.copyfile(policy_file, staging / POLICY_FILE)
+        files = []
+        for name, source in sources.items():
+            shutil.copyfile(source, staging / name)
+            files.append({"name": name, "sha256": sha256_file(staging / name),
+                          "bytes": (staging / name).stat().st_size})
         full = {
             **manifest,
+            "format_version": FORMAT_VERSION if "outputs" in manifest else 1,
             "version": version,
             "domain": domain,
             "policy_file": POLICY_FILE,
-            "sha256": {POLICY_FILE: sha256_file(staging / POLICY_FILE)},
+            "sha256": {f["name"]: f["sha256"] for f in files},
+            "files": files,
         }
         (staging / MANIFEST).write_text(json.dumps(full, indent=2, default=str))
         target = domain_root / version
@@ -95,6 +120,29 @@ def publish(
         raise
     set_latest(domain_root, version)
     return ExportedPolicy(version=version, path=target, manifest=full)
+
+
+def prune(export_root: Path, domain: str, keep: int) -> list[str]:
+    """Deletes all but the newest ``keep`` versions; the version ``latest`` names is kept too.
+
+    Returns the removed versions, oldest first. Each is first renamed to a hidden name (so it
+    vanishes from listings atomically), then deleted.
+    """
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1, got {keep}")
+    domain_root = Path(export_root) / domain
+    versions = list_versions(domain_root)
+    current = current_version(domain_root)
+    kept = set(versions[-keep:]) | ({current} if current else set())
+    removed = []
+    for version in versions:
+        if version in kept:
+            continue
+        hidden = domain_root / f".pruned-{version}-{uuid.uuid4().hex[:8]}"
+        os.rename(domain_root / version, hidden)
+        shutil.rmtree(hidden, ignore_errors=True)
+        removed.append(version)
+    return removed
 
 
 def rollback(export_root: Path, domain: str, version: str | None = None) -> str:

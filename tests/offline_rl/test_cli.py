@@ -52,4 +52,5 @@ def test_schema_docs_in_the_repo_match_the_code(tmp_path):
     out = tmp_path / "schemas.md"
     assert main(["schemas", "--output", str(out)]) == 0
     committed = Path(__file__).resolve().parents[2] / "docs" / "schemas.md"
-    assert committed.read_text() == out.read_text(), "run: offline-rl schemas --output docs/schemas.md"
+    hint = "run: offline-rl schemas --output docs/schemas.md"
+    assert committed.read_text() == out.read_text(), hint

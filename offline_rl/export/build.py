@@ -1,0 +1,334 @@
+"""Building a self-contained export (TorchScript + ONNX) from a trained d3rlpy algorithm.
+
+The exported graph takes raw feature rows ``float32 [n, n_features]`` and returns
+``(action int64 [n], values float32 [n, n_actions])``:
+
+* the algorithm's observation scaler (if any) is applied inside the graph;
+* ``values`` are the expected Q-values (mean over the critic ensemble; what
+  ``algo.predict_value`` returns) for Q-learning algorithms (DQN, DoubleDQN, DiscreteCQL,
+  DiscreteBCQ, NFQ), and the policy's log-probabilities for DiscreteBC;
+* ``action`` is what ``algo.predict`` returns (for DiscreteBCQ: the best Q-value among the
+  actions the behaviour model deems likely enough, as d3rlpy does);
+* with an action mask (``action_mask_feature``: one raw feature per action, allowed where it
+  is > 0), masked actions get -inf before the argmax, and a row with no allowed action gets -1.
+  ``values`` are never masked.
+
+Only the training side imports this module (it needs d3rlpy); serving uses ``loader``.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import logging
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from d3rlpy.algos.qlearning.torch.bc_impl import DiscreteBCImpl
+from d3rlpy.algos.qlearning.torch.bcq_impl import DiscreteBCQImpl
+from d3rlpy.algos.qlearning.torch.dqn_impl import DQNImpl
+
+from offline_rl.export.loader import FORMAT_VERSION, ONNX_FILE, POLICY_FILE, ExportError
+
+log = logging.getLogger(__name__)
+
+ONNX_OPSET = 17
+INPUT_NAME = "features"
+OUTPUT_NAMES = ("action", "values")
+Q_VALUE = "q_value"
+LOG_PROB = "log_prob"
+
+
+class PolicyGraph(torch.nn.Module):
+    """Raw features in, ``(greedy action, action values)`` out; built from a d3rlpy algo."""
+
+    def __init__(self, algo: Any, action_mask_indices: Sequence[int] | None = None) -> None:
+        super().__init__()
+        impl = algo.impl
+        if impl is None:
+            raise ExportError("the algorithm has no model yet (train or build it first)")
+        self.n_actions = int(impl.action_size)
+        scaler = algo.config.observation_scaler
+        self.scaler = scaler if scaler is not None and getattr(scaler, "built", True) else None
+        self.bcq_log_flexibility: float | None = None
+        if isinstance(impl, DiscreteBCImpl):
+            self.kind = LOG_PROB
+            self.imitator = impl._modules.imitator
+        elif isinstance(impl, DQNImpl):
+            self.kind = Q_VALUE
+            self.q_funcs = impl.q_function  # registers the parameters the forwarder uses
+            self.q_forwarder = impl._q_func_forwarder
+            if isinstance(impl, DiscreteBCQImpl):
+                self.imitator = impl._modules.imitator
+                self.bcq_log_flexibility = math.log(impl._action_flexibility)
+        else:
+            raise ExportError(f"cannot export {type(algo).__name__}: supported are discrete "
+                              "Q-learning algorithms (DQN family, CQL, BCQ) and DiscreteBC")
+        self.has_mask = bool(action_mask_indices)
+        if action_mask_indices:
+            if len(action_mask_indices) != self.n_actions:
+                raise ExportError(f"action mask needs {self.n_actions} features (one per "
+                                  f"action), got {len(action_mask_indices)}")
+            self.register_buffer("mask_index",
+                                 torch.tensor(list(action_mask_indices), dtype=torch.long))
+
+    def _logits(self, obs: torch.Tensor) -> torch.Tensor:
+        # CategoricalPolicy.forward wraps these in a Categorical, whose argument checks
+        # do not trace; its logits are the log-softmax of this linear head's output.
+        return torch.log_softmax(self.imitator._fc(self.imitator._encoder(obs)), dim=1)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        obs = self.scaler.transform(features) if self.scaler is not None else features
+        if self.kind == LOG_PROB:
+            values = self._logits(obs)
+            scores = values
+        else:
+            values = self.q_forwarder.compute_expected_q(obs, reduction="mean")
+            scores = values
+            if self.bcq_log_flexibility is not None:  # d3rlpy's DiscreteBCQ action rule
+                log_probs = self._logits(obs)
+                ratio = log_probs - log_probs.max(dim=1, keepdim=True).values
+                likely = (ratio > self.bcq_log_flexibility).float()
+                scores = (values - values.min(dim=1, keepdim=True).values + 1e-5) * likely
+        if self.has_mask:
+            allowed = features.index_select(1, self.mask_index) > 0
+            scores = scores.masked_fill(~allowed, float("-inf"))
+            action = scores.argmax(dim=1)
+            action = torch.where(allowed.any(dim=1), action, torch.full_like(action, -1))
+        else:
+            action = scores.argmax(dim=1)
+        return action, values.float()
+
+
+def policy_graph(algo: Any, action_mask_indices: Sequence[int] | None = None) -> PolicyGraph:
+    """A frozen copy (eval mode, no gradients) of the algo's networks as a ``PolicyGraph``."""
+    graph = copy.deepcopy(PolicyGraph(algo, action_mask_indices))
+    graph.eval()
+    graph.requires_grad_(False)
+    return graph
+
+
+def mask_feature_names(action_mask_feature: str | Sequence[str] | None,
+                       action_names: Sequence[str]) -> list[str] | None:
+    """The mask's feature per action: a list as given, or ``prefix + action name``."""
+    if not action_mask_feature:
+        return None
+    if isinstance(action_mask_feature, str):
+        return [f"{action_mask_feature}{name}" for name in action_names]
+    return [str(n) for n in action_mask_feature]
+
+
+@dataclass(frozen=True)
+class BuiltExport:
+    """Files written by ``build_export`` and the manifest entries describing them."""
+
+    torchscript: Path
+    onnx: Path
+    manifest: dict[str, Any]
+
+    @property
+    def files(self) -> dict[str, Path]:
+        return {POLICY_FILE: self.torchscript, ONNX_FILE: self.onnx}
+
+
+def build_export(
+    algo: Any,
+    out_dir: Path,
+    *,
+    feature_names: Sequence[str],
+    action_map: Mapping[Any, str] | None = None,
+    action_mask_feature: str | Sequence[str] | None = None,
+    opset: int = ONNX_OPSET,
+    verify: bool = True,
+) -> BuiltExport:
+    """Writes ``policy.pt`` and ``policy.onnx`` for ``algo`` into ``out_dir``.
+
+    Returns the files and the manifest entries (format, feature schema, action map, inputs,
+    outputs) to publish with them. With ``verify``, both files are checked against
+    ``algo.predict`` / ``algo.predict_value`` on random inputs before returning.
+    """
+    if algo.impl is None:
+        raise ExportError("the algorithm has no model yet (train or build it first)")
+    feature_names = [str(n) for n in feature_names]
+    n_features = len(feature_names)
+    shape = tuple(algo.impl.observation_shape)
+    if shape != (n_features,):
+        raise ExportError(f"the model expects observations of shape {shape}, the feature "
+                          f"schema has {n_features} names")
+    n_actions = int(algo.impl.action_size)
+    names = {int(k): str(v) for k, v in (action_map or {}).items()}
+    action_names = [names.get(i, str(i)) for i in range(n_actions)]
+    mask_names = mask_feature_names(action_mask_feature, action_names)
+    mask_indices = None
+    if mask_names is not None:
+        unknown = [n for n in mask_names if n not in feature_names]
+        if unknown:
+            raise ExportError(f"action mask features not in the feature schema: "
+                              f"{', '.join(unknown)}")
+        mask_indices = [feature_names.index(n) for n in mask_names]
+    if not _installed("onnx"):
+        raise ExportError("exporting to ONNX needs the onnx package (torch's exporter uses it); "
+                          "install the project's pinned onnx")
+    graph = policy_graph(algo, mask_indices)
+    if any(p.device.type != "cpu" for p in graph.parameters()):
+        raise ExportError("export a model loaded on the CPU (d3rlpy.load_learnable(..., "
+                          "device='cpu'))")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ts_path, onnx_path = out_dir / POLICY_FILE, out_dir / ONNX_FILE
+    dummy = torch.randn(3, n_features, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings(), torch.no_grad():
+        # torch.jit.trace and the TorchScript-based ONNX exporter are deprecated in torch 2.13
+        # but work; the tracer also warns about d3rlpy's shape assertions in the scalers.
+        warnings.simplefilter("ignore")
+        torch.jit.trace(graph, (dummy,), check_trace=False).save(str(ts_path))
+        torch.onnx.export(
+            graph, (dummy,), str(onnx_path), dynamo=False, opset_version=opset,
+            input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAMES[0]: {0: "batch"},
+                          OUTPUT_NAMES[1]: {0: "batch"}},
+        )
+    _check_onnx(onnx_path)
+    scaler = algo.config.observation_scaler
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "algorithm": type(algo).__name__,
+        "feature_schema": {"names": feature_names, "dtype": "float32",
+                           "shape": ["batch", n_features],
+                           "column_aliases": "a column may be named NAME or f_NAME"},
+        "action_map": {str(i): n for i, n in enumerate(action_names)},
+        "n_actions": n_actions,
+        "observation_scaler": None if scaler is None else type(scaler).__name__,
+        "action_mask_feature": mask_names,
+        "inputs": {INPUT_NAME: {"dtype": "float32", "shape": ["batch", n_features],
+                                "meaning": "raw feature rows in feature_schema order; "
+                                           "scaling happens inside the graph"}},
+        "outputs": {
+            OUTPUT_NAMES[0]: {"index": 0, "dtype": "int64", "shape": ["batch"],
+                              "meaning": "greedy action (key of action_map)"
+                                         + ("; -1 where the mask allows no action"
+                                            if mask_names else "")},
+            OUTPUT_NAMES[1]: {"index": 1, "dtype": "float32", "shape": ["batch", n_actions],
+                              "kind": graph.kind,
+                              "meaning": ("expected Q-value of each action (mean over critics; "
+                                          "reward scale of training)" if graph.kind == Q_VALUE
+                                          else "log-probability of each action under the "
+                                               "cloned behaviour policy"),
+                              "masked": False},
+        },
+        "formats": {
+            POLICY_FILE: {"format": "torchscript", "torch_version": torch.__version__},
+            ONNX_FILE: {"format": "onnx", "opset": opset, "input_names": [INPUT_NAME],
+                        "output_names": list(OUTPUT_NAMES)},
+        },
+    }
+    built = BuiltExport(torchscript=ts_path, onnx=onnx_path, manifest=manifest)
+    if verify:
+        verify_export(algo, built)
+    return built
+
+
+def _check_onnx(path: Path) -> None:
+    try:
+        import onnx
+    except ImportError:  # the checker is optional; verify_export still runs the graph
+        return
+    onnx.checker.check_model(str(path), full_check=True)
+
+
+def onnx_runner_available() -> bool:
+    """Whether ``run_onnx`` can run (onnxruntime or onnx installed)."""
+    return _installed("onnxruntime") or _installed("onnx")
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # e.g. blocked with sys.modules[module] = None
+        return False
+
+
+def run_onnx(path: Path, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Runs an exported ONNX graph with onnxruntime, else with onnx's reference evaluator."""
+    x = np.ascontiguousarray(features, dtype=np.float32)
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        from onnx.reference import ReferenceEvaluator
+
+        action, values = ReferenceEvaluator(str(path)).run(None, {INPUT_NAME: x})
+    else:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        action, values = session.run(list(OUTPUT_NAMES), {INPUT_NAME: x})
+    return np.asarray(action), np.asarray(values)
+
+
+def reference_outputs(algo: Any, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the export must reproduce: ``algo.predict`` and the per-action values from d3rlpy
+    (``predict_value`` for Q-learning algos, the policy's log-probabilities for DiscreteBC)."""
+    x = np.ascontiguousarray(features, dtype=np.float32)
+    actions = np.asarray(algo.predict(x)).reshape(-1)
+    n_actions = int(algo.impl.action_size)
+    if isinstance(algo.impl, DiscreteBCImpl):
+        obs = torch.from_numpy(x)
+        with torch.no_grad():
+            if algo.config.observation_scaler is not None:
+                obs = algo.config.observation_scaler.transform(obs)
+            values = algo.impl._modules.imitator(obs).logits.cpu().numpy()
+    else:
+        values = np.stack([algo.predict_value(x, np.full(len(x), a)) for a in range(n_actions)],
+                          axis=1)
+    return actions.astype(np.int64), values.astype(np.float32)
+
+
+def verify_export(algo: Any, built: BuiltExport, n: int = 256, seed: int = 0,
+                  atol: float = 1e-4) -> None:
+    """Checks both files against the algo on random rows; raises ``ExportError`` if they differ.
+
+    Compares actions exactly and values within ``atol``. With an action mask the reference is
+    recomputed from the algo's values, since d3rlpy itself has no masks.
+    """
+    x = np.random.default_rng(seed).normal(size=(n, len(built.manifest["feature_schema"]
+                                                       ["names"]))).astype(np.float32)
+    ref_actions, ref_values = reference_outputs(algo, x)
+    mask_names = built.manifest.get("action_mask_feature")
+    if mask_names:
+        names = built.manifest["feature_schema"]["names"]
+        allowed = x[:, [names.index(m) for m in mask_names]] > 0
+        ref_actions = np.where(allowed.any(axis=1),
+                               np.where(allowed, ref_values, -np.inf).argmax(axis=1), -1)
+        if isinstance(algo.impl, DiscreteBCQImpl):
+            return _check_same_graph(built, x)  # BCQ's own rule plus a mask: self-consistency
+    module = torch.jit.load(str(built.torchscript), map_location="cpu")
+    with torch.no_grad():
+        ts_actions, ts_values = (t.numpy() for t in module(torch.from_numpy(x)))
+    results = [("TorchScript", ts_actions, ts_values)]
+    if onnx_runner_available():
+        results.append(("ONNX", *run_onnx(built.onnx, x)))
+    else:
+        log.warning("neither onnxruntime nor onnx is installed: %s not verified", built.onnx)
+    for label, actions, values in results:
+        if not np.array_equal(actions.astype(np.int64), ref_actions):
+            bad = int((actions != ref_actions).sum())
+            raise ExportError(f"{label} export disagrees with the model on {bad} of {n} actions")
+        if not np.allclose(values, ref_values, atol=atol, rtol=1e-4):
+            diff = float(np.abs(values - ref_values).max())
+            raise ExportError(f"{label} export's values differ from the model's by {diff:.3g}")
+
+
+def _check_same_graph(built: BuiltExport, x: np.ndarray) -> None:
+    module = torch.jit.load(str(built.torchscript), map_location="cpu")
+    with torch.no_grad():
+        ts_actions, ts_values = (t.numpy() for t in module(torch.from_numpy(x)))
+    if not onnx_runner_available():
+        return
+    onnx_actions, onnx_values = run_onnx(built.onnx, x)
+    if not np.array_equal(ts_actions, onnx_actions) or \
+            not np.allclose(ts_values, onnx_values, atol=1e-4, rtol=1e-4):
+        raise ExportError("the TorchScript and ONNX exports disagree")
