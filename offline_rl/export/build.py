@@ -57,6 +57,8 @@ class PolicyGraph(torch.nn.Module):
         scaler = algo.config.observation_scaler
         self.scaler = scaler if scaler is not None and getattr(scaler, "built", True) else None
         self.bcq_log_flexibility: float | None = None
+        # Q-values are learned on rewards * multiplier; export them in reward units
+        self.value_unscale = 1.0 / reward_multiplier(algo)
         if isinstance(impl, DiscreteBCImpl):
             self.kind = LOG_PROB
             self.imitator = impl._modules.imitator
@@ -89,7 +91,8 @@ class PolicyGraph(torch.nn.Module):
             values = self._logits(obs)
             scores = values
         else:
-            values = self.q_forwarder.compute_expected_q(obs, reduction="mean")
+            values = self.q_forwarder.compute_expected_q(obs, reduction="mean") \
+                * self.value_unscale
             scores = values
             if self.bcq_log_flexibility is not None:  # d3rlpy's DiscreteBCQ action rule
                 log_probs = self._logits(obs)
@@ -104,6 +107,15 @@ class PolicyGraph(torch.nn.Module):
         else:
             action = scores.argmax(dim=1)
         return action, values.float()
+
+
+def reward_multiplier(algo: Any) -> float:
+    """The reward multiplier the algo was trained with (1.0 without a reward scaler)."""
+    scaler = getattr(algo.config, "reward_scaler", None)
+    multiplier = getattr(scaler, "multiplier", None)
+    if scaler is not None and multiplier is None:
+        raise ExportError(f"cannot undo reward scaler {type(scaler).__name__} in the export")
+    return float(multiplier) if multiplier else 1.0
 
 
 def policy_graph(algo: Any, action_mask_indices: Sequence[int] | None = None) -> PolicyGraph:
@@ -217,7 +229,7 @@ def build_export(
             OUTPUT_NAMES[1]: {"index": 1, "dtype": "float32", "shape": ["batch", n_actions],
                               "kind": graph.kind,
                               "meaning": ("expected Q-value of each action (mean over critics; "
-                                          "reward scale of training)" if graph.kind == Q_VALUE
+                                          "reward units)" if graph.kind == Q_VALUE
                                           else "log-probability of each action under the "
                                                "cloned behaviour policy"),
                               "masked": False},
@@ -283,7 +295,7 @@ def reference_outputs(algo: Any, features: np.ndarray) -> tuple[np.ndarray, np.n
             values = algo.impl._modules.imitator(obs).logits.cpu().numpy()
     else:
         values = np.stack([algo.predict_value(x, np.full(len(x), a)) for a in range(n_actions)],
-                          axis=1)
+                          axis=1) / reward_multiplier(algo)
     return actions.astype(np.int64), values.astype(np.float32)
 
 

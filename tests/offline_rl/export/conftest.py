@@ -27,15 +27,20 @@ def _train(name: str):
     import d3rlpy
     from d3rlpy.logging import NoopAdapterFactory
     from d3rlpy.models.encoders import VectorEncoderFactory
-    from d3rlpy.preprocessing import MinMaxObservationScaler, StandardObservationScaler
+    from d3rlpy.preprocessing import (
+        MinMaxObservationScaler,
+        MultiplyRewardScaler,
+        StandardObservationScaler,
+    )
 
     d3rlpy.seed(0)
     common = {"batch_size": 32, "encoder_factory": VectorEncoderFactory(hidden_units=[32, 32])}
     config = {
-        # DoubleDQN with a standard scaler and two critics: scaling and the ensemble mean
-        # must both be inside the exported graph
+        # DoubleDQN with a standard scaler, two critics and scaled rewards: scaling, the
+        # ensemble mean and undoing the reward scale must all be inside the exported graph
         "double_dqn": lambda: d3rlpy.algos.DoubleDQNConfig(
-            **common, observation_scaler=StandardObservationScaler(), n_critics=2),
+            **common, observation_scaler=StandardObservationScaler(), n_critics=2,
+            reward_scaler=MultiplyRewardScaler(0.1)),
         "bc": lambda: d3rlpy.algos.DiscreteBCConfig(**common),
         "cql": lambda: d3rlpy.algos.DiscreteCQLConfig(
             **common, observation_scaler=MinMaxObservationScaler()),

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from offline_rl.export.build import build_export, reference_outputs, run_onnx
+from offline_rl.export.build import (
+    build_export,
+    reference_outputs,
+    reward_multiplier,
+    run_onnx,
+)
 from offline_rl.export.loader import ExportError
 
 # the same as the conftest's ``features`` and ``action_map`` fixtures
@@ -54,7 +59,8 @@ def test_torchscript_and_onnx_match_the_model(name, trained, tmp_path):
         else:  # the values are d3rlpy's predict_value for every action
             for a in range(len(ACTIONS)):
                 np.testing.assert_allclose(
-                    ts_values[:, a], algo.predict_value(x, np.full(n, a)), rtol=1e-5, atol=1e-5)
+                    ts_values[:, a], algo.predict_value(x, np.full(n, a)) / reward_multiplier(algo),
+                    rtol=1e-5, atol=1e-5)
             if name != "bcq":  # BCQ picks among the actions its behaviour model finds likely
                 np.testing.assert_array_equal(ts_actions, ts_values.argmax(axis=1))
 
@@ -119,3 +125,14 @@ def test_onnx_reference_evaluator_agrees(built_double_dqn):
     ts_actions, ts_values = _torchscript(built_double_dqn.torchscript, x)
     np.testing.assert_array_equal(actions, ts_actions)
     np.testing.assert_allclose(values, ts_values, rtol=1e-4, atol=1e-4)
+
+
+def test_q_values_are_exported_in_reward_units(trained, built_double_dqn):
+    algo = trained("double_dqn")  # trained on rewards * 0.1
+    x = np.random.default_rng(3).normal(size=(7, algo.impl.observation_shape[0])).astype(
+        np.float32)
+    module = torch.jit.load(str(built_double_dqn.torchscript))
+    with torch.no_grad():
+        _, values = (t.numpy() for t in module(torch.from_numpy(x)))
+    scaled = algo.predict_value(x, np.zeros(len(x), dtype=np.int64))
+    np.testing.assert_allclose(values[:, 0], scaled / 0.1, rtol=1e-4, atol=1e-5)

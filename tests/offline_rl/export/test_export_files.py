@@ -48,7 +48,7 @@ def test_manifest_lists_every_file_outputs_and_schema(tmp_path, built_double_dqn
     algo = trained("double_dqn")
     np.testing.assert_array_equal(actions, algo.predict(x))
     np.testing.assert_array_equal(policy.predict(x), actions)
-    np.testing.assert_allclose(values[np.arange(20), actions], algo.predict_value(x, actions),
+    np.testing.assert_allclose(values[np.arange(20), actions], algo.predict_value(x, actions) / 0.1,
                                rtol=1e-5, atol=1e-5)
     assert policy.action_names == list(action_map.values())
     assert load_latest(tmp_path, DOMAIN, "v0001").version == "v0001"
@@ -145,7 +145,7 @@ def test_predict_csv_and_parquet(home, tmp_path, capsys, trained, features):
     values = np.array([list(r["values"].values()) for r in record["rows"]])
     np.testing.assert_allclose(
         values[np.arange(7), expected],
-        trained("double_dqn").predict_value(x, np.array(expected)), rtol=1e-5, atol=1e-5)
+        trained("double_dqn").predict_value(x, np.array(expected)) / 0.1, rtol=1e-5, atol=1e-5)
 
 
 def test_predict_errors_name_missing_columns(home, tmp_path, capsys):
