@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from offline_rl.argtypes import iso_date, positive_int
 from offline_rl.paths import HOME_ENV, DataPaths, resolve_home
 
 log = logging.getLogger("offline_rl")
@@ -28,23 +29,6 @@ class UsageError(Exception):
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.hint = hint
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
-    return value
 
 
 def paths_from(args: argparse.Namespace) -> DataPaths:
@@ -178,11 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("simulate", help="write simulated landing files into the data home")
-    p.add_argument("--days", type=_positive, required=True, help="number of days to simulate")
-    p.add_argument("--start", type=_date, default=dt.date(2026, 10, 1),
+    p.add_argument("--days", type=positive_int, required=True, help="number of days to simulate")
+    p.add_argument("--start", type=iso_date, default=dt.date(2026, 10, 1),
                    help="first day, YYYY-MM-DD (default 2026-10-01)")
     p.add_argument("--seed", type=int, default=0, help="seed of the logs (default 0)")
-    p.add_argument("--events-per-day", type=_positive, default=40_000,
+    p.add_argument("--events-per-day", type=positive_int, default=40_000,
                    help="approximate clickstream events per day (default 40000)")
     p.add_argument("--scenario", default="default", help="simulator scenario (default: default)")
     p.set_defaults(handler=cmd_simulate)
@@ -192,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["recommendation", "cart", "inventory", "ads", "pricing"],
                    help="decision domain (default recommendation)")
     p.add_argument("--policy", required=True, help="an export directory, or 'behavior'")
-    p.add_argument("--episodes", type=_positive, default=20_000, help="rollouts (default 20000)")
+    p.add_argument("--episodes", type=positive_int, default=20_000, help="rollouts (default 20000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the rollouts")
     p.add_argument("--scenario", default=None,
                    help="simulator scenario (default: the one that wrote the data home's logs)")

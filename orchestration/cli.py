@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from offline_rl.cli import _date, _positive, build_parser, paths_from, run
+from offline_rl.argtypes import iso_date, positive_int
+from offline_rl.cli import build_parser, paths_from, run
 from offline_rl.paths import DataPaths
 
 
@@ -177,20 +178,20 @@ def build_full_parser() -> argparse.ArgumentParser:
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     p = sub.add_parser("demo", help="simulate logs and run the whole nightly pipeline via Dagster")
-    p.add_argument("--days", type=_positive, default=7, help="days of logs (default 7)")
-    p.add_argument("--start", type=_date, default=dt.date(2026, 10, 1),
+    p.add_argument("--days", type=positive_int, default=7, help="days of logs (default 7)")
+    p.add_argument("--start", type=iso_date, default=dt.date(2026, 10, 1),
                    help="first day (default 2026-10-01)")
     p.add_argument("--seed", type=int, default=0, help="seed of logs, training and OPE")
-    p.add_argument("--events-per-day", type=_positive, default=40_000,
+    p.add_argument("--events-per-day", type=positive_int, default=40_000,
                    help="approximate clickstream events per day (default 40000)")
     p.add_argument("--scenario", default="default", help="simulator scenario")
-    p.add_argument("--n-steps", type=_positive, default=4000,
+    p.add_argument("--n-steps", type=positive_int, default=4000,
                    help="training steps per candidate (default 4000)")
-    p.add_argument("--fqe-steps", type=_positive, default=3000,
+    p.add_argument("--fqe-steps", type=positive_int, default=3000,
                    help="FQE steps per candidate (default 3000)")
-    p.add_argument("--n-bootstrap", type=_positive, default=500,
+    p.add_argument("--n-bootstrap", type=positive_int, default=500,
                    help="bootstrap resamples (default 500)")
-    p.add_argument("--truth-episodes", type=_positive, default=20_000,
+    p.add_argument("--truth-episodes", type=positive_int, default=20_000,
                    help="simulator rollouts per policy for the true values (default 20000)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda:N")
     p.set_defaults(handler=cmd_demo)

@@ -15,17 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from offline_rl.argtypes import positive_int
+
 FEATURE_PREFIX = "f_"
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
-    return value
 
 
 # ------------------------------------------------------------------ predict
@@ -145,7 +137,7 @@ def add_exports_retention(subparsers: Any) -> argparse.ArgumentParser:
         if "prune" not in action.choices:
             action.choices = [*action.choices, "prune"]
         previous = parser.get_default("handler")
-    parser.add_argument("--keep", type=_positive, metavar="N",
+    parser.add_argument("--keep", type=positive_int, metavar="N",
                         help="prune: keep the newest N versions (and always the latest one)")
 
     def handler(args: argparse.Namespace) -> int:
