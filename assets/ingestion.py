@@ -52,8 +52,7 @@ def raw_asset(schema: SourceSchema) -> dg.AssetsDefinition:
         day = partition_day(context)
         load = ingest_partition(paths, schema, day)
         wh = Warehouse(paths.warehouse)
-        rejected = load.quarantine.filter(load.quarantine["row_number"].is_null()).height
-        quarantined_rows = load.quarantine.height - rejected
+        rejected, quarantined_rows = load.rejected_files, load.quarantined_rows
         checks = [
             dg.AssetCheckResult(check_name="keys_not_null", passed=(
                 n := _count(wh, "checks/count_null_key", schema, day, key=schema.key)) == 0,

@@ -14,12 +14,21 @@ def iso_date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
-def positive_int(text: str) -> int:
-    """An integer of at least 1."""
+def _int_at_least(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}: {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An integer of at least 1."""
+    return _int_at_least(text, 1)
+
+
+def nonnegative_int(text: str) -> int:
+    """An integer of at least 0."""
+    return _int_at_least(text, 0)

@@ -37,16 +37,39 @@ def paths_from(args: argparse.Namespace) -> DataPaths:
 
 # ------------------------------------------------------------------ simulate
 
-def cmd_simulate(args: argparse.Namespace) -> int:
+def add_simulation_args(p: argparse.ArgumentParser, *, days_default: int | None,
+                        seed_help: str) -> None:
+    """The options that say which logs to simulate (``simulate`` and ``demo``)."""
+    if days_default is None:
+        p.add_argument("--days", type=positive_int, required=True,
+                       help="number of days to simulate")
+    else:
+        p.add_argument("--days", type=positive_int, default=days_default,
+                       help=f"days of logs (default {days_default})")
+    p.add_argument("--start", type=iso_date, default=dt.date(2026, 10, 1),
+                   help="first day, YYYY-MM-DD (default 2026-10-01)")
+    p.add_argument("--seed", type=int, default=0, help=seed_help)
+    p.add_argument("--events-per-day", type=positive_int, default=40_000,
+                   help="approximate clickstream events per day (default 40000)")
+    p.add_argument("--scenario", default="default", help="simulator scenario (default: default)")
+
+
+def simulate_logs(paths: DataPaths, args: argparse.Namespace) -> Any:
+    """Writes the landing files and the simulation manifest (scenario and seed, for truth)."""
     from offline_rl.simulator.logs import write_landing
     from offline_rl.simulator.truth import write_simulation_manifest
 
-    paths = paths_from(args)
     summary = write_landing(paths.home, days=args.days, start=args.start, seed=args.seed,
                             events_per_day=args.events_per_day, scenario=args.scenario)
     write_simulation_manifest(paths.simulation_manifest, {
         "scenario": args.scenario, "seed": args.seed, "start": args.start, "days": args.days,
         "events_per_day": args.events_per_day})
+    return summary
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    paths = paths_from(args)
+    summary = simulate_logs(paths, args)
     print(f"wrote {summary.files} landing files for {args.days} day(s) from {args.start} "
           f"into {paths.landing}")
     for name, rows in summary.rows.items():
@@ -162,13 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("simulate", help="write simulated landing files into the data home")
-    p.add_argument("--days", type=positive_int, required=True, help="number of days to simulate")
-    p.add_argument("--start", type=iso_date, default=dt.date(2026, 10, 1),
-                   help="first day, YYYY-MM-DD (default 2026-10-01)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the logs (default 0)")
-    p.add_argument("--events-per-day", type=positive_int, default=40_000,
-                   help="approximate clickstream events per day (default 40000)")
-    p.add_argument("--scenario", default="default", help="simulator scenario (default: default)")
+    add_simulation_args(p, days_default=None, seed_help="seed of the logs (default 0)")
     p.set_defaults(handler=cmd_simulate)
 
     p = sub.add_parser("rollout", help="true value of a policy by simulator rollouts")

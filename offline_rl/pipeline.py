@@ -24,6 +24,7 @@ import polars as pl
 from offline_rl.algos.training import (
     TrainedCandidate,
     TrainingConfig,
+    auto_reward_scale,
     load_candidate,
     train_candidate,
 )
@@ -163,6 +164,8 @@ def train_candidates(
     spec = spec or RecommendationSpec()
     window = load_window(paths, day, window_days, eval_fraction, config.seed, spec)
     dataset = to_mdp_dataset(window.train, spec.n_actions)
+    if config.reward_scale is None:  # one scale for every candidate of the window
+        config = dataclasses.replace(config, reward_scale=auto_reward_scale(window.train.rewards))
     out = candidates_dir(paths, day)
     if out.exists():
         shutil.rmtree(out)
@@ -216,6 +219,8 @@ def evaluate_candidates(
     data = window.evaluation
     dataset = to_mdp_dataset(data, spec.n_actions)
     behavior = evaluate_behavior(data, ope)
+    if ope.fqe_reward_scale is None:  # one scale for every policy evaluated on this data
+        ope = dataclasses.replace(ope, fqe_reward_scale=auto_reward_scale(data.rewards))
     policies: list[tuple[str, Path]] = [(n, root / n) for n in names]
     inc = incumbent_record(paths, day)
     if inc is not None and inc.get("model_dir") and Path(inc["model_dir"]).is_dir():
@@ -282,13 +287,11 @@ def promote(paths: DataPaths, day: dt.date, gate: GateConfig) -> PromotionResult
     behavior, evaluations = read_evaluations(paths, day)
     incumbents = [e for e in evaluations if e.name.startswith("incumbent:")]
     candidates = [e for e in evaluations if not e.name.startswith("incumbent:")]
-    inc_row = incumbent_record(paths, day)
-    if incumbents and inc_row is not None:
+    if incumbents:  # evaluation re-valued the policy in production on the same data
         head = incumbents[0].estimates[gate.headline]
-        incumbent = Incumbent(incumbents[0].name, head.value, head.low, head.high,
-                              inc_row["model_dir"])
+        incumbent = Incumbent(incumbents[0].name, head.value, head.low, head.high)
     else:
-        incumbent = Incumbent(BEHAVIOR, behavior.value, behavior.low, behavior.high, None)
+        incumbent = Incumbent(BEHAVIOR, behavior.value, behavior.low, behavior.high)
     decision = decide(candidates, incumbent, gate)
     chosen = next((e for e in candidates if e.name == decision.candidate), None)
     model_dir = str(candidates_dir(paths, day) / decision.candidate) if decision.candidate else None

@@ -35,7 +35,6 @@ def ope_report(
     behavior: Any,
     evaluations: Sequence[Any],
     decision: Any | None = None,
-    truth: dict[str, float] | None = None,
 ) -> str:
     """The OPE report of one domain and day in markdown.
 
@@ -45,12 +44,10 @@ def ope_report(
         behavior: The behaviour policy's on-policy ``Estimate``.
         evaluations: ``PolicyEvaluation`` per candidate (and incumbent).
         decision: The gate's ``Decision``, if taken.
-        truth: True values by policy name, when known (simulated data).
     """
     lines = [f"# Off-policy evaluation: {domain}, {day}", ""]
     lines.append(f"Behaviour policy, on-policy from the logs: **{behavior.value:.4g}** "
-                 f"[{behavior.low:.4g}, {behavior.high:.4g}]"
-                 + (f" (true {truth['behavior']:.4g})" if truth and "behavior" in truth else ""))
+                 f"[{behavior.low:.4g}, {behavior.high:.4g}]")
     lines += ["", "## Estimates (interval: bootstrap over episodes)", ""]
     rows = []
     for ev in evaluations:
@@ -58,8 +55,6 @@ def ope_report(
             row = {"policy": ev.name, "estimator": name, "value": est.value, "low": est.low,
                    "high": est.high, "relative_to_behavior":
                        (est.value / behavior.value - 1.0) if behavior.value else float("nan")}
-            if truth is not None:
-                row["true_value"] = truth.get(ev.name)
             rows.append(row)
     lines.append(markdown_table(rows))
     lines += ["", "## Diagnostics", ""]

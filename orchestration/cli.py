@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from offline_rl.argtypes import iso_date, positive_int
-from offline_rl.cli import build_parser, paths_from, run
+from offline_rl.argtypes import positive_int
+from offline_rl.cli import add_simulation_args, build_parser, paths_from, run, simulate_logs
 from offline_rl.paths import DataPaths
 
 
@@ -136,19 +136,12 @@ def print_summary(summary: dict[str, Any], wall: float) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from offline_rl.simulator.logs import write_landing
-    from offline_rl.simulator.truth import write_simulation_manifest
-
     started = time.perf_counter()
     paths = paths_from(args)
     days = [args.start + dt.timedelta(days=i) for i in range(args.days)]
     print(f"data home: {paths.home}")
     print(f"[1/4] simulating {args.days} day(s) of logs from {args.start} (seed {args.seed}) ...")
-    summary = write_landing(paths.home, days=args.days, start=args.start, seed=args.seed,
-                            events_per_day=args.events_per_day, scenario=args.scenario)
-    write_simulation_manifest(paths.simulation_manifest, {
-        "scenario": args.scenario, "seed": args.seed, "start": args.start, "days": args.days,
-        "events_per_day": args.events_per_day})
+    summary = simulate_logs(paths, args)
     print(f"      {sum(summary.rows.values()):,} rows in {summary.files} files")
     instance = _instance(paths)
     print(f"[2/4] ingesting {len(days)} partition(s) and building transitions (Dagster) ...")
@@ -178,13 +171,7 @@ def build_full_parser() -> argparse.ArgumentParser:
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     p = sub.add_parser("demo", help="simulate logs and run the whole nightly pipeline via Dagster")
-    p.add_argument("--days", type=positive_int, default=7, help="days of logs (default 7)")
-    p.add_argument("--start", type=iso_date, default=dt.date(2026, 10, 1),
-                   help="first day (default 2026-10-01)")
-    p.add_argument("--seed", type=int, default=0, help="seed of logs, training and OPE")
-    p.add_argument("--events-per-day", type=positive_int, default=40_000,
-                   help="approximate clickstream events per day (default 40000)")
-    p.add_argument("--scenario", default="default", help="simulator scenario")
+    add_simulation_args(p, days_default=7, seed_help="seed of logs, training and OPE")
     p.add_argument("--n-steps", type=positive_int, default=4000,
                    help="training steps per candidate (default 4000)")
     p.add_argument("--fqe-steps", type=positive_int, default=3000,

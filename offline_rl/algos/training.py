@@ -1,9 +1,9 @@
 """Training offline candidates with d3rlpy: algorithm factories, device choice, persistence.
 
 Each candidate is a name from ``ALGORITHMS`` mapped to a d3rlpy ``*Config`` built from one
-shared ``TrainingConfig``. ``train_candidate`` seeds everything, fits, and saves beside the
-model: the d3rlpy model (``model.d3``), the greedy policy as TorchScript (``policy.pt``), the
-configs, seed and data window (``training.json``) and the learning curve.
+shared ``TrainingConfig``. ``train_candidate`` seeds everything, fits, and saves the d3rlpy
+model (``model.d3``; exports are built from it) with its configs, seed, data window and
+learning curve (``training.json``).
 """
 
 from __future__ import annotations
@@ -155,14 +155,6 @@ class TrainedCandidate:
     seconds: float
     learning_curve: list[dict[str, float]] = field(default_factory=list)
 
-    @property
-    def model_path(self) -> Path:
-        return self.directory / "model.d3"
-
-    @property
-    def policy_path(self) -> Path:
-        return self.directory / "policy.pt"
-
 
 def seed_everything(seed: int) -> None:
     d3rlpy.seed(seed)
@@ -200,10 +192,6 @@ def train_candidate(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     curve: list[dict[str, float]] = []
-
-    def _epoch(algo_: Any, epoch: int, total_step: int) -> None:
-        del algo_, epoch
-
     started = time.perf_counter()
     for epoch, metrics in algo.fitter(
         dataset,
@@ -220,7 +208,6 @@ def train_candidate(
             progress(name, int(point["step"]), metrics)
     seconds = time.perf_counter() - started
     algo.save(str(out_dir / "model.d3"))
-    algo.save_policy(str(out_dir / "policy.pt"))
     record = {
         "name": name,
         "algorithm": algorithm,

@@ -49,10 +49,18 @@ class PartitionLoad:
     duplicates: int
 
     @property
+    def rejected_files(self) -> int:
+        """Files quarantined whole (their quarantine row has no row number)."""
+        return self.quarantine.filter(pl.col("row_number").is_null()).height
+
+    @property
+    def quarantined_rows(self) -> int:
+        return self.quarantine.height - self.rejected_files
+
+    @property
     def reconciled(self) -> bool:
         """read = loaded + quarantined rows + duplicates dropped."""
-        q_rows = self.quarantine.filter(pl.col("row_number").is_not_null()).height
-        return self.rows_read == self.rows.height + q_rows + self.duplicates
+        return self.rows_read == self.rows.height + self.quarantined_rows + self.duplicates
 
 
 def partition_folder(landing: Path, schema: SourceSchema, day: dt.date) -> Path:

@@ -173,10 +173,6 @@ class DecisionArrays:
     episode: np.ndarray
     step: np.ndarray
 
-    @property
-    def n_episodes(self) -> int:
-        return int(self.episode.max()) + 1 if self.episode.size else 0
-
 
 def decision_arrays(transitions: pl.DataFrame, feature_columns: list[str]) -> DecisionArrays:
     """Numpy view of a transitions table (sorted by ``episode_id, step``).

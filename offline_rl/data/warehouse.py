@@ -72,10 +72,27 @@ class Warehouse:
         finally:
             con.close()
 
+    @staticmethod
+    def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+        rows = con.sql(sql_text("warehouse/table_exists"), params={"table": table}).fetchall()
+        return bool(rows and rows[0][0])
+
+    @staticmethod
+    def _select(
+        con: duckdb.DuckDBPyConnection, name: str, table: str | None,
+        identifiers: dict[str, str] | None, params: dict[str, Any],
+    ) -> pl.DataFrame:
+        try:
+            rel = con.sql(sql_text(name, table=table, **(identifiers or {})), params=params)
+            if rel is None:
+                return pl.DataFrame()
+            return pl.DataFrame(pl.from_arrow(rel.to_arrow_table()))
+        except duckdb.Error as exc:
+            raise WarehouseError(f"{name}.sql on {table or '-'} failed: {exc}") from exc
+
     def table_exists(self, table: str) -> bool:
         with self.connect() as con:
-            row = con.execute(sql_text("warehouse/table_exists"), {"table": table}).fetchone()
-        return bool(row and row[0])
+            return self._exists(con, table)
 
     def query(
         self, name: str, *, table: str | None = None, identifiers: dict[str, str] | None = None,
@@ -83,13 +100,7 @@ class Warehouse:
     ) -> pl.DataFrame:
         """Runs ``sql/<name>.sql`` with named ``params`` and returns a polars frame."""
         with self.connect() as con:
-            try:
-                rel = con.sql(sql_text(name, table=table, **(identifiers or {})), params=params)
-                if rel is None:
-                    return pl.DataFrame()
-                return pl.DataFrame(pl.from_arrow(rel.to_arrow_table()))
-            except duckdb.Error as exc:
-                raise WarehouseError(f"{name}.sql on {table or '-'} failed: {exc}") from exc
+            return self._select(con, name, table, identifiers, params)
 
     def execute(self, name: str, *, table: str | None = None, **params: Any) -> None:
         with self.connect() as con:
@@ -142,21 +153,10 @@ class Warehouse:
                     raise WarehouseError(f"replacing {label} failed: {exc}") from exc
                 raise
 
-    def append(self, table: str, frame: pl.DataFrame) -> None:
-        """Appends rows (creating the table from their schema if needed), in one transaction."""
-        with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                con.register("incoming", frame.to_arrow())
-                con.execute(sql_text("warehouse/create_table_like_incoming", table=table))
-                con.execute(sql_text("warehouse/insert_incoming", table=table))
-                con.execute("COMMIT")
-            except Exception:
-                con.execute("ROLLBACK")
-                raise
-
     def read_partitions(self, table: str, start: dt.date, end: dt.date) -> pl.DataFrame:
         """Rows of ``table`` with ``start <= partition_date <= end`` (empty if no table)."""
-        if not self.table_exists(table):
-            return pl.DataFrame()
-        return self.query("warehouse/select_partition_range", table=table, start=start, end=end)
+        with self.connect() as con:  # one connection for the check and the read
+            if not self._exists(con, table):
+                return pl.DataFrame()
+            return self._select(con, "warehouse/select_partition_range", table, None,
+                                {"start": start, "end": end})

@@ -16,15 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0: {value}")
-    return value
+from offline_rl.argtypes import nonnegative_int
 
 
 def _unit_interval(low_open: bool, high_open: bool) -> Any:
@@ -56,7 +48,7 @@ def add_ope_parser(subparsers: Any) -> None:
                    help="export directory (with manifest.json), or a table (.parquet or .csv) "
                         "episode_id, step, action, prob")
     p.add_argument("--json", metavar="OUT", help="also write the result as JSON")
-    p.add_argument("--n-bootstrap", type=_nonnegative_int, default=1000,
+    p.add_argument("--n-bootstrap", type=nonnegative_int, default=1000,
                    help="bootstrap resamples of episodes (default 1000; 0: no intervals)")
     p.add_argument("--seed", type=int, default=0, help="seed of FQE and the bootstrap")
     p.add_argument("--alpha", type=_unit_interval(True, True), default=0.05,

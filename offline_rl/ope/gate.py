@@ -55,7 +55,6 @@ class Incumbent:
     value: float
     low: float
     high: float
-    model_dir: str | None = None
 
 
 @dataclass(frozen=True)

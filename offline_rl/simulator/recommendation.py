@@ -31,11 +31,11 @@ logged decision records the probability the policy gave to the shown category.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from offline_rl.simulator.base import PolicyFn, sample_actions
 from offline_rl.simulator.world import CATEGORIES, DEVICES, World
 
 
@@ -203,10 +203,6 @@ class RecommendationSimulator:
         )
 
 
-PolicyFn = Callable[[np.ndarray], np.ndarray]
-"""A deterministic policy: observations ``[n, features]`` -> actions ``[n]``."""
-
-
 @dataclass(frozen=True)
 class SessionLog:
     """Per-decision arrays of simulated sessions (one row per page with a decision)."""
@@ -247,8 +243,7 @@ def simulate_sessions(
         obs = sim.observe(sub)
         probs = sim.behavior_probs(sub)
         if policy is None:
-            u = rng.random(live.size)[:, None]
-            action = (u > np.cumsum(probs, axis=1)).sum(axis=1).clip(0, sim.n_actions - 1)
+            action = sample_actions(probs, rng)
         else:
             action = np.asarray(policy(obs)).reshape(-1).astype(np.int64)
             if action.shape[0] != live.size or action.min() < 0 or action.max() >= sim.n_actions:
