@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from offline_rl.algos.training import auto_reward_scale, seed_everything, select_device
-from offline_rl.data.recommendation import DecisionArrays
+from offline_rl.data.arrays import DecisionArrays
 from offline_rl.ope.diagnostics import Diagnostics, compute_diagnostics, estimator_disagreement
 from offline_rl.ope.estimators import ESTIMATORS, Estimate, LoggedData, estimate, on_policy_value
 

@@ -4,11 +4,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from offline_rl.data.arrays import decision_arrays, to_mdp_dataset
 from offline_rl.data.recommendation import (
     RecommendationSpec,
     build_recommendation_transitions,
-    decision_arrays,
-    to_mdp_dataset,
 )
 from offline_rl.simulator.logs import clickstream_events, session_start_times
 from offline_rl.simulator.recommendation import RecommendationSimulator, simulate_sessions

@@ -1,0 +1,224 @@
+"""What a decision domain is: a small declarative unit every pipeline stage is driven by.
+
+A domain names the landing datasets it reads, its state features and actions, how its
+transitions are built from the raw tables (one lazy polars query), and the simulator that
+gives ground truth for it. Adding a sixth domain means adding one module under
+``offline_rl/domains/`` that defines a ``Domain`` and registering it in
+``offline_rl/domains/__init__.py``; ingestion, transitions, training, evaluation, the gate and
+the export are generated from it.
+
+The transitions table every domain produces (``<domain>_transitions``) has these columns, in
+this order, and may add columns of its own after them (their names must not start with
+``f_`` or ``next_f_``):
+
+=================  ===================  ==================================================
+column             type                 meaning
+=================  ===================  ==================================================
+partition_date     Date                 UTC start date of the episode (its partition)
+episode_id         String               episode key (session, cart, SKU-episode, ...)
+step               Int32                0-based decision index within the episode
+decision_id        String               id of the logged decision (unique)
+decision_ts        Datetime(us, UTC)    time of the decision
+action             Int32                action id in ``[0, n_actions)``
+behavior_prob      Float64              logging policy's probability of ``action``, (0, 1]
+reward             Float64              reward credited to the decision (finite)
+terminal           Boolean              last decision of an episode that has ended
+timeout            Boolean              last decision we have of an episode cut by the data
+f_<feature>        Float32              state feature, one per ``feature_names``
+next_f_<feature>   Float32              next state's feature (0.0 at the last step)
+=================  ===================  ==================================================
+
+Each episode's steps are ``0..n-1``; exactly its last step is ``terminal`` or ``timeout``.
+Action masks are features: a masked domain lists in ``mask_features`` one 0/1 feature per
+action (1.0 when the action is allowed in that state), so training targets, greedy actions
+and exported policies can honour them from the observation alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+TS = pl.Datetime("us", "UTC")
+
+BASE_COLUMNS: dict[str, pl.DataType] = {
+    "partition_date": pl.Date(),
+    "episode_id": pl.String(),
+    "step": pl.Int32(),
+    "decision_id": pl.String(),
+    "decision_ts": TS,
+    "action": pl.Int32(),
+    "behavior_prob": pl.Float64(),
+    "reward": pl.Float64(),
+    "terminal": pl.Boolean(),
+    "timeout": pl.Boolean(),
+}
+"""The leading columns of every transitions table, with their types."""
+
+BuildTransitions = Callable[..., pl.LazyFrame]
+"""``build(raw, *, sessions_from, sessions_to, data_end) -> LazyFrame``.
+
+``raw`` maps each of the domain's ``sources`` to a lazy frame of its raw table rows (with the
+``partition_date`` column) covering ``[sessions_from - lookback_days, sessions_to +
+lookahead_days]``; the result holds the transitions of the episodes that *start* in
+``[sessions_from, sessions_to]``, in the table layout above. ``data_end`` (tz-aware UTC) is the
+end of the loaded data: an episode whose end is not in the data yet has a ``timeout`` last step.
+"""
+
+
+@dataclass(frozen=True)
+class Domain:
+    """A decision domain.
+
+    Attributes:
+        name: Short name; prefixes the domain's tables, assets, model and export folders.
+        title: One line on the decision being made (shown in the UI and the docs).
+        sources: Landing datasets (keys of ``offline_rl.data.schemas.SOURCES``) it reads.
+        feature_names: State feature names, in order (columns ``f_<name>``).
+        action_names: Action names; an action's index is its id.
+        build_transitions: The transitions query (see ``BuildTransitions``).
+        make_simulator: ``make_simulator(scenario_name)`` -> a simulator (see
+            ``offline_rl.simulator.base.DomainSimulatorProtocol``) whose ``observe`` returns
+            exactly ``feature_names``: the ground truth of any policy trained on the logs.
+        lookback_days: Raw partitions before the day the query needs.
+        lookahead_days: Raw partitions after the day the query needs (episodes that last
+            several days are completed from later partitions when they are loaded).
+        mask_features: For masked domains, one feature per action (in action order) that is
+            1.0 when the action is allowed; empty when every action is always allowed.
+        segment_column: A transitions column that identifies a segment (category, market, ...)
+            for transfer to new segments; None if the domain has none.
+        reward_doc: One line on the reward.
+        episode_doc: One line on what an episode is and how it ends.
+        extra: Free-form facts recorded with every model (e.g. the action values in units).
+    """
+
+    name: str
+    title: str
+    sources: tuple[str, ...]
+    feature_names: tuple[str, ...]
+    action_names: tuple[str, ...]
+    build_transitions: BuildTransitions
+    make_simulator: Callable[[str], Any]
+    lookback_days: int = 1
+    lookahead_days: int = 1
+    mask_features: tuple[str, ...] = ()
+    segment_column: str | None = None
+    reward_doc: str = ""
+    episode_doc: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier() or not self.name.islower():
+            raise ValueError(f"domain name {self.name!r} must be a lower-case identifier")
+        unknown = [m for m in self.mask_features if m not in self.feature_names]
+        if unknown:
+            raise ValueError(f"{self.name}: mask features {unknown} are not state features")
+        if self.mask_features and len(self.mask_features) != len(self.action_names):
+            raise ValueError(f"{self.name}: need one mask feature per action")
+
+    @property
+    def n_actions(self) -> int:
+        return len(self.action_names)
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return [f"f_{n}" for n in self.feature_names]
+
+    @property
+    def next_feature_columns(self) -> list[str]:
+        return [f"next_f_{n}" for n in self.feature_names]
+
+    @property
+    def mask_indices(self) -> list[int] | None:
+        """Positions of the mask features in the observation, or None (no mask)."""
+        if not self.mask_features:
+            return None
+        return [self.feature_names.index(m) for m in self.mask_features]
+
+    @property
+    def transitions_table(self) -> str:
+        return f"{self.name}_transitions"
+
+    @property
+    def schema(self) -> dict[str, pl.DataType]:
+        """The required columns of the transitions table and their types."""
+        return {
+            **BASE_COLUMNS,
+            **{c: pl.Float32() for c in self.feature_columns},
+            **{c: pl.Float32() for c in self.next_feature_columns},
+        }
+
+    def build(
+        self, raw: Mapping[str, pl.LazyFrame], *, sessions_from: dt.date, sessions_to: dt.date,
+        data_end: dt.datetime,
+    ) -> pl.LazyFrame:
+        """The domain's transitions query with the table layout enforced."""
+        if data_end.tzinfo is None:
+            raise ValueError("data_end must be timezone-aware (UTC)")
+        missing = [s for s in self.sources if s not in raw]
+        if missing:
+            raise ValueError(f"{self.name}: raw tables missing for {missing}")
+        frame = self.build_transitions(raw, sessions_from=sessions_from, sessions_to=sessions_to,
+                                       data_end=data_end)
+        required = self.schema
+        extra = [c for c in frame.collect_schema().names() if c not in required]
+        return frame.select(
+            *[pl.col(c).cast(t) for c, t in required.items()],
+            *extra,
+        )
+
+
+def check_transitions(frame: pl.DataFrame, domain: Domain) -> list[str]:
+    """Violations of the transitions contract (empty when the table is well formed)."""
+    problems: list[str] = []
+    schema = frame.schema
+    for column, dtype in domain.schema.items():
+        if column not in schema:
+            problems.append(f"missing column {column}")
+        elif schema[column] != dtype:
+            problems.append(f"column {column} is {schema[column]}, expected {dtype}")
+    if problems or frame.is_empty():
+        return problems
+    bad_action = frame.filter((pl.col("action") < 0) | (pl.col("action") >= domain.n_actions))
+    if bad_action.height:
+        problems.append(f"{bad_action.height} action(s) outside [0, {domain.n_actions})")
+    p = pl.col("behavior_prob")
+    bad_p = frame.filter(p.is_null() | p.is_nan() | (p <= 0) | (p > 1)).height
+    if bad_p:
+        problems.append(f"{bad_p} behaviour probabilities outside (0, 1]")
+    bad_r = frame.filter(~pl.col("reward").is_finite() | pl.col("reward").is_null()).height
+    if bad_r:
+        problems.append(f"{bad_r} rewards null or not finite")
+    if frame["decision_id"].n_unique() != frame.height:
+        problems.append("decision_id is not unique")
+    ends = frame.group_by("episode_id").agg(
+        n=pl.len(),
+        max_step=pl.col("step").max(),
+        min_step=pl.col("step").min(),
+        n_end=(pl.col("terminal") | pl.col("timeout")).sum(),
+        last_end=(pl.col("terminal") | pl.col("timeout")).sort_by("step").last(),
+    )
+    gaps = ends.filter((pl.col("min_step") != 0) | (pl.col("max_step") != pl.col("n") - 1))
+    if gaps.height:
+        problems.append(f"{gaps.height} episode(s) whose steps are not 0..n-1, "
+                        f"e.g. {gaps['episode_id'][0]!r}")
+    broken = ends.filter((pl.col("n_end") != 1) | ~pl.col("last_end"))
+    if broken.height:
+        problems.append(f"{broken.height} episode(s) not ending in exactly one terminal/timeout, "
+                        f"e.g. {broken['episode_id'][0]!r}")
+    both = frame.filter(pl.col("terminal") & pl.col("timeout")).height
+    if both:
+        problems.append(f"{both} decision(s) both terminal and timeout")
+    if domain.mask_features:
+        idx = domain.mask_features
+        allowed = frame.select(
+            pl.concat_list([pl.col(f"f_{m}") for m in idx]).list.get(pl.col("action"))
+            .alias("ok"))
+        taken_masked = allowed.filter(pl.col("ok") < 0.5).height
+        if taken_masked:
+            problems.append(f"{taken_masked} logged action(s) the mask forbids")
+    return problems
