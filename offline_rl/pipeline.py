@@ -29,13 +29,8 @@ from offline_rl.algos.training import (
     train_candidate,
 )
 from offline_rl.data.ingest import QUARANTINE_TABLE, PartitionLoad, read_partition
-from offline_rl.data.recommendation import (
-    DecisionArrays,
-    RecommendationSpec,
-    build_recommendation_transitions,
-    decision_arrays,
-    to_mdp_dataset,
-)
+from offline_rl.data.arrays import DecisionArrays, decision_arrays, to_mdp_dataset
+from offline_rl.data.recommendation import RecommendationSpec, build_recommendation_transitions
 from offline_rl.data.schemas import SourceSchema
 from offline_rl.data.warehouse import Warehouse
 from offline_rl.export.build import build_export
