@@ -6,13 +6,12 @@ import json
 import dagster as dg
 from pydantic import Field
 
+from offline_rl.domains import Domain, all_domains
 from offline_rl.ope.gate import GateConfig
-from offline_rl.pipeline import DOMAIN, export_promoted, promote, read_decision
+from offline_rl.pipeline import export_promoted, promote, read_decision
 from offline_rl.report import ope_report
 from orchestration.partitions import daily, partition_day
 from orchestration.resources import DataHome
-
-_GATE_KEY = dg.AssetKey("recommendation_gate")
 
 
 class GateRunConfig(dg.Config):  # type: ignore[misc]
@@ -33,82 +32,100 @@ class GateRunConfig(dg.Config):  # type: ignore[misc]
                           max_weight_share=self.max_weight_share)
 
 
-@dg.asset(
-    partitions_def=daily,
-    group_name="promotion",
-    kinds={"duckdb"},
-    owners=["team:ml-platform"],
-    tags={"domain": DOMAIN},
-    deps=["recommendation_ope"],
-    check_specs=[dg.AssetCheckSpec(
-        "promotion_evidence", asset=_GATE_KEY, blocking=True,
-        description="A promotion is backed by a lower bound above the incumbent plus margin.",
-    )],
-)
-def recommendation_gate(
-    context: dg.AssetExecutionContext, config: GateRunConfig, data_home: DataHome
-) -> dg.MaterializeResult:
-    """Promote a candidate only if its lower confidence bound beats the incumbent; record why."""
-    day = partition_day(context)
-    paths = data_home.paths()
-    gate = config.gate_config()
-    result = promote(paths, day, gate)
-    decision = result.decision
-    report = ope_report(DOMAIN, day.isoformat(), result.behavior, result.evaluations, decision)
-    report_path = paths.reports / DOMAIN / f"{day.isoformat()}.md"
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(report)
-    row = read_decision(paths, day)
-    bar = row["incumbent_value"] + gate.margin * abs(row["incumbent_value"])
-    evidence_ok = (not row["promoted"]) or (
-        row["headline_low"] is not None and row["headline_low"] > bar
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "partition": day.isoformat(),
-            "promoted": decision.promoted,
-            "candidate": decision.candidate or "",
-            "incumbent": decision.incumbent.name,
-            "incumbent_value": decision.incumbent.value,
-            "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons)),
-            "report": dg.MetadataValue.md(report),
-            "report_path": dg.MetadataValue.path(str(report_path)),
-        },
-        check_results=[dg.AssetCheckResult(
-            check_name="promotion_evidence", passed=bool(evidence_ok),
-            metadata={"headline_low": row["headline_low"] if row["headline_low"] is not None
-                      else float("nan"), "bar": bar,
-                      "reasons": json.loads(row["reasons"])[:1][0]},
+def gate_asset(domain: Domain) -> dg.AssetsDefinition:
+    """The ``<domain>_gate`` asset: the decision, with the blocking ``promotion_evidence``."""
+    key = dg.AssetKey(f"{domain.name}_gate")
+
+    @dg.asset(
+        name=key.path[-1],
+        partitions_def=daily,
+        group_name=domain.name,
+        kinds={"duckdb"},
+        owners=["team:ml-platform"],
+        tags={"domain": domain.name, "stage": "promotion"},
+        description="Promote a candidate only if its lower confidence bound beats the "
+                    "incumbent by the margin and the diagnostics pass; record why.",
+        deps=[f"{domain.name}_ope"],
+        check_specs=[dg.AssetCheckSpec(
+            "promotion_evidence", asset=key, blocking=True,
+            description="A promotion is backed by a lower bound above the incumbent plus margin.",
         )],
     )
+    def _gate(context: dg.AssetExecutionContext, config: GateRunConfig,
+              data_home: DataHome) -> dg.MaterializeResult:
+        day = partition_day(context)
+        paths = data_home.paths()
+        gate = config.gate_config()
+        result = promote(paths, domain, day, gate)
+        decision = result.decision
+        report = ope_report(domain.name, day.isoformat(), result.behavior, result.evaluations,
+                            decision)
+        report_path = paths.reports / domain.name / f"{day.isoformat()}.md"
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(report)
+        row = read_decision(paths, domain, day)
+        bar = row["incumbent_value"] + gate.margin * abs(row["incumbent_value"])
+        evidence_ok = (not row["promoted"]) or (
+            row["headline_low"] is not None and row["headline_low"] > bar
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "partition": day.isoformat(),
+                "promoted": decision.promoted,
+                "candidate": decision.candidate or "",
+                "incumbent": decision.incumbent.name,
+                "incumbent_value": decision.incumbent.value,
+                "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons)),
+                "report": dg.MetadataValue.md(report),
+                "report_path": dg.MetadataValue.path(str(report_path)),
+            },
+            check_results=[dg.AssetCheckResult(
+                check_name="promotion_evidence", passed=bool(evidence_ok),
+                metadata={"headline_low": row["headline_low"] if row["headline_low"] is not None
+                          else float("nan"), "bar": bar,
+                          "reasons": json.loads(row["reasons"])[:1][0]},
+            )],
+        )
+
+    return _gate
 
 
-@dg.asset(
-    partitions_def=daily,
-    group_name="promotion",
-    kinds={"pytorch"},
-    owners=["team:ml-platform"],
-    tags={"domain": DOMAIN},
-    deps=[_GATE_KEY],
-)
-def recommendation_export(
-    context: dg.AssetExecutionContext, data_home: DataHome
-) -> dg.MaterializeResult:
-    """The promoted policy as TorchScript + manifest under exports/recommendation/, with latest."""
-    day = partition_day(context)
-    paths = data_home.paths()
-    exported = export_promoted(paths, day)
-    if exported is None:
-        latest = (paths.exports / DOMAIN / "latest")
-        current = latest.read_text().strip() if latest.is_file() else "(none)"
+def export_asset(domain: Domain) -> dg.AssetsDefinition:
+    """The ``<domain>_export`` asset: the promoted policy published under exports/<domain>/."""
+
+    @dg.asset(
+        name=f"{domain.name}_export",
+        partitions_def=daily,
+        group_name=domain.name,
+        kinds={"pytorch", "onnx"},
+        owners=["team:ml-platform"],
+        tags={"domain": domain.name, "stage": "export"},
+        description=f"The promoted {domain.name} policy as TorchScript + ONNX + manifest under "
+                    f"exports/{domain.name}/, with latest (unchanged when the gate kept the "
+                    "incumbent).",
+        deps=[f"{domain.name}_gate"],
+    )
+    def _export(context: dg.AssetExecutionContext, data_home: DataHome) -> dg.MaterializeResult:
+        day = partition_day(context)
+        paths = data_home.paths()
+        exported = export_promoted(paths, domain, day)
+        if exported is None:
+            latest = paths.exports / domain.name / "latest"
+            current = latest.read_text().strip() if latest.is_file() else "(none)"
+            return dg.MaterializeResult(metadata={
+                "partition": day.isoformat(), "exported": False, "latest": current,
+                "note": "the gate kept the incumbent; latest is unchanged"})
         return dg.MaterializeResult(metadata={
-            "partition": day.isoformat(), "exported": False, "latest": current,
-            "note": "the gate kept the incumbent; latest is unchanged"})
-    return dg.MaterializeResult(metadata={
-        "partition": day.isoformat(),
-        "exported": True,
-        "version": exported.version,
-        "path": dg.MetadataValue.path(str(exported.path)),
-        "algorithm": exported.manifest["algorithm"],
-        "manifest": dg.MetadataValue.json(exported.manifest),
-    })
+            "partition": day.isoformat(),
+            "exported": True,
+            "version": exported.version,
+            "path": dg.MetadataValue.path(str(exported.path)),
+            "algorithm": exported.manifest["algorithm"],
+            "manifest": dg.MetadataValue.json(exported.manifest),
+        })
+
+    return _export
+
+
+gate_assets = [gate_asset(d) for d in all_domains()]
+export_assets = [export_asset(d) for d in all_domains()]

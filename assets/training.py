@@ -1,4 +1,4 @@
-"""Offline candidates trained with d3rlpy on the rolling window."""
+"""Offline candidates trained with d3rlpy on the rolling window: one asset per domain."""
 
 
 import dataclasses
@@ -7,7 +7,8 @@ import dagster as dg
 from pydantic import Field
 
 from offline_rl.algos.training import DEFAULT_CANDIDATES, TrainingConfig
-from offline_rl.pipeline import TRANSITIONS_TABLE, train_candidates
+from offline_rl.domains import Domain, all_domains
+from offline_rl.pipeline import train_candidates
 from offline_rl.report import markdown_table
 from orchestration.partitions import TRAINING_WINDOW_DAYS, daily, partition_day, training_window
 from orchestration.resources import DataHome
@@ -28,6 +29,9 @@ class TrainingRunConfig(dg.Config):  # type: ignore[misc]
                                  description="Adam learning rate.")
     seed: int = Field(default=0, description="Seed of training and of the train/eval split.")
     device: str = Field(default="auto", description="auto (CUDA if available), cpu or cuda:N.")
+    warm_start: bool = Field(default=True, description="Start a candidate of the incumbent's "
+                             "algorithm from the incumbent's weights when the feature schema is "
+                             "unchanged.")
 
     def training_config(self) -> TrainingConfig:
         return TrainingConfig(n_steps=self.n_steps, batch_size=self.batch_size,
@@ -35,33 +39,45 @@ class TrainingRunConfig(dg.Config):  # type: ignore[misc]
                               device=self.device)
 
 
-@dg.asset(
-    partitions_def=daily,
-    group_name="training",
-    kinds={"d3rlpy", "pytorch"},
-    owners=["team:ml-platform"],
-    tags={"domain": "recommendation"},
-    deps=[dg.AssetDep(TRANSITIONS_TABLE, partition_mapping=training_window)],
-)
-def recommendation_candidates(
-    context: dg.AssetExecutionContext, config: TrainingRunConfig, data_home: DataHome
-) -> dg.MaterializeResult:
-    """Candidate policies (BC, DoubleDQN, CQL, ...) trained on the window's training episodes."""
-    day = partition_day(context)
-    cfg = config.training_config()
+def candidates_asset(domain: Domain) -> dg.AssetsDefinition:
+    """The ``<domain>_candidates`` asset: the day's candidate policies on disk."""
 
-    def progress(name: str, step: int, metrics: dict[str, float]) -> None:
-        context.log.info(f"{name}: step {step}/{cfg.n_steps} loss={metrics.get('loss', 0):.4f}")
-
-    window, trained = train_candidates(
-        data_home.paths(), day, config.algorithms, cfg, window_days=config.window_days,
-        eval_fraction=config.eval_fraction, progress=progress,
+    @dg.asset(
+        name=f"{domain.name}_candidates",
+        partitions_def=daily,
+        group_name=domain.name,
+        kinds={"d3rlpy", "pytorch"},
+        owners=["team:ml-platform"],
+        tags={"domain": domain.name, "stage": "training"},
+        description=f"Candidate policies for {domain.name} (behaviour cloning, DQN family, CQL, "
+                    "BCQ) trained on the training episodes of the rolling window.",
+        deps=[dg.AssetDep(domain.transitions_table, partition_mapping=training_window)],
     )
+    def _candidates(context: dg.AssetExecutionContext, config: TrainingRunConfig,
+                    data_home: DataHome) -> dg.MaterializeResult:
+        day = partition_day(context)
+        cfg = config.training_config()
+
+        def progress(name: str, step: int, metrics: dict[str, float]) -> None:
+            context.log.info(f"{domain.name}/{name}: step {step}/{cfg.n_steps} "
+                             f"loss={metrics.get('loss', 0):.4f}")
+
+        window, trained = train_candidates(
+            data_home.paths(), domain, day, config.algorithms, cfg,
+            window_days=config.window_days, eval_fraction=config.eval_fraction,
+            warm_start=config.warm_start, progress=progress,
+        )
+        return dg.MaterializeResult(metadata=training_metadata(day, window, trained, cfg))
+
+    return _candidates
+
+
+def training_metadata(day, window, trained, cfg) -> dict:
     curves = [
         {"candidate": c.name, "step": int(p["step"]), "loss": p.get("loss")}
         for c in trained for p in c.learning_curve
     ]
-    return dg.MaterializeResult(metadata={
+    return {
         "partition": day.isoformat(),
         "data_window": f"{window.start} .. {window.end}",
         "train_episodes": window.train_episodes,
@@ -74,4 +90,7 @@ def recommendation_candidates(
              "path": str(c.directory)} for c in trained])),
         "learning_curves": dg.MetadataValue.md(markdown_table(curves)),
         "training_config": dg.MetadataValue.json(dataclasses.asdict(cfg)),
-    })
+    }
+
+
+candidates_assets = [candidates_asset(d) for d in all_domains()]

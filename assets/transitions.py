@@ -1,62 +1,80 @@
-"""Transition datasets built from the raw tables with polars."""
+"""Transition datasets built from the raw tables with polars: one asset per decision domain."""
 
 
 import dagster as dg
 import polars as pl
 
-from offline_rl.data.recommendation import RecommendationSpec
-from offline_rl.pipeline import TRANSITIONS_TABLE, build_transitions_partition
+from offline_rl.data.schemas import SOURCES
+from offline_rl.domains import Domain, all_domains
+from offline_rl.domains.base import check_transitions
+from offline_rl.pipeline import build_transitions_partition
 from offline_rl.report import markdown_table
-from orchestration.partitions import daily, partition_day, session_days
+from orchestration.partitions import daily, partition_day, raw_days
 from orchestration.resources import DataHome
 
-_KEY = dg.AssetKey(TRANSITIONS_TABLE)
 
+def transitions_asset(domain: Domain) -> dg.AssetsDefinition:
+    """The ``<domain>_transitions`` asset: s, a, r, s', done and behaviour probability."""
+    key = dg.AssetKey(domain.transitions_table)
+    mapping = raw_days(domain.lookback_days, domain.lookahead_days)
 
-@dg.asset(
-    name=TRANSITIONS_TABLE,
-    partitions_def=daily,
-    group_name="transitions",
-    kinds={"polars", "duckdb"},
-    owners=["team:ml-platform"],
-    tags={"domain": "recommendation"},
-    deps=[dg.AssetDep("raw_clickstream", partition_mapping=session_days)],
-    check_specs=[
-        dg.AssetCheckSpec("episodes_well_formed", asset=_KEY, blocking=True,
-                          description="Each session ends in exactly one terminal or timeout."),
-        dg.AssetCheckSpec("propensities_valid", asset=_KEY, blocking=True,
-                          description="Every decision has a behaviour probability in (0, 1]."),
-    ],
-)
-def recommendation_transitions(
-    context: dg.AssetExecutionContext, data_home: DataHome
-) -> dg.MaterializeResult:
-    """One row per recommendation decision of sessions starting that day: s, a, r, s', done, p."""
-    day = partition_day(context)
-    table = build_transitions_partition(data_home.paths(), day, RecommendationSpec())
-    ends = table.group_by("episode_id").agg(
-        n_end=(pl.col("terminal") | pl.col("timeout")).sum())
-    bad_episodes = ends.filter(pl.col("n_end") != 1).height
-    p = pl.col("behavior_prob")
-    bad_p = table.filter(p.is_null() | (p <= 0) | (p > 1)).height
-    rewards = table["reward"]
-    return dg.MaterializeResult(
-        metadata={
-            "partition": day.isoformat(),
-            "transitions": table.height,
-            "episodes": table["episode_id"].n_unique(),
-            "terminals": int(table["terminal"].sum()),
-            "timeouts": int(table["timeout"].sum()),
-            "mean_episode_length": float(table.height / max(1, table["episode_id"].n_unique())),
-            "mean_reward": float(rewards.mean() or 0.0),
-            "action_distribution": dg.MetadataValue.md(markdown_table(
-                table.group_by("action").agg(n=pl.len()).sort("action")
-                .with_columns(share=(pl.col("n") / pl.col("n").sum()).round(4)))),
-        },
-        check_results=[
-            dg.AssetCheckResult(check_name="episodes_well_formed", passed=bad_episodes == 0,
-                                metadata={"bad_episodes": bad_episodes}),
-            dg.AssetCheckResult(check_name="propensities_valid", passed=bad_p == 0,
-                                metadata={"bad_propensities": bad_p}),
+    @dg.asset(
+        name=domain.transitions_table,
+        partitions_def=daily,
+        group_name=domain.name,
+        kinds={"polars", "duckdb"},
+        owners=["team:ml-platform"],
+        tags={"domain": domain.name, "stage": "transitions"},
+        description=f"{domain.title} One row per decision of the episodes starting that day: "
+                    f"state, action, reward, next state, terminal/timeout, behaviour "
+                    f"probability. Episode: {domain.episode_doc} Reward: {domain.reward_doc}",
+        deps=[dg.AssetDep(SOURCES[s].table, partition_mapping=mapping) for s in domain.sources],
+        check_specs=[
+            dg.AssetCheckSpec("transitions_contract", asset=key, blocking=True,
+                              description="Types, action ids, probabilities in (0, 1], finite "
+                                          "rewards, unique decisions, masks respected."),
+            dg.AssetCheckSpec("episodes_well_formed", asset=key, blocking=True,
+                              description="Steps 0..n-1; exactly the last step is terminal or "
+                                          "timeout."),
         ],
     )
+    def _transitions(context: dg.AssetExecutionContext,
+                     data_home: DataHome) -> dg.MaterializeResult:
+        day = partition_day(context)
+        table = build_transitions_partition(data_home.paths(), domain, day)
+        problems = check_transitions(table, domain)
+        episode_problems = [p for p in problems if "episode" in p]
+        episodes = table["episode_id"].n_unique()
+        return dg.MaterializeResult(
+            metadata={
+                "partition": day.isoformat(),
+                "transitions": table.height,
+                "episodes": episodes,
+                "terminals": int(table["terminal"].sum()),
+                "timeouts": int(table["timeout"].sum()),
+                "mean_episode_length": float(table.height / max(1, episodes)),
+                "mean_reward": float(table["reward"].mean() or 0.0),
+                "action_distribution": dg.MetadataValue.md(markdown_table(
+                    table.group_by("action").agg(n=pl.len()).sort("action")
+                    .with_columns(action_name=pl.col("action").replace_strict(
+                        dict(enumerate(domain.action_names)), default=None,
+                        return_dtype=pl.String),
+                        share=(pl.col("n") / pl.col("n").sum()).round(4)))),
+                "preview": dg.MetadataValue.md(markdown_table(table.head(5).select(
+                    "episode_id", "step", "action", "behavior_prob", "reward", "terminal",
+                    "timeout"))),
+            },
+            check_results=[
+                dg.AssetCheckResult(check_name="transitions_contract",
+                                    passed=not [p for p in problems if p not in episode_problems],
+                                    metadata={"problems": "; ".join(problems) or "none"}),
+                dg.AssetCheckResult(check_name="episodes_well_formed",
+                                    passed=not episode_problems,
+                                    metadata={"problems": "; ".join(episode_problems) or "none"}),
+            ],
+        )
+
+    return _transitions
+
+
+transitions_assets = [transitions_asset(d) for d in all_domains()]

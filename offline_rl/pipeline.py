@@ -28,11 +28,12 @@ from offline_rl.algos.training import (
     load_candidate,
     train_candidate,
 )
-from offline_rl.data.ingest import QUARANTINE_TABLE, PartitionLoad, read_partition
 from offline_rl.data.arrays import DecisionArrays, decision_arrays, to_mdp_dataset
-from offline_rl.data.recommendation import RecommendationSpec, build_recommendation_transitions
-from offline_rl.data.schemas import SourceSchema
+from offline_rl.data.ingest import QUARANTINE_TABLE, PartitionLoad, read_partition
+from offline_rl.data.schemas import SOURCES, SourceSchema
 from offline_rl.data.warehouse import Warehouse
+from offline_rl.domains import Domain, get_domain
+from offline_rl.domains.base import check_transitions
 from offline_rl.export.build import build_export
 from offline_rl.export.loader import ONNX_FILE
 from offline_rl.export.registry import ExportedPolicy, current_version, publish
@@ -49,8 +50,6 @@ from offline_rl.paths import DataPaths
 
 log = logging.getLogger(__name__)
 
-DOMAIN = "recommendation"
-TRANSITIONS_TABLE = "recommendation_transitions"
 ESTIMATES_TABLE = "ope_estimates"
 REGISTRY_TABLE = "policy_registry"
 BEHAVIOR = "behavior"
@@ -70,27 +69,42 @@ def ingest_partition(paths: DataPaths, schema: SourceSchema, day: dt.date) -> Pa
 
 # ---------------------------------------------------------------- transitions
 
-def build_transitions_partition(
-    paths: DataPaths, day: dt.date, spec: RecommendationSpec | None = None
-) -> pl.DataFrame:
-    """Builds the transitions of sessions starting on ``day`` and replaces that partition.
+def _domain(domain: Domain | str) -> Domain:
+    return domain if isinstance(domain, Domain) else get_domain(domain)
 
-    Reads ``raw_clickstream`` for the day before (to recognise sessions that started before
-    midnight and belong to the previous day), the day itself, and the next day (if loaded,
-    so sessions that cross midnight are complete).
+
+def build_transitions_partition(
+    paths: DataPaths, domain: Domain | str, day: dt.date
+) -> pl.DataFrame:
+    """Builds the transitions of episodes starting on ``day`` and replaces that partition.
+
+    Reads the domain's raw tables from ``lookback_days`` before the day (to recognise episodes
+    that started earlier and belong to an earlier partition) to ``lookahead_days`` after it
+    (where loaded, so episodes that cross midnight or last several days are complete).
     """
-    spec = spec or RecommendationSpec()
+    domain = _domain(domain)
     wh = Warehouse(paths.warehouse)
-    events = wh.read_partitions("raw_clickstream", day - dt.timedelta(days=1),
-                                day + dt.timedelta(days=1))
-    if events.filter(pl.col("partition_date") == day).is_empty():
-        raise ValueError(f"raw_clickstream has no rows for {day}; ingest that partition first")
-    last_loaded = events["partition_date"].max()
-    data_end = dt.datetime.combine(last_loaded + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-    table = build_recommendation_transitions(
-        events.lazy(), spec, sessions_from=day, sessions_to=day, data_end=data_end
-    ).collect()
-    wh.replace_partition(TRANSITIONS_TABLE, table, day=day)
+    first = day - dt.timedelta(days=domain.lookback_days)
+    last = day + dt.timedelta(days=domain.lookahead_days)
+    raw: dict[str, pl.LazyFrame] = {}
+    last_loaded: list[dt.date] = []
+    for source in domain.sources:
+        table = SOURCES[source].table
+        if not wh.table_exists(table):
+            raise ValueError(f"{table} does not exist; ingest {source} for {day} first")
+        frame = wh.read_partitions(table, first, last)
+        if frame.filter(pl.col("partition_date") == day).is_empty():
+            raise ValueError(f"{table} has no rows for {day}; ingest that partition first")
+        last_loaded.append(frame["partition_date"].max())
+        raw[source] = frame.lazy()
+    # the data ends where the least advanced source ends
+    data_end = dt.datetime.combine(min(last_loaded) + dt.timedelta(days=1), dt.time(),
+                                   tzinfo=dt.UTC)
+    table = domain.build(raw, sessions_from=day, sessions_to=day, data_end=data_end).collect()
+    problems = check_transitions(table, domain)
+    if problems:
+        raise ValueError(f"{domain.transitions_table} {day}: " + "; ".join(problems))
+    wh.replace_partition(domain.transitions_table, table, day=day)
     return table
 
 
@@ -119,80 +133,112 @@ def split_episodes(frame: pl.DataFrame, eval_fraction: float, seed: int) -> pl.D
 
 
 def load_window(
-    paths: DataPaths, day: dt.date, window_days: int, eval_fraction: float, seed: int,
-    spec: RecommendationSpec | None = None,
+    paths: DataPaths, domain: Domain | str, day: dt.date, window_days: int,
+    eval_fraction: float, seed: int,
 ) -> WindowData:
     """The last ``window_days`` transition partitions up to ``day``, split for train/eval."""
-    spec = spec or RecommendationSpec()
+    domain = _domain(domain)
     start = day - dt.timedelta(days=window_days - 1)
-    frame = Warehouse(paths.warehouse).read_partitions(TRANSITIONS_TABLE, start, day)
+    frame = Warehouse(paths.warehouse).read_partitions(domain.transitions_table, start, day)
     if frame.is_empty():
-        raise ValueError(f"no recommendation transitions between {start} and {day}")
+        raise ValueError(f"no {domain.name} transitions between {start} and {day}; "
+                         "build the transitions first")
     frame = split_episodes(frame, eval_fraction, seed)
     train = frame.filter(~pl.col("is_eval"))
     held = frame.filter(pl.col("is_eval"))
+    if train.is_empty() or held.is_empty():
+        raise ValueError(f"{domain.name}: {frame['episode_id'].n_unique()} episode(s) between "
+                         f"{start} and {day} are too few to split for training and evaluation")
     return WindowData(
         start=start, end=day,
-        train=decision_arrays(train, spec.feature_columns),
-        evaluation=decision_arrays(held, spec.feature_columns),
+        train=decision_arrays(train, domain.feature_columns),
+        evaluation=decision_arrays(held, domain.feature_columns),
         train_episodes=train["episode_id"].n_unique(),
         eval_episodes=held["episode_id"].n_unique(),
     )
 
 
-def candidates_dir(paths: DataPaths, day: dt.date) -> Path:
-    return paths.models / DOMAIN / f"{day:%Y-%m-%d}"
+def candidates_dir(paths: DataPaths, domain: Domain | str, day: dt.date) -> Path:
+    return paths.models / _domain(domain).name / f"{day:%Y-%m-%d}"
+
+
+def warm_start_source(paths: DataPaths, domain: Domain, day: dt.date, algorithm: str,
+                      feature_names: list[str]) -> Path | None:
+    """The incumbent's model when it is the same algorithm on the same feature schema."""
+    inc = incumbent_record(paths, domain, day)
+    if inc is None or not inc.get("model_dir"):
+        return None
+    model_dir = Path(inc["model_dir"])
+    record = model_dir / "training.json"
+    if not record.is_file():
+        return None
+    trained = json.loads(record.read_text())
+    same_schema = trained.get("feature_schema", {}).get("names") == feature_names
+    return model_dir if same_schema and trained.get("name") == algorithm else None
 
 
 def train_candidates(
     paths: DataPaths,
+    domain: Domain | str,
     day: dt.date,
     algorithms: list[str],
     config: TrainingConfig,
     *,
     window_days: int,
     eval_fraction: float,
-    spec: RecommendationSpec | None = None,
+    warm_start: bool = True,
     progress: Any = None,
 ) -> tuple[WindowData, list[TrainedCandidate]]:
-    """Trains every algorithm on the window's training split; replaces the day's models."""
-    spec = spec or RecommendationSpec()
-    window = load_window(paths, day, window_days, eval_fraction, config.seed, spec)
-    dataset = to_mdp_dataset(window.train, spec.n_actions)
+    """Trains every algorithm on the window's training split; replaces the day's models.
+
+    With ``warm_start`` a candidate of the incumbent's algorithm starts from the incumbent's
+    weights when the feature schema is unchanged (recorded in its ``training.json``).
+    """
+    domain = _domain(domain)
+    window = load_window(paths, domain, day, window_days, eval_fraction, config.seed)
+    dataset = to_mdp_dataset(window.train, domain.n_actions)
     if config.reward_scale is None:  # one scale for every candidate of the window
         config = dataclasses.replace(config, reward_scale=auto_reward_scale(window.train.rewards))
-    out = candidates_dir(paths, day)
+    out = candidates_dir(paths, domain, day)
     if out.exists():
         shutil.rmtree(out)
     context = {
-        "domain": DOMAIN,
+        "domain": domain.name,
         "data_window": {"start": str(window.start), "end": str(window.end), "days": window_days},
         "split": {"eval_fraction": eval_fraction, "seed": config.seed,
                   "train_episodes": window.train_episodes, "eval_episodes": window.eval_episodes},
-        "feature_schema": {"names": spec.feature_names},
-        "action_map": dict(enumerate(spec.categories)),
-        "spec": dataclasses.asdict(spec),
+        "feature_schema": {"names": list(domain.feature_names)},
+        "action_map": dict(enumerate(domain.action_names)),
+        "action_mask_feature": list(domain.mask_features) or None,
     }
-    trained = [
-        train_candidate(name, dataset, config, out / name, context=context, progress=progress)
-        for name in algorithms
-    ]
+    trained = []
+    for name in algorithms:
+        extra: dict[str, Any] = {}
+        if domain.mask_indices:
+            extra["mask_indices"] = domain.mask_indices
+        source = warm_start_source(paths, domain, day, name, list(domain.feature_names)) \
+            if warm_start else None
+        if source is not None:
+            extra["init_from"] = source
+        trained.append(train_candidate(name, dataset, config, out / name, context=context,
+                                       progress=progress, **extra))
     return window, trained
 
 
 # ---------------------------------------------------------------- evaluation
 
-def incumbent_record(paths: DataPaths, day: dt.date) -> dict[str, Any] | None:
+def incumbent_record(paths: DataPaths, domain: Domain | str, day: dt.date
+                     ) -> dict[str, Any] | None:
     """The last promotion before ``day`` (the policy in production), if any."""
     wh = Warehouse(paths.warehouse)
     if not wh.table_exists(REGISTRY_TABLE):
         return None
-    rows = wh.query("registry/select_incumbent", domain=DOMAIN, day=day)
+    rows = wh.query("registry/select_incumbent", domain=_domain(domain).name, day=day)
     return rows.row(0, named=True) if rows.height else None
 
 
 def evaluate_candidates(
-    paths: DataPaths, day: dt.date, ope: OPEConfig, spec: RecommendationSpec | None = None
+    paths: DataPaths, domain: Domain | str, day: dt.date, ope: OPEConfig
 ) -> tuple[Estimate, list[PolicyEvaluation]]:
     """OPE of the day's candidates (and of the incumbent) on the held-out episodes.
 
@@ -201,23 +247,22 @@ def evaluate_candidates(
     estimate to ``ope_estimates`` (replacing the day's rows) and returns the behaviour
     policy's on-policy estimate and the evaluations.
     """
-    spec = spec or RecommendationSpec()
-    root = candidates_dir(paths, day)
+    domain = _domain(domain)
+    root = candidates_dir(paths, domain, day)
     names = sorted(p.name for p in root.iterdir() if (p / "model.d3").is_file()) if root.is_dir() \
         else []
     if not names:
         raise ValueError(f"no trained candidates in {root}; run training first")
     trained = json.loads((root / names[0] / "training.json").read_text())
-    window = load_window(paths, day, int(trained["data_window"]["days"]),
-                         float(trained["split"]["eval_fraction"]), int(trained["split"]["seed"]),
-                         spec)
+    window = load_window(paths, domain, day, int(trained["data_window"]["days"]),
+                         float(trained["split"]["eval_fraction"]), int(trained["split"]["seed"]))
     data = window.evaluation
-    dataset = to_mdp_dataset(data, spec.n_actions)
+    dataset = to_mdp_dataset(data, domain.n_actions)
     behavior = evaluate_behavior(data, ope)
     if ope.fqe_reward_scale is None:  # one scale for every policy evaluated on this data
         ope = dataclasses.replace(ope, fqe_reward_scale=auto_reward_scale(data.rewards))
     policies: list[tuple[str, Path]] = [(n, root / n) for n in names]
-    inc = incumbent_record(paths, day)
+    inc = incumbent_record(paths, domain, day)
     if inc is not None and inc.get("model_dir") and Path(inc["model_dir"]).is_dir():
         policies.append((f"incumbent:{inc['candidate']}@{inc['partition_date']}",
                          Path(inc["model_dir"])))
@@ -234,22 +279,25 @@ def evaluate_candidates(
         rows += [{"policy": ev.name, "estimator": k, **e.as_dict(), "details": details}
                  for k, e in ev.estimates.items()]
     frame = pl.DataFrame(rows).with_columns(
-        domain=pl.lit(DOMAIN), partition_date=pl.lit(day, dtype=pl.Date),
+        domain=pl.lit(domain.name), partition_date=pl.lit(day, dtype=pl.Date),
         eval_episodes=pl.lit(window.eval_episodes), eval_decisions=pl.lit(len(data.actions)),
     ).select("domain", "partition_date", "policy", "estimator", "value", "low", "high", "stderr",
              "eval_episodes", "eval_decisions", "details")
     Warehouse(paths.warehouse).replace(
-        [(ESTIMATES_TABLE, frame, "registry/delete_estimates", {"domain": DOMAIN, "day": day})],
-        label=f"{ESTIMATES_TABLE} {DOMAIN} {day}",
+        [(ESTIMATES_TABLE, frame, "registry/delete_estimates",
+          {"domain": domain.name, "day": day})],
+        label=f"{ESTIMATES_TABLE} {domain.name} {day}",
     )
     return behavior, evaluations
 
 
-def read_evaluations(paths: DataPaths, day: dt.date) -> tuple[Estimate, list[PolicyEvaluation]]:
+def read_evaluations(paths: DataPaths, domain: Domain | str, day: dt.date
+                     ) -> tuple[Estimate, list[PolicyEvaluation]]:
     """Rebuilds the day's evaluations from ``ope_estimates``."""
-    frame = Warehouse(paths.warehouse).query("registry/select_estimates", domain=DOMAIN, day=day)
+    name = _domain(domain).name
+    frame = Warehouse(paths.warehouse).query("registry/select_estimates", domain=name, day=day)
     if frame.is_empty():
-        raise ValueError(f"no OPE estimates for {DOMAIN} on {day}; run evaluation first")
+        raise ValueError(f"no OPE estimates for {name} on {day}; run evaluation first")
     behavior_row = frame.filter(pl.col("policy") == BEHAVIOR).row(0, named=True)
     behavior = Estimate(BEHAVIOR, behavior_row["value"], behavior_row["low"],
                         behavior_row["high"], behavior_row["stderr"])
@@ -277,9 +325,11 @@ class PromotionResult:
     evaluations: list[PolicyEvaluation] = field(default_factory=list)
 
 
-def promote(paths: DataPaths, day: dt.date, gate: GateConfig) -> PromotionResult:
+def promote(paths: DataPaths, domain: Domain | str, day: dt.date, gate: GateConfig
+            ) -> PromotionResult:
     """Runs the gate on the day's evaluations and records the decision in the registry."""
-    behavior, evaluations = read_evaluations(paths, day)
+    domain = _domain(domain)
+    behavior, evaluations = read_evaluations(paths, domain, day)
     incumbents = [e for e in evaluations if e.name.startswith("incumbent:")]
     candidates = [e for e in evaluations if not e.name.startswith("incumbent:")]
     if incumbents:  # evaluation re-valued the policy in production on the same data
@@ -289,13 +339,14 @@ def promote(paths: DataPaths, day: dt.date, gate: GateConfig) -> PromotionResult
         incumbent = Incumbent(BEHAVIOR, behavior.value, behavior.low, behavior.high)
     decision = decide(candidates, incumbent, gate)
     chosen = next((e for e in candidates if e.name == decision.candidate), None)
-    model_dir = str(candidates_dir(paths, day) / decision.candidate) if decision.candidate else None
+    model_dir = str(candidates_dir(paths, domain, day) / decision.candidate) \
+        if decision.candidate else None
     algorithm = None
     if model_dir:
         algorithm = json.loads((Path(model_dir) / "training.json").read_text())["algorithm"]
     head = chosen.estimates[gate.headline] if chosen else None
     row = pl.DataFrame([{
-        "domain": DOMAIN,
+        "domain": domain.name,
         "partition_date": day,
         "decided_at": dt.datetime.now(dt.UTC),
         "promoted": decision.promoted,
@@ -316,43 +367,47 @@ def promote(paths: DataPaths, day: dt.date, gate: GateConfig) -> PromotionResult
                           "headline_high": pl.Float64, "model_dir": pl.String,
                           "export_version": pl.String})
     Warehouse(paths.warehouse).replace(
-        [(REGISTRY_TABLE, row, "registry/delete_decision", {"domain": DOMAIN, "day": day})],
-        label=f"{REGISTRY_TABLE} {DOMAIN} {day}",
+        [(REGISTRY_TABLE, row, "registry/delete_decision", {"domain": domain.name, "day": day})],
+        label=f"{REGISTRY_TABLE} {domain.name} {day}",
     )
     return PromotionResult(decision, behavior, evaluations)
 
 
-def read_decision(paths: DataPaths, day: dt.date) -> dict[str, Any]:
-    rows = Warehouse(paths.warehouse).query("registry/select_decision", domain=DOMAIN, day=day)
+def read_decision(paths: DataPaths, domain: Domain | str, day: dt.date) -> dict[str, Any]:
+    name = _domain(domain).name
+    rows = Warehouse(paths.warehouse).query("registry/select_decision", domain=name, day=day)
     if rows.is_empty():
-        raise ValueError(f"no gate decision for {DOMAIN} on {day}; run promotion first")
+        raise ValueError(f"no gate decision for {name} on {day}; run promotion first")
     return rows.row(0, named=True)
 
 
 # ---------------------------------------------------------------- export
 
-def export_promoted(paths: DataPaths, day: dt.date) -> ExportedPolicy | None:
+def export_promoted(paths: DataPaths, domain: Domain | str, day: dt.date
+                    ) -> ExportedPolicy | None:
     """Publishes the day's promoted policy (None if the gate kept the incumbent).
 
     Idempotent: if ``latest`` already holds this day's decision, nothing new is written.
     """
-    decision = read_decision(paths, day)
+    domain = _domain(domain)
+    decision = read_decision(paths, domain, day)
     if not decision["promoted"]:
         return None
-    domain_root = paths.exports / DOMAIN
+    domain_root = paths.exports / domain.name
     current = current_version(domain_root)
     if current is not None:
         manifest = json.loads((domain_root / current / "manifest.json").read_text())
         if manifest.get("decision", {}).get("partition_date") == str(day) and \
                 manifest.get("candidate") == decision["candidate"]:
-            Warehouse(paths.warehouse).execute("registry/set_export_version", domain=DOMAIN,
-                                               day=day, version=current)
+            Warehouse(paths.warehouse).execute("registry/set_export_version",
+                                               domain=domain.name, day=day, version=current)
             return ExportedPolicy(current, domain_root / current, manifest)
     model_dir = Path(decision["model_dir"])
     training = json.loads((model_dir / "training.json").read_text())
-    behavior, evaluations = read_evaluations(paths, day)
+    behavior, evaluations = read_evaluations(paths, domain, day)
     chosen = next(e for e in evaluations if e.name == decision["candidate"])
     manifest = {
+        "domain": domain.name,
         "candidate": decision["candidate"],
         "algorithm": training["algorithm"],
         "data_window": training["data_window"],
@@ -377,8 +432,8 @@ def export_promoted(paths: DataPaths, day: dt.date) -> ExportedPolicy | None:
                     "algorithm": training["algorithm"],
                     "feature_schema": {**training["feature_schema"],
                                        **built.manifest["feature_schema"]}}
-        exported = publish(paths.exports, DOMAIN, built.torchscript, manifest,
+        exported = publish(paths.exports, domain.name, built.torchscript, manifest,
                            extra_files={ONNX_FILE: built.onnx})
-    Warehouse(paths.warehouse).execute("registry/set_export_version", domain=DOMAIN, day=day,
-                                       version=exported.version)
+    Warehouse(paths.warehouse).execute("registry/set_export_version", domain=domain.name,
+                                       day=day, version=exported.version)
     return exported

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from offline_rl.argtypes import positive_int
-from offline_rl.cli import add_simulation_args, build_parser, paths_from, run, simulate_logs
+from offline_rl.cli import (
+    UsageError,
+    add_simulation_args,
+    build_parser,
+    paths_from,
+    run,
+    simulate_logs,
+)
 from offline_rl.paths import DataPaths
 
 
@@ -34,48 +41,69 @@ def _instance(paths: DataPaths) -> Any:
 
 
 def run_job(name: str, day: dt.date, run_config: dict[str, Any], instance: Any,
-            verbose: bool = False) -> None:
-    """Executes job ``name`` for partition ``day`` in this process; raises if a step fails."""
+            verbose: bool = False, domains: list[str] | None = None) -> None:
+    """Executes job ``name`` for partition ``day`` in this process; raises if a step fails.
+
+    With ``domains``, only those domains' assets (and the raw tables) are selected.
+    """
+
     from orchestration.definitions import defs
 
     job = defs.resolve_job_def(name)
     level = "DEBUG" if verbose else "WARNING"
     run_config = {**run_config, "loggers": {"console": {"config": {"log_level": level}}}}
+    selection = None
+    if domains is not None:
+        graph = defs.resolve_asset_graph()
+        selection = [
+            key for key in job.asset_layer.executable_asset_keys
+            if graph.get(key).tags.get("domain") in domains
+            or graph.get(key).group_name == "ingestion"
+        ]
     result = job.execute_in_process(partition_key=day.isoformat(), run_config=run_config,
-                                    instance=instance, raise_on_error=True)
+                                    instance=instance, raise_on_error=True,
+                                    asset_selection=selection)
     if not result.success:
         raise RuntimeError(f"job {name} failed for {day}")
 
 
 def nightly_run_config(*, n_steps: int, seed: int, fqe_steps: int, n_bootstrap: int,
-                       device: str) -> dict[str, Any]:
-    return {"ops": {
-        "recommendation_candidates": {"config": {"n_steps": n_steps, "seed": seed,
-                                                 "device": device}},
-        "recommendation_ope": {"config": {"fqe_steps": fqe_steps, "seed": seed,
-                                          "n_bootstrap": n_bootstrap, "device": device}},
-    }}
+                       device: str, domains: list[str] | None = None,
+                       algorithms: list[str] | None = None) -> dict[str, Any]:
+    """Run config of the nightly job: the same training and OPE settings for every domain."""
+    from offline_rl.domains import DOMAIN_NAMES
+
+    training: dict[str, Any] = {"n_steps": n_steps, "seed": seed, "device": device}
+    if algorithms:
+        training["algorithms"] = list(algorithms)
+    ops: dict[str, Any] = {}
+    for name in domains or DOMAIN_NAMES:
+        ops[f"{name}_candidates"] = {"config": dict(training)}
+        ops[f"{name}_ope"] = {"config": {"fqe_steps": fqe_steps, "seed": seed,
+                                         "n_bootstrap": n_bootstrap, "device": device}}
+    return {"ops": ops}
 
 
-def truth_summary(paths: DataPaths, day: dt.date, scenario: str, seed: int,
-                  episodes: int) -> dict[str, Any]:
-    """Per-candidate estimates next to simulator truth, in the demo_summary.json layout."""
+def domain_truth(paths: DataPaths, domain: str, day: dt.date, scenario: str, seed: int,
+                 episodes: int) -> dict[str, Any]:
+    """One domain's candidates: estimates next to simulator truth (demo_summary.json layout)."""
     from offline_rl.algos.training import load_candidate
-    from offline_rl.pipeline import DOMAIN, candidates_dir, read_decision, read_evaluations
-    from offline_rl.simulator.truth import policy_value
+    from offline_rl.domains import get_domain
+    from offline_rl.pipeline import candidates_dir, read_decision, read_evaluations
+    from offline_rl.simulator.base import true_value
 
-    behavior_est, evaluations = read_evaluations(paths, day)
-    decision = read_decision(paths, day)
-    behavior_true = policy_value(DOMAIN, "behavior", scenario=scenario, episodes=episodes,
-                                 seed=seed)
+    spec = get_domain(domain)
+    sim = spec.make_simulator(scenario)
+    behavior_est, evaluations = read_evaluations(paths, spec, day)
+    decision = read_decision(paths, spec, day)
+    behavior_true = true_value(sim, "behavior", episodes=episodes, seed=seed)
     candidates = []
     for ev in evaluations:
         if ev.name.startswith("incumbent:"):
             continue
-        directory = candidates_dir(paths, day) / ev.name
+        directory = candidates_dir(paths, spec, day) / ev.name
         algo = load_candidate(directory)
-        truth = policy_value(DOMAIN, algo.predict, scenario=scenario, episodes=episodes,
-                             seed=seed)
+        truth = true_value(sim, algo.predict, episodes=episodes, seed=seed)
         training = json.loads((directory / "training.json").read_text())
         candidates.append({
             "name": ev.name,
@@ -88,22 +116,26 @@ def truth_summary(paths: DataPaths, day: dt.date, scenario: str, seed: int,
         })
     promoted_true = next((c["true_value"] for c in candidates
                           if c["name"] == decision["candidate"]), None)
+    promoted_algorithm = next((c["algorithm"] for c in candidates
+                               if c["name"] == decision["candidate"]), None)
     export = None
     if decision["export_version"]:
-        export = str(paths.exports / DOMAIN / decision["export_version"])
-    return {DOMAIN: {
+        export = str(paths.exports / spec.name / decision["export_version"])
+    return {
         "behavior_true_value": behavior_true.mean,
         "behavior_true_value_stderr": behavior_true.stderr,
         "behavior_logged_value": behavior_est.as_dict(),
         "candidates": candidates,
         "decision": {"promoted": bool(decision["promoted"]), "candidate": decision["candidate"],
+                     "algorithm": promoted_algorithm,
                      "reasons": json.loads(decision["reasons"])},
         "promoted_true_value": promoted_true,
         "export": export,
-    }}
+    }
 
 
 def print_summary(summary: dict[str, Any], wall: float) -> None:
+    rows = []
     for domain, d in summary["domains"].items():
         print(f"\n== {domain} (seed {summary['seed']}) ==")
         b = d["behavior_logged_value"]
@@ -132,12 +164,30 @@ def print_summary(summary: dict[str, Any], wall: float) -> None:
             print(f"promoted policy true value {d['promoted_true_value']:.3f} vs behaviour "
                   f"{d['behavior_true_value']:.3f} ({uplift:+.1%})")
         print(f"export: {d['export'] or '(none)'}")
+        promoted = d["promoted_true_value"]
+        rows.append((domain, d["behavior_true_value"], promoted,
+                     None if promoted is None else promoted / d["behavior_true_value"] - 1.0,
+                     d["decision"]["algorithm"] or "(kept incumbent)"))
+    print(f"\n== summary (seed {summary['seed']}, scenario {summary['scenario']}) ==")
+    print(f"{'domain':<15} {'behaviour true':>14} {'promoted true':>14} {'uplift':>8}  algorithm")
+    for domain, behavior, promoted, uplift, algorithm in rows:
+        print(f"{domain:<15} {behavior:>14.3f} "
+              + (f"{promoted:>14.3f} {uplift:>+8.1%}" if promoted is not None
+                 else f"{'-':>14} {'-':>8}")
+              + f"  {algorithm}")
     print(f"\nwall time {wall:.0f} s")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from offline_rl.domains import DOMAIN_NAMES
+
     started = time.perf_counter()
     paths = paths_from(args)
+    domains = list(args.domains or DOMAIN_NAMES)
+    unknown = sorted(set(domains) - set(DOMAIN_NAMES))
+    if unknown:
+        raise UsageError(f"unknown domain(s) {', '.join(unknown)}",
+                         f"choose from {', '.join(DOMAIN_NAMES)}")
     days = [args.start + dt.timedelta(days=i) for i in range(args.days)]
     print(f"data home: {paths.home}")
     print(f"[1/4] simulating {args.days} day(s) of logs from {args.start} (seed {args.seed}) ...")
@@ -148,15 +198,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for day in days:
         run_job("ingest", day, {}, instance, args.verbose)
     for day in days[:-1]:
-        run_job("transitions", day, {}, instance, args.verbose)
-    print(f"[3/4] nightly job for {days[-1]}: train, evaluate, gate, export ...")
+        run_job("transitions", day, {}, instance, args.verbose, domains)
+    print(f"[3/4] nightly job for {days[-1]}: train, evaluate, gate, export "
+          f"({', '.join(domains)}) ...")
     run_job("nightly", days[-1], nightly_run_config(
         n_steps=args.n_steps, seed=args.seed, fqe_steps=args.fqe_steps,
-        n_bootstrap=args.n_bootstrap, device=args.device), instance, args.verbose)
+        n_bootstrap=args.n_bootstrap, device=args.device, domains=domains),
+        instance, args.verbose, domains)
     print(f"[4/4] simulator truth ({args.truth_episodes} rollouts per policy) ...")
     result = {"seed": args.seed, "scenario": args.scenario, "partition": days[-1].isoformat(),
-              "domains": truth_summary(paths, days[-1], args.scenario, args.seed,
-                                       args.truth_episodes)}
+              "domains": {d: domain_truth(paths, d, days[-1], args.scenario, args.seed,
+                                          args.truth_episodes) for d in domains}}
     wall = time.perf_counter() - started
     result["wall_seconds"] = round(wall, 1)
     out = paths.reports / "demo_summary.json"
@@ -181,6 +233,8 @@ def build_full_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth-episodes", type=positive_int, default=20_000,
                    help="simulator rollouts per policy for the true values (default 20000)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda:N")
+    p.add_argument("--domains", nargs="+", metavar="DOMAIN",
+                   help="decision domains to train and gate (default: all)")
     p.set_defaults(handler=cmd_demo)
     return parser
 

@@ -1,17 +1,18 @@
 """The code location: every asset, check, resource, job and schedule of the pipeline.
 
-DuckDB allows one writing process, so steps run in-process (one after another) by default.
+Assets are generated per decision domain (``offline_rl.domains``), so each domain has its own
+group and lineage: raw tables -> transitions -> candidates -> OPE -> gate -> export.
 """
 
 from __future__ import annotations
 
 import dagster as dg
 
-from assets.evaluation import recommendation_ope
+from assets.evaluation import ope_assets
 from assets.ingestion import raw_assets
-from assets.promotion import recommendation_export, recommendation_gate
-from assets.training import recommendation_candidates
-from assets.transitions import recommendation_transitions
+from assets.promotion import export_assets, gate_assets
+from assets.training import candidates_assets
+from assets.transitions import transitions_assets
 from orchestration.jobs import ingest_job, nightly_job, transitions_job
 from orchestration.resources import DataHome
 from orchestration.schedules import nightly_schedule
@@ -19,11 +20,11 @@ from orchestration.schedules import nightly_schedule
 defs = dg.Definitions(
     assets=[
         *raw_assets,
-        recommendation_transitions,
-        recommendation_candidates,
-        recommendation_ope,
-        recommendation_gate,
-        recommendation_export,
+        *transitions_assets,
+        *candidates_assets,
+        *ope_assets,
+        *gate_assets,
+        *export_assets,
     ],
     resources={"data_home": DataHome()},
     jobs=[nightly_job, ingest_job, transitions_job],

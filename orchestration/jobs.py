@@ -24,7 +24,7 @@ ingest_job = dg.define_asset_job(
 
 transitions_job = dg.define_asset_job(
     "transitions",
-    selection=dg.AssetSelection.groups("transitions"),
+    selection=dg.AssetSelection.tag("stage", "transitions"),
     partitions_def=daily,
     description="Rebuild a day's transitions from the raw tables (after late data arrives).",
     tags={"dagster/max_retries": 2},

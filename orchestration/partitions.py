@@ -1,4 +1,4 @@
-"""Daily partitions and the rolling training window."""
+"""Daily partitions and the partition mappings between stages."""
 
 from __future__ import annotations
 
@@ -16,13 +16,22 @@ TRAINING_WINDOW_DAYS = 7
 
 training_window = dg.TimeWindowPartitionMapping(start_offset=-(TRAINING_WINDOW_DAYS - 1),
                                                 end_offset=0)
-with warnings.catch_warnings():  # the parameter is marked beta; we rely on its documented use
-    warnings.simplefilter("ignore", category=dg.BetaWarning)
-    session_days = dg.TimeWindowPartitionMapping(
-        start_offset=-1, end_offset=1, allow_nonexistent_upstream_partitions=True
-    )
-"""A day's sessions: the day before tells which sessions began earlier, the day after holds the
-ends of sessions that cross midnight."""
+
+
+def raw_days(lookback: int, lookahead: int) -> dg.TimeWindowPartitionMapping:
+    """The raw partitions a day's transitions read: ``lookback`` days before (to recognise
+    episodes that began earlier) to ``lookahead`` days after (the ends of episodes that cross
+    midnight or last several days), where they exist."""
+    with warnings.catch_warnings():  # the parameter is marked beta; we rely on its documented use
+        warnings.simplefilter("ignore", category=dg.BetaWarning)
+        return dg.TimeWindowPartitionMapping(
+            start_offset=-lookback, end_offset=lookahead,
+            allow_nonexistent_upstream_partitions=True,
+        )
+
+
+session_days = raw_days(1, 1)
+"""A day's sessions: the day before and the day after (recommendation)."""
 
 
 def partition_day(context: dg.AssetExecutionContext) -> dt.date:

@@ -10,16 +10,24 @@ import numpy as np
 import polars as pl
 import pytest
 
-from assets.evaluation import recommendation_ope
+from assets.evaluation import ope_asset
 from assets.ingestion import raw_assets
-from assets.promotion import recommendation_export, recommendation_gate
-from assets.training import recommendation_candidates
-from assets.transitions import recommendation_transitions
+from assets.promotion import export_asset, gate_asset
+from assets.training import candidates_asset
+from assets.transitions import transitions_asset
 from offline_rl.data.warehouse import Warehouse
+from offline_rl.domains import get_domain
 from offline_rl.export.loader import load_policy
 from offline_rl.paths import DataPaths
 from offline_rl.simulator.logs import write_landing
 from orchestration.resources import DataHome
+
+RECOMMENDATION = get_domain("recommendation")
+recommendation_transitions = transitions_asset(RECOMMENDATION)
+recommendation_candidates = candidates_asset(RECOMMENDATION)
+recommendation_ope = ope_asset(RECOMMENDATION)
+recommendation_gate = gate_asset(RECOMMENDATION)
+recommendation_export = export_asset(RECOMMENDATION)
 
 DAYS = [dt.date(2026, 10, 1), dt.date(2026, 10, 2)]
 ALL = [*raw_assets, recommendation_transitions, recommendation_candidates, recommendation_ope,

@@ -6,17 +6,26 @@ from orchestration.definitions import defs
 def test_definitions_load_with_every_stage():
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert {"raw_clickstream", "recommendation_transitions", "recommendation_candidates",
-            "recommendation_ope", "recommendation_gate", "recommendation_export"} <= keys
-    groups = {repo.asset_graph.get(dg.AssetKey(k)).group_name for k in keys}
-    assert {"ingestion", "transitions", "training", "evaluation", "promotion"} <= groups
+    from offline_rl.domains import DOMAIN_NAMES
+
+    stages = ("transitions", "candidates", "ope", "gate", "export")
+    for domain in DOMAIN_NAMES:
+        assert {f"{domain}_{stage}" for stage in stages} <= keys
+        groups = {repo.asset_graph.get(dg.AssetKey(f"{domain}_{s}")).group_name for s in stages}
+        assert groups == {domain}
+        stage_tags = {repo.asset_graph.get(dg.AssetKey(f"{domain}_{s}")).tags["stage"]
+                      for s in stages}
+        assert stage_tags == {"transitions", "training", "evaluation", "promotion", "export"}
+    assert repo.asset_graph.get(dg.AssetKey("raw_clickstream")).group_name == "ingestion"
 
 
 def test_jobs_schedule_and_blocking_gate_check():
     assert {"nightly", "ingest", "transitions"} <= {j.name for j in defs.jobs}
     schedule = next(iter(defs.schedules))
     assert schedule.job_name == "nightly"
-    from assets.promotion import recommendation_gate
+    from assets.promotion import gate_assets
+
+    recommendation_gate = next(a for a in gate_assets if a.key.path[-1] == "recommendation_gate")
 
     specs = {s.name: s for s in recommendation_gate.check_specs}
     assert specs["promotion_evidence"].blocking

@@ -108,7 +108,7 @@ def test_a_day_does_not_claim_the_tail_of_yesterdays_sessions(landing_paths):
     day0, day1 = DAY, DAY + dt.timedelta(days=1)
     for d in (day0, day1):
         ingest_partition(landing_paths, CLICKSTREAM, d)
-    first = build_transitions_partition(landing_paths, day0)
-    second = build_transitions_partition(landing_paths, day1)
+    first = build_transitions_partition(landing_paths, "recommendation", day0)
+    second = build_transitions_partition(landing_paths, "recommendation", day1)
     assert set(first["episode_id"]).isdisjoint(set(second["episode_id"]))
     assert (second["episode_id"].str.slice(0, 8) == day1.strftime("%Y%m%d")).all()
