@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,11 +51,25 @@ def sql_text(name: str, *, table: str | None = None, **identifiers: str) -> str:
     return text
 
 
+@contextlib.contextmanager
+def _file_lock(path: Path, *, shared: bool) -> Iterator[None]:
+    """An advisory ``flock`` on ``path`` (created if needed), released on exit or process death."""
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 class Warehouse:
     """The DuckDB file of one data home.
 
-    DuckDB allows one writing process at a time; each method opens a short-lived connection
-    and closes it, so readers in other processes only wait while a write is in progress.
+    DuckDB allows one writing process at a time and refuses (rather than waits for) a
+    conflicting open. Each method therefore opens a short-lived connection under an advisory
+    file lock next to the database (``<file>.lock``): shared for readers, exclusive for
+    writers. Processes of one machine (Dagster's multiprocess executor, a local Dask cluster)
+    queue for the writer slot instead of failing, and readers never see a lock error.
     """
 
     def __init__(self, path: Path) -> None:
@@ -65,12 +80,13 @@ class Warehouse:
         if read_only and not self.path.exists():
             raise WarehouseError(f"warehouse {self.path} does not exist yet; run ingestion first")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.path), read_only=read_only)
-        try:
-            con.execute("SET TimeZone = 'UTC'")
-            yield con
-        finally:
-            con.close()
+        with _file_lock(self.path.with_name(self.path.name + ".lock"), shared=read_only):
+            con = duckdb.connect(str(self.path), read_only=read_only)
+            try:
+                con.execute("SET TimeZone = 'UTC'")
+                yield con
+            finally:
+                con.close()
 
     @staticmethod
     def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
