@@ -8,7 +8,7 @@ from offline_rl.data.warehouse import Warehouse
 from offline_rl.pipeline import ingest_partition
 from offline_rl.report import markdown_table
 from orchestration.partitions import daily, partition_day
-from orchestration.resources import DataHome
+from orchestration.resources import TRANSIENT_RETRY, DataHome
 
 
 def _count(wh: Warehouse, sql: str, schema: SourceSchema, day, **identifiers: str) -> int:
@@ -40,6 +40,7 @@ def raw_asset(schema: SourceSchema) -> dg.AssetsDefinition:
     @dg.asset(
         name=schema.table,
         partitions_def=daily,
+        retry_policy=TRANSIENT_RETRY,
         group_name="ingestion",
         kinds={"duckdb", "parquet"},
         owners=["team:ml-platform"],

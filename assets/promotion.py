@@ -11,7 +11,7 @@ from offline_rl.ope.gate import GateConfig
 from offline_rl.pipeline import export_promoted, promote, read_decision
 from offline_rl.report import ope_report
 from orchestration.partitions import daily, partition_day
-from orchestration.resources import DataHome
+from orchestration.resources import TRANSIENT_RETRY, DataHome
 
 
 class GateRunConfig(dg.Config):  # type: ignore[misc]
@@ -39,6 +39,7 @@ def gate_asset(domain: Domain) -> dg.AssetsDefinition:
     @dg.asset(
         name=key.path[-1],
         partitions_def=daily,
+        retry_policy=TRANSIENT_RETRY,
         group_name=domain.name,
         kinds={"duckdb"},
         owners=["team:ml-platform"],
@@ -96,6 +97,7 @@ def export_asset(domain: Domain) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"{domain.name}_export",
         partitions_def=daily,
+        retry_policy=TRANSIENT_RETRY,
         group_name=domain.name,
         kinds={"pytorch", "onnx"},
         owners=["team:ml-platform"],

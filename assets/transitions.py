@@ -10,7 +10,7 @@ from offline_rl.domains.base import check_transitions
 from offline_rl.pipeline import build_transitions_partition
 from offline_rl.report import markdown_table
 from orchestration.partitions import daily, partition_day, raw_days
-from orchestration.resources import DataHome
+from orchestration.resources import TRANSIENT_RETRY, DataHome
 
 
 def transitions_asset(domain: Domain) -> dg.AssetsDefinition:
@@ -21,6 +21,7 @@ def transitions_asset(domain: Domain) -> dg.AssetsDefinition:
     @dg.asset(
         name=domain.transitions_table,
         partitions_def=daily,
+        retry_policy=TRANSIENT_RETRY,
         group_name=domain.name,
         kinds={"polars", "duckdb"},
         owners=["team:ml-platform"],

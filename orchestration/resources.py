@@ -16,3 +16,8 @@ class DataHome(dg.ConfigurableResource):  # type: ignore[misc]
     def paths(self) -> DataPaths:
         return DataPaths(resolve_home(self.home or None))
 
+
+
+TRANSIENT_RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
+"""Retries for steps whose failures can be transient (file systems, object stores, a busy
+warehouse); training and evaluation fail deterministically and are not retried."""

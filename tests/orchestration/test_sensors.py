@@ -1,0 +1,36 @@
+"""The landing sensor requests ingestion for new or changed landing days only."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import dagster as dg
+
+from offline_rl.simulator.logs import write_landing
+from orchestration.resources import DataHome
+from orchestration.sensors import landing_sensor
+
+
+def _tick(home, cursor=None):
+    ctx = dg.build_sensor_context(cursor=cursor, resources={"data_home": DataHome(home=str(home))})
+    return landing_sensor(ctx), ctx
+
+
+def test_new_days_are_requested_once_and_changes_again(tmp_path):
+    home = tmp_path / "home"
+    empty, _ = _tick(home)
+    assert isinstance(empty, dg.SkipReason)
+    write_landing(home, days=2, start=dt.date(2026, 5, 1), seed=0, events_per_day=300)
+    requests, ctx = _tick(home)
+    keys = {r.partition_key for r in requests}
+    assert {"2026-05-01", "2026-05-02"} <= keys
+    again, _ = _tick(home, ctx.cursor)
+    assert isinstance(again, dg.SkipReason)
+    # a late file for one day re-requests that day only
+    late = home / "landing" / "cart" / "date=2026-05-01" / "late.parquet"
+    late.write_bytes((home / "landing" / "cart" / "date=2026-05-01").glob("*.parquet")
+                     .__next__().read_bytes())
+    changed, ctx2 = _tick(home, ctx.cursor)
+    assert [r.partition_key for r in changed] == ["2026-05-01"]
+    assert json.loads(ctx2.cursor)["2026-05-01"] != json.loads(ctx.cursor)["2026-05-01"]
