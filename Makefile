@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export OFFLINE_RL_HOME ?= $(CURDIR)/.data
 export DAGSTER_HOME ?= $(OFFLINE_RL_HOME)/dagster
 
-.PHONY: venv demo test test-all lint ui clean
+.PHONY: venv demo test test-all lint ui bench clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,10 @@ lint: venv
 ui: venv
 	@mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+bench: venv
+	$(BIN)/offline-rl bench --sizes 1000000 10000000 --end-to-end \
+		--json $(OFFLINE_RL_HOME)/reports/bench.json
 
 clean:
 	rm -rf $(OFFLINE_RL_HOME)

@@ -146,6 +146,15 @@ def cmd_exports(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ schemas
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from offline_rl.bench import BenchConfig, main_bench
+
+    cfg = BenchConfig(sizes=tuple(args.sizes), train_steps=args.train_steps,
+                      ope_transitions=args.ope_transitions, end_to_end=args.end_to_end,
+                      end_to_end_events=args.end_to_end_events)
+    return main_bench(cfg, Path(args.json) if args.json else None)
+
+
 def cmd_schemas(args: argparse.Namespace) -> int:
     from offline_rl.data.schemas import SOURCES
 
@@ -209,6 +218,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schemas", help="print the landing-zone schemas as markdown")
     p.add_argument("--output", help="write to this file instead of stdout")
     p.set_defaults(handler=cmd_schemas)
+
+    p = sub.add_parser("bench", help="benchmark each stage against this machine's floor",
+                       description="Times ingestion, transitions, training and OPE side by side "
+                                   "with their reference (bare DuckDB, polars sort, direct "
+                                   "d3rlpy fit, the 10M/s goal) and prints a table.")
+    p.add_argument("--sizes", type=positive_int, nargs="+", default=[1_000_000],
+                   help="clickstream events per simulated day, one round each "
+                        "(default 1000000)")
+    p.add_argument("--train-steps", type=positive_int, default=2000,
+                   help="gradient steps of the training benchmark (default 2000)")
+    p.add_argument("--ope-transitions", type=positive_int, default=1_000_000,
+                   help="logged transitions of the OPE benchmark (default 1000000)")
+    p.add_argument("--end-to-end", action="store_true",
+                   help="also run the nightly stages of every domain for one simulated day")
+    p.add_argument("--end-to-end-events", type=positive_int, default=1_000_000,
+                   help="events per day of the end-to-end run (default 1000000)")
+    p.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
+    p.set_defaults(handler=cmd_bench)
 
     from offline_rl.export.command import add_commands
     from offline_rl.ope.command import add_ope_parser

@@ -196,7 +196,8 @@ def train_candidate(
     for epoch, metrics in algo.fitter(
         dataset,
         n_steps=config.n_steps,
-        n_steps_per_epoch=config.steps_per_epoch,
+        # d3rlpy runs n_steps // n_steps_per_epoch epochs: never zero
+        n_steps_per_epoch=min(config.steps_per_epoch, config.n_steps),
         logger_adapter=NoopAdapterFactory(),
         show_progress=False,
         save_interval=10**9,

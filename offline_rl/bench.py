@@ -1,0 +1,394 @@
+"""Benchmarks: each stage side by side with the floor of what this machine can do.
+
+``offline-rl bench`` (``make bench``) simulates clickstream days of the requested sizes and
+times, in one process and one run:
+
+* ``ingestion``: the validated load (schema check, row rules, quarantine, dedup, atomic
+  partition replace) vs a bare DuckDB ``CREATE TABLE AS SELECT * FROM read_parquet(...)``
+  of the same files. Ratio = project events/s / bare events/s (goal >= 0.5).
+* ``transitions``: the recommendation transitions query vs the floor of reading the events
+  and sorting them by (session, time) in polars, and vs a plain pandas groupby/shift
+  implementation of the same transform. Ratio = project / floor seconds (goal <= 1.5).
+* ``training``: the pipeline's ``train_candidate`` vs d3rlpy's ``fit`` called directly on
+  the same ``MDPDataset`` with the same config. Ratio = project / direct seconds (goal <= 1.05).
+* ``ope``: IPW, SNIPW and DR with 1,000 bootstrap resamples; transition-resamples per second
+  (goal >= 10M/s on 2 cores).
+* ``end_to_end`` (``--end-to-end``): the nightly stages for one day of every registered
+  domain (ingest, transitions, train, evaluate, gate, export) with the peak resident memory.
+
+Every figure is measured; nothing is estimated or extrapolated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from offline_rl.paths import DataPaths
+
+DAY = dt.date(2026, 10, 1)
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - started, out
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and its finished children, in MiB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024.0
+
+
+def write_clickstream_day(home: Path, events: int, seed: int = 0) -> int:
+    """Writes about ``events`` clickstream events of ``DAY`` (and the next day's spill-over)
+    as landing files in chunks; returns the number of events of ``DAY``."""
+    from offline_rl.data.schemas import CLICKSTREAM
+    from offline_rl.simulator.logs import generate_clickstream
+    from offline_rl.simulator.scenarios import get_scenario
+    from offline_rl.simulator.world import make_world
+
+    scen = get_scenario("default")
+    world = make_world(scen.world)
+    chunk = 1_000_000
+    total = 0
+    for i, start in enumerate(range(0, events, chunk)):
+        rng = np.random.default_rng([seed, i])
+        frame = generate_clickstream(world, scen, DAY, rng, min(chunk, events - start))[
+            CLICKSTREAM.name]
+        # distinct ids per chunk: the generator numbers sessions from 0 in each call
+        frame = frame.with_columns(
+            pl.concat_str(pl.lit(f"c{i}-"), pl.col(c)).alias(c)
+            for c in ("event_id", "session_id", "ref_event_id"))
+        dated = frame.with_columns(_date=pl.col("event_ts").dt.date())
+        for (day,), part in dated.group_by("_date", maintain_order=True):
+            folder = home / "landing" / CLICKSTREAM.name / f"date={day:%Y-%m-%d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            part.drop("_date").write_parquet(folder / f"part-{i:04d}.parquet")
+            if day == DAY:
+                total += part.height
+    return total
+
+
+def bench_ingestion(paths: DataPaths) -> dict[str, Any]:
+    import duckdb
+
+    from offline_rl.data.schemas import CLICKSTREAM
+    from offline_rl.pipeline import ingest_partition
+
+    folder = paths.landing / CLICKSTREAM.name / f"date={DAY:%Y-%m-%d}"
+    bare_db = paths.home / "bare.duckdb"
+
+    def bare() -> int:
+        con = duckdb.connect(str(bare_db))
+        try:
+            con.execute("DROP TABLE IF EXISTS raw")
+            con.execute("CREATE TABLE raw AS SELECT * FROM read_parquet($glob)",
+                        {"glob": str(folder / "*.parquet")})
+            return int(con.execute("SELECT count(*) FROM raw").fetchall()[0][0])
+        finally:
+            con.close()
+
+    reference_s, events = _timed(bare)
+    project_s, load = _timed(lambda: ingest_partition(paths, CLICKSTREAM, DAY))
+    if load.rows.height != events:
+        raise RuntimeError(f"validated load kept {load.rows.height} of {events} events")
+    bare_db.unlink(missing_ok=True)
+    return {"events": events, "project_s": project_s, "reference_s": reference_s,
+            "ratio": (events / project_s) / (events / reference_s),
+            "project_events_per_s": events / project_s,
+            "reference_events_per_s": events / reference_s,
+            "goal": "ratio >= 0.5 (throughput vs bare DuckDB CTAS)"}
+
+
+def _pandas_transitions(events: Any) -> Any:
+    """The recommendation transform with plain pandas: groupby/cumsum/shift per session."""
+    import pandas as pd
+
+    ev = events
+    clicks = ev[ev.event_type == "click"].groupby("ref_event_id").size().rename("n_clicks")
+    buys = ev[ev.event_type == "purchase"].groupby("ref_event_id")["margin"].sum()
+    imp = ev[ev.event_type == "impression"].copy()
+    imp = imp.join(clicks, on="event_id").join(buys.rename("purchase_margin"), on="event_id")
+    imp["clicked"] = imp["n_clicks"].fillna(0) > 0
+    imp["purchase_margin"] = imp["purchase_margin"].fillna(0.0)
+    imp = imp.sort_values(["session_id", "page", "event_ts"])
+    g = imp.groupby("session_id", sort=False)
+    imp["step"] = g.cumcount()
+    feats = {}
+    for c in range(6):
+        this = (imp["category_id"] == c).astype("int32")
+        hit = this * imp["clicked"].astype("int32")
+        feats[f"f_shown_{c}"] = (this.groupby(imp["session_id"]).cumsum() - this) / 8.0
+        feats[f"f_clicked_{c}"] = (hit.groupby(imp["session_id"]).cumsum() - hit) / 8.0
+    feats["f_page_frac"] = imp["page"] / 8.0
+    f = pd.DataFrame(feats, index=imp.index)
+    nxt = f.groupby(imp["session_id"]).shift(-1).fillna(0.0).add_prefix("next_")
+    imp["reward"] = 0.5 * imp["clicked"] + imp["purchase_margin"]
+    return pd.concat([imp, f, nxt], axis=1)
+
+
+def bench_transitions(paths: DataPaths) -> dict[str, Any]:
+    from offline_rl.data.warehouse import Warehouse
+    from offline_rl.domains import get_domain
+
+    domain = get_domain("recommendation")
+    wh = Warehouse(paths.warehouse)
+    events = wh.read_partitions("raw_clickstream", DAY - dt.timedelta(days=1),
+                                DAY + dt.timedelta(days=1))
+    data_end = dt.datetime.combine(DAY + dt.timedelta(days=2), dt.time(), tzinfo=dt.UTC)
+
+    def floor() -> int:
+        return events.lazy().sort("session_id", "event_ts").collect().height
+
+    def project() -> int:
+        return domain.build({"clickstream": events.lazy()}, sessions_from=DAY, sessions_to=DAY,
+                            data_end=data_end).collect().height
+
+    floor_s, _ = _timed(floor)
+    project_s, n = _timed(project)
+    pdf = events.to_pandas()
+    pandas_s, _ = _timed(lambda: _pandas_transitions(pdf))
+    return {"events": events.height, "transitions": n, "project_s": project_s,
+            "reference_s": floor_s, "ratio": project_s / floor_s, "pandas_s": pandas_s,
+            "pandas_ratio": pandas_s / project_s,
+            "goal": "ratio <= 1.5 (vs polars read + sort by session, time)"}
+
+
+def bench_training(paths: DataPaths, n_steps: int) -> dict[str, Any]:
+    import d3rlpy
+    from d3rlpy.logging import NoopAdapterFactory
+
+    from offline_rl.algos.training import (
+        ALGORITHMS,
+        TrainingConfig,
+        seed_everything,
+        train_candidate,
+    )
+    from offline_rl.pipeline import load_window
+
+    window = load_window(paths, "recommendation", DAY, 1, 0.3, 0)
+    from offline_rl.data.arrays import to_mdp_dataset
+
+    dataset = to_mdp_dataset(window.train, 6)
+    config = TrainingConfig(n_steps=n_steps, seed=0, device="cpu", reward_scale=0.1)
+    name = "double_dqn"
+
+    def direct() -> None:
+        seed_everything(0)
+        algo = ALGORITHMS[name][1](config).create(device="cpu")
+        algo.fit(dataset, n_steps=n_steps,
+                 n_steps_per_epoch=min(config.steps_per_epoch, n_steps),
+                 logger_adapter=NoopAdapterFactory(), show_progress=False,
+                 save_interval=10**9)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        direct()  # warm-up: first-use costs (allocator, kernels) count for neither side
+        reference_s, _ = _timed(direct)
+        project_s, _ = _timed(lambda: train_candidate(name, dataset, config, Path(tmp) / name))
+    return {"events": int(len(window.train.actions)), "algorithm": name, "steps": n_steps,
+            "batch_size": config.batch_size, "project_s": project_s, "reference_s": reference_s,
+            "ratio": project_s / reference_s, "project_steps_per_s": n_steps / project_s,
+            "reference_steps_per_s": n_steps / reference_s, "device": "cpu",
+            "d3rlpy": d3rlpy.__version__,
+            "goal": "ratio <= 1.05 (vs d3rlpy fit on the same MDPDataset and config)"}
+
+
+def bench_ope(n_transitions: int, n_bootstrap: int = 1000) -> dict[str, Any]:
+    from offline_rl.ope.estimators import LoggedData, estimate
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 9, n_transitions // 4)
+    lengths = lengths[: np.searchsorted(np.cumsum(lengths), n_transitions)]
+    n = int(lengths.sum())
+    episode = np.repeat(np.arange(lengths.size), lengths)
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    step = np.arange(n) - starts
+    behavior = rng.uniform(0.1, 1.0, n)
+    target = (rng.random(n) < 0.5).astype(float)
+    reward = rng.exponential(1.0, n)
+    q = reward + rng.normal(0, 0.1, n)
+    data = LoggedData(episode=episode, step=step, reward=reward, behavior_prob=behavior,
+                      target_prob=target, q_logged=q, v_target=q + 0.05)
+    seconds, _ = _timed(lambda: estimate(data, ("ipw", "snipw", "dr"), n_bootstrap=n_bootstrap))
+    rate = n * n_bootstrap / seconds
+    return {"events": n, "episodes": int(lengths.size), "resamples": n_bootstrap,
+            "estimators": ["ipw", "snipw", "dr"], "project_s": seconds,
+            "reference_s": n * n_bootstrap / 10e6, "ratio": rate / 10e6,
+            "transition_resamples_per_s": rate,
+            "goal": ">= 10M transition-resamples/s (ratio >= 1)"}
+
+
+def bench_end_to_end(home: Path, events_per_day: int, n_steps: int) -> dict[str, Any]:
+    """The nightly stages for one day of every domain, in this process."""
+    from offline_rl.algos.training import TrainingConfig
+    from offline_rl.data.schemas import SOURCES
+    from offline_rl.domains import all_domains
+    from offline_rl.ope.evaluate import OPEConfig
+    from offline_rl.ope.gate import GateConfig
+    from offline_rl.pipeline import (
+        build_transitions_partition,
+        evaluate_candidates,
+        export_promoted,
+        ingest_partition,
+        promote,
+        train_candidates,
+    )
+    from offline_rl.simulator.logs import write_landing
+
+    paths = DataPaths(home)
+    summary = write_landing(home, days=1, start=DAY, seed=0, events_per_day=events_per_day)
+    events = sum(summary.rows.values())
+    stages: dict[str, float] = {}
+
+    def stage(name: str, fn: Callable[[], Any]) -> Any:
+        seconds, out = _timed(fn)
+        stages[name] = stages.get(name, 0.0) + seconds
+        return out
+
+    started = time.perf_counter()
+    for schema in SOURCES.values():
+        stage("ingestion", lambda s=schema: ingest_partition(paths, s, DAY))
+    for domain in all_domains():
+        stage("transitions", lambda d=domain: build_transitions_partition(paths, d, DAY))
+        stage("training", lambda d=domain: train_candidates(
+            paths, d, DAY, ["bc", "double_dqn", "cql"],
+            TrainingConfig(n_steps=n_steps, seed=0, device="cpu"),
+            window_days=1, eval_fraction=0.3))
+        stage("evaluation", lambda d=domain: evaluate_candidates(
+            paths, d, DAY, OPEConfig(fqe_steps=n_steps, n_bootstrap=500, device="cpu")))
+        stage("promotion", lambda d=domain: promote(paths, d, DAY, GateConfig()))
+        stage("export", lambda d=domain: export_promoted(paths, d, DAY))
+    wall = time.perf_counter() - started
+    return {"events": events, "project_s": wall, "reference_s": 900.0, "ratio": wall / 900.0,
+            "stages_s": stages, "peak_rss_mb": peak_rss_mb(),
+            "domains": [d.name for d in all_domains()],
+            "goal": "under 15 minutes (ratio <= 1) on 2 cores"}
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """What ``offline-rl bench`` runs.
+
+    Attributes:
+        sizes: Clickstream events per simulated day, one full round per size.
+        train_steps: Gradient steps of the training benchmark.
+        ope_transitions: Logged transitions of the OPE benchmark.
+        end_to_end: Also run the nightly stages of every domain for one day.
+        end_to_end_events: Events per day of the end-to-end run.
+    """
+
+    sizes: tuple[int, ...] = (1_000_000,)
+    train_steps: int = 2000
+    ope_transitions: int = 200_000
+    end_to_end: bool = False
+    end_to_end_events: int = 1_000_000
+
+
+def run_benchmarks(cfg: BenchConfig, progress: Callable[[str], None] | None = None
+                   ) -> dict[str, Any]:
+    say = progress or (lambda _msg: None)
+    results: dict[str, Any] = {"machine": _machine()}
+    for size in cfg.sizes:
+        with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+            paths = DataPaths(Path(tmp))
+            say(f"simulating {size:,} clickstream events ...")
+            write_clickstream_day(paths.home, size)
+            say("ingestion ...")
+            results.setdefault("ingestion", {})[str(size)] = bench_ingestion(paths)
+            say("transitions ...")
+            results.setdefault("transitions", {})[str(size)] = bench_transitions(paths)
+            if size == cfg.sizes[0]:
+                from offline_rl.pipeline import build_transitions_partition
+
+                build_transitions_partition(paths, "recommendation", DAY)
+                say("training ...")
+                results["training"] = bench_training(paths, cfg.train_steps)
+    say("ope ...")
+    results["ope"] = bench_ope(cfg.ope_transitions)
+    if cfg.end_to_end:
+        with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+            say("end to end (every domain, one day) ...")
+            results["end_to_end"] = bench_end_to_end(Path(tmp), cfg.end_to_end_events,
+                                                     cfg.train_steps)
+    return results
+
+
+def _machine() -> dict[str, Any]:
+    import os
+    import platform
+
+    import torch
+
+    return {"cpus": os.cpu_count(), "python": platform.python_version(),
+            "torch": torch.__version__, "cuda": torch.cuda.is_available(),
+            "platform": platform.platform()}
+
+
+def flatten_for_json(results: dict[str, Any]) -> dict[str, Any]:
+    """``{"<benchmark>": {"events", "project_s", "reference_s", "ratio", ...}}``: per
+    benchmark the largest size measured (all sizes stay under ``"by_size"``)."""
+    out: dict[str, Any] = {"machine": results["machine"]}
+    for name in ("ingestion", "transitions"):
+        if name in results:
+            by_size = results[name]
+            largest = max(by_size, key=int)
+            out[name] = {**by_size[largest], "by_size": by_size}
+    for name in ("training", "ope", "end_to_end"):
+        if name in results:
+            out[name] = results[name]
+    return out
+
+
+def format_table(results: dict[str, Any]) -> str:
+    rows = [("benchmark", "events", "project s", "reference s", "ratio", "note")]
+    for name in ("ingestion", "transitions"):
+        for size, r in results.get(name, {}).items():
+            note = (f"{r['project_events_per_s']:,.0f} vs {r['reference_events_per_s']:,.0f} ev/s"
+                    if name == "ingestion" else f"pandas {r['pandas_s']:.2f}s "
+                    f"({r['pandas_ratio']:.1f}x project)")
+            rows.append((f"{name} ({int(size):,})", f"{r['events']:,}", f"{r['project_s']:.2f}",
+                         f"{r['reference_s']:.2f}", f"{r['ratio']:.2f}", note))
+    if "training" in results:
+        r = results["training"]
+        rows.append(("training", f"{r['events']:,}", f"{r['project_s']:.2f}",
+                     f"{r['reference_s']:.2f}", f"{r['ratio']:.3f}",
+                     f"{r['project_steps_per_s']:.0f} vs {r['reference_steps_per_s']:.0f} steps/s"))
+    if "ope" in results:
+        r = results["ope"]
+        rows.append(("ope", f"{r['events']:,}", f"{r['project_s']:.2f}", "-",
+                     f"{r['ratio']:.2f}", f"{r['transition_resamples_per_s'] / 1e6:.1f}M "
+                     "transition-resamples/s"))
+    if "end_to_end" in results:
+        r = results["end_to_end"]
+        rows.append(("end_to_end", f"{r['events']:,}", f"{r['project_s']:.1f}", "900",
+                     f"{r['ratio']:.2f}", f"peak RSS {r['peak_rss_mb']:.0f} MiB"))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    m = results["machine"]
+    return "\n".join(lines) + (f"\nmachine: {m['cpus']} CPUs, Python {m['python']}, torch "
+                               f"{m['torch']}, CUDA {m['cuda']}, {m['platform']}")
+
+
+def main_bench(cfg: BenchConfig, json_out: Path | None) -> int:
+    results = run_benchmarks(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    print(format_table(results))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(flatten_for_json(results), indent=2, default=str))
+        print(f"json: {json_out}")
+    return 0
