@@ -65,6 +65,16 @@ class RecommendationSpec:
         return [f"f_{n}" for n in self.feature_names]
 
 
+def _within_session(expr: pl.Expr) -> pl.Expr:
+    """Exclusive running sum of ``expr`` within the session, on rows sorted by session.
+
+    A global cumulative sum minus its value at the session's first row: no per-session
+    window, so the cost is one pass per feature over the sorted frame.
+    """
+    before = expr.cum_sum() - expr
+    return before - pl.when(pl.col("_first")).then(before).forward_fill()
+
+
 def _feature_exprs(spec: RecommendationSpec) -> list[pl.Expr]:
     h = float(spec.horizon)
     exprs = [
@@ -75,11 +85,9 @@ def _feature_exprs(spec: RecommendationSpec) -> list[pl.Expr]:
     exprs.append((pl.col("page") / h).cast(pl.Float32).alias("f_page_frac"))
     for c, name in enumerate(spec.categories):
         this = (pl.col("category_id") == c).cast(pl.Int32)
-        hit = (this * pl.col("clicked").cast(pl.Int32))
-        exprs.append(((this.cum_sum().over("session_id") - this) / h).cast(pl.Float32)
-                     .alias(f"f_shown_{name}"))
-        exprs.append(((hit.cum_sum().over("session_id") - hit) / h).cast(pl.Float32)
-                     .alias(f"f_clicked_{name}"))
+        hit = this * pl.col("clicked").cast(pl.Int32)
+        exprs.append((_within_session(this) / h).cast(pl.Float32).alias(f"f_shown_{name}"))
+        exprs.append((_within_session(hit) / h).cast(pl.Float32).alias(f"f_clicked_{name}"))
     return exprs
 
 
@@ -104,44 +112,47 @@ def build_recommendation_transitions(
         "event_id", "event_ts", "event_type", "session_id", "user_id", "user_segment", "device",
         "page", "item_id", "category_id", "behavior_prob", "ref_event_id", "margin",
     )
-    clicks = (
-        ev.filter(pl.col("event_type") == "click")
-        .group_by("ref_event_id").agg(clicked=pl.len() > 0)
-    )
-    buys = (
-        ev.filter(pl.col("event_type") == "purchase")
-        .group_by("ref_event_id").agg(purchase_margin=pl.col("margin").sum())
+    # clicks and purchases point at the impression they follow: one pass for both
+    outcomes = (
+        ev.filter(pl.col("ref_event_id").is_not_null())
+        .group_by("ref_event_id")
+        .agg(clicked=(pl.col("event_type") == "click").any(),
+             purchase_margin=pl.col("margin").filter(pl.col("event_type") == "purchase").sum())
     )
     sessions = ev.group_by("session_id").agg(
         first_ts=pl.col("event_ts").min(), last_ts=pl.col("event_ts").max()
     )
-    cutoff = data_end - dt.timedelta(minutes=spec.session_gap_minutes)
     if data_end.tzinfo is None:
         raise ValueError("data_end must be timezone-aware (UTC)")
+    cutoff = data_end - dt.timedelta(minutes=spec.session_gap_minutes)
     feature_cols = spec.feature_columns
-    last = pl.col("step") == pl.col("step").max().over("session_id")
+    # rows are sorted by session: session boundaries are where the id changes
+    first = pl.col("session_id") != pl.col("session_id").shift(1)
+    last = pl.col("session_id") != pl.col("session_id").shift(-1)
+    row = pl.int_range(pl.len(), dtype=pl.Int32)
     return (
         ev.filter(pl.col("event_type") == "impression")
         .join(sessions, on="session_id", how="left")
         .filter(pl.col("first_ts").dt.date().is_between(sessions_from, sessions_to))
-        .join(clicks, left_on="event_id", right_on="ref_event_id", how="left")
-        .join(buys, left_on="event_id", right_on="ref_event_id", how="left")
+        .join(outcomes, left_on="event_id", right_on="ref_event_id", how="left")
         .sort("session_id", "page", "event_ts")
         .with_columns(
             clicked=pl.col("clicked").fill_null(False),
             purchase_margin=pl.col("purchase_margin").fill_null(0.0),
-            step=pl.int_range(pl.len(), dtype=pl.Int32).over("session_id"),
+            _first=first.fill_null(True),
+            _last=last.fill_null(True),
         )
+        .with_columns(step=row - pl.when(pl.col("_first")).then(row).forward_fill())
         .with_columns(
             *_feature_exprs(spec),
             (spec.click_value * pl.col("clicked").cast(pl.Float64)
              + pl.col("purchase_margin")).alias("reward"),
         )
         .with_columns(
-            *[pl.col(c).shift(-1).over("session_id").fill_null(0.0).alias(f"next_{c}")
-              for c in feature_cols],
-            (last & (pl.col("last_ts") < pl.lit(cutoff))).alias("terminal"),
-            (last & (pl.col("last_ts") >= pl.lit(cutoff))).alias("timeout"),
+            *[pl.when(pl.col("_last")).then(0.0).otherwise(pl.col(c).shift(-1))
+              .cast(pl.Float32).alias(f"next_{c}") for c in feature_cols],
+            (pl.col("_last") & (pl.col("last_ts") < pl.lit(cutoff))).alias("terminal"),
+            (pl.col("_last") & (pl.col("last_ts") >= pl.lit(cutoff))).alias("timeout"),
         )
         .select(
             pl.col("first_ts").dt.date().alias("partition_date"),
