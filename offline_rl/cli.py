@@ -155,6 +155,48 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return main_bench(cfg, Path(args.json) if args.json else None)
 
 
+def domains_markdown() -> str:
+    """Every registered domain, from its ``Domain`` and its module's documentation."""
+    import importlib
+    import inspect
+
+    from offline_rl.data.schemas import SOURCES
+    from offline_rl.domains import all_domains
+
+    out = ["# Decision domains", "",
+           "Generated from `offline_rl/domains/` (`offline-rl domains --output "
+           "docs/domains.md`). Each domain is one module defining a `Domain`; every pipeline "
+           "stage (transitions, training, OPE, gate, export) is generated from it.", ""]
+    for d in all_domains():
+        module = importlib.import_module(f"offline_rl.domains.{d.name}")
+        out += [f"## {d.name}", "", d.title, "",
+                f"- Landing data: {', '.join(f'`{s}` → `{SOURCES[s].table}`' for s in d.sources)}",
+                f"- Transitions table: `{d.transitions_table}` (raw days read: "
+                f"{d.lookback_days} before, {d.lookahead_days} after)",
+                f"- Episode: {d.episode_doc}",
+                f"- Reward: {d.reward_doc}",
+                f"- Actions ({d.n_actions}): "
+                + ", ".join(f"`{i}` {a}" for i, a in enumerate(d.action_names)),
+                f"- Action mask: {', '.join(f'`{m}`' for m in d.mask_features) or 'none'}",
+                "- Segment column (transfer): "
+                + (f"`{d.segment_column}`" if d.segment_column else "none"),
+                f"- State features ({len(d.feature_names)}): "
+                + ", ".join(f"`{f}`" for f in d.feature_names), ""]
+        doc = inspect.getdoc(module)
+        if doc:
+            out += [doc, ""]
+    return "\n".join(out)
+
+
+def cmd_domains(args: argparse.Namespace) -> int:
+    text = domains_markdown()
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        print(text)
+    return 0
+
+
 def cmd_schemas(args: argparse.Namespace) -> int:
     from offline_rl.data.schemas import SOURCES
 
@@ -214,6 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domain", default="recommendation", help="decision domain")
     p.add_argument("--version", help="version (show: default latest; rollback: default previous)")
     p.set_defaults(handler=cmd_exports)
+
+    p = sub.add_parser("domains", help="print the decision domains (features, actions, reward) "
+                       "as markdown")
+    p.add_argument("--output", help="write to this file instead of stdout")
+    p.set_defaults(handler=cmd_domains)
 
     p = sub.add_parser("schemas", help="print the landing-zone schemas as markdown")
     p.add_argument("--output", help="write to this file instead of stdout")

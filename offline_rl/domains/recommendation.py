@@ -1,8 +1,30 @@
 """Product recommendation: which category to feature in the home-page slot at each page view.
 
-The features and the transitions query live in ``offline_rl.data.recommendation``; the
-dynamics and the behaviour policy ("popularity with exploration") in
-``offline_rl.simulator.recommendation``.
+Decision: at every page view of a browsing session the shop picks one of six product
+categories for the recommendation slot; the item shown is drawn from that category by
+popularity.
+
+State features (rebuilt from the clickstream, exactly as the simulator sees them):
+``segment_*`` the user's CRM segment (one-hot), ``device_*`` mobile / desktop (one-hot),
+``page_frac`` the page index over the 8-page horizon, and per category ``shown_*`` and
+``clicked_*``: how often it was shown and clicked earlier in the session (over 8).
+
+Actions: the category index (electronics, home, fashion, beauty, sports, toys).
+
+Reward: 0.5 per click (engagement value) plus the margin (price minus cost) of a purchase that
+follows the click.
+
+Episode: one session, keyed by its start date; it ends when the user leaves (after each page
+with probability ``base_exit + no_click_exit * (1 - click)``, at the latest after 8 pages).
+A session whose last event is within 30 minutes of the end of the loaded data may still go on:
+its last decision is a ``timeout``, not a terminal, until the next day is loaded.
+
+Behaviour policy ("popularity with exploration"): categories weighted by their shop-wide
+click-through rate, sharpened by a temperature, damped for categories already shown in the
+session, mixed with 20% uniform exploration; the logged ``behavior_prob`` is the probability
+of the category shown. Dynamics (click and buy logits, fatigue, price sensitivity, exit
+probabilities) and their parameters: ``offline_rl.simulator.recommendation``. The
+transitions query: ``offline_rl.data.recommendation``.
 """
 
 from __future__ import annotations
