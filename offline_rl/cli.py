@@ -197,6 +197,23 @@ def cmd_domains(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from offline_rl.experiments.transfer import TransferConfig, main_transfer
+    from offline_rl.simulator.world import CATEGORIES
+
+    if args.segment not in CATEGORIES:
+        raise UsageError(f"unknown category {args.segment!r}",
+                         f"choose one of: {', '.join(CATEGORIES)}")
+    cfg = TransferConfig(domain=args.domain, segment=CATEGORIES.index(args.segment),
+                         scenario=args.scenario, algorithm=args.algorithm,
+                         small_episodes=args.small_episodes, pool_episodes=args.pool_episodes,
+                         plenty_episodes=args.plenty_episodes, n_steps=args.n_steps,
+                         finetune_steps=args.finetune_steps,
+                         truth_episodes=args.truth_episodes, seeds=tuple(args.seeds))
+    return main_transfer(cfg, Path(args.json) if args.json else None,
+                         progress=lambda m: print(m, file=sys.stderr, flush=True))
+
+
 def cmd_schemas(args: argparse.Namespace) -> int:
     from offline_rl.data.schemas import SOURCES
 
@@ -256,6 +273,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domain", default="recommendation", help="decision domain")
     p.add_argument("--version", help="version (show: default latest; rollback: default previous)")
     p.set_defaults(handler=cmd_exports)
+
+    p = sub.add_parser("transfer", help="transfer to a new segment: scratch vs warm start vs "
+                       "plenty of data, valued by the simulator",
+                       description="Trains a policy for a new segment (a pricing category) "
+                                   "from its few days of data, from scratch and warm-started "
+                                   "from a model of the other segments, and compares their "
+                                   "true values with the behaviour policy and with a model "
+                                   "trained on plenty of the segment's data.")
+    p.add_argument("--domain", default="pricing", choices=["pricing"])
+    p.add_argument("--segment", default="electronics", help="the new category "
+                   "(default electronics)")
+    p.add_argument("--scenario", default="default")
+    p.add_argument("--algorithm", default="cql", help="candidate to train (default cql)")
+    p.add_argument("--small-episodes", type=positive_int, default=150,
+                   help="episodes of the new segment's small data (default 150)")
+    p.add_argument("--pool-episodes", type=positive_int, default=6000)
+    p.add_argument("--plenty-episodes", type=positive_int, default=6000)
+    p.add_argument("--n-steps", type=positive_int, default=3000)
+    p.add_argument("--finetune-steps", type=positive_int, default=1000)
+    p.add_argument("--truth-episodes", type=positive_int, default=20_000)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--json", metavar="OUT", help="also write the results as JSON")
+    p.set_defaults(handler=cmd_transfer)
 
     p = sub.add_parser("domains", help="print the decision domains (features, actions, reward) "
                        "as markdown")

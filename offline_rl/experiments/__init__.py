@@ -1,0 +1,1 @@
+"""Experiments on the simulator: transfer to new segments."""
