@@ -212,8 +212,12 @@ ADS = SourceSchema(
         Column("event_id", pl.String(), "Unique campaign-hour id.", nullable=False),
         Column("event_ts", TS, "Start of the hour (UTC), when the bid is set.", nullable=False),
         Column("campaign_id", pl.String(), "Campaign id.", nullable=False),
-        Column("episode_id", pl.String(), "Campaign-day id.", nullable=False),
-        Column("hour", pl.Int32(), "Hour of the day (0-23).", nullable=False),
+        Column("vertical", pl.String(), "Product category the campaign advertises.",
+               nullable=False),
+        Column("episode_id", pl.String(), "Campaign-day id (the day in the campaign's market "
+               "time zone; it may end on the next UTC date).", nullable=False),
+        Column("hour", pl.Int32(), "Hour of the campaign-day in its market's local time "
+               "(0-23).", nullable=False),
         Column("action", pl.Int32(), "Bid-multiplier action (index into the multipliers).",
                nullable=False),
         Column("bid_multiplier", pl.Float64(), "Multiplier on the campaign's base bid.",
@@ -224,8 +228,18 @@ ADS = SourceSchema(
                "Probability the logging policy gave to the action.", nullable=False),
         Column("daily_budget", pl.Float64(), "The campaign's budget for the day.",
                nullable=False),
+        Column("planned_spend", pl.Float64(), "Budget planner's expected spend of the day at "
+               "the base bid (multiplier 1).", nullable=False),
         Column("budget_left", pl.Float64(), "Budget left at the start of the hour.",
                nullable=False),
+        Column("traffic_share_elapsed", pl.Float64(), "Pacing curve: planned share of the "
+               "day's auctions before this hour.", nullable=False),
+        Column("hour_cvr_factor", pl.Float64(), "Forecast factor on the campaign's conversion "
+               "rate for this hour's clicks.", nullable=False),
+        Column("value_per_click", pl.Float64(), "Campaign's expected margin per click at its "
+               "base conversion rate (factor 1), from its history.", nullable=False),
+        Column("competitor_bid_forecast", pl.Float64(), "Bid-landscape forecast of the "
+               "competing bid per click this hour.", nullable=False),
         Column("impressions", pl.Int64(), "Auctions won.", nullable=False),
         Column("clicks", pl.Int64(), "Clicks.", nullable=False),
         Column("conversions", pl.Int64(), "Orders attributed to the clicks.", nullable=False),

@@ -1,8 +1,11 @@
 """Ad bidding: the hourly bid multiplier of a search-ad campaign under a daily budget.
 
-One episode is one campaign-day. At the start of each hour ``h`` the shop sets the bid to
-``base_bid * m`` with ``m`` one of ``bid_multipliers`` (0.5, 0.75, 1.0, 1.25, 1.5 — the
-action is its index). During the hour:
+One episode is one campaign-day. Each campaign advertises one of the shop's categories (its
+``vertical``) in one market, and its day runs from local midnight in the market's time zone
+(``market_utc_offsets``: UTC and markets west of it, so a campaign-day that starts on a UTC
+date ends on that date or the next one). At the start of each local hour ``h`` the shop sets
+the bid to ``base_bid * m`` with ``m`` one of ``bid_multipliers`` (0.5, 0.75, 1.0, 1.25, 1.5;
+the action is its index). During the hour:
 
     opportunities ~ Poisson(daily_opportunities * hour_traffic[h])
     competitor    = base_bid * competition * hour_competition[h] * LogNormal(0, comp_noise)
@@ -13,23 +16,37 @@ action is its index). During the hour:
 
 and the reward is ``conversion_value * conversions - spend``. Spend may not exceed the budget
 left: in the hour the budget runs out only the clicks it still pays for count, and the day
-ends (terminal); otherwise it ends after hour 23. Each campaign (a fixed pool of
-``n_campaigns`` drawn from the world's seed) has its own traffic, conversion rate, order
-value, base bid, competition and daily budget (``budget_ratio_range`` times the spend the
-day would cost at multiplier 1); each day draws a competition level around the campaign's.
+ends (terminal); otherwise it ends after hour 23.
 
-State features: hour / 23 with its sine and cosine, budget left / daily budget, pacing gap
-(spent share minus the share of the day's traffic already passed), share of the day's
-traffic still ahead, the hour's conversion-rate factor, the campaign's value per click over its
-base bid (``value_ratio``, its historical return on ad spend), today's expected competitor bid
-over the base bid this hour (``competition_ratio``), and the budget over the spend at
-multiplier 1 (``budget_ratio``).
+Campaigns (a fixed pool of ``n_campaigns`` drawn from the world's seed) differ in auction
+volume (log-normal around ``daily_opportunities_median``, sigma 0.5), conversion rate
+(around ``cvr_median``, sigma 0.3), margin per conversion (around ``value_median``, sigma 0.4,
+times the vertical's ``vertical_value``), base bid (value per click times a uniform draw from
+``base_bid_ratio_range``: base bids are set roughly, not from what a click earns),
+competition (log-normal with ``competition_sigma``, times the vertical's
+``vertical_competition``) and daily budget. The budget is planned on the campaign's usual
+competition: ``planned_spend`` is the expected spend of a whole day at multiplier 1 and the
+budget is ``budget_ratio`` (uniform in ``budget_ratio_range``) times it, rounded to cents.
+Each day draws a competition level around the campaign's (``daily_competition_sigma``); within
+the day the competitor bid follows the hourly profile ``hour_competition`` with unobserved
+hour-to-hour noise ``comp_noise``. Traffic (``hour_traffic``) and conversion rate
+(``hour_cvr``) follow diurnal profiles in the campaign's local time: evenings bring the most
+auctions and the best-converting clicks, but also the stiffest competition.
 
-Behaviour policy (pacing): it aims for ``m* = clip(1 - behavior_pacing_gain * pacing gap,
-0.5, 1.5)`` — bid up when spending behind the traffic curve, down when ahead — with softmax
-weights ``-|m - m*| / behavior_temperature`` mixed with ``behavior_epsilon`` uniform
-exploration. It ignores what clicks are worth, so it overbids on campaigns and hours whose
-clicks do not pay for themselves.
+State features (the bidder's decision context, all known before the hour's auctions): hour / 23
+with its sine and cosine, budget left / daily budget, pacing gap (spent share minus the share
+of the day's traffic already passed), share of the day's traffic still ahead, the hour's
+conversion-rate factor, the campaign's expected value per click over its base bid
+(``value_ratio``; times the hour's factor it tells whether a click at the base bid pays for
+itself), today's expected competitor bid over the base bid this hour
+(``competition_ratio``), and the daily budget over the planned spend (``budget_ratio``).
+
+Behaviour policy (budget pacing, the common rule of ad platforms' "standard delivery"): it
+aims for ``m* = clip(1 - behavior_pacing_gain * pacing gap, 0.5, 1.5)``, bidding up when
+spending behind the traffic curve and down when ahead, with softmax weights
+``-|m - m*| / behavior_temperature`` mixed with ``behavior_epsilon`` uniform exploration. It
+ignores what clicks are worth, so it overbids on campaigns and hours whose clicks do not pay
+for themselves, and bids the same into expensive evening auctions as into cheap night ones.
 """
 
 from __future__ import annotations
@@ -43,7 +60,7 @@ import polars as pl
 
 from offline_rl.data.schemas import ADS
 from offline_rl.simulator.base import PolicyFn, sample_actions
-from offline_rl.simulator.world import World
+from offline_rl.simulator.world import CATEGORIES, World
 
 if TYPE_CHECKING:
     from offline_rl.simulator.scenarios import Scenario
@@ -57,6 +74,11 @@ class AdsConfig:
 
     Attributes:
         n_campaigns: Size of the campaign pool.
+        verticals: Categories the campaigns advertise (each campaign draws one uniformly).
+        vertical_value: Factor on the margin per conversion, per vertical.
+        vertical_competition: Factor on the competitor bid level, per vertical.
+        market_utc_offsets: UTC offsets (hours, <= 0) of the markets; each campaign draws one
+            uniformly and its day runs from local midnight.
         bid_multipliers: Bid multipliers on the base bid (the actions).
         hour_traffic: Relative auction volume per hour (normalised to shares of the day).
         hour_cvr: Conversion-rate factor per hour.
@@ -79,6 +101,10 @@ class AdsConfig:
     """
 
     n_campaigns: int = 1000
+    verticals: tuple[str, ...] = CATEGORIES
+    vertical_value: tuple[float, ...] = (1.3, 0.9, 1.0, 0.7, 1.1, 0.8)
+    vertical_competition: tuple[float, ...] = (1.25, 0.9, 1.1, 1.05, 0.95, 0.85)
+    market_utc_offsets: tuple[int, ...] = (0, -3, -5, -6, -8)
     bid_multipliers: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
     hour_traffic: tuple[float, ...] = (
         1.0, 0.6, 0.4, 0.3, 0.3, 0.5, 1.0, 2.0, 3.0, 3.5, 3.5, 4.0, 4.5, 4.0, 3.5, 3.5, 4.0,
@@ -105,6 +131,17 @@ class AdsConfig:
     behavior_temperature: float = 0.15
     behavior_epsilon: float = 0.1
 
+    def __post_init__(self) -> None:
+        n = len(self.verticals)
+        if len(self.vertical_value) != n or len(self.vertical_competition) != n:
+            raise ValueError("vertical_value and vertical_competition need one entry per vertical")
+        for name in ("hour_traffic", "hour_cvr", "hour_competition"):
+            if len(getattr(self, name)) != HOURS:
+                raise ValueError(f"{name} needs {HOURS} entries, one per hour")
+        if not self.market_utc_offsets or any(
+                o > 0 or o <= -HOURS for o in self.market_utc_offsets):
+            raise ValueError("market_utc_offsets must be whole hours in (-24, 0]")
+
 
 def feature_names() -> list[str]:
     """Names of the state features, in order."""
@@ -114,14 +151,24 @@ def feature_names() -> list[str]:
 
 @dataclass(frozen=True)
 class CampaignPool:
-    """Fixed attributes of every campaign."""
+    """Fixed attributes of every campaign (arrays indexed by campaign)."""
 
     opportunities: np.ndarray
+    """Expected auctions per day."""
     cvr: np.ndarray
+    """Conversion rate of a click (at an hour with factor 1)."""
     value: np.ndarray
+    """Margin per conversion."""
     base_bid: np.ndarray
+    """Bid per click at multiplier 1."""
     competition: np.ndarray
+    """Usual competitor bid level over the base bid."""
     budget_ratio: np.ndarray
+    """Daily budget over the planned spend."""
+    vertical: np.ndarray
+    """Index into ``AdsConfig.verticals``."""
+    utc_offset: np.ndarray
+    """UTC offset of the campaign's market in hours (<= 0)."""
 
     @property
     def n_campaigns(self) -> int:
@@ -133,10 +180,17 @@ class AdsBatch:
     """State of a batch of campaign-days at the start of ``hour``."""
 
     campaign: np.ndarray
+    """Campaign index into the pool."""
     hour: np.ndarray
+    """Local hour of the next decision (24 once the day is over)."""
     competition: np.ndarray
+    """Today's competitor bid level over the base bid."""
+    planned_spend: np.ndarray
+    """Expected spend of the day at multiplier 1 under the usual competition."""
     budget: np.ndarray
+    """Today's budget."""
     spent: np.ndarray
+    """Spent so far today."""
     done: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
 
@@ -182,11 +236,19 @@ class AdsSimulator:
         opp = cfg.daily_opportunities_median * rng.lognormal(0.0, 0.5, n)
         cvr = cfg.cvr_median * rng.lognormal(0.0, 0.3, n)
         value = cfg.value_median * rng.lognormal(0.0, 0.4, n)
-        base_bid = cvr * value * rng.uniform(*cfg.base_bid_ratio_range, n)
+        ratio = rng.uniform(*cfg.base_bid_ratio_range, n)
         comp = rng.lognormal(0.0, cfg.competition_sigma, n)
         budget_ratio = rng.uniform(*cfg.budget_ratio_range, n)
-        return CampaignPool(opportunities=opp, cvr=cvr, value=value, base_bid=base_bid,
-                            competition=comp, budget_ratio=budget_ratio)
+        # vertical and market from their own stream: the draws above do not depend on them
+        place = np.random.default_rng([self.world.config.seed, 3004])
+        vertical = place.integers(0, len(cfg.verticals), n)
+        offset = np.asarray(cfg.market_utc_offsets, dtype=np.int64)[
+            place.integers(0, len(cfg.market_utc_offsets), n)]
+        value = value * np.asarray(cfg.vertical_value)[vertical]
+        comp = comp * np.asarray(cfg.vertical_competition)[vertical]
+        return CampaignPool(opportunities=opp, cvr=cvr, value=value,
+                            base_bid=cvr * value * ratio, competition=comp,
+                            budget_ratio=budget_ratio, vertical=vertical, utc_offset=offset)
 
     def expected_spend(self, campaign: np.ndarray, competition: np.ndarray) -> np.ndarray:
         """Expected spend of a whole day at multiplier 1 (ignoring the hourly noise)."""
@@ -210,11 +272,11 @@ class AdsSimulator:
         comp = self.pool.competition[campaign] * rng.lognormal(
             0.0, cfg.daily_competition_sigma, n)
         # the budget is planned on the campaign's usual competition, not today's
-        budget = self.pool.budget_ratio[campaign] * self.expected_spend(
-            campaign, self.pool.competition[campaign])
+        planned = self.expected_spend(campaign, self.pool.competition[campaign])
+        budget = np.round(self.pool.budget_ratio[campaign] * planned, 2)
         return AdsBatch(campaign=campaign.astype(np.int64), hour=np.zeros(n, dtype=np.int64),
-                        competition=comp, budget=np.round(budget, 2), spent=np.zeros(n),
-                        done=np.zeros(n, dtype=bool))
+                        competition=comp, planned_spend=planned, budget=budget,
+                        spent=np.zeros(n), done=np.zeros(n, dtype=bool))
 
     def budget_left(self, s: AdsBatch) -> np.ndarray:
         return np.maximum(s.budget - s.spent, 0.0)
@@ -224,7 +286,6 @@ class AdsSimulator:
         p = self.pool
         h = np.minimum(s.hour, HOURS - 1)
         angle = 2.0 * np.pi * h / HOURS
-        ratio = self.pool.budget_ratio[s.campaign]
         return np.stack([
             h / (HOURS - 1), np.sin(angle), np.cos(angle),
             self.budget_left(s) / s.budget,
@@ -233,7 +294,7 @@ class AdsSimulator:
             self.hour_cvr[h],
             p.cvr[s.campaign] * p.value[s.campaign] / p.base_bid[s.campaign],
             s.competition * self.hour_comp[h],
-            ratio,
+            s.budget / s.planned_spend,
         ], axis=1).astype(np.float32)
 
     def action_mask(self, s: AdsBatch) -> np.ndarray | None:
@@ -324,22 +385,27 @@ EVENTS_PER_CAMPAIGN = 200.0
 def generate_ads(
     world: World, scenario: Scenario, day: dt.date, rng: np.random.Generator, events_per_day: int
 ) -> dict[str, pl.DataFrame]:
-    """One campaign-day per active campaign on ``day`` under the behaviour policy.
+    """One campaign-day per active campaign whose local day starts on ``day`` (UTC date).
 
     The first ``events_per_day / EVENTS_PER_CAMPAIGN`` campaigns of the pool (at most all of
-    them) run every day; all rows fall on ``day``.
+    them) run every day. A campaign's day starts at local midnight of its market, ``-offset``
+    hours after UTC midnight, so campaigns west of UTC log their evening hours on the next
+    UTC date. Each row is one hourly decision with the bidder's decision context (the
+    planning estimates the features are built from) and the hour's delivery.
     """
     sim = AdsSimulator(world, scenario.ads)
-    n = min(sim.pool.n_campaigns, max(1, int(round(events_per_day / EVENTS_PER_CAMPAIGN))))
+    pool = sim.pool
+    n = min(pool.n_campaigns, max(1, int(round(events_per_day / EVENTS_PER_CAMPAIGN))))
     campaign = np.arange(n)
     state = sim.start_days(campaign, rng)
     rec: dict[str, list[np.ndarray]] = {k: [] for k in (
-        "alive", "hour", "action", "prob", "budget_left", "bid", "impressions", "clicks",
-        "conversions", "spend", "value", "exhausted")}
+        "alive", "hour", "action", "prob", "budget_left", "competitor_bid", "bid",
+        "impressions", "clicks", "conversions", "spend", "value", "exhausted")}
     for _ in range(HOURS):
         alive = ~state.done
         if not alive.any():
             break
+        h = np.minimum(state.hour, HOURS - 1)
         probs = sim.behavior_probs(state)
         action = sample_actions(probs, rng)
         rec["alive"].append(alive)
@@ -347,6 +413,8 @@ def generate_ads(
         rec["action"].append(action)
         rec["prob"].append(probs[np.arange(n), action])
         rec["budget_left"].append(sim.budget_left(state))
+        rec["competitor_bid"].append(pool.base_bid[campaign] * state.competition
+                                     * sim.hour_comp[h])
         out = sim.step(state, action, rng)
         for key, val in (("bid", out.bid), ("impressions", out.impressions),
                          ("clicks", out.clicks), ("conversions", out.conversions),
@@ -356,18 +424,25 @@ def generate_ads(
     arr = {k: np.stack(v) for k, v in rec.items()}  # [hours, n]
     keep = arr["alive"]
     k = np.broadcast_to(campaign[None, :], keep.shape)[keep]
-    midnight = int(dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp()) * 1_000_000
     hour = arr["hour"][keep]
+    midnight = int(dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp()) * 1_000_000
+    utc_hours = hour - pool.utc_offset[k]
     frame = pl.DataFrame({
         "campaign": pl.Series(k, dtype=pl.Int64),
-        "event_ts": midnight + hour * 3_600_000_000 + rng.integers(0, 30_000_000, k.shape[0]),
+        "vertical": np.asarray(sim.config.verticals)[pool.vertical[k]],
+        "event_ts": midnight + utc_hours * 3_600_000_000 + rng.integers(0, 30_000_000, k.shape[0]),
         "hour": pl.Series(hour, dtype=pl.Int32),
         "action": pl.Series(arr["action"][keep], dtype=pl.Int32),
         "bid_multiplier": sim.multipliers[arr["action"][keep]],
         "bid": arr["bid"][keep],
         "behavior_prob": arr["prob"][keep],
         "daily_budget": state.budget[k],
+        "planned_spend": state.planned_spend[k],
         "budget_left": arr["budget_left"][keep],
+        "traffic_share_elapsed": sim.traffic_before[hour],
+        "hour_cvr_factor": sim.hour_cvr[hour],
+        "value_per_click": pool.cvr[k] * pool.value[k],
+        "competitor_bid_forecast": arr["competitor_bid"][keep],
         "impressions": arr["impressions"][keep],
         "clicks": arr["clicks"][keep],
         "conversions": arr["conversions"][keep],
