@@ -112,38 +112,6 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     return 0
 
 
-# ------------------------------------------------------------------ exports
-
-def cmd_exports(args: argparse.Namespace) -> int:
-    from offline_rl.export.loader import ExportError, load_policy, resolve_version
-    from offline_rl.export.registry import current_version, list_versions, rollback
-
-    root = paths_from(args).exports / args.domain
-    try:
-        if args.action == "list":
-            current = current_version(root)
-            versions = list_versions(root)
-            if not versions:
-                print(f"no exports under {root}")
-            for v in versions:
-                manifest = json.loads((root / v / "manifest.json").read_text())
-                mark = "*" if v == current else " "
-                print(f"{mark} {v}  {manifest.get('algorithm', '?'):<12} "
-                      f"{manifest.get('decision', {}).get('partition_date', '?')}  "
-                      f"{manifest.get('candidate', '?')}")
-        elif args.action == "show":
-            path = resolve_version(root, args.version or "latest")
-            loaded = load_policy(path)
-            print(json.dumps(loaded.manifest, indent=2))
-        elif args.action == "rollback":
-            version = rollback(paths_from(args).exports, args.domain, args.version)
-            print(f"{args.domain}: latest -> {version}")
-    except ExportError as exc:
-        raise UsageError(str(exc),
-                         "run the nightly job (offline-rl demo) to create exports") from None
-    return 0
-
-
 # ------------------------------------------------------------------ schemas
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -268,12 +236,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="OUT", help="also write the result as JSON")
     p.set_defaults(handler=cmd_rollout)
 
-    p = sub.add_parser("exports", help="list, show, roll back or prune exported policies")
-    p.add_argument("action", choices=["list", "show", "rollback"])
-    p.add_argument("--domain", default="recommendation", help="decision domain")
-    p.add_argument("--version", help="version (show: default latest; rollback: default previous)")
-    p.set_defaults(handler=cmd_exports)
-
     p = sub.add_parser("transfer", help="transfer to a new segment: scratch vs warm start vs "
                        "plenty of data, valued by the simulator",
                        description="Trains a policy for a new segment (a pricing category) "
@@ -281,19 +243,27 @@ def build_parser() -> argparse.ArgumentParser:
                                    "from a model of the other segments, and compares their "
                                    "true values with the behaviour policy and with a model "
                                    "trained on plenty of the segment's data.")
-    p.add_argument("--domain", default="pricing", choices=["pricing"])
+    p.add_argument("--domain", default="pricing", choices=["pricing"],
+                   help="decision domain with a segment split (default pricing)")
     p.add_argument("--segment", default="electronics", help="the new category "
                    "(default electronics)")
-    p.add_argument("--scenario", default="default")
+    p.add_argument("--scenario", default="default", help="simulator scenario (default: default)")
     p.add_argument("--algorithm", default="cql", help="candidate to train (default cql)")
     p.add_argument("--small-episodes", type=positive_int, default=150,
                    help="episodes of the new segment's small data (default 150)")
-    p.add_argument("--pool-episodes", type=positive_int, default=6000)
-    p.add_argument("--plenty-episodes", type=positive_int, default=6000)
-    p.add_argument("--n-steps", type=positive_int, default=3000)
-    p.add_argument("--finetune-steps", type=positive_int, default=1000)
-    p.add_argument("--truth-episodes", type=positive_int, default=20_000)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--pool-episodes", type=positive_int, default=6000,
+                   help="episodes of the other segments' data (default 6000)")
+    p.add_argument("--plenty-episodes", type=positive_int, default=6000,
+                   help="episodes of the new segment for the plenty-of-data reference "
+                        "(default 6000)")
+    p.add_argument("--n-steps", type=positive_int, default=3000,
+                   help="gradient steps of scratch, pooled and plenty training (default 3000)")
+    p.add_argument("--finetune-steps", type=positive_int, default=1000,
+                   help="gradient steps of the warm start's fine-tuning (default 1000)")
+    p.add_argument("--truth-episodes", type=positive_int, default=20_000,
+                   help="simulator rollouts per true value (default 20000)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="one full repetition (data, training, truth) per seed (default 0 1 2)")
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     p.set_defaults(handler=cmd_transfer)
 
@@ -332,8 +302,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_global_flags(parser: argparse.ArgumentParser) -> None:
+    """Accepts ``--debug`` and ``--verbose`` after any (sub-)command too, e.g. ``demo --debug``.
+
+    A sub-command's copy defaults to SUPPRESS, so it never overwrites the top-level value.
+    """
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for sub in action.choices.values():
+            if "--debug" not in sub._option_string_actions:
+                sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                 help="show the full error and traceback")
+            if "--verbose" not in sub._option_string_actions:
+                flags = [f for f in ("-v", "--verbose") if f not in sub._option_string_actions]
+                sub.add_argument(*flags, action="store_true", default=argparse.SUPPRESS,
+                                 help="log progress at INFO")
+            add_global_flags(sub)
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost explicit cause (Dagster wraps a step's exception in its own)."""
+    seen = {id(exc)}
+    while exc.__cause__ is not None and id(exc.__cause__) not in seen:
+        exc = exc.__cause__
+        seen.add(id(exc))
+    return exc
+
+
+def one_line(exc: BaseException, *, with_type: bool) -> tuple[str, bool]:
+    """The first line of the message (and whether lines were dropped)."""
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    text = lines[0].strip() if lines else ""
+    if with_type or not text:
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text, len(lines) > 1
+
+
 def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
-    """Parses ``argv``, runs the command, and turns errors into one line plus a hint."""
+    """Parses ``argv``, runs the command, and turns errors into one line plus a hint.
+
+    Exit codes: 0 success, 1 failure, 2 usage error (bad arguments or input), 130 interrupted.
+    ``--debug`` re-raises instead, with the traceback.
+    """
+    add_global_flags(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -341,18 +353,28 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("error: interrupted", file=sys.stderr)
+        return 130
     except UsageError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc, with_type=False)[0]}", file=sys.stderr)
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except Exception as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
-        print("hint: run with --debug for the traceback", file=sys.stderr)
+        cause = root_cause(exc)
+        expected = isinstance(cause, (ValueError, OSError, RuntimeError)) \
+            and type(cause).__module__ == "builtins"
+        message, more = one_line(cause, with_type=not expected)
+        print(f"error: {message}", file=sys.stderr)
+        print("hint: run with --debug for the " + ("full message and " if more else "")
+              + "traceback", file=sys.stderr)
         return 1
 
 

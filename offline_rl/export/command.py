@@ -1,8 +1,8 @@
-"""Command-line parts for exports: ``predict`` and ``exports prune``.
+"""The export commands: ``exports list|show|rollback|prune`` and ``predict``.
 
-Wired into ``offline_rl.cli`` with ``add_commands(sub)`` (or the two functions separately)
-after its ``exports`` sub-command exists. Handlers import ``offline_rl.cli`` lazily, so this
-module can be imported from there without a cycle.
+Wired into ``offline_rl.cli`` with ``add_commands(sub)``. Handlers import ``offline_rl.cli``
+(and torch, through the loader) lazily, so this module can be imported from there without a
+cycle and ``--help`` stays fast.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import numpy as np
 from offline_rl.argtypes import positive_int
 
 FEATURE_PREFIX = "f_"
+LATEST_NAME = "latest"  # offline_rl.export.loader.LATEST, without importing torch here
+MANIFEST_NAME = "manifest.json"  # offline_rl.export.loader.MANIFEST
 
 
 # ------------------------------------------------------------------ predict
@@ -42,8 +44,10 @@ def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
 def read_feature_rows(path: Path, feature_names: list[str]) -> np.ndarray:
     """``float32 [n, len(feature_names)]`` from a Parquet or CSV file, columns in schema order.
 
-    A feature may be a column ``name`` or ``f_name``. Raises ``ValueError`` naming the missing,
-    non-numeric or null columns.
+    A feature may be a column ``name`` or ``f_name`` (not both); other columns are ignored.
+    Raises ``ValueError`` naming the file and the missing, doubly named or non-numeric columns,
+    or the columns holding nulls or non-finite numbers with the first such row (counted from 0,
+    as ``predict`` numbers its output).
     """
     import polars as pl
 
@@ -51,30 +55,45 @@ def read_feature_rows(path: Path, feature_names: list[str]) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"features file {path} does not exist")
     suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        frame = pl.read_parquet(path)
-    elif suffix == ".csv":
-        frame = pl.read_csv(path, infer_schema_length=10_000)
-    else:
-        raise ValueError(f"{path}: unknown format {suffix!r}; use .parquet or .csv")
-    columns, missing = [], []
+    readers = {".parquet": pl.read_parquet, ".pq": pl.read_parquet,
+               ".csv": lambda p: pl.read_csv(p, infer_schema_length=10_000)}
+    if suffix not in readers:
+        raise ValueError(f"{path}: unknown format {suffix!r}; use .parquet, .pq or .csv")
+    try:
+        frame = readers[suffix](path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{path}: cannot read as {suffix[1:]}: {first_line}") from None
+    columns, missing, ambiguous = [], [], []
     for name in feature_names:
-        found = next((c for c in (name, FEATURE_PREFIX + name) if c in frame.columns), None)
-        if found is None:
+        found = [c for c in (name, FEATURE_PREFIX + name) if c in frame.columns]
+        if not found:
             missing.append(name)
-        columns.append(found)
+        elif len(found) > 1:
+            ambiguous.append(f"{found[0]}/{found[1]}")
+        columns.append(found[0] if found else None)
     if missing:
         raise ValueError(f"{path} lacks feature column(s): {', '.join(missing)} "
                          f"(name them NAME or {FEATURE_PREFIX}NAME)")
+    if ambiguous:
+        raise ValueError(f"{path} has both spellings of feature column(s): "
+                         f"{', '.join(ambiguous)}; keep one of each")
     selected = frame.select(columns)
-    non_numeric = [c for c, t in selected.schema.items() if not (t.is_numeric() or t == pl.Boolean)]
+    non_numeric = [f"{c} ({t})" for c, t in selected.schema.items()
+                   if not (t.is_numeric() or t == pl.Boolean)]
     if non_numeric:
         raise ValueError(f"{path}: non-numeric feature column(s): {', '.join(non_numeric)}")
-    nulls = [c for c in columns if selected[c].null_count()]
-    if nulls:
-        raise ValueError(f"{path}: null values in feature column(s): {', '.join(nulls)}")
-    return selected.cast(pl.Float32).to_numpy().astype(np.float32, copy=False).reshape(
-        selected.height, len(columns))
+    x = selected.cast(pl.Float64).to_numpy().reshape(selected.height, len(columns))
+    with np.errstate(over="ignore"):  # nulls are NaN here; values beyond float32 become inf
+        x = x.astype(np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        first = bad.argmax(axis=0)
+        where = [f"{c} (first at row {int(first[j])})"
+                 for j, c in enumerate(columns) if bad[:, j].any()]
+        raise ValueError(f"{path}: null or non-finite values in feature column(s): "
+                         f"{', '.join(where)}")
+    return x
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -119,52 +138,169 @@ def _num(v: float) -> float | str:
     return v if math.isfinite(v) else str(v)  # JSON has no inf/nan
 
 
-# ------------------------------------------------------------------ exports prune
+# ------------------------------------------------------------------ exports
 
-def add_exports_retention(subparsers: Any) -> argparse.ArgumentParser:
-    """Adds ``prune`` (with ``--keep N``) to the ``exports`` sub-command, creating it if absent.
+EXPORTS_HINT = "the nightly job exports a policy when its gate promotes one"
 
-    Other ``exports`` actions still go to the handler the parser had.
-    """
-    parser = subparsers.choices.get("exports")
-    if parser is None:
-        parser = subparsers.add_parser("exports", help="prune exported policies")
-        parser.add_argument("action", choices=["prune"])
-        parser.add_argument("--domain", default="recommendation", help="decision domain")
-        previous = None
-    else:
-        action = next(a for a in parser._actions if a.dest == "action")
-        if "prune" not in action.choices:
-            action.choices = [*action.choices, "prune"]
-        previous = parser.get_default("handler")
-    parser.add_argument("--keep", type=positive_int, metavar="N",
-                        help="prune: keep the newest N versions (and always the latest one)")
 
-    def handler(args: argparse.Namespace) -> int:
-        if args.action == "prune" or previous is None:
-            return cmd_prune(args)
-        return previous(args)
+def add_exports_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """``exports list|show|rollback|prune``: the versions of each domain's exported policy."""
+    parser = subparsers.add_parser(
+        "exports", help="list, show, roll back or prune exported policies",
+        description="Each promoted policy is exported as a version <home>/exports/DOMAIN/vNNNN; "
+                    "the file DOMAIN/latest names the version in production.")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    parser.set_defaults(handler=handler)
+    def domain_option(p: argparse.ArgumentParser, default: str | None) -> None:
+        p.add_argument("--domain", default=default,
+                       help="decision domain" + (f" (default {default})" if default
+                                                 else " (default: every domain with exports)"))
+
+    p = actions.add_parser("list", help="versions of each domain; * marks latest",
+                           description="Lists every complete version, oldest first, with its "
+                                       "algorithm, decision date, candidate and DR estimate; "
+                                       "* marks the version latest names.")
+    domain_option(p, None)
+    p.set_defaults(handler=cmd_list)
+
+    p = actions.add_parser("show", help="print a version's manifest as JSON",
+                           description="Checks the version's files against the manifest's "
+                                       "SHA-256 digests, then prints the manifest as JSON.")
+    domain_option(p, "recommendation")
+    p.add_argument("--version", default=LATEST_NAME,
+                   help="version, e.g. v0003 (default: the one latest names)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="print the manifest even if a file is missing or fails its checksum")
+    p.set_defaults(handler=cmd_show)
+
+    p = actions.add_parser("rollback", help="point latest at an earlier version",
+                           description="Points latest at --version, or at the version before "
+                                       "the current one. The switch is atomic; no files are "
+                                       "deleted.")
+    domain_option(p, "recommendation")
+    p.add_argument("--version", help="version to serve (default: the one before latest)")
+    p.set_defaults(handler=cmd_rollback)
+
+    p = actions.add_parser("prune", help="delete old versions, keeping the newest N",
+                           description="Deletes every version but the newest N; the version "
+                                       "latest names is always kept.")
+    domain_option(p, "recommendation")
+    p.add_argument("--keep", type=positive_int, metavar="N",
+                   help="number of newest versions to keep (required; at least 1)")
+    p.set_defaults(handler=cmd_prune)
     return parser
 
 
+def _export_root(args: argparse.Namespace) -> Path:
+    from offline_rl.cli import paths_from
+
+    return paths_from(args).exports
+
+
+def _domain_root(args: argparse.Namespace) -> Path:
+    from offline_rl.cli import UsageError
+
+    domain = args.domain
+    if not domain or "/" in domain or "\\" in domain or domain.startswith("."):
+        raise UsageError(f"invalid domain {domain!r}", "e.g. --domain recommendation")
+    return _export_root(args) / domain
+
+
+def _summary(manifest: dict[str, Any]) -> str:
+    """One line: algorithm, decision date, candidate, DR estimate, creation time."""
+    dr = (manifest.get("estimates") or {}).get("dr") or {}
+    estimate = (f"dr {dr['value']:.3f} [{dr['low']:.3f}, {dr['high']:.3f}]"
+                if {"value", "low", "high"} <= dr.keys() else "dr -")
+    created = str(manifest.get("created_at") or "-")[:19]
+    return (f"{manifest.get('algorithm', '?'):<12} "
+            f"{(manifest.get('decision') or {}).get('partition_date', '?'):<10}  "
+            f"{manifest.get('candidate', '?'):<12} {estimate:<28} {created}")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from offline_rl.export.registry import current_version, list_versions
+
+    root = _export_root(args)
+    if args.domain:
+        domains = [_domain_root(args).name]
+    else:
+        domains = sorted(p.name for p in root.iterdir()
+                         if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
+    if not domains:
+        print(f"no exports under {root} yet; {EXPORTS_HINT}")
+        return 0
+    for i, domain in enumerate(domains):
+        versions = list_versions(root / domain)
+        current = current_version(root / domain)
+        state = "no latest" if current is None else f"latest {current}"
+        if current is not None and current not in versions:
+            state += " (MISSING: roll back with offline-rl exports rollback --version V)"
+        print(("\n" if i else "") + f"{domain}: {len(versions)} version(s), {state}")
+        for v in versions:
+            try:
+                manifest = json.loads((root / domain / v / MANIFEST_NAME).read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                print(f"{'*' if v == current else ' '} {v}  unreadable manifest: {exc}")
+                continue
+            print(f"{'*' if v == current else ' '} {v}  {_summary(manifest)}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from offline_rl.cli import UsageError
+    from offline_rl.export.loader import ExportError, resolve_version, verify_files
+
+    try:
+        path = resolve_version(_domain_root(args), args.version)
+    except ExportError as exc:
+        raise UsageError(str(exc), "list versions with: offline-rl exports list") from None
+    try:
+        manifest = json.loads((path / MANIFEST_NAME).read_text())
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path / MANIFEST_NAME} is not valid JSON: {exc}",
+                         "this version is damaged; roll back with: offline-rl exports "
+                         "rollback") from None
+    if not args.no_verify:
+        try:
+            verify_files(path, manifest)
+        except ExportError as exc:
+            raise UsageError(str(exc), "--no-verify prints the manifest anyway; roll back "
+                                       "with: offline-rl exports rollback") from None
+    print(json.dumps(manifest, indent=2))
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from offline_rl.cli import UsageError
+    from offline_rl.export.loader import ExportError
+    from offline_rl.export.registry import current_version, rollback
+
+    domain_root = _domain_root(args)
+    before = current_version(domain_root)
+    try:
+        version = rollback(domain_root.parent, domain_root.name, args.version)
+    except ExportError as exc:
+        raise UsageError(str(exc), "list versions with: offline-rl exports list") from None
+    print(f"{domain_root.name}: latest {before or '(none)'} -> {version}")
+    return 0
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
-    from offline_rl.cli import UsageError, paths_from
+    from offline_rl.cli import UsageError
     from offline_rl.export.registry import current_version, list_versions, prune
 
     if args.keep is None:
         raise UsageError("exports prune needs --keep N", "e.g. offline-rl exports prune --keep 5")
-    root = paths_from(args).exports
-    removed = prune(root, args.domain, args.keep)
-    kept = list_versions(root / args.domain)
-    print(f"{args.domain}: removed {len(removed)} version(s)"
+    domain_root = _domain_root(args)
+    removed = prune(domain_root.parent, domain_root.name, args.keep)
+    kept = list_versions(domain_root)
+    print(f"{domain_root.name}: removed {len(removed)} version(s)"
           + (f" ({', '.join(removed)})" if removed else "")
-          + f"; kept {', '.join(kept) or 'none'} (latest {current_version(root / args.domain)})")
+          + f"; kept {', '.join(kept) or 'none'} (latest {current_version(domain_root)})")
     return 0
 
 
 def add_commands(subparsers: Any) -> None:
-    """Both of the above."""
+    """``exports`` and ``predict``."""
+    add_exports_parser(subparsers)
     add_predict_parser(subparsers)
-    add_exports_retention(subparsers)

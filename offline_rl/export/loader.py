@@ -55,16 +55,18 @@ def _plain_name(name: str) -> str:
 def resolve_version(domain_root: Path, version: str = LATEST) -> Path:
     """The directory of ``version`` (or of the one the ``latest`` pointer names)."""
     domain_root = Path(domain_root)
+    via = ""
     if version == LATEST:
         pointer = domain_root / LATEST
         if not pointer.is_file():
             raise ExportError(f"no promoted policy yet: {pointer} does not exist")
         version = pointer.read_text().strip()
-    if not version or "/" in version or version.startswith("."):
-        raise ExportError(f"invalid export version {version!r}")
+        via = f" ({pointer} names it)"
+    if not version or "/" in version or "\\" in version or version.startswith("."):
+        raise ExportError(f"invalid export version {version!r}{via}")
     path = domain_root / version
     if not (path / MANIFEST).is_file():
-        raise ExportError(f"export {path} has no {MANIFEST}")
+        raise ExportError(f"export {path} has no {MANIFEST}{via}")
     return path
 
 

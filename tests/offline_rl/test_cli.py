@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from offline_rl.cli import main
 
 
@@ -54,3 +56,128 @@ def test_schema_docs_in_the_repo_match_the_code(tmp_path):
     committed = Path(__file__).resolve().parents[2] / "docs" / "schemas.md"
     hint = "run: offline-rl schemas --output docs/schemas.md"
     assert committed.read_text() == out.read_text(), hint
+
+
+# ------------------------------------------------------------------ errors, --debug, help
+
+def _parser_raising(exc: BaseException):
+    """A parser with one command, ``boom``, whose handler raises ``exc``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="t")
+    parser.add_argument("--debug", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def handler(_args):
+        raise exc
+
+    sub.add_parser("boom").set_defaults(handler=handler)
+    return parser
+
+
+def _chained() -> Exception:
+    """What Dagster raises for a failed step: its own error caused by the step's exception."""
+    try:
+        try:
+            raise KeyError("episode_id")
+        except KeyError as inner:
+            raise RuntimeError("Error occurred while executing op \"x\":") from inner
+    except RuntimeError as outer:
+        return outer
+
+
+def test_unexpected_errors_are_one_line_naming_the_root_cause(capsys):
+    from offline_rl.cli import run
+
+    assert run(_parser_raising(_chained()), ["boom"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "error: KeyError: 'episode_id'", "hint: run with --debug for the traceback"]
+    multi = ValueError("column x is missing\n\nDid you mean y?")
+    assert run(_parser_raising(multi), ["boom"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "error: column x is missing",
+        "hint: run with --debug for the full message and traceback"]
+    assert run(_parser_raising(KeyboardInterrupt()), ["boom"]) == 130
+    assert capsys.readouterr().err == "error: interrupted\n"
+
+
+def test_debug_shows_the_traceback_before_or_after_the_command(tmp_path):
+    from offline_rl.cli import main, run
+
+    with pytest.raises(RuntimeError, match="executing op"):
+        run(_parser_raising(_chained()), ["--debug", "boom"])
+    with pytest.raises(RuntimeError, match="executing op"):
+        run(_parser_raising(_chained()), ["boom", "--debug"])
+    argv = ["--home", str(tmp_path), "simulate", "--days", "1", "--scenario", "x"]
+    with pytest.raises(ValueError, match="unknown scenario"):
+        main([*argv, "--debug"])
+    with pytest.raises(ValueError, match="unknown scenario"):
+        main(["--debug", *argv])
+
+
+def _all_parsers():
+    """(command path, parser) for the installed ``offline-rl`` and every sub-command."""
+    import argparse
+
+    from offline_rl.cli import add_global_flags
+    from orchestration.cli import build_full_parser
+
+    root = build_full_parser()
+    add_global_flags(root)
+    todo = [((), root)]
+    while todo:
+        path, parser = todo.pop()
+        yield path, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo += [((*path, name), sub) for name, sub in action.choices.items()]
+
+
+def _documented_default(help_text: str) -> str | None:
+    """X of "(default X)" or "(default X; ...)"; None for "(default: prose)" or no default."""
+    import re
+
+    match = re.search(r"\(default ([^):;]+?)\s*[):;]", help_text)
+    return match.group(1) if match else None
+
+
+def _same(documented: str, actual) -> bool:
+    if isinstance(actual, list):
+        actual = " ".join(map(str, actual))
+    try:
+        return float(documented) == float(actual)
+    except (TypeError, ValueError):
+        return documented == str(actual)
+
+
+def test_every_command_and_option_has_accurate_help(capsys):
+    import argparse
+
+    commands = set()
+    for path, parser in _all_parsers():
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                described = {a.dest for a in action._choices_actions if a.help}
+                assert described == set(action.choices), f"{path}: commands without help"
+                commands |= {(*path, name) for name in action.choices}
+                continue
+            where = f"offline-rl {' '.join(path)} {'/'.join(action.option_strings)}"
+            assert action.help and action.help != argparse.SUPPRESS, f"{where}: no help"
+            documented = _documented_default(action.help)
+            if documented is not None:
+                assert _same(documented, action.default), \
+                    f"{where}: help says default {documented}, the default is {action.default!r}"
+        with pytest.raises(SystemExit) as exit_:
+            parser.parse_args(["--help"])
+        assert exit_.value.code == 0
+        text = capsys.readouterr().out
+        assert text.startswith("usage: offline-rl") and "--debug" in text
+    assert {("demo",), ("predict",), ("exports", "prune"), ("exports", "rollback")} <= commands
+
+
+def test_documented_default_parsing():
+    assert _documented_default("rollouts (default 20000)") == "20000"
+    assert _documented_default("resamples (default 1000; 0: no intervals)") == "1000"
+    assert _documented_default("scenario (default: the logs' one)") is None
+    assert not _same("7", 8) and _same("0 1 2", [0, 1, 2]) and _same("1", 1.0)
