@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -104,6 +104,17 @@ def feature_names() -> list[str]:
     """Names of the state features, in order."""
     return (["stock_weeks", "on_order_weeks", "headroom_weeks", "lead_time_weeks",
              "log_demand", "margin_rate", "day_frac"] + [f"weekday_{d}" for d in WEEKDAYS])
+
+
+def action_names(config: InventoryConfig | None = None) -> list[str]:
+    """Action names, in action order: ``order_<weeks>w`` (``order_0_5w`` is half a week)."""
+    multiples = (config or InventoryConfig()).order_multiples
+    return [f"order_{m:g}w".replace(".", "_") for m in multiples]
+
+
+def mask_feature_names(config: InventoryConfig | None = None) -> list[str]:
+    """Names of the action-mask features: ``allowed_<action name>``, in action order."""
+    return [f"allowed_{a}" for a in action_names(config)]
 
 
 @dataclass(frozen=True)
@@ -317,8 +328,33 @@ class InventorySimulator:
         )
 
 
-def heuristic_policy(sim: InventorySimulator, safety_days: float = 3.0,
-                     cycle_days: float = 3.5) -> PolicyFn:
+class MaskedInventorySimulator:
+    """The inventory simulator whose observation ends with the action mask.
+
+    ``observe`` returns ``InventorySimulator.observe`` followed by one 0/1 float32 column per
+    action (``allowed_<action name>``, 1.0 when the order fits the capacity): the feature
+    layout of the inventory transitions, so a policy trained on them reads the mask from its
+    input. Everything else is the wrapped simulator's.
+    """
+
+    def __init__(self, sim: InventorySimulator) -> None:
+        self.sim = sim
+        self.name = sim.name
+        self.n_actions = sim.n_actions
+        self.feature_names = sim.feature_names + mask_feature_names(sim.config)
+        self.observation_size = len(self.feature_names)
+
+    def observe(self, s: InventoryBatch) -> np.ndarray:
+        mask = self.sim.action_mask(s).astype(np.float32)
+        return np.concatenate([self.sim.observe(s), mask], axis=1)
+
+    def __getattr__(self, name: str) -> Any:
+        # only called for attributes not set above: reset, step, behavior_probs, ...
+        return getattr(self.sim, name)
+
+
+def heuristic_policy(sim: InventorySimulator | MaskedInventorySimulator,
+                     safety_days: float = 3.0, cycle_days: float = 3.5) -> PolicyFn:
     """A base-stock policy with a proper safety stock (beats the behaviour policy).
 
     Orders up to ``lead_time + safety_days + cycle_days`` days of trailing demand when the
