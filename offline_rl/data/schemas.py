@@ -278,9 +278,17 @@ PRICING_CHANGES = SourceSchema(
         Column("list_price", pl.Float64(), "List price.", nullable=False),
         Column("price", pl.Float64(), "Price set for the day.", nullable=False),
         Column("unit_cost", pl.Float64(), "Unit cost.", nullable=False),
-        Column("competitor_price", pl.Float64(), "Competitor's price seen at the decision.",
-               nullable=False),
+        Column("competitor_price", pl.Float64(), "Competitor's quoted price seen at the "
+               "decision.", nullable=False),
         Column("stock", pl.Int64(), "Units on hand at the decision.", nullable=False),
+        Column("elasticity_estimate", pl.Float64(), "Own-price elasticity of the item's "
+               "category the pricing service prices with (demand falls by about this many "
+               "percent per percent of price).", nullable=False),
+        Column("demand_forecast", pl.Float64(), "Demand planning's base daily demand of the "
+               "SKU: units a day at list price, at par with the competitor, on an average "
+               "weekday.", nullable=False),
+        Column("season_days", pl.Int32(), "Length of the SKU's selling season (the episode) "
+               "in days; stock left after it is not sold.", nullable=False),
         Column("behavior_prob", pl.Float64(),
                "Probability the logging policy gave to the action.", nullable=False),
     ),

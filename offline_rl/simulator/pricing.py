@@ -1,33 +1,54 @@
 """Dynamic pricing: the daily price of a SKU (an item in a market) with limited stock.
 
-One episode is one SKU over ``horizon`` days, starting with a stock that is not replenished.
-Each morning the shop sets the price to ``m * list_price`` with ``m`` one of
-``price_multipliers`` (0.8, 0.9, 1.0, 1.1, 1.2 — the action is its index). Demand of the day:
+One episode is one SKU over a selling season of ``horizon`` days, starting with a stock that
+is not replenished. Each morning the shop sets the price to ``m * list_price`` with ``m`` one
+of ``price_multipliers`` (0.8, 0.9, 1.0, 1.1, 1.2 — the action is its index), rounded to the
+cent. Demand of the day:
 
     units ~ Poisson(base * weekly_profile[weekday] * m ** -elasticity
-                    * 2 * sigmoid(-competitor_sensitivity * log(price / competitor_price))
+                    * 2 * sigmoid(-competitor_sensitivity * log(m / c))
                     * visibility * G),   G ~ Gamma(demand_shape, 1 / demand_shape)
 
-capped by the stock on hand. ``elasticity`` is the category's (``category_elasticity``) times
-a latent per-SKU factor (``elasticity_noise``); ``visibility`` falls linearly from 1 to
-``low_stock_floor`` as the stock drops below ``low_stock_days`` days of base demand (a
-broken assortment sells less). The competitor's price is a mean-reverting random walk in
-log(competitor / list) around a per-SKU offset. Reward: the day's margin,
-``units * (price - unit_cost)``. The episode ends after ``horizon`` days or when the stock
-sells out, whichever comes first.
+capped by the stock on hand, where ``c = competitor price / list price``. The parameters
+(``PricingConfig``):
+
+* demand level: ``base`` is the SKU's base daily demand (units at list price, at par with the
+  competitor, on an average weekday), lognormal across SKUs with median ``demand_median`` and
+  log-spread ``demand_sigma``; ``weekly_profile`` is the weekday seasonality (Saturday peak);
+  ``demand_shape`` sets the day-to-day noise (Gamma-Poisson, lower is noisier);
+* price response: ``elasticity`` is the category's own-price elasticity
+  (``category_elasticity``, electronics most and beauty least elastic) times a latent
+  per-SKU factor, lognormal with log-spread ``elasticity_noise``, that the shop does not know;
+* competition: the competitor's price is a mean-reverting random walk in log(competitor /
+  list price) around a per-SKU offset (spread ``competitor_offset_sigma``), pulled back by
+  ``competitor_reversion`` a day with daily steps of ``competitor_step_sigma``; undercutting
+  it wins share along a logistic curve of slope ``competitor_sensitivity`` (share 1 at par,
+  at most 2). The shop sees the competitor's quoted price, in cents;
+* stock: the opening stock covers ``stock_days_range`` days of base demand (uniform);
+  ``visibility`` falls linearly from 1 to ``low_stock_floor`` as the stock drops below
+  ``low_stock_days`` days of base demand (a broken assortment sells less).
+
+Reward: the day's margin, ``units * (price - unit_cost)``. The episode ends after ``horizon``
+days or when the stock sells out, whichever comes first; unsold stock is worth nothing at the
+end of the season, so a high price that leaves stock on the shelf loses margin.
 
 SKUs (``n_markets`` per catalogue item) have a fixed base demand, elasticity factor and
 competitor offset drawn from the world's seed; list price and cost come from the catalogue.
 
-State features: the cost over the list price, the category's elasticity / 3, competitor price
-over list price, log(1 + base demand) / 4, stock cover (stock over the base demand of the days
-left, capped at 3, / 3), the day index / horizon and the weekday (one-hot).
+State features: the cost over the list price, the category's elasticity / 3, the quoted
+competitor price over the list price, log(1 + base demand) / 4, stock cover (stock over the
+base demand of the days left, capped at 3, / 3), the day index / horizon and the weekday
+(one-hot). The pricing service logs with each decision the context it prices from (the
+category's elasticity estimate, demand planning's base-demand forecast of the SKU, the length
+of the season), so the features can be rebuilt from the logs exactly
+(``offline_rl.domains.pricing``).
 
-Behaviour policy (cost-plus with promotions): the multiplier nearest to ``unit_cost * (1 +
-behavior_markup) / list_price`` gets softmax weight ``-|m - m*| / behavior_temperature``;
+Behaviour policy (cost-plus with weekend promotions): the multiplier nearest to ``unit_cost *
+(1 + behavior_markup) / list_price`` gets softmax weight ``-|m - m*| / behavior_temperature``;
 on Friday to Sunday ``behavior_promo_share`` of the mass goes to the promotional prices 0.8
 and 0.9; ``behavior_epsilon`` uniform exploration. It ignores elasticity, the competitor and
-the stock, so pricing by elasticity and competitor does clearly better.
+the stock (and promotes on the busiest days, when demand needs no help), so pricing by
+elasticity, competitor and stock cover does clearly better (``heuristic_policy``).
 """
 
 from __future__ import annotations
@@ -208,7 +229,8 @@ class PricingSimulator:
         return (s.weekday0 + s.t) % 7
 
     def competitor_price(self, s: PricingBatch) -> np.ndarray:
-        return self.pool.list_price[s.sku] * np.exp(s.log_competitor)
+        """The competitor's quoted price (rounded to the cent), as the shop sees it."""
+        return np.round(self.pool.list_price[s.sku] * np.exp(s.log_competitor), 2)
 
     def observe(self, s: PricingBatch) -> np.ndarray:
         """Feature matrix ``[batch, observation_size]`` (float32)."""
@@ -219,7 +241,8 @@ class PricingSimulator:
         cover = np.minimum(s.stock / (base * days_left), 3.0) / 3.0
         cols = np.stack([
             p.cost[s.sku] / p.list_price[s.sku], p.category_elasticity[s.sku] / 3.0,
-            np.exp(s.log_competitor), np.log1p(base) / 4.0, cover, s.t / cfg.horizon,
+            self.competitor_price(s) / p.list_price[s.sku], np.log1p(base) / 4.0, cover,
+            s.t / cfg.horizon,
         ], axis=1)
         return np.concatenate([cols, np.eye(7)[self.weekday(s)]], axis=1).astype(np.float32)
 
@@ -319,14 +342,17 @@ def generate_pricing(
 
     SKUs are priced in ``horizon`` staggered cohorts (cohort ``day.toordinal() % horizon``
     starts a new episode on ``day``), so every SKU has one episode at a time; the rows of an
-    episode fall on ``day`` and up to ``horizon - 1`` following days.
+    episode fall on ``day`` and up to ``horizon - 1`` following days. The cohorts are a fixed
+    shuffle of the SKU pool (seeded by the world), so every day's episodes mix items and
+    markets; ``events_per_day / EVENTS_PER_SKU_EPISODE`` of the cohort's SKUs start.
     """
     sim = PricingSimulator(world, scenario.pricing)
     cfg = sim.config
     pool = sim.pool
     per_day = min(pool.n_skus // cfg.horizon,
                   max(1, int(round(events_per_day / EVENTS_PER_SKU_EPISODE))))
-    sku = (day.toordinal() % cfg.horizon) * per_day + np.arange(per_day)
+    cohorts = np.random.default_rng([world.config.seed, 4005]).permutation(pool.n_skus)
+    sku = np.sort(cohorts[day.toordinal() % cfg.horizon::cfg.horizon][:per_day])
     state = sim.start_episodes(sku, np.full(per_day, day.weekday()), rng)
     rec: dict[str, list[np.ndarray]] = {k: [] for k in (
         "alive", "t", "action", "prob", "stock", "competitor", "price", "units", "revenue",
@@ -366,8 +392,11 @@ def generate_pricing(
         "list_price": pool.list_price[k],
         "price": arr["price"][keep],
         "unit_cost": pool.cost[k],
-        "competitor_price": np.round(arr["competitor"][keep], 2),
+        "competitor_price": arr["competitor"][keep],
         "stock": arr["stock"][keep],
+        "elasticity_estimate": pool.category_elasticity[k],
+        "demand_forecast": pool.base_demand[k],
+        "season_days": pl.Series(np.full(k.shape[0], cfg.horizon), dtype=pl.Int32),
         "behavior_prob": arr["prob"][keep],
         "units_sold": arr["units"][keep],
         "stock_end": arr["stock_end"][keep],
