@@ -108,12 +108,16 @@ CART = SourceSchema(
                nullable=False),
         Column("cart_value", pl.Float64(), "Merchandise value of the cart at the visit.",
                nullable=False),
+        Column("cart_margin", pl.Float64(), "Merchandise margin of the cart at the visit (sum "
+               "of price minus unit cost of its items).", nullable=False),
         Column("n_items", pl.Int32(), "Items in the cart at the visit.", nullable=False),
         Column("action", pl.Int32(), "Offers: the incentive shown (0 none, 1 coupon 5%, "
                "2 coupon 15%, 3 free shipping); every visit logs one offer decision."),
         Column("offer", pl.String(), "Offers: none | coupon_5 | coupon_15 | free_shipping."),
         Column("behavior_prob", pl.Float64(),
                "Offers: probability the logging policy gave to the action shown."),
+        Column("coupon_affinity", pl.Float64(), "Offers: the CRM's score of the user's past "
+               "coupon use, in (0, 1), as the decision service saw it."),
         Column("ref_event_id", pl.String(),
                "Checkouts and abandons: the offer event of the visit they end."),
         Column("revenue", pl.Float64(),

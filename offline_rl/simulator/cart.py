@@ -118,10 +118,10 @@ class CartConfig:
     behavior_big_cart_bonus: float = 1.5
 
 
-def feature_names(world: World) -> list[str]:
+def feature_names(n_segments: int) -> list[str]:
     """Names of the state features, in order."""
     return (
-        [f"segment_{s}" for s in range(world.config.n_segments)]
+        [f"segment_{s}" for s in range(n_segments)]
         + [f"device_{d}" for d in DEVICES]
         + ["log_value", "n_items", "margin_rate", "visit_frac", "declined_frac", "last_offer",
            "coupon_affinity"]
@@ -162,7 +162,7 @@ class CartSimulator:
         self.world = world
         self.config = config or CartConfig()
         self.n_actions = len(OFFERS)
-        self.feature_names = feature_names(world)
+        self.feature_names = feature_names(world.config.n_segments)
         self.observation_size = len(self.feature_names)
         cfg = self.config
         noise = np.random.default_rng([world.config.seed, 1001]).normal(
@@ -334,9 +334,32 @@ _CART_HOUR_WEIGHTS = np.array(
      4, 2], dtype=float,
 )
 
+VISIT_GAP_MEDIAN_MINUTES = 45.0
+"""Median time between two cart-page visits of the same cart (lognormal)."""
+
+VISIT_GAP_SIGMA = 1.2
+"""Log-scale spread of the time between visits."""
+
+VISIT_GAP_RANGE_MINUTES: tuple[float, float] = (2.0, 1200.0)
+"""Shortest and longest time between visits (the lognormal is clipped to it)."""
+
+CHECKOUT_DELAY_SECONDS: tuple[int, int] = (30, 600)
+"""A checkout is logged this long after the visit it ends (uniform, in seconds)."""
+
 ABANDON_TIMEOUT_MINUTES = 60.0
 """An open cart counts as abandoned (and its ``abandon`` event is logged) this long after the
 last visit."""
+
+
+def max_cart_minutes(config: CartConfig) -> float:
+    """Longest time from a cart's first visit to its last event (its checkout or abandon).
+
+    ``horizon - 1`` gaps of at most ``VISIT_GAP_RANGE_MINUTES[1]``, then the later of the
+    checkout delay and the abandonment timeout. The transitions query reads this many days of
+    raw partitions after a cart's start day to see every cart whole.
+    """
+    return ((config.horizon - 1) * VISIT_GAP_RANGE_MINUTES[1]
+            + max(ABANDON_TIMEOUT_MINUTES, CHECKOUT_DELAY_SECONDS[1] / 60.0))
 
 
 def generate_cart(
@@ -352,8 +375,8 @@ def generate_cart(
     start = midnight + hours * 3_600_000_000 + rng.integers(0, 3_600_000_000, n)
     state = sim.start_carts(users, rng)
     rec: dict[str, list[np.ndarray]] = {k: [] for k in (
-        "alive", "visit", "value", "n_items", "action", "prob", "checkout", "abandon",
-        "revenue", "margin", "cost")}
+        "alive", "visit", "value", "cart_margin", "n_items", "action", "prob", "checkout",
+        "abandon", "revenue", "margin", "cost")}
     for _ in range(cfg.horizon):
         alive = ~state.done
         if not alive.any():
@@ -363,6 +386,7 @@ def generate_cart(
         rec["alive"].append(alive)
         rec["visit"].append(state.visit.copy())
         rec["value"].append(sim.cart_value(state))
+        rec["cart_margin"].append(sim.cart_margin(state))
         rec["n_items"].append(sim.n_items(state))
         rec["action"].append(action)
         rec["prob"].append(probs[np.arange(n), action])
@@ -373,11 +397,13 @@ def generate_cart(
         rec["margin"].append(out.margin)
         rec["cost"].append(out.incentive_cost)
     arr = {k: np.stack(v) for k, v in rec.items()}  # [steps, n]
-    # minutes between cart-page visits: lognormal, median ~45 min, 2 min to 20 h
-    gaps = np.clip(rng.lognormal(np.log(45.0), 1.2, arr["alive"].shape), 2.0, 1200.0)
+    # minutes between cart-page visits (lognormal, clipped); the first visit opens the cart
+    gaps = np.clip(rng.lognormal(np.log(VISIT_GAP_MEDIAN_MINUTES), VISIT_GAP_SIGMA,
+                                 arr["alive"].shape), *VISIT_GAP_RANGE_MINUTES)
     gaps[0] = 0.0
     visit_ts = start[None, :] + (np.cumsum(gaps, axis=0) * 60e6).astype(np.int64)
-    checkout_delay = rng.integers(30_000_000, 600_000_000, arr["alive"].shape)
+    checkout_delay = rng.integers(CHECKOUT_DELAY_SECONDS[0] * 1_000_000,
+                                  CHECKOUT_DELAY_SECONDS[1] * 1_000_000, arr["alive"].shape)
     keep = arr["alive"]
     cart_idx = np.broadcast_to(np.arange(n)[None, :], keep.shape)[keep]
     user = users[cart_idx]
@@ -388,6 +414,8 @@ def generate_cart(
         "device": np.asarray(DEVICES)[world.users.device[user]],
         "visit": pl.Series(arr["visit"][keep], dtype=pl.Int32),
         "cart_value": np.round(arr["value"][keep], 2),
+        "cart_margin": np.round(arr["cart_margin"][keep], 2),
+        "coupon_affinity": sim.coupon_affinity[user],
         "n_items": pl.Series(arr["n_items"][keep], dtype=pl.Int32),
         "action": pl.Series(arr["action"][keep], dtype=pl.Int32),
         "behavior_prob": arr["prob"][keep],
@@ -405,9 +433,10 @@ def generate_cart(
     )
     prefix = pl.format("{}-v{}", pl.col("cart_id"), pl.col("visit"))
     null_f = pl.lit(None, dtype=pl.Float64)
-    common = ["cart_id", "user_id", "user_segment", "device", "visit", "cart_value", "n_items"]
+    common = ["cart_id", "user_id", "user_segment", "device", "visit", "cart_value",
+              "cart_margin", "n_items"]
     no_decision = dict(action=pl.lit(None, dtype=pl.Int32), offer=pl.lit(None, dtype=pl.String),
-                       behavior_prob=null_f)
+                       behavior_prob=null_f, coupon_affinity=null_f)
     visit = base.select(
         *common, event_id=pl.format("{}-visit", prefix), event_ts="visit_ts",
         event_type=pl.lit("visit"), **no_decision, ref_event_id=pl.lit(None, dtype=pl.String),
@@ -418,8 +447,9 @@ def generate_cart(
         event_type=pl.lit("offer"), action="action",
         offer=pl.col("action").replace_strict(list(range(len(OFFERS))), list(OFFERS),
                                               return_dtype=pl.String),
-        behavior_prob="behavior_prob", ref_event_id=pl.lit(None, dtype=pl.String),
-        revenue=null_f, margin=null_f, incentive_cost=null_f,
+        behavior_prob="behavior_prob", coupon_affinity="coupon_affinity",
+        ref_event_id=pl.lit(None, dtype=pl.String), revenue=null_f, margin=null_f,
+        incentive_cost=null_f,
     )
     checkout = base.filter("checkout").select(
         *common, event_id=pl.format("{}-checkout", prefix), event_ts="checkout_ts",
