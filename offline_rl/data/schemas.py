@@ -208,20 +208,24 @@ INVENTORY_ORDERS = SourceSchema(
 ADS = SourceSchema(
     name="ads",
     source="ads",
-    doc="Hourly bid decision and delivery per campaign (one campaign-day is one episode).",
+    doc="Bid decision and delivery per campaign and daypart (one campaign-day is one "
+        "episode).",
     key="event_id",
     time_column="event_ts",
     probability_column="behavior_prob",
     columns=(
-        Column("event_id", pl.String(), "Unique campaign-hour id.", nullable=False),
-        Column("event_ts", TS, "Start of the hour (UTC), when the bid is set.", nullable=False),
+        Column("event_id", pl.String(), "Unique campaign-daypart id.", nullable=False),
+        Column("event_ts", TS, "Start of the daypart (UTC), when the bid is set.",
+               nullable=False),
         Column("campaign_id", pl.String(), "Campaign id.", nullable=False),
         Column("vertical", pl.String(), "Product category the campaign advertises.",
                nullable=False),
         Column("episode_id", pl.String(), "Campaign-day id (the day in the campaign's market "
                "time zone; it may end on the next UTC date).", nullable=False),
-        Column("hour", pl.Int32(), "Hour of the campaign-day in its market's local time "
+        Column("hour", pl.Int32(), "First hour of the daypart in the market's local time "
                "(0-23).", nullable=False),
+        Column("end_hour", pl.Int32(), "Local hour at which the daypart ends (exclusive; 24 "
+               "for the day's last daypart).", nullable=False),
         Column("action", pl.Int32(), "Bid-multiplier action (index into the multipliers).",
                nullable=False),
         Column("bid_multiplier", pl.Float64(), "Multiplier on the campaign's base bid.",
@@ -234,24 +238,24 @@ ADS = SourceSchema(
                nullable=False),
         Column("planned_spend", pl.Float64(), "Budget planner's expected spend of the day at "
                "the base bid (multiplier 1).", nullable=False),
-        Column("budget_left", pl.Float64(), "Budget left at the start of the hour.",
+        Column("budget_left", pl.Float64(), "Budget left at the start of the daypart.",
                nullable=False),
         Column("traffic_share_elapsed", pl.Float64(), "Pacing curve: planned share of the "
-               "day's auctions before this hour.", nullable=False),
-        Column("hour_cvr_factor", pl.Float64(), "Forecast factor on the campaign's conversion "
-               "rate for this hour's clicks.", nullable=False),
+               "day's auctions before the daypart.", nullable=False),
+        Column("cvr_factor", pl.Float64(), "Forecast factor on the campaign's conversion rate "
+               "for the daypart's clicks.", nullable=False),
         Column("value_per_click", pl.Float64(), "Campaign's expected margin per click at its "
                "base conversion rate (factor 1), from its history.", nullable=False),
         Column("competitor_bid_forecast", pl.Float64(), "Bid-landscape forecast of the "
-               "competing bid per click this hour.", nullable=False),
-        Column("impressions", pl.Int64(), "Auctions won.", nullable=False),
+               "competing bid per click in the daypart.", nullable=False),
+        Column("impressions", pl.Int64(), "Auctions won in the daypart.", nullable=False),
         Column("clicks", pl.Int64(), "Clicks.", nullable=False),
         Column("conversions", pl.Int64(), "Orders attributed to the clicks.", nullable=False),
         Column("spend", pl.Float64(), "Cost of the clicks.", nullable=False),
         Column("conversion_value", pl.Float64(), "Margin of the attributed orders; the reward "
                "is conversion_value minus spend.", nullable=False),
-        Column("budget_exhausted", pl.Boolean(), "The budget ran out in this hour (the "
-               "campaign stops for the day).", nullable=False),
+        Column("budget_exhausted", pl.Boolean(), "The budget ran out in this daypart "
+               "(the campaign stops for the day).", nullable=False),
     ),
 )
 

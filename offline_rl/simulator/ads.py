@@ -1,11 +1,13 @@
-"""Ad bidding: the hourly bid multiplier of a search-ad campaign under a daily budget.
+"""Ad bidding: the bid multiplier of a search-ad campaign per daypart, under a daily budget.
 
 One episode is one campaign-day. Each campaign advertises one of the shop's categories (its
 ``vertical``) in one market, and its day runs from local midnight in the market's time zone
 (``market_utc_offsets``: UTC and markets west of it, so a campaign-day that starts on a UTC
-date ends on that date or the next one). At the start of each local hour ``h`` the shop sets
-the bid to ``base_bid * m`` with ``m`` one of ``bid_multipliers`` (0.5, 0.75, 1.0, 1.25, 1.5;
-the action is its index). During the hour:
+date ends on that date or the next one). The day is split into dayparts of
+``daypart_hours`` hours (4: six dayparts, a common granularity of ad-schedule bid
+adjustments). At the start of each daypart the shop sets the bid to ``base_bid * m`` with
+``m`` one of ``bid_multipliers`` (0.5, 0.75, 1.0, 1.25, 1.5; the action is its index), and
+the auctions of every local hour ``h`` of the daypart run with it:
 
     opportunities ~ Poisson(daily_opportunities * hour_traffic[h])
     competitor    = base_bid * competition * hour_competition[h] * LogNormal(0, comp_noise)
@@ -14,9 +16,10 @@ the action is its index). During the hour:
     cost per click = bid * (pay_floor + pay_slope * win)        (second-price-like)
     conversions ~ Binomial(clicks, cvr * hour_cvr[h])
 
-and the reward is ``conversion_value * conversions - spend``. Spend may not exceed the budget
-left: in the hour the budget runs out only the clicks it still pays for count, and the day
-ends (terminal); otherwise it ends after hour 23.
+The reward of a decision is ``conversion_value * conversions - spend`` summed over its
+daypart. Spend may not exceed the budget left: in the hour the budget runs out only the
+clicks it still pays for count, and the day ends (terminal); otherwise it ends after the last
+daypart (hour 23).
 
 Campaigns (a fixed pool of ``n_campaigns`` drawn from the world's seed) differ in auction
 volume (log-normal around ``daily_opportunities_median``, sigma 0.5), conversion rate
@@ -33,13 +36,15 @@ hour-to-hour noise ``comp_noise``. Traffic (``hour_traffic``) and conversion rat
 (``hour_cvr``) follow diurnal profiles in the campaign's local time: evenings bring the most
 auctions and the best-converting clicks, but also the stiffest competition.
 
-State features (the bidder's decision context, all known before the hour's auctions): hour / 23
-with its sine and cosine, budget left / daily budget, pacing gap (spent share minus the share
-of the day's traffic already passed), share of the day's traffic still ahead, the hour's
-conversion-rate factor, the campaign's expected value per click over its base bid
-(``value_ratio``; times the hour's factor it tells whether a click at the base bid pays for
-itself), today's expected competitor bid over the base bid this hour
-(``competition_ratio``), and the daily budget over the planned spend (``budget_ratio``).
+State features (the bidder's decision context, all known before the daypart's auctions):
+the daypart's first hour / 23 with the sine and cosine of its angle on the clock, budget
+left / daily budget, pacing gap (spent share minus the share of the day's traffic already
+passed), share of the day's traffic still ahead, the daypart's conversion-rate factor
+(``cvr_factor``, ``hour_cvr`` averaged over its hours weighted by traffic), the campaign's
+expected value per click over its base bid (``value_ratio``; times ``cvr_factor`` it tells
+whether a click at the base bid pays for itself), today's expected competitor bid over the
+base bid in the daypart (``competition_ratio``, with ``hour_competition`` averaged the same
+way), and the daily budget over the planned spend (``budget_ratio``).
 
 Behaviour policy (budget pacing, the common rule of ad platforms' "standard delivery"): it
 aims for ``m* = clip(1 - behavior_pacing_gain * pacing gap, 0.5, 1.5)``, bidding up when
@@ -80,6 +85,8 @@ class AdsConfig:
         market_utc_offsets: UTC offsets (hours, <= 0) of the markets; each campaign draws one
             uniformly and its day runs from local midnight.
         bid_multipliers: Bid multipliers on the base bid (the actions).
+        daypart_hours: Hours one bid decision covers (a divisor of 24): the day has
+            ``24 / daypart_hours`` dayparts, each with its own multiplier.
         hour_traffic: Relative auction volume per hour (normalised to shares of the day).
         hour_cvr: Conversion-rate factor per hour.
         hour_competition: Competitor bid-level factor per hour.
@@ -106,6 +113,7 @@ class AdsConfig:
     vertical_competition: tuple[float, ...] = (1.25, 0.9, 1.1, 1.05, 0.95, 0.85)
     market_utc_offsets: tuple[int, ...] = (0, -3, -5, -6, -8)
     bid_multipliers: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
+    daypart_hours: int = 4
     hour_traffic: tuple[float, ...] = (
         1.0, 0.6, 0.4, 0.3, 0.3, 0.5, 1.0, 2.0, 3.0, 3.5, 3.5, 4.0, 4.5, 4.0, 3.5, 3.5, 4.0,
         4.5, 5.5, 6.5, 7.0, 6.0, 4.0, 2.0)
@@ -115,7 +123,7 @@ class AdsConfig:
     hour_competition: tuple[float, ...] = (
         0.8, 0.75, 0.7, 0.7, 0.7, 0.75, 0.85, 0.95, 1.0, 1.05, 1.05, 1.05, 1.1, 1.05, 1.0, 1.0,
         1.05, 1.1, 1.2, 1.3, 1.3, 1.2, 1.05, 0.9)
-    daily_opportunities_median: float = 4000.0
+    daily_opportunities_median: float = 20000.0
     ctr: float = 0.03
     cvr_median: float = 0.05
     value_median: float = 30.0
@@ -138,6 +146,8 @@ class AdsConfig:
         for name in ("hour_traffic", "hour_cvr", "hour_competition"):
             if len(getattr(self, name)) != HOURS:
                 raise ValueError(f"{name} needs {HOURS} entries, one per hour")
+        if self.daypart_hours < 1 or HOURS % self.daypart_hours:
+            raise ValueError(f"daypart_hours must divide {HOURS}")
         if not self.market_utc_offsets or any(
                 o > 0 or o <= -HOURS for o in self.market_utc_offsets):
             raise ValueError("market_utc_offsets must be whole hours in (-24, 0]")
@@ -146,7 +156,7 @@ class AdsConfig:
 def feature_names() -> list[str]:
     """Names of the state features, in order."""
     return ["hour_frac", "hour_sin", "hour_cos", "budget_left_frac", "pacing_gap",
-            "traffic_left", "hour_cvr", "value_ratio", "competition_ratio", "budget_ratio"]
+            "traffic_left", "cvr_factor", "value_ratio", "competition_ratio", "budget_ratio"]
 
 
 @dataclass(frozen=True)
@@ -182,7 +192,7 @@ class AdsBatch:
     campaign: np.ndarray
     """Campaign index into the pool."""
     hour: np.ndarray
-    """Local hour of the next decision (24 once the day is over)."""
+    """Local hour at which the next daypart starts (24 once the day is over)."""
     competition: np.ndarray
     """Today's competitor bid level over the base bid."""
     planned_spend: np.ndarray
@@ -196,7 +206,8 @@ class AdsBatch:
 
 @dataclass(frozen=True)
 class AdsStep:
-    """Outcome of one hour per campaign-day (rows already done: zeros)."""
+    """Outcome of one daypart per campaign-day, summed over its hours (rows already done:
+    zeros)."""
 
     bid: np.ndarray
     impressions: np.ndarray
@@ -227,6 +238,14 @@ class AdsSimulator:
         self.traffic_before = np.r_[0.0, np.cumsum(self.traffic)[:-1]]
         self.hour_cvr = np.asarray(cfg.hour_cvr, dtype=np.float64)
         self.hour_comp = np.asarray(cfg.hour_competition, dtype=np.float64)
+        self.daypart_hours = cfg.daypart_hours
+        # per start hour: the traffic-weighted mean factors of the daypart it opens
+        covered = (np.arange(HOURS)[None, :] >= np.arange(HOURS)[:, None]) & (
+            np.arange(HOURS)[None, :] < np.arange(HOURS)[:, None] + cfg.daypart_hours)
+        weight = covered * self.traffic[None, :]
+        weight /= weight.sum(axis=1, keepdims=True)
+        self.daypart_cvr = weight @ self.hour_cvr
+        self.daypart_comp = weight @ self.hour_comp
         self.pool = self._make_pool()
 
     def _make_pool(self) -> CampaignPool:
@@ -291,9 +310,9 @@ class AdsSimulator:
             self.budget_left(s) / s.budget,
             s.spent / s.budget - self.traffic_before[h],
             1.0 - self.traffic_before[h],
-            self.hour_cvr[h],
+            self.daypart_cvr[h],
             p.cvr[s.campaign] * p.value[s.campaign] / p.base_bid[s.campaign],
-            s.competition * self.hour_comp[h],
+            s.competition * self.daypart_comp[h],
             s.budget / s.planned_spend,
         ], axis=1).astype(np.float32)
 
@@ -315,46 +334,58 @@ class AdsSimulator:
 
     # -- dynamics ------------------------------------------------------------------------
     def step(self, s: AdsBatch, action: np.ndarray, rng: np.random.Generator) -> AdsStep:
-        """Runs one hour of auctions for every live campaign-day, in place."""
+        """Runs one daypart of hourly auctions for every live campaign-day, in place."""
         cfg = self.config
         p = self.pool
         n = s.campaign.shape[0]
         live = ~s.done
-        h = np.minimum(s.hour, HOURS - 1)
+        start = s.hour.copy()
         action = np.asarray(action, dtype=np.int64)
         bid = p.base_bid[s.campaign] * self.multipliers[action]
-        comp = (p.base_bid[s.campaign] * s.competition * self.hour_comp[h]
-                * rng.lognormal(0.0, cfg.comp_noise, n))
-        win = _sigmoid(cfg.win_slope * np.log(bid / comp))
-        opp = rng.poisson(p.opportunities[s.campaign] * self.traffic[h] * live)
-        impressions = rng.binomial(opp, win)
-        clicks = rng.binomial(impressions, cfg.ctr)
-        cpc = bid * (cfg.pay_floor + cfg.pay_slope * win)
-        left = self.budget_left(s)
-        # the campaign stops when the budget cannot pay for the hour's clicks: only the
-        # clicks (and a matching share of impressions) it still pays for are served
-        exhausted = live & (clicks * cpc >= left)
-        paid = np.minimum(clicks, np.floor(left / cpc).astype(np.int64))
-        impressions = np.where(exhausted, np.floor(impressions * paid / np.maximum(clicks, 1)),
-                               impressions).astype(np.int64)
-        clicks = paid
-        spend = clicks * cpc
-        conversions = rng.binomial(clicks, np.clip(p.cvr[s.campaign] * self.hour_cvr[h], 0, 1))
-        value = conversions * p.value[s.campaign]
-        reward = np.where(live, value - spend, 0.0)
-        s.spent = np.where(live, s.spent + spend, s.spent)
-        s.hour = s.hour + live
+        total = {k: np.zeros(n) for k in ("spend", "value")}
+        counts = {k: np.zeros(n, dtype=np.int64) for k in ("impressions", "clicks",
+                                                             "conversions")}
+        exhausted = np.zeros(n, dtype=bool)
+        for offset in range(self.daypart_hours):
+            active = live & ~exhausted & (start + offset < HOURS)
+            h = np.minimum(start + offset, HOURS - 1)
+            comp = (p.base_bid[s.campaign] * s.competition * self.hour_comp[h]
+                    * rng.lognormal(0.0, cfg.comp_noise, n))
+            win = _sigmoid(cfg.win_slope * np.log(bid / comp))
+            opp = rng.poisson(p.opportunities[s.campaign] * self.traffic[h] * active)
+            impressions = rng.binomial(opp, win)
+            clicks = rng.binomial(impressions, cfg.ctr)
+            cpc = bid * (cfg.pay_floor + cfg.pay_slope * win)
+            left = self.budget_left(s)
+            # the campaign stops when the budget cannot pay for the hour's clicks: only the
+            # clicks (and a matching share of impressions) it still pays for are served
+            out = active & (clicks * cpc >= left)
+            paid = np.minimum(clicks, np.floor(left / cpc).astype(np.int64))
+            impressions = np.where(out, np.floor(impressions * paid / np.maximum(clicks, 1)),
+                                   impressions).astype(np.int64)
+            spend = paid * cpc
+            conversions = rng.binomial(paid, np.clip(p.cvr[s.campaign] * self.hour_cvr[h], 0, 1))
+            s.spent = np.where(active, s.spent + spend, s.spent)
+            counts["impressions"] += np.where(active, impressions, 0)
+            counts["clicks"] += np.where(active, paid, 0)
+            counts["conversions"] += np.where(active, conversions, 0)
+            total["spend"] += np.where(active, spend, 0.0)
+            total["value"] += np.where(active, conversions * p.value[s.campaign], 0.0)
+            exhausted |= out
+        s.hour = np.where(live, np.minimum(start + self.daypart_hours, HOURS), s.hour)
         done = ~live | exhausted | (s.hour >= HOURS)
         s.done = done.copy()
-        return AdsStep(bid=bid, impressions=impressions, clicks=clicks, conversions=conversions,
-                       spend=spend, value=value, exhausted=exhausted,
+        reward = np.where(live, total["value"] - total["spend"], 0.0)
+        return AdsStep(bid=bid, impressions=counts["impressions"], clicks=counts["clicks"],
+                       conversions=counts["conversions"], spend=total["spend"],
+                       value=total["value"], exhausted=exhausted,
                        reward=reward.astype(np.float64), done=done)
 
 
 def heuristic_policy(sim: AdsSimulator) -> PolicyFn:
-    """Bids for profit, paced: per hour the multiplier with the highest expected profit per
-    auction, ``win(m) * (value per click - cost per click(m))``, from the observed value ratio,
-    hourly conversion factor and competition ratio, one step lower while spending ahead of the
+    """Bids for profit, paced: per daypart the multiplier with the highest expected profit
+    per auction, ``win(m) * (value per click - cost per click(m))``, from the observed value
+    ratio, conversion factor and competition ratio, one step lower while spending ahead of the
     traffic curve (a reference point that beats the behaviour policy).
     """
     cfg = sim.config
@@ -362,7 +393,7 @@ def heuristic_policy(sim: AdsSimulator) -> PolicyFn:
     mult = sim.multipliers[None, :]
 
     def policy(obs: np.ndarray) -> np.ndarray:
-        vpc = (obs[:, idx["value_ratio"]] * obs[:, idx["hour_cvr"]])[:, None]
+        vpc = (obs[:, idx["value_ratio"]] * obs[:, idx["cvr_factor"]])[:, None]
         comp = obs[:, idx["competition_ratio"]][:, None]
         win = _sigmoid(cfg.win_slope * np.log(mult / comp))
         profit = win * (vpc - mult * (cfg.pay_floor + cfg.pay_slope * win))
@@ -389,9 +420,9 @@ def generate_ads(
 
     The first ``events_per_day / EVENTS_PER_CAMPAIGN`` campaigns of the pool (at most all of
     them) run every day. A campaign's day starts at local midnight of its market, ``-offset``
-    hours after UTC midnight, so campaigns west of UTC log their evening hours on the next
-    UTC date. Each row is one hourly decision with the bidder's decision context (the
-    planning estimates the features are built from) and the hour's delivery.
+    hours after UTC midnight, so campaigns west of UTC log their evening dayparts on the next
+    UTC date. Each row is one daypart's bid decision with the bidder's decision context (the
+    planning estimates the features are built from) and the daypart's delivery.
     """
     sim = AdsSimulator(world, scenario.ads)
     pool = sim.pool
@@ -401,7 +432,7 @@ def generate_ads(
     rec: dict[str, list[np.ndarray]] = {k: [] for k in (
         "alive", "hour", "action", "prob", "budget_left", "competitor_bid", "bid",
         "impressions", "clicks", "conversions", "spend", "value", "exhausted")}
-    for _ in range(HOURS):
+    for _ in range(HOURS // sim.daypart_hours):
         alive = ~state.done
         if not alive.any():
             break
@@ -414,14 +445,14 @@ def generate_ads(
         rec["prob"].append(probs[np.arange(n), action])
         rec["budget_left"].append(sim.budget_left(state))
         rec["competitor_bid"].append(pool.base_bid[campaign] * state.competition
-                                     * sim.hour_comp[h])
+                                     * sim.daypart_comp[h])
         out = sim.step(state, action, rng)
         for key, val in (("bid", out.bid), ("impressions", out.impressions),
                          ("clicks", out.clicks), ("conversions", out.conversions),
                          ("spend", out.spend), ("value", out.value),
                          ("exhausted", out.exhausted)):
             rec[key].append(val)
-    arr = {k: np.stack(v) for k, v in rec.items()}  # [hours, n]
+    arr = {k: np.stack(v) for k, v in rec.items()}  # [dayparts, n]
     keep = arr["alive"]
     k = np.broadcast_to(campaign[None, :], keep.shape)[keep]
     hour = arr["hour"][keep]
@@ -432,6 +463,7 @@ def generate_ads(
         "vertical": np.asarray(sim.config.verticals)[pool.vertical[k]],
         "event_ts": midnight + utc_hours * 3_600_000_000 + rng.integers(0, 30_000_000, k.shape[0]),
         "hour": pl.Series(hour, dtype=pl.Int32),
+        "end_hour": pl.Series(np.minimum(hour + sim.daypart_hours, HOURS), dtype=pl.Int32),
         "action": pl.Series(arr["action"][keep], dtype=pl.Int32),
         "bid_multiplier": sim.multipliers[arr["action"][keep]],
         "bid": arr["bid"][keep],
@@ -440,7 +472,7 @@ def generate_ads(
         "planned_spend": state.planned_spend[k],
         "budget_left": arr["budget_left"][keep],
         "traffic_share_elapsed": sim.traffic_before[hour],
-        "hour_cvr_factor": sim.hour_cvr[hour],
+        "cvr_factor": sim.daypart_cvr[hour],
         "value_per_click": pool.cvr[k] * pool.value[k],
         "competitor_bid_forecast": arr["competitor_bid"][keep],
         "impressions": arr["impressions"][keep],
