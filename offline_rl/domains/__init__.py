@@ -10,7 +10,7 @@ import importlib
 
 from offline_rl.domains.base import Domain
 
-DOMAIN_NAMES: tuple[str, ...] = ("recommendation",)
+DOMAIN_NAMES: tuple[str, ...] = ("recommendation", "cart", "inventory", "ads", "pricing")
 """Registered domains, in the order the pipeline and the reports list them."""
 
 

@@ -181,3 +181,11 @@ def test_documented_default_parsing():
     assert _documented_default("resamples (default 1000; 0: no intervals)") == "1000"
     assert _documented_default("scenario (default: the logs' one)") is None
     assert not _same("7", 8) and _same("0 1 2", [0, 1, 2]) and _same("1", 1.0)
+
+
+def test_domains_doc_is_current(tmp_path):
+    from offline_rl.cli import domains_markdown
+
+    committed = Path(__file__).resolve().parents[2] / "docs" / "domains.md"
+    assert committed.read_text() == domains_markdown(), \
+        "docs/domains.md is stale; run: offline-rl domains --output docs/domains.md"
