@@ -183,7 +183,9 @@ def test_documented_default_parsing():
     assert not _same("7", 8) and _same("0 1 2", [0, 1, 2]) and _same("1", 1.0)
 
 
-def test_domains_doc_is_current(tmp_path):
+def test_domains_doc_is_current():
+    from pathlib import Path
+
     from offline_rl.cli import domains_markdown
 
     committed = Path(__file__).resolve().parents[2] / "docs" / "domains.md"
