@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import os
 import re
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +25,24 @@ SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
+CRASH_ENV = "OFFLINE_RL_CRASH_AT"
+"""Crash tests: a comma-separated list of crash point names (see ``crash_point``)."""
+
+
 class WarehouseError(RuntimeError):
     """A warehouse operation failed; the message names the table and statement."""
+
+
+def crash_point(name: str) -> None:
+    """Kills this process with SIGKILL if ``$OFFLINE_RL_CRASH_AT`` names ``name``.
+
+    Crash tests set the variable in a child process to die at an exact point of a write
+    (e.g. ``warehouse.before_commit``) and then check that nothing was half-written. With the
+    variable unset this is one dictionary lookup.
+    """
+    wanted = os.environ.get(CRASH_ENV)
+    if wanted and name in wanted.split(","):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def sql_text(name: str, *, table: str | None = None, **identifiers: str) -> str:
@@ -150,8 +168,11 @@ class Warehouse:
     ) -> None:
         """For each (table, rows, delete statement, parameters): delete, then insert the rows.
 
-        All writes happen in one transaction: either all land or none (a crash or error
-        mid-way leaves the previous content).
+        All writes happen in one transaction: either all land or none. An error rolls it back;
+        a crash (even SIGKILL) before the commit leaves the previous content, because DuckDB
+        only replays committed transactions from its write-ahead log when the file is opened
+        next. Crash points: ``warehouse.after_delete``, ``warehouse.before_commit``,
+        ``warehouse.after_commit``.
         """
         with self.connect() as con:
             try:
@@ -160,14 +181,19 @@ class Warehouse:
                     con.register("incoming", rows.to_arrow())
                     con.execute(sql_text("warehouse/create_table_like_incoming", table=name))
                     con.execute(sql_text(delete_sql, table=name), params)
+                    crash_point("warehouse.after_delete")
                     con.execute(sql_text("warehouse/insert_incoming", table=name))
                     con.unregister("incoming")
+                crash_point("warehouse.before_commit")
                 con.execute("COMMIT")
             except Exception as exc:
-                con.execute("ROLLBACK")
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
                 if isinstance(exc, duckdb.Error):
-                    raise WarehouseError(f"replacing {label} failed: {exc}") from exc
+                    raise WarehouseError(f"replacing {label} failed: "
+                                         f"{' '.join(str(exc).split())}") from exc
                 raise
+            crash_point("warehouse.after_commit")
 
     def read_partitions(self, table: str, start: dt.date, end: dt.date) -> pl.DataFrame:
         """Rows of ``table`` with ``start <= partition_date <= end`` (empty if no table)."""
@@ -176,3 +202,21 @@ class Warehouse:
                 return pl.DataFrame()
             return self._select(con, "warehouse/select_partition_range", table, None,
                                 {"start": start, "end": end})
+
+    def digest(self, table: str, day: dt.date | None = None) -> tuple[int, str]:
+        """(rows, MD5 of the ordered rows as text) of ``table``, or of one partition of it.
+
+        Equal digests mean equal content regardless of physical row order; used to check
+        that reloading a partition is idempotent.
+        """
+        if not self.path.exists():
+            return 0, ""
+        with self.connect(read_only=True) as con:
+            if not self._exists(con, table):
+                return 0, ""
+            if day is None:
+                frame = self._select(con, "warehouse/table_digest", table, None, {})
+            else:
+                frame = self._select(con, "warehouse/partition_digest", table, None,
+                                     {"day": day})
+        return int(frame["n"][0]), str(frame["digest"][0])
