@@ -82,7 +82,9 @@ _PARTITION_KEY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _QUOTED_FIELD = r'"[^"]*(?:""[^"]*)*"'
 _JSON_KEY = r'[{,]"(?:[^"\\]|\\.)*":'
 _TRUE_FALSE = {"true": True, "false": False}
-_UTC = pl.Datetime("us", "UTC")
+_ENGINE = "in-memory"
+"""Engine of the partition queries: a day fits in memory, and on a 1M-event day the
+in-memory engine sorts several times faster than the streaming one."""
 
 
 @dataclass(frozen=True)
@@ -680,7 +682,7 @@ def read_partition(
     bad, good = pl.collect_all([
         lazy.filter(pl.col("_broken")),
         lazy.filter(~pl.col("_broken")).select(*columns, "_record"),
-    ])
+    ], engine=_ENGINE)
     if bad.height:
         quarantined.append(_quarantine_rows(bad, schema, day, reason, config))
 
@@ -691,7 +693,8 @@ def read_partition(
                           pl.col("_kept_row"))
         quarantined.append(_quarantine_rows(conflicting, schema, day, first, config))
     rows = good.lazy().select(columns).with_columns(
-        partition_date=pl.lit(day, dtype=pl.Date)).sort(schema.time_column, schema.key).collect()
+        partition_date=pl.lit(day, dtype=pl.Date)).sort(schema.time_column, schema.key).collect(
+        engine=_ENGINE)
     quarantine = (pl.concat(quarantined).sort("file", "row_number", nulls_last=False)
                   if quarantined else pl.DataFrame(schema=QUARANTINE_SCHEMA))
     return PartitionLoad(rows=rows, quarantine=quarantine, files=[str(f) for f in files],
@@ -705,11 +708,10 @@ def _drop_duplicates(good: pl.DataFrame, schema: SourceSchema
     ``good`` is in (file, row) order, so the first delivery of an id is the one kept.
     """
     key = schema.key
-    first = good[key].is_first_distinct()
-    n_later = good.height - int(first.sum())
-    if n_later == 0:
+    if good[key].n_unique() == good.height:  # the usual case, and cheaper to establish
         return good, good.clear().with_columns(_kept_file=pl.lit(None, pl.String),
                                                _kept_row=pl.lit(None, pl.Int64)), 0
+    first = good[key].is_first_distinct()
     content = pl.struct(schema.polars_schema.names()).hash(seed=0)
     marked = good.with_columns(_first=first, _hash=content).with_columns(
         _kept_hash=pl.col("_hash").first().over(key),
