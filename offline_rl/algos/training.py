@@ -50,6 +50,7 @@ from d3rlpy.optimizers import AdamFactory
 from d3rlpy.preprocessing import MultiplyRewardScaler
 
 from offline_rl.algos.masking import apply_action_mask
+from offline_rl.algos.sampling import TransitionArrays
 from offline_rl.algos.warm_start import warm_start_from
 
 log = logging.getLogger(__name__)
@@ -332,7 +333,7 @@ def train_candidate(
     curve: list[dict[str, float]] = []
     started = time.perf_counter()
     for step, metrics in fit_steps(algo, dataset, config.n_steps, config.steps_per_epoch,
-                                   config.batch_size):
+                                   config.batch_size, seed=config.seed):
         point = {"epoch": float(len(curve) + 1), "step": float(step)}
         point.update({k: float(v) for k, v in metrics.items()})
         curve.append(point)
@@ -362,24 +363,31 @@ def train_candidate(
 
 
 def fit_steps(algo: Any, dataset: Any, n_steps: int, steps_per_epoch: int,
-              batch_size: int) -> Iterator[tuple[int, dict[str, float]]]:
+              batch_size: int, *, seed: int = 0) -> Iterator[tuple[int, dict[str, float]]]:
     """Runs exactly ``n_steps`` d3rlpy updates of the built ``algo`` on ``dataset``.
 
     Yields ``(steps done, mean metrics)`` after every ``steps_per_epoch`` updates and after
-    the last one. This is the loop of d3rlpy's fitter (``algo.update`` on uniformly sampled
-    transition batches) without its experiment logger; the fitter also expects to build the
-    networks itself and warns when they were built (masked, warm-started) beforehand.
+    the last one. The updates are d3rlpy's (``algo.update``) on mini-batches drawn uniformly
+    from the dataset's transitions as d3rlpy's fitter draws them, but sampled with numpy from
+    flat arrays (``TransitionArrays``, seeded by ``seed``) instead of one transition at a time,
+    and without the fitter's experiment logger (which also expects to build the networks
+    itself, whereas here they are built, masked and warm-started beforehand).
     """
     if algo.impl is None:
         raise ValueError("build the algorithm (build_with_dataset) before fitting it")
+    if algo.need_returns_to_go:
+        raise ValueError(f"{type(algo).__name__} needs returns-to-go, which the vectorised "
+                         "sampler does not provide")
     assert_action_space_with_dataset(algo, dataset.dataset_info)
+    transitions = TransitionArrays.from_dataset(dataset)
+    rng = np.random.default_rng(seed)
     done = 0
     while done < n_steps:
         chunk = min(steps_per_epoch, n_steps - done)
         sums: dict[str, float] = defaultdict(float)
         started = time.perf_counter()
         for _ in range(chunk):
-            for key, value in algo.update(dataset.sample_transition_batch(batch_size)).items():
+            for key, value in algo.update(transitions.sample(rng, batch_size)).items():
                 sums[key] += float(value)
         done += chunk
         metrics = {key: value / chunk for key, value in sums.items()}
