@@ -3,10 +3,14 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+UI_STAMP := $(VENV)/.ui-installed-stamp
+# The browser test drives the system's Chromium (Debian package); nothing downloads a browser.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export OFFLINE_RL_HOME ?= $(CURDIR)/.data
 export DAGSTER_HOME ?= $(OFFLINE_RL_HOME)/dagster
 
-.PHONY: venv demo test test-all lint ui bench clean
+.PHONY: venv demo test test-all test-ui ui-deps lint ui bench clean
 
 venv: $(STAMP)
 
@@ -28,6 +32,22 @@ test: venv
 
 test-all: venv
 	$(BIN)/python -m pytest -m ''
+
+# Browser test of the Dagster UI: a tiny demo run, dagster-webserver on a free port, headless
+# Chromium via Playwright; screenshots in test-artifacts/ui/. UPDATE_DOC_IMAGES=1 also
+# refreshes docs/img/asset-graph.png.
+test-ui: ui-deps
+	OMP_NUM_THREADS=1 CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -m ui tests/ui
+
+ui-deps: $(UI_STAMP)
+	@test -x $(CHROMIUM) || { \
+		$(SUDO) apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium; }
+	@test -x $(CHROMIUM) || { echo "error: $(CHROMIUM) missing after installing chromium"; exit 1; }
+
+$(UI_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ui]'
+	touch $(UI_STAMP)
 
 lint: venv
 	$(BIN)/ruff check offline_rl orchestration assets tests
