@@ -46,12 +46,15 @@ def shard_episodes(arrays: DecisionArrays, rank: int, world_size: int) -> Decisi
 def main(argv: list[str] | None = None) -> int:
     import d3rlpy
     import torch
-    from d3rlpy.logging import NoopAdapterFactory
+    from d3rlpy.algos.utility import build_scalers_with_transition_picker
 
+    from offline_rl.algos.masking import apply_action_mask
     from offline_rl.algos.training import (
         ALGORITHMS,
         TrainingConfig,
         auto_reward_scale,
+        candidate_config,
+        fit_steps,
         seed_everything,
     )
     from offline_rl.domains import get_domain
@@ -88,13 +91,17 @@ def main(argv: list[str] | None = None) -> int:
                                 reward_scale=auto_reward_scale(window.train.rewards))
         shard = shard_episodes(window.train, rank, world)
         dataset = to_mdp_dataset(shard, domain.n_actions)
+        config = candidate_config(args.algorithm, config)
         seed_everything(config.seed)
         algo = ALGORITHMS[args.algorithm][1](config).create(device=device, enable_ddp=True)
+        build_scalers_with_transition_picker(algo, dataset)
+        algo.build_with_dataset(dataset)  # DDP broadcasts rank 0's initial weights
+        if domain.mask_indices:
+            apply_action_mask(algo, domain.mask_indices)
         started = time.perf_counter()
-        algo.fit(dataset, n_steps=config.n_steps,
-                 n_steps_per_epoch=min(config.steps_per_epoch, config.n_steps),
-                 logger_adapter=NoopAdapterFactory(), show_progress=False,
-                 save_interval=10**9)
+        for _ in fit_steps(algo, dataset, config.n_steps, config.steps_per_epoch,
+                           config.batch_size, seed=config.seed):
+            pass
         seconds = time.perf_counter() - started
         torch.distributed.barrier()
         if rank == 0:
@@ -116,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                 "feature_schema": {"names": list(domain.feature_names)},
                 "action_map": dict(enumerate(domain.action_names)),
                 "action_mask_feature": list(domain.mask_features) or None,
+                "mask_indices": domain.mask_indices,
+                "warm_start": None,
                 "trained_at": dt.datetime.now(dt.UTC).isoformat(),
             }
             (args.out / "training.json").write_text(json.dumps(record, indent=2, default=str))
