@@ -28,11 +28,14 @@ def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
     """``predict --domain D --features FILE [--version V] [--json OUT]``."""
     p = subparsers.add_parser(
         "predict", help="actions and action values of an exported policy for feature rows",
-        description="Loads an export (checksums verified) and prints, for each row of FILE, "
-                    "the policy's action and the value of every action. FILE is Parquet or "
-                    "CSV with one column per feature of the export's schema (named NAME or "
-                    "f_NAME).")
-    p.add_argument("--domain", default="recommendation", help="decision domain")
+        description="Loads an export (checksums verified) and prints, for each row of FILE "
+                    "(counted from 0), the policy's action and the value of every action, "
+                    "tab-separated. FILE is Parquet or CSV with one column per feature of the "
+                    "export's schema, named NAME or f_NAME; other columns are ignored. "
+                    "Missing columns, nulls and non-finite values are refused with the column "
+                    "and row (exit 2).")
+    p.add_argument("--domain", default="recommendation",
+                   help="decision domain (default recommendation)")
     p.add_argument("--features", required=True, metavar="FILE",
                    help="Parquet (.parquet/.pq) or CSV (.csv) file of feature rows")
     p.add_argument("--version", default="latest", help="export version (default latest)")
