@@ -56,6 +56,7 @@ from typing import Any
 import polars as pl
 
 from offline_rl.data.schemas import SourceSchema
+from offline_rl.data.warehouse import Warehouse
 
 QUARANTINE_TABLE = "quarantine"
 QUARANTINE_SCHEMA = pl.Schema(
@@ -723,3 +724,22 @@ def _drop_duplicates(good: pl.DataFrame, schema: SourceSchema
     kept = marked.filter(pl.col("_first")).drop("_first", "_hash", "_kept_hash", "_kept_file",
                                                  "_kept_row")
     return kept, conflicting, later.height - conflicting.height
+
+
+def load_partition(
+    landing: Path, warehouse: Path, schema: SourceSchema, day: dt.date,
+    config: IngestConfig | None = None,
+) -> PartitionLoad:
+    """Reads a landing partition and replaces ``raw_<dataset>``'s partition and the dataset's
+    quarantine rows of the day in one transaction (a crash leaves the previous content).
+
+    Loading the same files again gives the same table content, byte for byte.
+    """
+    load = read_partition(landing, schema, day, config)
+    if not load.reconciled:  # a bug, never bad input: refuse to write
+        raise RuntimeError(f"{schema.name} {day}: {load.describe()}")
+    Warehouse(warehouse).replace_partition(
+        schema.table, load.rows, day=day,
+        extra={QUARANTINE_TABLE: (load.quarantine, {"source": schema.name, "day": day})},
+    )
+    return load
