@@ -202,8 +202,10 @@ def page(browser_context: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     page.add_locator_handler(dialog, lambda: dialog.get_by_role("button", name="Skip").click())
     try:
         yield page
-    finally:  # the page as the test left it, for a failure's post-mortem
-        page.screenshot(path=str(artifacts_dir() / f"last-{request.node.name}.png"))
+        report = getattr(request.node, "report_call", None)
+        if report is not None and report.failed:  # the page as the test left it
+            page.screenshot(path=str(artifacts_dir() / f"failed-{request.node.name}.png"))
+    finally:
         page.close()
 
 
