@@ -42,7 +42,8 @@ test-ui: ui-deps
 ui-deps: $(UI_STAMP)
 	@test -x $(CHROMIUM) || { \
 		$(SUDO) apt-get update && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium; }
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+			chromium; }
 	@test -x $(CHROMIUM) || { echo "error: $(CHROMIUM) missing after installing chromium"; exit 1; }
 
 $(UI_STAMP): $(STAMP)
@@ -61,4 +62,4 @@ bench: venv
 		--json $(OFFLINE_RL_HOME)/reports/bench.json
 
 clean:
-	rm -rf $(OFFLINE_RL_HOME)
+	rm -rf $(OFFLINE_RL_HOME) test-artifacts
