@@ -295,10 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_bench)
 
     from offline_rl.export.command import add_commands
-    from offline_rl.ope.command import add_ope_parser
+    from offline_rl.ope.command import add_ope_parser, add_validate_ope_parser
 
     add_commands(sub)
     add_ope_parser(sub)
+    add_validate_ope_parser(sub)
     return parser
 
 
@@ -332,6 +333,13 @@ def root_cause(exc: BaseException) -> BaseException:
 
 def one_line(exc: BaseException, *, with_type: bool) -> tuple[str, bool]:
     """The first line of the message (and whether lines were dropped)."""
+    infos = getattr(exc, "user_code_process_error_infos", None)
+    if infos:  # Dagster gave up retrying a step: report the step's own innermost error
+        info = infos[-1]
+        while getattr(info, "cause", None) is not None:
+            info = info.cause
+        lines = [line for line in str(info.message or "").splitlines() if line.strip()]
+        return (lines[0].strip() if lines else str(info.cls_name)), True
     lines = [line for line in str(exc).strip().splitlines() if line.strip()]
     text = lines[0].strip() if lines else ""
     if with_type or not text:

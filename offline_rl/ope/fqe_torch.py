@@ -109,14 +109,56 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _mlp(n_in: int, n_out: int, hidden: tuple[int, ...]) -> torch.nn.Sequential:
-    layers: list[torch.nn.Module] = []
-    width = n_in
-    for h in hidden:
-        layers += [torch.nn.Linear(width, h), torch.nn.ReLU()]
-        width = h
-    layers.append(torch.nn.Linear(width, n_out))
-    return torch.nn.Sequential(*layers).to(torch.float64)
+class _Ensemble(torch.nn.Module):
+    """``K`` independent MLPs evaluated together: ``[K, B, d]`` -> ``[K, B, n_out]``.
+
+    Weights are stacked per layer (``[K, in, out]``) so one batched matrix product runs every
+    member; members share nothing, so each gets the gradient of its own loss only. Every
+    layer starts like ``torch.nn.Linear`` (uniform in ``+-1/sqrt(fan_in)``).
+    """
+
+    def __init__(self, members: int, n_in: int, n_out: int, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        widths = [n_in, *hidden, n_out]
+        self.weights = torch.nn.ParameterList()
+        self.biases = torch.nn.ParameterList()
+        for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True):
+            bound = 1.0 / np.sqrt(fan_in)
+            w = torch.empty(members, fan_in, fan_out, dtype=torch.float64).uniform_(-bound, bound)
+            b = torch.empty(members, 1, fan_out, dtype=torch.float64).uniform_(-bound, bound)
+            self.weights.append(torch.nn.Parameter(w))
+            self.biases.append(torch.nn.Parameter(b))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        last = len(self.weights) - 1
+        for k, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            x = torch.baddbmm(b, x, w)
+            if k < last:
+                x = torch.relu(x)
+        return x
+
+
+@dataclass(frozen=True)
+class FQEEnsembleResult:
+    """Several FQE fits of one target policy, each on its own weighting of the rows.
+
+    Attributes:
+        q_all: ``[members, rows, n_actions]`` ``Q_hat_k(s_t, a)`` in reward units.
+        reward_scale: Factor the rewards were multiplied by during the fits.
+        n_iterations: Target-network refreshes used.
+        final_loss: ``[members]`` mean squared Bellman residual (scaled units) of each member
+            over the rows it was fitted on (weighted like its sampling).
+    """
+
+    q_all: np.ndarray
+    reward_scale: float
+    n_iterations: int
+    final_loss: np.ndarray
+
+    def member(self, k: int) -> FQEResult:
+        """Member ``k`` as a single :class:`FQEResult`."""
+        return FQEResult(q_all=self.q_all[k], reward_scale=self.reward_scale,
+                         n_iterations=self.n_iterations, final_loss=float(self.final_loss[k]))
 
 
 def fit_fqe(
@@ -147,16 +189,68 @@ def fit_fqe(
     Returns:
         :class:`FQEResult`.
     """
+    rows = np.asarray(action).shape[0]
+    return fit_fqe_ensemble(features, action, reward, next_index, target_probs,
+                            np.ones((1, rows)), gamma=gamma, horizon=horizon,
+                            settings=settings).member(0)
+
+
+def fit_fqe_ensemble(
+    features: np.ndarray,
+    action: np.ndarray,
+    reward: np.ndarray,
+    next_index: np.ndarray,
+    target_probs: np.ndarray,
+    row_weights: np.ndarray,
+    *,
+    gamma: float = 1.0,
+    horizon: int | None = None,
+    settings: FQESettings | None = None,
+) -> FQEEnsembleResult:
+    """Fits one FQE per row of ``row_weights``, all in one batched network.
+
+    Member ``k`` draws its mini-batches from the rows with probability proportional to
+    ``row_weights[k]``: all ones is the plain fit of :func:`fit_fqe`; the multinomial counts of
+    a bootstrap resample of episodes (repeated onto each episode's rows) make the member the
+    FQE fit on that resample, which is what a bootstrap of the direct method has to refit.
+    Members share the feature standardisation, the reward scale and the schedule, and
+    nothing else (own initialisation, own mini-batches).
+
+    Args:
+        features, action, reward, next_index, target_probs, gamma, horizon: As
+            :func:`fit_fqe`.
+        row_weights: ``[members, rows]`` nonnegative sampling weights; each row of it needs a
+            positive sum.
+        settings: Hyper-parameters (the same for every member).
+
+    Returns:
+        :class:`FQEEnsembleResult`.
+
+    Raises:
+        ValueError: When ``row_weights`` has the wrong shape, negative or non-finite entries, or
+            a member without any positive weight.
+    """
+    weights = np.asarray(row_weights, dtype=np.float64)
+    rows = np.asarray(action).shape[0]
+    if weights.ndim != 2 or weights.shape[1] != rows:
+        raise ValueError(f"row_weights: expected shape (members, {rows}), got {weights.shape}")
+    if not np.isfinite(weights).all() or (weights < 0).any():
+        raise ValueError("row_weights: entries must be finite and nonnegative")
+    empty = weights.sum(axis=1) <= 0
+    if empty.any():
+        raise ValueError(f"row_weights: member {int(np.flatnonzero(empty)[0])} has no positive "
+                         "weight")
     with single_thread():
-        return _fit(features, action, reward, next_index, target_probs, gamma, horizon,
-                    settings or FQESettings())
+        return _fit(features, action, reward, next_index, target_probs, weights, gamma,
+                    horizon, settings or FQESettings())
 
 
 def _fit(features: np.ndarray, action: np.ndarray, reward: np.ndarray, next_index: np.ndarray,
-         target_probs: np.ndarray, gamma: float, horizon: int | None,
-         cfg: FQESettings) -> FQEResult:
+         target_probs: np.ndarray, row_weights: np.ndarray, gamma: float, horizon: int | None,
+         cfg: FQESettings) -> FQEEnsembleResult:
     x = np.asarray(features, dtype=np.float64)
     rows, n_actions = target_probs.shape
+    members = row_weights.shape[0]
     mean, std = x.mean(axis=0), x.std(axis=0)
     std[std == 0] = 1.0
     xt = torch.from_numpy((x - mean) / std)
@@ -177,16 +271,20 @@ def _fit(features: np.ndarray, action: np.ndarray, reward: np.ndarray, next_inde
     steps_per_iter = max(1, cfg.steps // n_iter)
     batch = min(cfg.batch_size, rows)
     rng = np.random.default_rng(cfg.seed)
+    cdf = np.cumsum(row_weights, axis=1)
+    cdf /= cdf[:, -1:]
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        net = _mlp(x.shape[1], n_actions, cfg.hidden_units)
+        net = _Ensemble(members, x.shape[1], n_actions, cfg.hidden_units)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
 
     def targets(frozen: torch.nn.Module, idx: torch.Tensor) -> torch.Tensor:
+        """``[K, B]`` Bellman targets of rows ``idx`` (``[K, B]``) under each member."""
         with torch.no_grad():
             nidx = nxt[idx]
-            v_next = (pi[nidx] * frozen(xt[nidx])).sum(dim=1)
+            q_next = frozen(xt[nidx])
+            v_next = (pi[nidx] * q_next).sum(dim=2)
             return rt[idx] + cont[idx] * v_next
 
     for _ in range(n_iter):
@@ -195,18 +293,30 @@ def _fit(features: np.ndarray, action: np.ndarray, reward: np.ndarray, next_inde
             lr = cfg.learning_rate * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * k / steps_per_iter)))
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            idx = torch.from_numpy(rng.integers(0, rows, batch))
+            draws = rng.random((members, batch))
+            idx = torch.from_numpy(_searchsorted_rows(cdf, draws))
             y = targets(frozen, idx)
-            q = net(xt[idx]).gather(1, at[idx][:, None]).squeeze(1)
-            loss = torch.mean((q - y) ** 2)
+            q = net(xt[idx]).gather(2, at[idx][:, :, None]).squeeze(2)
+            loss = torch.mean((q - y) ** 2, dim=1).sum()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
 
     with torch.no_grad():
-        q_all = net(xt)
-        everything = torch.arange(rows)
+        everything = torch.arange(rows).expand(members, rows)
+        q_all = net(xt.expand(members, rows, x.shape[1]))
         y = targets(net, everything)
-        final_loss = float(torch.mean((q_all.gather(1, at[:, None]).squeeze(1) - y) ** 2))
-    return FQEResult(q_all=q_all.numpy() / scale, reward_scale=scale, n_iterations=n_iter,
-                     final_loss=final_loss)
+        residual = (q_all.gather(2, at.expand(members, rows)[:, :, None]).squeeze(2) - y) ** 2
+        w = torch.from_numpy(row_weights)
+        final_loss = ((residual * w).sum(dim=1) / w.sum(dim=1)).numpy()
+    return FQEEnsembleResult(q_all=q_all.numpy() / scale, reward_scale=scale,
+                             n_iterations=n_iter, final_loss=final_loss)
+
+
+def _searchsorted_rows(cdf: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Row-wise inverse CDF: for each member ``k``, ``searchsorted(cdf[k], draws[k])``."""
+    members, rows = cdf.shape
+    offset = np.arange(members, dtype=np.float64)[:, None]
+    flat = (cdf + offset).ravel()
+    pos = np.searchsorted(flat, (draws + offset).ravel(), side="right").reshape(draws.shape)
+    return np.minimum(pos - np.arange(members)[:, None] * rows, rows - 1)

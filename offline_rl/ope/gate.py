@@ -19,9 +19,10 @@ a policy has been promoted, then the last promoted policy, re-evaluated on the s
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from offline_rl.ope.evaluate import PolicyEvaluation
+if TYPE_CHECKING:
+    from offline_rl.ope.evaluate import PolicyEvaluation
 
 
 @dataclass(frozen=True)

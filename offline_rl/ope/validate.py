@@ -1,0 +1,684 @@
+"""Can the estimates and the gate be trusted? Off-policy evaluation checked against truth.
+
+For every domain, validation scenario and seed, the whole nightly path runs on data whose
+ground truth is known:
+
+1. **Logs.** Behaviour-policy rollouts of the domain's simulator
+   (:func:`offline_rl.simulator.rollouts.behavior_rollouts`): observations, actions, behaviour
+   probabilities, rewards and episode ends, exactly what the transitions of those episodes
+   would hold. A training set and a separate held-out evaluation set are drawn.
+2. **Candidates.** A few cheap trained candidates
+   (:func:`offline_rl.algos.training.train_candidate`, few gradient steps, their greedy
+   policies honouring the domain's action mask) plus deliberately constructed ones:
+
+   * ``worse``: the first trained Q-learner's greedy policy, except that in a fixed
+     pseudo-random share of states (a hash of the observation) it takes the action that
+     learner values least. It looks like a trained candidate and is usually truly worse
+     than the behaviour policy: the gate must not promote it.
+   * ``rare``: always the allowed action the training logs contain least often; its value
+     rests on a handful of logged decisions.
+
+3. **Estimates and decision.** Every candidate is evaluated on the held-out episodes with
+   :func:`offline_rl.ope.evaluate.evaluate_policy`; the gate
+   (:func:`offline_rl.ope.gate.decide`) compares them with the behaviour policy, valued
+   on-policy from the same held-out logs, as the incumbent.
+4. **Truth.** :func:`offline_rl.simulator.base.true_value` of the behaviour policy and of
+   every candidate (seeded rollouts, common random numbers across policies).
+
+Figures, per domain and estimator (``summarise``):
+
+* ``median_relative_error``: median over (run, candidate) of ``|estimate - truth| / |truth|``;
+* ``rank_correlation``: Spearman correlation between the estimates and the true values of
+  one run's candidates, averaged over runs (runs with fewer than three finite estimates or
+  candidates of equal truth are left out);
+* ``interval_coverage``: share of (run, candidate) whose interval contains the truth;
+
+and for the gate (one decision per run), with ``bar = truth(behaviour) * (1 + margin)``
+(``margin * |truth|`` for a negative value):
+
+* ``false_promotion_rate``: promotions of a candidate whose true value does not exceed the
+  bar, over all decisions;
+* ``missed_improvement_rate``: decisions that kept the incumbent although some candidate's
+  true value exceeded the bar, over the decisions where such a candidate existed.
+
+The overall figures pool every domain; their estimator figures are the gate's headline
+estimator's. ``offline-rl validate-ope`` runs it and prints the tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from offline_rl.ope.gate import GateConfig, Incumbent, decide
+
+if TYPE_CHECKING:  # the command line builds its parser without importing polars or torch
+    from offline_rl.domains import Domain
+    from offline_rl.ope.evaluate import OPEConfig
+
+Progress = Callable[[str], None]
+
+CONSTRUCTED: tuple[str, ...] = ("worse", "rare")
+"""Names of the constructed candidates (see the module docstring)."""
+
+BEHAVIOR = "behavior"
+"""The behaviour policy's name (``offline_rl.simulator.base.BEHAVIOR``)."""
+
+VALIDATION_FQE_STEPS = 1500
+"""FQE gradient steps per candidate in validation runs."""
+
+
+# --------------------------------------------------------------------------------------------
+# Scenarios
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ValidationScenario:
+    """A kind of logged data the estimators and the gate are checked on.
+
+    Attributes:
+        name: Scenario name (``--scenarios``).
+        doc: What makes it easy or hard.
+        simulator_scenario: The simulator scenario (``offline_rl.simulator.scenarios``) that
+            gives the shop and its behaviour policy.
+        train_episodes: Behaviour episodes the candidates are trained on.
+        eval_episodes: Held-out behaviour episodes the candidates are evaluated on.
+        behavior_greed: Share of the behaviour policy's probability moved onto its most likely
+            action: ``b'(a|s) = greed * 1[a = argmax b(.|s)] + (1 - greed) * b(a|s)``; 0 keeps
+            the simulator's behaviour policy. The logs and the behaviour's true value both
+            come from ``b'``.
+    """
+
+    name: str
+    doc: str
+    simulator_scenario: str = "default"
+    train_episodes: int = 10_000
+    eval_episodes: int = 10_000
+    behavior_greed: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.behavior_greed < 1.0:
+            raise ValueError(f"behavior_greed: expected a number in [0, 1), got "
+                             f"{self.behavior_greed!r}")
+        if self.train_episodes < 1 or self.eval_episodes < 2:
+            raise ValueError(f"{self.name}: need at least 1 training and 2 evaluation episodes")
+
+
+VALIDATION_SCENARIOS: dict[str, ValidationScenario] = {
+    s.name: s
+    for s in (
+        ValidationScenario(
+            "default", "The shop's own behaviour policy and about a week of held-out sessions "
+            "(10,000 episodes), as in the nightly run."),
+        ValidationScenario(
+            "small_data", "A small shop or a new domain: 1,000 episodes to train on and 1,000 "
+            "to evaluate on.", train_episodes=1_000, eval_episodes=1_000),
+        ValidationScenario(
+            "near_deterministic", "The behaviour policy moves 90% of its probability onto its "
+            "favourite action: most actions a candidate prefers are rarely logged.",
+            behavior_greed=0.9),
+        ValidationScenario(
+            "little_to_gain", "Customer segments barely differ (the weak_personalisation "
+            "shop): candidates are close to the behaviour policy and the margin decides.",
+            simulator_scenario="weak_personalisation"),
+    )
+}
+"""Named validation scenarios."""
+
+DEFAULT_SCENARIOS: tuple[str, ...] = ("default", "small_data", "near_deterministic")
+"""Scenarios run when ``--scenarios`` is not given."""
+
+
+class GreedierBehavior:
+    """A domain simulator whose behaviour policy is pushed towards its favourite action.
+
+    Everything but ``behavior_probs`` is the wrapped simulator's, so the dynamics are the
+    shop's own; see ``ValidationScenario.behavior_greed`` for the probabilities.
+    """
+
+    def __init__(self, sim: Any, greed: float) -> None:
+        self._sim = sim
+        self._greed = float(greed)
+
+    def behavior_probs(self, state: Any) -> np.ndarray:
+        probs = np.asarray(self._sim.behavior_probs(state), dtype=np.float64)
+        top = np.zeros_like(probs)
+        top[np.arange(probs.shape[0]), probs.argmax(axis=1)] = 1.0
+        return self._greed * top + (1.0 - self._greed) * probs
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sim, name)
+
+
+# --------------------------------------------------------------------------------------------
+# Policies
+# --------------------------------------------------------------------------------------------
+
+
+def allowed_actions(obs: np.ndarray, mask_indices: Sequence[int] | None) -> np.ndarray | None:
+    """``[n, n_actions]`` booleans from the observation's mask features (None: no mask)."""
+    if not mask_indices:
+        return None
+    return np.asarray(obs)[:, list(mask_indices)] > 0.5
+
+
+class GreedyPolicy:
+    """A trained candidate's greedy policy (``train_candidate`` makes it honour the mask).
+
+    ``action_values`` gives the algorithm's value of every action (Q-learners only:
+    ``has_values`` is False for behaviour cloning).
+    """
+
+    def __init__(self, algo: Any, n_actions: int, mask_indices: Sequence[int] | None) -> None:
+        self.algo = algo
+        self.n_actions = n_actions
+        self.mask_indices = list(mask_indices) if mask_indices else None
+        self.has_values = type(algo).__name__ not in ("DiscreteBC", "BC")
+
+    def action_values(self, obs: np.ndarray) -> np.ndarray:
+        """``[n, n_actions]`` action values of the algorithm."""
+        if not self.has_values:
+            raise ValueError(f"{type(self.algo).__name__} has no action values")
+        n = obs.shape[0]
+        return np.stack([np.asarray(self.algo.predict_value(obs, np.full(n, a, dtype=np.int64)),
+                                    dtype=np.float64) for a in range(self.n_actions)], axis=1)
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        return np.asarray(self.algo.predict(np.asarray(obs, dtype=np.float32))).astype(np.int64)
+
+
+class PerturbedPolicy:
+    """``base``'s greedy action, except its least-valued allowed action in ``share`` of states.
+
+    The states are chosen by a hash of the observation (a fixed random projection's
+    fractional part), so the policy is deterministic and the same state always gets the same
+    action.
+    """
+
+    def __init__(self, base: GreedyPolicy, share: float, seed: int) -> None:
+        if not base.has_values:
+            raise ValueError("the perturbed policy needs a base with action values")
+        self.base = base
+        self.share = float(share)
+        self._projection: np.ndarray | None = None
+        self._seed = seed
+
+    def _perturbed(self, obs: np.ndarray) -> np.ndarray:
+        if self._projection is None:
+            rng = np.random.default_rng(self._seed)
+            self._projection = rng.normal(size=obs.shape[1])
+        h = np.abs(obs.astype(np.float64) @ self._projection) * 7919.0
+        return (h - np.floor(h)) < self.share
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float32)
+        values = self.base.action_values(obs)
+        allowed = allowed_actions(obs, self.base.mask_indices)
+        if allowed is None:
+            allowed = np.ones(values.shape, dtype=bool)
+        best = np.where(allowed, values, -np.inf).argmax(axis=1)
+        worst = np.where(allowed, values, np.inf).argmin(axis=1)
+        return np.where(self._perturbed(obs), worst, best).astype(np.int64)
+
+
+class RarePolicy:
+    """Always the allowed action that the training logs contain least often."""
+
+    def __init__(self, logged_actions: np.ndarray, n_actions: int,
+                 mask_indices: Sequence[int] | None) -> None:
+        counts = np.bincount(logged_actions, minlength=n_actions)
+        self.order = np.argsort(counts, kind="stable")
+        self.shares = counts / max(counts.sum(), 1)
+        self.mask_indices = list(mask_indices) if mask_indices else None
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs)
+        allowed = allowed_actions(obs, self.mask_indices)
+        if allowed is None:
+            return np.full(obs.shape[0], self.order[0], dtype=np.int64)
+        first = allowed[:, self.order].argmax(axis=1)
+        return self.order[first].astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------
+
+
+def _default_ope() -> OPEConfig:
+    from offline_rl.ope.evaluate import OPEConfig
+
+    return OPEConfig(n_bootstrap=500, fqe_steps=VALIDATION_FQE_STEPS, device="cpu")
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """What ``validate-ope`` runs.
+
+    Attributes:
+        domains: Domains to validate (registered names; an unregistered module of
+            ``offline_rl.domains`` that defines ``DOMAIN`` is accepted too); empty: every
+            registered domain.
+        scenarios: Names of ``VALIDATION_SCENARIOS``.
+        seeds: Runs per domain and scenario, with seeds ``0..seeds-1`` (each seeds the logs,
+            the training, FQE, the bootstrap and the truth rollouts).
+        candidates: Algorithms trained per run (keys of
+            ``offline_rl.algos.training.ALGORITHMS``, checked by :meth:`check`).
+        constructed: Constructed candidates per run (subset of ``CONSTRUCTED``); ``worse``
+            needs a trained candidate with action values.
+        train_steps: Gradient steps per trained candidate (cheap on purpose).
+        train_batch_size: Mini-batch size of that training.
+        worse_share: Share of states in which ``worse`` takes its base's least-valued action.
+        truth_episodes: Simulator rollouts per true value.
+        episode_scale: Multiplies every scenario's episode counts (below 1 for quick checks;
+            at least 20 episodes are kept).
+        ope: Estimators, bootstrap and FQE settings of the evaluation.
+        gate: The promotion gate's thresholds.
+    """
+
+    domains: tuple[str, ...] = ()
+    scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
+    seeds: int = 7
+    candidates: tuple[str, ...] = ("bc", "cql", "double_dqn")
+    constructed: tuple[str, ...] = CONSTRUCTED
+    train_steps: int = 600
+    train_batch_size: int = 64
+    worse_share: float = 0.5
+    truth_episodes: int = 20_000
+    episode_scale: float = 1.0
+    ope: OPEConfig = field(default_factory=_default_ope)
+    gate: GateConfig = field(default_factory=GateConfig)
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.scenarios if s not in VALIDATION_SCENARIOS]
+        if unknown:
+            raise ValueError(f"unknown validation scenario(s) {unknown}; choose from "
+                             f"{', '.join(VALIDATION_SCENARIOS)}")
+        bad = [c for c in self.constructed if c not in CONSTRUCTED]
+        if bad:
+            raise ValueError(f"unknown constructed candidate(s) {bad}; choose from "
+                             f"{', '.join(CONSTRUCTED)}")
+        if self.seeds < 1:
+            raise ValueError(f"seeds: expected at least 1, got {self.seeds}")
+        if not self.scenarios:
+            raise ValueError("scenarios: name at least one validation scenario")
+        if self.gate.headline not in self.ope.estimators:
+            raise ValueError(f"the gate's headline estimator {self.gate.headline!r} is not "
+                             f"among the evaluated estimators {self.ope.estimators}")
+        if not 0.0 < self.worse_share <= 1.0:
+            raise ValueError(f"worse_share: expected a number in (0, 1], got {self.worse_share}")
+        if self.episode_scale <= 0:
+            raise ValueError(f"episode_scale: expected a positive number, got "
+                             f"{self.episode_scale}")
+
+    def check(self) -> None:
+        """Checks what needs the heavy imports: the algorithms and the domains exist."""
+        from offline_rl.algos.training import ALGORITHMS
+
+        bad = [c for c in self.candidates if c not in ALGORITHMS]
+        if bad:
+            raise ValueError(f"unknown candidate algorithm(s) {bad}; choose from "
+                             f"{', '.join(ALGORITHMS)}")
+        for name in self.domain_names():
+            resolve_domain(name)
+
+    def domain_names(self) -> tuple[str, ...]:
+        from offline_rl.domains import DOMAIN_NAMES
+
+        return self.domains or DOMAIN_NAMES
+
+
+def resolve_domain(name: str) -> Domain:
+    """A registered domain, or the ``DOMAIN`` of an unregistered ``offline_rl.domains`` module."""
+    import importlib
+    import importlib.util
+
+    from offline_rl.domains import DOMAIN_NAMES, Domain, get_domain
+
+    if name in DOMAIN_NAMES:
+        return get_domain(name)
+
+    module_name = f"offline_rl.domains.{name}"
+    if not name.isidentifier() or importlib.util.find_spec(module_name) is None:
+        raise ValueError(f"unknown domain {name!r}; choose one of: {', '.join(DOMAIN_NAMES)}")
+    domain = getattr(importlib.import_module(module_name), "DOMAIN", None)
+    if not isinstance(domain, Domain) or domain.name != name:
+        raise ValueError(f"{module_name} does not define a Domain named {name!r} as DOMAIN")
+    return domain
+
+
+def run_seeds(seed: int, domain: str, scenario: str) -> dict[str, int]:
+    """Independent seeds of one run's logs, training, evaluation and truth."""
+    state = np.random.SeedSequence(
+        [seed, zlib.crc32(domain.encode()), zlib.crc32(scenario.encode())]).generate_state(5)
+    keys = ("train_logs", "eval_logs", "model", "truth", "perturbation")
+    return {k: int(v % 2**31) for k, v in zip(keys, state, strict=True)}
+
+
+# --------------------------------------------------------------------------------------------
+# One run
+# --------------------------------------------------------------------------------------------
+
+
+def _episodes(count: int, scale: float) -> int:
+    return max(20, int(round(count * scale)))
+
+
+def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: ValidationConfig,
+            workdir: Path, progress: Progress | None = None) -> dict[str, Any]:
+    """Logs, candidates, estimates, gate decision and truth of one (domain, scenario, seed)."""
+    from offline_rl.algos.training import (
+        TrainingConfig,
+        auto_reward_scale,
+        load_candidate,
+        train_candidate,
+    )
+    from offline_rl.data.arrays import to_mdp_dataset
+    from offline_rl.ope.evaluate import evaluate_behavior, evaluate_policy
+    from offline_rl.simulator.base import true_value
+    from offline_rl.simulator.rollouts import behavior_rollouts
+
+    say = progress or (lambda _m: None)
+    started = time.perf_counter()
+    seeds = run_seeds(seed, domain.name, scenario.name)
+    sim = domain.make_simulator(scenario.simulator_scenario)
+    if scenario.behavior_greed > 0:
+        sim = GreedierBehavior(sim, scenario.behavior_greed)
+    train = behavior_rollouts(sim, _episodes(scenario.train_episodes, cfg.episode_scale),
+                              seed=seeds["train_logs"])
+    held_out = behavior_rollouts(sim, _episodes(scenario.eval_episodes, cfg.episode_scale),
+                                 seed=seeds["eval_logs"])
+    n_actions = domain.n_actions
+    mask = domain.mask_indices
+    policies: dict[str, Any] = {}
+    kinds: dict[str, str] = {}
+    notes: list[str] = []
+    if cfg.candidates:
+        dataset = to_mdp_dataset(train, n_actions)
+        tcfg = TrainingConfig(n_steps=cfg.train_steps, steps_per_epoch=cfg.train_steps,
+                              batch_size=cfg.train_batch_size, seed=seeds["model"],
+                              device="cpu", reward_scale=auto_reward_scale(train.rewards))
+        for name in cfg.candidates:
+            say(f"training {name} ({cfg.train_steps} steps on {len(train.actions):,} decisions)")
+            train_candidate(name, dataset, tcfg, workdir / name, mask_indices=mask)
+            policies[name] = GreedyPolicy(load_candidate(workdir / name), n_actions, mask)
+            kinds[name] = "trained"
+    base = next((p for p in policies.values() if p.has_values), None)
+    if "worse" in cfg.constructed:
+        if base is None:
+            notes.append("worse left out: no trained candidate with action values")
+        else:
+            policies["worse"] = PerturbedPolicy(base, cfg.worse_share, seeds["perturbation"])
+            kinds["worse"] = "constructed"
+    if "rare" in cfg.constructed:
+        policies["rare"] = RarePolicy(train.actions, n_actions, mask)
+        kinds["rare"] = "constructed"
+    if not policies:
+        raise ValueError(f"{domain.name}/{scenario.name}: no candidate to evaluate")
+
+    ope = dataclasses.replace(cfg.ope, seed=seeds["model"])
+    behavior = evaluate_behavior(held_out, ope)
+    evaluations = []
+    for name, policy in policies.items():
+        say(f"evaluating {name} on {int(held_out.episode.max()) + 1:,} held-out episodes")
+        evaluations.append(evaluate_policy(name, policy, held_out, None, ope,
+                                           n_actions=n_actions))
+    decision = decide(evaluations, Incumbent(BEHAVIOR, behavior.value, behavior.low,
+                                             behavior.high), cfg.gate)
+
+    say(f"true values ({cfg.truth_episodes:,} rollouts per policy)")
+    truth_b = true_value(sim, BEHAVIOR, episodes=cfg.truth_episodes, seed=seeds["truth"])
+    truths = {name: true_value(sim, policy.predict, episodes=cfg.truth_episodes,
+                               seed=seeds["truth"]) for name, policy in policies.items()}
+    bar = truth_b.mean + cfg.gate.margin * abs(truth_b.mean)
+    improving = [n for n, t in truths.items() if t.mean > bar]
+    promoted = decision.candidate
+    candidates = []
+    for ev in evaluations:
+        t = truths[ev.name]
+        candidates.append({
+            "name": ev.name, "kind": kinds[ev.name], "true_value": t.mean,
+            "true_stderr": t.stderr,
+            "estimates": {k: e.as_dict() for k, e in ev.estimates.items()},
+            "diagnostics": ev.diagnostics.as_dict(),
+            "passed_gate": next(v.passed for v in decision.verdicts if v.name == ev.name),
+        })
+    return {
+        "domain": domain.name,
+        "scenario": scenario.name,
+        "seed": seed,
+        "train_decisions": int(train.actions.shape[0]),
+        "eval_episodes": int(held_out.episode.max()) + 1,
+        "eval_decisions": int(held_out.actions.shape[0]),
+        "behavior": {"true_value": truth_b.mean, "true_stderr": truth_b.stderr,
+                     **behavior.as_dict()},
+        "bar": bar,
+        "candidates": candidates,
+        "decision": {
+            "promoted": decision.promoted,
+            "candidate": promoted,
+            "promoted_true_value": truths[promoted].mean if promoted else None,
+            "false_promotion": bool(promoted is not None and truths[promoted].mean <= bar),
+            "improvement_available": bool(improving),
+            "missed_improvement": bool(promoted is None and improving),
+            "reasons": decision.reasons,
+        },
+        "notes": notes,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks ``0..n-1`` with ties given their average rank."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(values.shape[0])
+    ranks[order] = np.arange(values.shape[0])
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    return (np.bincount(inverse, weights=ranks) / counts)[inverse]
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman rank correlation of two equally long sequences (NaN if either is constant)."""
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"spearman: expected two 1-D arrays of one length, got {a.shape} and "
+                         f"{b.shape}")
+    ra, rb = _ranks(a), _ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    den = math.sqrt(float(ra @ ra) * float(rb @ rb))
+    return float(ra @ rb / den) if den > 0 else math.nan
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values)) if values else math.nan
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else math.nan
+
+
+def estimator_figures(runs: Sequence[dict[str, Any]], estimator: str) -> dict[str, Any]:
+    """Median relative error, mean rank correlation and coverage of one estimator."""
+    errors: list[float] = []
+    covered: list[float] = []
+    correlations: list[float] = []
+    for run in runs:
+        est, true = [], []
+        for cand in run["candidates"]:
+            e = cand["estimates"].get(estimator)
+            if e is None or e["value"] is None or not math.isfinite(e["value"]):
+                continue
+            truth = cand["true_value"]
+            if truth != 0:
+                errors.append(abs(e["value"] - truth) / abs(truth))
+            if math.isfinite(e["low"]) and math.isfinite(e["high"]):
+                covered.append(float(e["low"] <= truth <= e["high"]))
+            est.append(e["value"])
+            true.append(truth)
+        if len(est) >= 3:
+            rho = spearman(est, true)
+            if math.isfinite(rho):
+                correlations.append(rho)
+    return {
+        "median_relative_error": _median(errors),
+        "rank_correlation": _mean(correlations),
+        "interval_coverage": _mean(covered),
+        "estimates": len(errors),
+        "ranked_runs": len(correlations),
+    }
+
+
+def gate_figures(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Promotions, false promotions and missed improvements of the gate's decisions."""
+    decisions = len(runs)
+    promoted = sum(r["decision"]["promoted"] for r in runs)
+    false = sum(r["decision"]["false_promotion"] for r in runs)
+    available = sum(r["decision"]["improvement_available"] for r in runs)
+    missed = sum(r["decision"]["missed_improvement"] for r in runs)
+    return {
+        "decisions": decisions,
+        "promotions": promoted,
+        "false_promotions": false,
+        "improvements_available": available,
+        "missed_improvements": missed,
+        "false_promotion_rate": false / decisions if decisions else math.nan,
+        "missed_improvement_rate": missed / available if available else 0.0,
+    }
+
+
+def summarise(runs: Sequence[dict[str, Any]], estimators: Sequence[str],
+              headline: str) -> dict[str, Any]:
+    """Per-domain estimator and gate figures, and the overall headline figures."""
+    per_domain: dict[str, Any] = {}
+    for name in dict.fromkeys(r["domain"] for r in runs):
+        part = [r for r in runs if r["domain"] == name]
+        per_domain[name] = {
+            "runs": len(part),
+            "estimators": {e: estimator_figures(part, e) for e in estimators},
+            "gate": gate_figures(part),
+        }
+    head = estimator_figures(runs, headline)
+    gate = gate_figures(runs)
+    overall = {
+        "scenarios": len(runs),
+        "decisions": gate["decisions"],
+        "median_relative_error": head["median_relative_error"],
+        "rank_correlation": head["rank_correlation"],
+        "interval_coverage": head["interval_coverage"],
+        "false_promotion_rate": gate["false_promotion_rate"],
+        "missed_improvement_rate": gate["missed_improvement_rate"],
+    }
+    return {"overall": overall, "headline": headline, "per_domain": per_domain}
+
+
+# --------------------------------------------------------------------------------------------
+# Driver and output
+# --------------------------------------------------------------------------------------------
+
+
+def run_validation(cfg: ValidationConfig, progress: Progress | None = None) -> dict[str, Any]:
+    """Every (domain, scenario, seed) run, the figures, and the configuration."""
+    say = progress or (lambda _m: None)
+    cfg.check()
+    domains = [resolve_domain(d) for d in cfg.domain_names()]
+    jobs = [(d, VALIDATION_SCENARIOS[s], seed) for d in domains for s in cfg.scenarios
+            for seed in range(cfg.seeds)]
+    runs = []
+    started = time.perf_counter()
+    for i, (domain, scenario, seed) in enumerate(jobs, start=1):
+        label = f"[{i}/{len(jobs)}] {domain.name}/{scenario.name} seed {seed}"
+        with tempfile.TemporaryDirectory(prefix="validate-ope-") as tmp:
+            run = run_one(domain, scenario, seed, cfg, Path(tmp),
+                          lambda m, label=label: say(f"{label}: {m}"))
+        d = run["decision"]
+        outcome = (f"promoted {d['candidate']} (true {d['promoted_true_value']:.4g})"
+                   if d["promoted"] else "kept the behaviour policy")
+        flag = " FALSE PROMOTION" if d["false_promotion"] else (
+            " missed improvement" if d["missed_improvement"] else "")
+        say(f"{label}: behaviour true {run['behavior']['true_value']:.4g}, bar "
+            f"{run['bar']:.4g}; {outcome}{flag} ({run['seconds']:.0f}s)")
+        for note in run["notes"]:
+            say(f"{label}: note: {note}")
+        runs.append(run)
+    figures = summarise(runs, cfg.ope.estimators, cfg.gate.headline)
+    return {**figures, "config": dataclasses.asdict(cfg), "runs": runs,
+            "seconds": time.perf_counter() - started}
+
+
+def _pct(value: float) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.1f}%"
+
+
+def _num(value: float) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:+.2f}"
+
+
+def format_validation(result: dict[str, Any]) -> str:
+    """The tables ``validate-ope`` prints."""
+    headline = result["headline"]
+    lines = [f"{'domain':<16}{'estimator':<10}{'median rel. error':>18}{'rank corr.':>12}"
+             f"{'coverage':>10}{'n':>6}"]
+    for name, part in result["per_domain"].items():
+        for est, fig in part["estimators"].items():
+            mark = " *" if est == headline else ""
+            lines.append(f"{name:<16}{est:<10}{_pct(fig['median_relative_error']):>18}"
+                         f"{_num(fig['rank_correlation']):>12}"
+                         f"{_pct(fig['interval_coverage']):>10}{fig['estimates']:>6}{mark}")
+    lines += ["", f"{'domain':<16}{'decisions':>10}{'promoted':>10}{'false promotions':>18}"
+                  f"{'missed improvements':>21}"]
+    for name, part in result["per_domain"].items():
+        g = part["gate"]
+        lines.append(f"{name:<16}{g['decisions']:>10}{g['promotions']:>10}"
+                     f"{g['false_promotions']:>8} ({_pct(g['false_promotion_rate']):>6})"
+                     f"{g['missed_improvements']:>5} of {g['improvements_available']:<3}"
+                     f"({_pct(g['missed_improvement_rate']):>6})")
+    o = result["overall"]
+    lines += ["", f"overall ({headline} is the gate's headline, marked *): "
+                  f"{o['scenarios']} scenarios, {o['decisions']} decisions; "
+                  f"median relative error {_pct(o['median_relative_error'])}, "
+                  f"rank correlation {_num(o['rank_correlation'])}, "
+                  f"interval coverage {_pct(o['interval_coverage'])}, "
+                  f"false promotions {_pct(o['false_promotion_rate'])} of decisions, "
+                  f"missed improvements {_pct(o['missed_improvement_rate'])}"]
+    return "\n".join(lines)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return _json_safe(value.item())
+    return value
+
+
+def write_json(result: dict[str, Any], path: Path) -> None:
+    """Writes the result as JSON (non-finite numbers become null)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_json_safe(result), indent=2, allow_nan=False) + "\n")
+
+
+__all__ = [
+    "CONSTRUCTED", "DEFAULT_SCENARIOS", "VALIDATION_SCENARIOS", "ValidationConfig",
+    "ValidationScenario", "format_validation", "run_validation", "summarise", "spearman",
+    "write_json",
+]
