@@ -191,3 +191,24 @@ def test_domains_doc_is_current():
     committed = Path(__file__).resolve().parents[2] / "docs" / "domains.md"
     assert committed.read_text() == domains_markdown(), \
         "docs/domains.md is stale; run: offline-rl domains --output docs/domains.md"
+
+
+def test_a_step_that_exhausted_its_retries_is_reported_by_its_own_error(capsys):
+    """Dagster's max-retries error carries the step's errors as serialised infos, no cause."""
+    from types import SimpleNamespace
+
+    from offline_rl.cli import run
+
+    class MaxRetriesExceeded(Exception):
+        def __init__(self) -> None:
+            super().__init__("Exceeded max_retries of 2")
+            inner = SimpleNamespace(message="ValueError: no rows for 2026-10-01\n",
+                                    cls_name="ValueError", cause=None)
+            outer = SimpleNamespace(message="RetryRequestedFromPolicy\n", cls_name="Retry",
+                                    cause=inner)
+            self.user_code_process_error_infos = [outer]
+
+    assert run(_parser_raising(MaxRetriesExceeded()), ["boom"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "error: ValueError: no rows for 2026-10-01",
+        "hint: run with --debug for the full message and traceback"]
