@@ -325,6 +325,15 @@ def _join_reasons(reasons: list[pl.Expr]) -> pl.Expr:
     return pl.when(joined != "").then(joined)
 
 
+def _duration(delta: dt.timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds and seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{delta.total_seconds():g} seconds"
+
+
 def _cut_record(expr: pl.Expr, limit: int) -> pl.Expr:
     n = expr.str.len_chars()
     return pl.when(n > limit).then(pl.format(
@@ -559,7 +568,9 @@ def _rules(schema: SourceSchema, day: dt.date, config: IngestConfig
     horizon = now + config.future_tolerance
     shown_ts = ts.dt.to_string("%Y-%m-%dT%H:%M:%S")
     rules.append((ts > horizon, pl.format(
-        f"{schema.time_column} {{}} is in the future (load time {now:%Y-%m-%dT%H:%M:%S})",
+        # no load time in the text: reloading the same files must give the same rows
+        f"{schema.time_column} {{}} is in the future (beyond the load time plus "
+        f"{_duration(config.future_tolerance)})",
         shown_ts)))
     rules.append(((ts <= horizon) & (ts.dt.date() != day), pl.format(
         f"{schema.time_column} {{}} outside partition {day:%Y-%m-%d}", shown_ts)))

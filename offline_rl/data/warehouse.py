@@ -33,15 +33,25 @@ class WarehouseError(RuntimeError):
     """A warehouse operation failed; the message names the table and statement."""
 
 
+_crash_counts: dict[str, int] = {}
+
+
 def crash_point(name: str) -> None:
     """Kills this process with SIGKILL if ``$OFFLINE_RL_CRASH_AT`` names ``name``.
 
     Crash tests set the variable in a child process to die at an exact point of a write
-    (e.g. ``warehouse.before_commit``) and then check that nothing was half-written. With the
-    variable unset this is one dictionary lookup.
+    (e.g. ``warehouse.before_commit``, or ``warehouse.before_commit@3`` for the third time the
+    process reaches it) and then check that nothing was half-written. With the variable unset
+    this is one dictionary lookup.
     """
     wanted = os.environ.get(CRASH_ENV)
-    if wanted and name in wanted.split(","):
+    if not wanted:
+        return
+    specs = [spec.partition("@") for spec in wanted.split(",")]
+    if not any(point == name for point, _, _ in specs):
+        return
+    seen = _crash_counts[name] = _crash_counts.get(name, 0) + 1
+    if any(point == name and (not nth or nth == str(seen)) for point, _, nth in specs):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
