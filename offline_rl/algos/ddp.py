@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             apply_action_mask(algo, domain.mask_indices)
         started = time.perf_counter()
         for _ in fit_steps(algo, dataset, config.n_steps, config.steps_per_epoch,
-                           config.batch_size, seed=config.seed):
+                           config.batch_size):
             pass
         seconds = time.perf_counter() - started
         torch.distributed.barrier()

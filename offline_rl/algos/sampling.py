@@ -9,7 +9,9 @@ d3rlpy's ``BasicTransitionPicker`` defines them, and a batch is one fancy-indexi
   observation and next action are zeros and its ``terminal`` is 1;
 * an episode cut short (a timeout) contributes all steps but its last (there is no next
   observation for it);
-* batches are drawn uniformly with replacement over all transitions, ``interval`` is 1.
+* batches are drawn uniformly with replacement over all transitions, ``interval`` is 1; by
+  default from numpy's global generator with d3rlpy's draws, so a seeded run trains on the
+  same batches as d3rlpy's own fitter.
 """
 
 from __future__ import annotations
@@ -95,6 +97,16 @@ class TransitionArrays:
             transitions=[],
         )
 
-    def sample(self, rng: np.random.Generator, batch_size: int) -> TransitionMiniBatch:
-        """``batch_size`` transitions drawn uniformly with replacement."""
-        return self.batch(rng.integers(0, self.size, size=batch_size))
+    def sample(self, batch_size: int, rng: np.random.Generator | None = None
+               ) -> TransitionMiniBatch:
+        """``batch_size`` transitions drawn uniformly with replacement.
+
+        Without ``rng`` the indices come from numpy's global generator exactly as d3rlpy's
+        ``sample_transition_batch`` draws them (one ``randint`` per transition, in the same
+        order of transitions), so after the same seeding the batches are the same as d3rlpy's.
+        """
+        if rng is None:
+            index = np.random.randint(self.size, size=batch_size)
+        else:
+            index = rng.integers(0, self.size, size=batch_size)
+        return self.batch(index)

@@ -16,14 +16,15 @@ bc            DiscreteBC   behaviour cloning (the logged policy's most probable 
 dqn           DQN          -
 double_dqn    DoubleDQN    -
 cql           DiscreteCQL  ``alpha = TrainingConfig.cql_alpha`` (0.5 by default)
-cql_a0.1      DiscreteCQL  ``alpha = 0.1``: weakly conservative, close to DoubleDQN
-cql_a2        DiscreteCQL  ``alpha = 2.0``: strongly conservative, close to the data's actions
+cql_a0.1      DiscreteCQL  ``alpha = 0.1`` (less conservative)
+cql_a2        DiscreteCQL  ``alpha = 2.0`` (more conservative)
 bcq           DiscreteBCQ  ``action_flexibility = TrainingConfig.bcq_action_flexibility``
 ============  ===========  ================================================================
 
-The CQL grid spans the conservative weight geometrically (x5, x4) around the default, on
-rewards scaled by ``reward_scale`` (so the weight means the same on every domain).
-``DEFAULT_CANDIDATES`` is what the nightly job trains for every domain.
+The CQL grid spans the conservative weight geometrically (/5, x4) around the default; the
+penalty is compared with TD errors of rewards scaled by ``reward_scale``, so one grid serves
+every domain. ``DEFAULT_CANDIDATES`` is what the nightly job trains for every domain;
+``python -m offline_rl.algos.throughput`` measures each candidate's training speed.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ class TrainingConfig:
         gamma: Discount factor of the training targets.
         hidden_units: Widths of the MLP encoder's hidden layers.
         target_update_interval: Steps between target-network syncs (Q-learning algorithms).
-        cql_alpha: Weight of the conservative penalty of DiscreteCQL.
+        cql_alpha: Weight of the conservative penalty of the ``cql`` candidate (the grid's
+            ``cql_a0.1`` and ``cql_a2`` fix their own).
         bcq_action_flexibility: DiscreteBCQ's threshold on the behaviour model's relative
             probability for an action to be considered.
         reward_scale: Multiplier applied to rewards in the training targets; ``None`` picks
@@ -194,7 +196,7 @@ ALGORITHMS: dict[str, tuple[str, Callable[[TrainingConfig], d3rlpy.base.Learnabl
 """Candidate name -> (d3rlpy algorithm, config factory); see the module docstring."""
 
 DEFAULT_CANDIDATES: tuple[str, ...] = ("bc", "double_dqn", "cql")
-"""Trained by the nightly job for every domain (the cheapest informative set on 2 CPU cores)."""
+"""Trained by the nightly job for every domain: behaviour cloning, DoubleDQN and CQL."""
 
 
 @dataclass(frozen=True)
@@ -333,7 +335,7 @@ def train_candidate(
     curve: list[dict[str, float]] = []
     started = time.perf_counter()
     for step, metrics in fit_steps(algo, dataset, config.n_steps, config.steps_per_epoch,
-                                   config.batch_size, seed=config.seed):
+                                   config.batch_size):
         point = {"epoch": float(len(curve) + 1), "step": float(step)}
         point.update({k: float(v) for k, v in metrics.items()})
         curve.append(point)
@@ -363,15 +365,15 @@ def train_candidate(
 
 
 def fit_steps(algo: Any, dataset: Any, n_steps: int, steps_per_epoch: int,
-              batch_size: int, *, seed: int = 0) -> Iterator[tuple[int, dict[str, float]]]:
+              batch_size: int) -> Iterator[tuple[int, dict[str, float]]]:
     """Runs exactly ``n_steps`` d3rlpy updates of the built ``algo`` on ``dataset``.
 
     Yields ``(steps done, mean metrics)`` after every ``steps_per_epoch`` updates and after
-    the last one. The updates are d3rlpy's (``algo.update``) on mini-batches drawn uniformly
-    from the dataset's transitions as d3rlpy's fitter draws them, but sampled with numpy from
-    flat arrays (``TransitionArrays``, seeded by ``seed``) instead of one transition at a time,
-    and without the fitter's experiment logger (which also expects to build the networks
-    itself, whereas here they are built, masked and warm-started beforehand).
+    the last one. The updates are d3rlpy's (``algo.update``) on the mini-batches d3rlpy's
+    fitter would draw from numpy's global generator (seeded by ``seed_everything``), but taken
+    from flat arrays (``TransitionArrays``) instead of one transition at a time, and without
+    the fitter's experiment logger (the fitter also expects to build the networks itself,
+    whereas here they are built, masked and warm-started beforehand).
     """
     if algo.impl is None:
         raise ValueError("build the algorithm (build_with_dataset) before fitting it")
@@ -380,14 +382,13 @@ def fit_steps(algo: Any, dataset: Any, n_steps: int, steps_per_epoch: int,
                          "sampler does not provide")
     assert_action_space_with_dataset(algo, dataset.dataset_info)
     transitions = TransitionArrays.from_dataset(dataset)
-    rng = np.random.default_rng(seed)
     done = 0
     while done < n_steps:
         chunk = min(steps_per_epoch, n_steps - done)
         sums: dict[str, float] = defaultdict(float)
         started = time.perf_counter()
         for _ in range(chunk):
-            for key, value in algo.update(transitions.sample(rng, batch_size)).items():
+            for key, value in algo.update(transitions.sample(batch_size)).items():
                 sums[key] += float(value)
         done += chunk
         metrics = {key: value / chunk for key, value in sums.items()}

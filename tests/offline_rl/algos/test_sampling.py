@@ -60,7 +60,7 @@ def test_batches_are_d3rlpy_mini_batches_of_whole_transitions():
     dataset = _dataset([0, 1] * 50, [0] * 100)
     arrays = TransitionArrays.from_dataset(dataset)
     rng = np.random.default_rng(0)
-    batch = arrays.sample(rng, 64)
+    batch = arrays.sample(64, rng)
     assert isinstance(batch, TransitionMiniBatch)
     assert batch.observations.shape == (64, 3) and batch.intervals.shape == (64, 1)
     # every sampled row is one of the transitions (whole rows: observation with its next one)
@@ -70,12 +70,29 @@ def test_batches_are_d3rlpy_mini_batches_of_whole_transitions():
                              axis=1)
     assert all(tuple(r) in table for r in sampled)
     # uniform over transitions: the mean over many draws approaches the dataset's mean
-    big = arrays.sample(rng, 20_000)
+    big = arrays.sample(20_000, rng)
     assert abs(big.rewards.mean() - arrays.rewards.mean()) < 0.05
     # reproducible from the seed
-    a = arrays.sample(np.random.default_rng(5), 8).observations
-    b = arrays.sample(np.random.default_rng(5), 8).observations
+    a = arrays.sample(8, np.random.default_rng(5)).observations
+    b = arrays.sample(8, np.random.default_rng(5)).observations
     np.testing.assert_array_equal(a, b)
+
+
+def test_default_draws_are_d3rlpys_batches():
+    terminals = ([0] * 4 + [1]) * 30
+    timeouts = [0] * 150
+    timeouts[72] = 1  # one episode cut short in the middle
+    dataset = _dataset(terminals, timeouts)
+    arrays = TransitionArrays.from_dataset(dataset)
+    for seed in (0, 1):
+        np.random.seed(seed)
+        ours = arrays.sample(64)
+        np.random.seed(seed)
+        theirs = dataset.sample_transition_batch(64)
+        for field in ("observations", "actions", "rewards", "next_observations",
+                      "next_actions", "terminals", "intervals"):
+            np.testing.assert_array_equal(getattr(ours, field), getattr(theirs, field),
+                                          err_msg=field)
 
 
 def test_a_dataset_without_transitions_is_refused():
