@@ -17,7 +17,7 @@ from offline_rl.simulator.world import make_world
 START = dt.date(2026, 10, 1)
 DAYS = [START + dt.timedelta(days=i) for i in range(4)]
 MIDDLE = DAYS[1]
-EVENTS_PER_DAY = 6000  # 30 campaigns a day
+EVENTS_PER_DAY = 1200  # 30 campaigns a day
 
 
 class _Recorder(ads.AdsSimulator):
