@@ -229,11 +229,23 @@ def train_candidates(
 
 def incumbent_record(paths: DataPaths, domain: Domain | str, day: dt.date
                      ) -> dict[str, Any] | None:
-    """The last promotion before ``day`` (the policy in production), if any."""
+    """The registry row of the policy in production before ``day``, if any.
+
+    Production is what ``exports/<domain>/latest`` names, so a rollback
+    (``offline-rl exports rollback``) changes the incumbent the next night's gate compares
+    against. Without exports (or for a backfill of a day before that version was decided),
+    it is the last promotion before ``day``.
+    """
+    name = _domain(domain).name
     wh = Warehouse(paths.warehouse)
     if not wh.table_exists(REGISTRY_TABLE):
         return None
-    rows = wh.query("registry/select_incumbent", domain=_domain(domain).name, day=day)
+    version = current_version(paths.exports / name)
+    if version is not None:
+        rows = wh.query("registry/select_exported", domain=name, version=version, day=day)
+        if rows.height:
+            return rows.row(0, named=True)
+    rows = wh.query("registry/select_incumbent", domain=name, day=day)
     return rows.row(0, named=True) if rows.height else None
 
 

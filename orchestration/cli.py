@@ -36,7 +36,7 @@ def _instance(paths: DataPaths) -> Any:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():  # a local instance for the demo and `make ui`: no telemetry
-        config.write_text("telemetry:\n  enabled: false\n")
+        config.write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
     return dg.DagsterInstance.get()
 
 
@@ -189,6 +189,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown domain(s) {', '.join(unknown)}",
                          f"choose from {', '.join(DOMAIN_NAMES)}")
     days = [args.start + dt.timedelta(days=i) for i in range(args.days)]
+    # the jobs' DataHome resource reads the data home from the environment
+    os.environ["OFFLINE_RL_HOME"] = str(paths.home)
     print(f"data home: {paths.home}")
     print(f"[1/4] simulating {args.days} day(s) of logs from {args.start} (seed {args.seed}) ...")
     summary = simulate_logs(paths, args)
