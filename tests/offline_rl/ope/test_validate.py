@@ -1,0 +1,181 @@
+"""Tests of validate-ope: its figures on hand-made runs, its policies, and a tiny real run."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from offline_rl.ope.validate import (
+    VALIDATION_SCENARIOS,
+    GreedierBehavior,
+    PerturbedPolicy,
+    RarePolicy,
+    ValidationConfig,
+    estimator_figures,
+    gate_figures,
+    run_seeds,
+    spearman,
+    summarise,
+)
+
+
+def _cand(name, true, value, low, high):
+    return {"name": name, "true_value": true,
+            "estimates": {"dr": {"value": value, "low": low, "high": high, "stderr": 0.1}}}
+
+
+def _run(domain, candidates, promoted=None, bar=10.0):
+    truths = {c["name"]: c["true_value"] for c in candidates}
+    improving = [n for n, t in truths.items() if t > bar]
+    return {"domain": domain, "candidates": candidates, "bar": bar, "decision": {
+        "promoted": promoted is not None, "candidate": promoted,
+        "false_promotion": promoted is not None and truths[promoted] <= bar,
+        "improvement_available": bool(improving),
+        "missed_improvement": promoted is None and bool(improving)}}
+
+
+RUNS = [
+    # errors 10%, 20%, 50%; truth in the first two intervals; estimates ordered like truth
+    _run("a", [_cand("x", 10.0, 11.0, 9.0, 12.0), _cand("y", 20.0, 16.0, 15.0, 21.0),
+               _cand("z", 4.0, 2.0, 2.5, 3.0)], promoted="y"),
+    # order reversed (rho = -1); a false promotion (truth 8 <= bar 10)
+    _run("a", [_cand("x", 1.0, 3.0, 2.0, 4.0), _cand("y", 2.0, 2.0, 1.0, 3.0),
+               _cand("z", 8.0, 1.0, 0.0, 2.0)], promoted="z"),
+    # kept the incumbent although x is truly better than the bar: a missed improvement
+    _run("b", [_cand("x", 12.0, 12.0, math.nan, math.nan), _cand("y", 5.0, math.nan, 0, 1)]),
+]
+
+
+def test_spearman_matches_hand_computed_ranks_with_ties():
+    assert spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    # ranks x: 0, 1.5, 1.5, 3; y: 0, 1, 2, 3 -> pearson of the ranks
+    rx, ry = np.array([0, 1.5, 1.5, 3]), np.arange(4.0)
+    expected = np.corrcoef(rx, ry)[0, 1]
+    assert spearman([1, 2, 2, 5], [1, 2, 3, 4]) == pytest.approx(expected)
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
+    with pytest.raises(ValueError, match="one length"):
+        spearman([1, 2], [1, 2, 3])
+
+
+def test_estimator_figures_on_hand_made_runs():
+    fig = estimator_figures(RUNS, "dr")
+    # relative errors: .1, .2, .5, 2, 0, .875, 0 (y of run 3 has no finite estimate)
+    assert fig["median_relative_error"] == pytest.approx(0.2)
+    assert fig["estimates"] == 7
+    # runs 1 and 2 have three finite estimates: rho = +1 and -1
+    assert fig["rank_correlation"] == pytest.approx(0.0) and fig["ranked_runs"] == 2
+    # intervals (finite only): covered x, y; not z; not x (2..4 vs 1); y (1..3 vs 2); not z
+    assert fig["interval_coverage"] == pytest.approx(3 / 6)
+
+
+def test_gate_figures_count_false_promotions_and_missed_improvements():
+    g = gate_figures(RUNS)
+    assert g == {"decisions": 3, "promotions": 2, "false_promotions": 1,
+                 "improvements_available": 2, "missed_improvements": 1,
+                 "false_promotion_rate": pytest.approx(1 / 3),
+                 "missed_improvement_rate": pytest.approx(1 / 2)}
+    summary = summarise(RUNS, ["dr"], "dr")
+    assert summary["overall"]["scenarios"] == 3 and summary["overall"]["decisions"] == 3
+    assert summary["per_domain"]["a"]["gate"]["false_promotions"] == 1
+    assert summary["per_domain"]["b"]["gate"]["missed_improvements"] == 1
+
+
+class _Sim:
+    n_actions = 3
+
+    def behavior_probs(self, state):
+        return np.tile([0.2, 0.5, 0.3], (state, 1))
+
+
+def test_greedier_behavior_moves_mass_to_the_favourite_action():
+    sim = GreedierBehavior(_Sim(), 0.9)
+    probs = sim.behavior_probs(2)
+    np.testing.assert_allclose(probs, [[0.02, 0.95, 0.03]] * 2)
+    assert sim.n_actions == 3  # everything else is the wrapped simulator's
+
+
+def test_rare_policy_takes_the_least_logged_allowed_action():
+    logged = np.array([0, 0, 0, 1, 1, 2])  # action 2 rarest, then 1
+    obs = np.array([[1.0, 1.0, 1.0, 0.3], [1.0, 1.0, 0.0, 0.3], [1.0, 0.0, 0.0, 0.3]])
+    assert RarePolicy(logged, 3, None).predict(obs).tolist() == [2, 2, 2]
+    assert RarePolicy(logged, 3, [0, 1, 2]).predict(obs).tolist() == [2, 1, 0]
+
+
+class _Base:
+    has_values = True
+    mask_indices = None
+
+    def action_values(self, obs):
+        return np.tile([1.0, 3.0, 2.0], (obs.shape[0], 1))
+
+
+def test_perturbed_policy_is_deterministic_and_takes_the_worst_action_in_its_share():
+    obs = np.random.default_rng(0).random((2000, 5)).astype(np.float32)
+    policy = PerturbedPolicy(_Base(), 0.3, seed=1)
+    actions = policy.predict(obs)
+    assert set(actions.tolist()) == {0, 1}  # worst (0) or greedy (1)
+    assert np.mean(actions == 0) == pytest.approx(0.3, abs=0.04)
+    np.testing.assert_array_equal(actions, policy.predict(obs))
+
+
+def test_run_seeds_differ_by_domain_scenario_and_seed():
+    a = run_seeds(0, "recommendation", "default")
+    assert a == run_seeds(0, "recommendation", "default")
+    assert a != run_seeds(1, "recommendation", "default")
+    assert a != run_seeds(0, "cart", "default")
+    assert len(set(a.values())) == len(a)
+
+
+def test_config_errors_are_clear():
+    with pytest.raises(ValueError, match="unknown validation scenario"):
+        ValidationConfig(scenarios=("nope",))
+    with pytest.raises(ValueError, match="unknown constructed candidate"):
+        ValidationConfig(constructed=("best",))
+    with pytest.raises(ValueError, match="unknown candidate algorithm"):
+        ValidationConfig(candidates=("sac",)).check()
+    with pytest.raises(ValueError, match="unknown domain 'atlantis'"):
+        ValidationConfig(domains=("atlantis",)).check()
+    assert set(VALIDATION_SCENARIOS) >= {"default", "small_data", "near_deterministic"}
+
+
+def test_validate_ope_command_on_a_tiny_configuration(tmp_path, capsys):
+    from offline_rl.cli import main
+
+    out = tmp_path / "validation.json"
+    code = main(["validate-ope", "--domains", "recommendation", "--scenarios", "default",
+                 "--seeds", "2", "--candidates", "double_dqn", "--train-steps", "20",
+                 "--fqe-steps", "40", "--truth-episodes", "400", "--episode-scale", "0.01",
+                 "--json", str(out)])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "[2/2] recommendation/default seed 1" in captured.err
+    assert "overall (dr is the gate's headline" in captured.out
+    result = json.loads(out.read_text())
+    overall = result["overall"]
+    assert set(overall) == {"scenarios", "decisions", "median_relative_error",
+                            "rank_correlation", "interval_coverage", "false_promotion_rate",
+                            "missed_improvement_rate"}
+    assert overall["scenarios"] == overall["decisions"] == len(result["runs"]) == 2
+    for key in ("interval_coverage", "false_promotion_rate", "missed_improvement_rate"):
+        assert 0.0 <= overall[key] <= 1.0, key
+    assert overall["median_relative_error"] >= 0.0
+    assert -1.0 <= overall["rank_correlation"] <= 1.0
+    gate = result["per_domain"]["recommendation"]["gate"]
+    assert gate["decisions"] == 2
+    assert gate["false_promotions"] <= gate["promotions"] <= gate["decisions"]
+    assert gate["missed_improvements"] <= gate["improvements_available"] <= gate["decisions"]
+    assert set(result["per_domain"]["recommendation"]["estimators"]) == {
+        "ipw", "snipw", "pdis", "snpdis", "dm", "dr", "sndr"}
+    for run in result["runs"]:
+        assert run["eval_episodes"] == 100
+        assert [c["name"] for c in run["candidates"]] == ["double_dqn", "worse", "rare"]
+        d = run["decision"]
+        assert d["false_promotion"] == (d["promoted"] and d["promoted_true_value"] <= run["bar"])
+        assert all(math.isfinite(c["true_value"]) for c in run["candidates"])
+    # the run's own numbers reproduce the headline figure
+    assert overall["median_relative_error"] == pytest.approx(
+        estimator_figures(result["runs"], "dr")["median_relative_error"])
