@@ -199,6 +199,8 @@ INVENTORY_ORDERS = SourceSchema(
                nullable=False),
         Column("capacity", pl.Int64(), "Storage capacity of the SKU.", nullable=False),
         Column("lead_time_days", pl.Int32(), "Days from order to arrival.", nullable=False),
+        Column("planning_days", pl.Int32(), "Length of the SKU's planning episode in days "
+               "(day_index runs from 0 to planning_days - 1).", nullable=False),
         Column("arrival_date", pl.Date(), "Date the order arrives (null when quantity is 0)."),
         Column("ordering_cost", pl.Float64(), "Fixed plus per-unit ordering cost (0 when no "
                "order).", nullable=False),

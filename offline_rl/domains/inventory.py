@@ -21,8 +21,9 @@ is ``max(7 * demand_7d_mean, 1)`` units:
 * ``headroom_weeks``: ``max(capacity - inventory_position, 0) / week``, room left for orders;
 * ``lead_time_weeks``: ``lead_time_days / 7``;
 * ``log_demand``: ``log(1 + demand_7d_mean) / 4``, the SKU's demand level;
+* ``log_price``: ``log(1 + unit_price) / 5``, what a unit sold (or lost) is worth;
 * ``margin_rate``: ``(unit_price - unit_cost) / unit_price``;
-* ``day_frac``: ``day_index / horizon``, how far into the planning episode;
+* ``day_frac``: ``day_index / planning_days``, how far into the planning episode;
 * ``weekday_mon`` .. ``weekday_sun``: the UTC weekday of the decision (one-hot);
 * ``allowed_order_0w`` .. ``allowed_order_3w``: 1.0 when the action fits the capacity
   (bit ``a`` of ``action_mask``), the mask features.
@@ -32,22 +33,25 @@ the units sold, minus holding the closing stock overnight, the order's fixed and
 freight, and the goodwill penalty on demand lost to a stock-out), in currency units,
 undiscounted.
 
-Episode: one SKU over a planning episode of ``horizon`` (21) days (``episode_id``): one
-decision a day, ``day_index`` 0 to 20. Its partition is its first day, the UTC date of the
-decision minus its ``day_index`` (every row names its episode's start, so no earlier
-partition is needed: ``lookback_days = 0``). It ends (``terminal``) with the decision of its
-last day; until the later days are loaded, its last loaded decision is a ``timeout``. The
-raw partitions of the day and the ``horizon - 1`` days after it (``lookahead_days``) hold
-every episode that starts on the day, whole. A decision without its day's snapshot (its
-reward unknown), and everything after a missing day, ends the episode in a ``timeout``.
+Episode: one SKU over its weekly planning episode (``episode_id``; ``planning_days`` = 7 by
+default): one decision a day, ``day_index`` 0 to ``planning_days - 1``. Its partition is its
+first day, the UTC date of a decision minus its ``day_index``: every row names its episode's
+start, so no earlier partition is needed (``lookback_days = 0``) and the rows of episodes
+that started earlier are never claimed. It ends (``terminal``) with the decision of its last
+day; until that day is loaded, its last loaded decision is a ``timeout``. The day's raw
+partition and the ``horizon - 1`` (6) after it (``lookahead_days``) hold every episode that
+starts on the day, whole; rebuilt after those days are loaded, the partition is complete. A
+decision whose day has no snapshot (reward unknown) ends the episode in a ``timeout`` at the
+day before, and days after a missing day are not used.
 
 Behaviour policy (reorder point / order-up-to with exploration): when the inventory position
 falls below ``lead_time + behavior_safety_days`` days of trailing demand, order up to
 ``behavior_cycle_days`` more days of it, as a softmax over the allowed order sizes around the
-wanted number of weeks, mixed with ``behavior_epsilon`` uniform exploration over the allowed
-actions; the logged ``behavior_prob`` is the probability of the order placed. Its safety stock
-ignores demand noise and the weekly peak, and it keeps ordering when the episode's end is
-near. Parameters and dynamics (demand, weekly profile, lead times, capacity, costs):
+wanted number of weeks (temperature half a week: the buyers' adjustments), mixed with
+``behavior_epsilon`` (20%) uniform exploration over the allowed actions; the logged
+``behavior_prob`` is the probability of the order placed. Its half-day safety stock ignores
+demand noise and the weekly peak, and it keeps ordering when the episode's end is near.
+Parameters and dynamics (demand, weekly profile, lead times, capacity, costs):
 ``offline_rl.simulator.inventory``.
 
 Segment column: ``location_id``, the warehouse or store of the SKU. The same items are stocked
@@ -77,7 +81,7 @@ ORDERS = "inventory_orders"
 SNAPSHOTS = "inventory_snapshots"
 
 CONFIG = InventoryConfig()
-"""The planning setup the logs follow (horizon and order sizes)."""
+"""Order sizes (the actions) and the longest planning episode the transitions read whole."""
 
 ACTIONS: tuple[str, ...] = tuple(action_names(CONFIG))
 MASK_FEATURES: tuple[str, ...] = tuple(mask_feature_names(CONFIG))
@@ -101,8 +105,9 @@ def _feature_exprs() -> dict[str, pl.Expr]:
         "headroom_weeks": pl.max_horizontal(pl.col("capacity") - position, pl.lit(0)) / week,
         "lead_time_weeks": pl.col("lead_time_days") / 7.0,
         "log_demand": mean7.log1p() / 4.0,
+        "log_price": pl.col("unit_price").log1p() / 5.0,
         "margin_rate": (pl.col("unit_price") - pl.col("unit_cost")) / pl.col("unit_price"),
-        "day_frac": pl.col("day_index") / CONFIG.horizon,
+        "day_frac": pl.col("day_index") / pl.col("planning_days"),
         **{f"weekday_{d}": (weekday == i + 1).cast(pl.Float64) for i, d in enumerate(WEEKDAYS)},
     }
     for a, name in enumerate(MASK_FEATURES):
@@ -119,13 +124,15 @@ if tuple(_EXPRS) != FEATURES:  # the simulator's observation and the logs must a
 def check_decisions(orders: pl.LazyFrame) -> None:
     """Raises ``ValueError`` naming the first decision the features cannot be built from.
 
-    A decision is rejected when its ``day_index`` lies outside the planning horizon, its action
-    is not an action id, the ``action_mask`` does not allow it (or not ordering), or its
-    trailing demand or stock is negative.
+    A decision is rejected when its episode is longer than the raw days the transitions read
+    (``lookahead_days + 1``), its ``day_index`` lies outside the episode, its action is not an
+    action id, the ``action_mask`` does not allow it (or not ordering), or its trailing demand
+    or stock is negative.
     """
     n = len(ACTIONS)
     checks = {
-        "day_index": ~pl.col("day_index").is_between(0, CONFIG.horizon - 1),
+        "planning_days": ~pl.col("planning_days").is_between(1, CONFIG.horizon),
+        "day_index": ~pl.col("day_index").is_between(0, pl.col("planning_days") - 1),
         "action": ~pl.col("action").is_between(0, n - 1),
         "action_mask": ((pl.col("action_mask") // (2 ** pl.col("action").clip(0, n - 1))) % 2
                         != 1) | (pl.col("action_mask") % 2 != 1)
@@ -195,6 +202,7 @@ def build_inventory_transitions(
     feature_cols = [f"f_{n}" for n in FEATURES]
     # rows sorted by episode and day; the kept days are the contiguous run from day 0
     last = pl.col("episode_id") != pl.col("episode_id").shift(-1)
+    ended = pl.col("day_index") == pl.col("planning_days") - 1
     return (
         orders.join(snapshots, on=["episode_id", "day_index"], how="inner")
         .filter(pl.col("day_index") == pl.col("day_index").rank("ordinal").over("episode_id")
@@ -209,8 +217,8 @@ def build_inventory_transitions(
         .with_columns(
             *[pl.when(pl.col("_last")).then(0.0).otherwise(pl.col(c).shift(-1))
               .cast(pl.Float32).alias(f"next_{c}") for c in feature_cols],
-            terminal=pl.col("_last") & (pl.col("day_index") == CONFIG.horizon - 1),
-            timeout=pl.col("_last") & (pl.col("day_index") != CONFIG.horizon - 1),
+            terminal=pl.col("_last") & ended,
+            timeout=pl.col("_last") & ~ended,
         )
         .select(
             pl.col("start_date").alias("partition_date"),

@@ -1,37 +1,51 @@
 """Replenishment: how much to order each day for one SKU (an item at a location).
 
-One episode is one SKU over ``horizon`` days. Each morning, after the day's deliveries have
-arrived, the shop orders ``floor(m * 7 * mean7)`` units, where ``mean7`` is the SKU's mean
-daily demand over the last 7 days and ``m`` is one of ``order_multiples`` (weeks of demand:
-0, 0.5, 1, 1.5, 2, 3 — the action is its index). An order arrives ``lead_time`` days later
-(fixed per SKU, ``lead_time_range``), before that day's sales. An order may not push the
-inventory position (on hand + on order) above the SKU's storage ``capacity``: ``action_mask``
-masks those actions (ordering nothing is always allowed).
+One episode is one SKU over a weekly planning episode of ``horizon`` (7) days. Each morning,
+after the day's deliveries have arrived, the shop orders ``floor(m * 7 * mean7)`` units, where
+``mean7`` is the SKU's mean daily demand over the last 7 days and ``m`` is one of
+``order_multiples`` (weeks of demand: 0, 0.5, 1, 1.5, 2, 3; the action is its index). An order
+arrives ``lead_time`` days later (fixed per SKU, drawn from ``lead_time_range`` = 2-5 days),
+at the opening of that day, before its sales. An order may not push the inventory position
+(on hand + on order) above the SKU's storage ``capacity``: ``action_mask`` masks those actions
+(ordering nothing is always allowed).
+
+SKUs: ``n_locations`` (50) locations stock every catalogue item, so the pool has items x
+locations SKUs, each with a fixed base daily demand (log-normal around ``demand_median`` = 10
+units with log-scale spread ``demand_sigma`` = 0.6), lead time, and capacity of
+``capacity_weeks_range`` (2-3.5) weeks of base demand, all drawn from the world's seed; price
+and unit cost come from the catalogue item (margin rates of about 14-64% of the price). An
+episode opens with ``initial_stock_weeks_range`` (0.3-1.5) weeks of base demand on hand (at
+most the capacity), nothing on order, and a week of demand history.
 
 Demand of day ``t``: Poisson(base * weekly_profile[weekday] * G) with G ~ Gamma(demand_shape,
-1 / demand_shape) (over-dispersed, weekly seasonality). Sales are demand capped by the stock on
-hand; the rest is lost. Daily reward:
+1 / demand_shape), ``demand_shape`` = 6 (over-dispersed), and weekly seasonality
+``weekly_profile`` (Monday first: 0.85, 0.85, 0.9, 1.0, 1.1, 1.35, 0.95; Saturday peaks).
+Sales are demand capped by the stock on hand; the rest is lost (no backorders). Daily reward:
 
     (price - cost) * sales - holding_rate * cost * stock_end
     - (order_fixed_cost + order_unit_cost * quantity) * 1[quantity > 0]
     - stockout_penalty_rate * price * lost_sales
 
-(the purchase cost is in the sales margin; the ordering cost is freight and handling). The
-episode ends after ``horizon`` days. SKUs (``n_locations`` per catalogue item) have fixed base
-demand, lead time and capacity drawn from the world's seed; price and cost come from the
-catalogue.
+with ``holding_rate`` = 1% of the unit cost per unit and night, ``order_fixed_cost`` = 25 and
+``order_unit_cost`` = 0.3 per unit (freight and handling; the purchase cost is in the sales
+margin, charged when a unit sells), and ``stockout_penalty_rate`` = 20% of the price per unit
+of lost demand (lost goodwill). The episode ends after ``horizon`` days; stock left then has no
+further value in the episode's return.
 
 State features: stock on hand, on order, and capacity headroom in weeks of trailing demand
-(``/ (7 * mean7)``), lead time / 7, log(1 + mean7) / 4, the item's margin rate, the day index
-/ horizon and the weekday (one-hot).
+(``/ max(7 * mean7, 1)``), lead time / 7, log(1 + mean7) / 4, log(1 + price) / 5, the item's
+margin rate, the day index / horizon and the weekday (one-hot). ``MaskedInventorySimulator``
+appends the action mask as 0/1 features (the layout of the inventory transitions).
 
 Behaviour policy (reorder point / order-up-to): when the inventory position is below
 ``mean7 * (lead_time + behavior_safety_days)`` it wants to order up to
 ``behavior_cycle_days`` more days of demand, i.e. ``m* = (target - position) / (7 * mean7)``
 weeks, otherwise ``m* = 0``; the allowed actions get softmax weights ``-|m - m*| /
-behavior_temperature``, mixed with ``behavior_epsilon`` uniform exploration over the allowed
-actions. Masked actions have probability 0, allowed ones more than 0. Its safety stock is thin
-for the lead-time demand and the weekly peak, so stock-outs are common.
+behavior_temperature`` (the buyers' adjustments around the rule's suggestion: about half a
+week by default), mixed with ``behavior_epsilon`` (20%) uniform exploration over the allowed
+actions. Masked actions have probability 0, allowed ones more than 0. Its safety stock (half a
+day) is thin for the lead-time demand and the weekly peak, so stock-outs are common, and it
+orders as if the week went on, also orders that arrive after the episode's end.
 """
 
 from __future__ import annotations
@@ -58,7 +72,7 @@ class InventoryConfig:
     """Dynamics and behaviour-policy parameters of the replenishment domain.
 
     Attributes:
-        horizon: Days per episode.
+        horizon: Days per planning episode (one order decision a day).
         n_locations: Locations per catalogue item; the SKU pool has items x locations SKUs.
         order_multiples: Order sizes in weeks of trailing mean demand (action i orders
             ``floor(order_multiples[i] * 7 * mean7)`` units); the first must be 0.
@@ -80,7 +94,7 @@ class InventoryConfig:
         behavior_epsilon: Uniform exploration share over allowed actions.
     """
 
-    horizon: int = 21
+    horizon: int = 7
     n_locations: int = 50
     order_multiples: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
     demand_median: float = 10.0
@@ -96,14 +110,15 @@ class InventoryConfig:
     stockout_penalty_rate: float = 0.2
     behavior_safety_days: float = 0.5
     behavior_cycle_days: float = 7.0
-    behavior_temperature: float = 0.25
-    behavior_epsilon: float = 0.1
+    behavior_temperature: float = 0.5
+    behavior_epsilon: float = 0.2
 
 
 def feature_names() -> list[str]:
     """Names of the state features, in order."""
     return (["stock_weeks", "on_order_weeks", "headroom_weeks", "lead_time_weeks",
-             "log_demand", "margin_rate", "day_frac"] + [f"weekday_{d}" for d in WEEKDAYS])
+             "log_demand", "log_price", "margin_rate", "day_frac"]
+            + [f"weekday_{d}" for d in WEEKDAYS])
 
 
 def action_names(config: InventoryConfig | None = None) -> list[str]:
@@ -264,7 +279,7 @@ class InventorySimulator:
         head = np.maximum(pool.capacity[s.sku] - s.on_hand - on_order, 0)
         cols = np.stack([
             s.on_hand / week, on_order / week, head / week, pool.lead_time[s.sku] / 7.0,
-            np.log1p(self.mean7(s)) / 4.0,
+            np.log1p(self.mean7(s)) / 4.0, np.log1p(pool.price[s.sku]) / 5.0,
             (pool.price[s.sku] - pool.cost[s.sku]) / pool.price[s.sku],
             s.t / cfg.horizon,
         ], axis=1)
@@ -457,6 +472,7 @@ def generate_inventory(
         "demand_7d_mean": arr["mean7"], "stock_on_hand": arr["stock_start"],
         "inventory_position": arr["position"],
         "lead_time_days": pl.Series(lead, dtype=pl.Int32),
+        "planning_days": pl.Series(np.full(k.shape[0], cfg.horizon), dtype=pl.Int32),
         "ordering_cost": arr["ordering"],
     }).with_columns(
         sku_id=pl.format("i{}-l{}", pl.col("item_id").cast(pl.String).str.zfill(3),

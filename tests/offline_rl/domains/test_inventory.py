@@ -181,6 +181,9 @@ def test_bad_rows_raise_naming_the_row(logs):
         .otherwise(pl.col("action_mask")))
     with pytest.raises(ValueError, match=f"order_id '{bad_id}': action_mask = 0"):
         _build({**raw, "inventory_orders": forbidden}, MIDDLE, _full(MIDDLE))
+    longer = orders.with_columns(planning_days=pl.lit(HORIZON + 1, dtype=pl.Int32))
+    with pytest.raises(ValueError, match=f"planning_days = {HORIZON + 1}"):
+        _build({**raw, "inventory_orders": longer}, MIDDLE, _full(MIDDLE))
     snaps = raw["inventory_snapshots"]
     bad_snap = snaps.filter(pl.col("episode_id").str.starts_with(f"{MIDDLE:%Y%m%d}"))[
         "snapshot_id"].min()
