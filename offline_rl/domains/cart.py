@@ -51,7 +51,8 @@ sensitivity, shipping pain, declined-offer penalty, item additions): documented 
 ``offline_rl.simulator.cart``.
 
 Segment column: ``user_segment`` (the CRM segment, kept as an extra column), for transfer of
-a policy to a segment it was not trained on.
+a policy to a segment it was not trained on. Segments differ in how readily their users buy
+(``CartConfig.segment_checkout_shift``), so where an incentive pays differs by segment.
 """
 
 from __future__ import annotations

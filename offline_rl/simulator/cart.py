@@ -9,7 +9,8 @@ chooses an action:
 The user then checks out, keeps browsing or abandons the cart, a multinomial logit with the
 "keep browsing" utility fixed at 0:
 
-    checkout = base_checkout_logit + value_logit_coef * log(value / 100)
+    checkout = base_checkout_logit + segment_checkout_shift[segment]
+               + value_logit_coef * log(value / 100)
                - shipping_pain * ps * fee / value                       (unless free shipping)
                + offer_sensitivity * ps * saving / (value + fee)
                + free_shipping_bonus * 1[free shipping]
@@ -17,12 +18,16 @@ The user then checks out, keeps browsing or abandons the cart, a multinomial log
     abandon  = base_abandon_logit + abandon_per_visit * visit
                + abandon_price_sensitivity * (ps - 1)
 
-where ``ps`` is the user's latent price sensitivity (``World.users``), ``value`` the
-merchandise value of the cart, ``saving`` the discount (``rate * value``) or the waived fee,
-and ``offers_declined`` how many incentives the user saw in this cart without checking out
-(users who were shown coupons learn to wait for them). A user who keeps browsing adds an item
-with probability ``add_item_prob``. After ``horizon`` visits without checkout the cart is
-abandoned, so every episode ends (checkout or abandonment) within ``horizon`` steps.
+where ``ps`` is the user's latent price sensitivity (``World.users``, lognormal around 1),
+``segment`` the user's CRM segment, ``value`` the merchandise value of the cart, ``saving``
+the discount (``rate * value``) or the waived fee, and ``offers_declined`` how many incentives
+the user saw in this cart without checking out. Two effects make incentives a trade-off rather
+than a free lift: the shipping fee weighs on small carts (a 5.90 fee is a fifth of a 30 cart;
+fees are the most cited reason for abandoning a cart), and users who were shown an incentive
+and did not take it learn to wait for a better one (``declined_offer_penalty``). A user who
+keeps browsing adds a popular item with probability ``add_item_prob``. After ``horizon``
+visits without checkout the cart is abandoned, so every episode ends (checkout or
+abandonment) within ``horizon`` steps. Every parameter is documented on ``CartConfig``.
 
 Reward: at checkout the merchandise margin (sum of price - cost of the cart's items) minus the
 cost of the incentive (the discount, or ``shipping_cost`` for free shipping); 0 otherwise.
@@ -32,15 +37,27 @@ State features (``feature_names``): segment one-hot, device one-hot, ``log_value
 (log(1 + value) / 6), ``n_items`` / max_items, ``margin_rate`` (margin / value), ``visit`` /
 horizon, ``offers_declined`` / horizon, ``last_offer`` (the previous visit's action / 3; 0 at
 the first visit) and ``coupon_affinity``: the CRM's score of the user's past coupon use, a
-noisy monotone proxy of the latent price sensitivity (in (0, 1)).
+noisy monotone proxy of the latent price sensitivity (in (0, 1); noise ``affinity_noise``).
+Device does not change the dynamics; the segment shifts the checkout utility.
 
-Behaviour policy ("coupon rules"): a softmax over rule scores, mixed with ``behavior_epsilon``
-uniform exploration (so no action ever has probability 0). Scores: nothing
-``behavior_nothing_score``; coupons grow with the visit number (abandon-prone later visits
-get coupons: ``behavior_coupon_per_visit`` per visit, the large coupon also with coupon
-affinity); free shipping gets ``behavior_big_cart_bonus`` when the cart is worth more than
-``behavior_big_cart_value``. The rules ignore margins and hand out expensive coupons to
-big carts that would have checked out anyway, so targeted policies do clearly better.
+Behaviour policy ("abandoned-cart rules", tuned for conversion): a softmax over rule scores,
+mixed with ``behavior_epsilon`` uniform exploration (so no action ever has probability 0).
+Scores: nothing ``behavior_nothing_score``; both coupons ``behavior_coupon_per_visit`` per
+earlier visit (a cart that keeps coming back is at risk), the large coupon also
+``behavior_large_coupon_affinity`` per unit of coupon affinity (coupon-prone users get the
+big one) minus 1; free shipping ``behavior_big_cart_bonus`` when the cart is worth more than
+``behavior_big_cart_value``, minus 0.5. The rules ignore margins and the cost of teaching users
+to wait, and hand incentives to carts that would have checked out anyway, so restrained,
+targeted policies do clearly better (``heuristic_policy`` is one).
+
+Landing logs (``generate_cart``): ``events_per_day / EVENTS_PER_CART`` carts open per day, at
+times drawn from a diurnal profile; visits of a cart are ``VISIT_GAP_MEDIAN_MINUTES`` apart
+in the median (lognormal with log-scale spread ``VISIT_GAP_SIGMA``, clipped to
+``VISIT_GAP_RANGE_MINUTES``, so a cart may last days: ``max_cart_minutes``). Each visit logs a
+``visit`` event and, a second later, the ``offer`` decision with its behaviour probability
+and its context (cart value, margin and items, the user's coupon affinity); a checkout is
+logged ``CHECKOUT_DELAY_SECONDS`` after its visit, an abandonment
+``ABANDON_TIMEOUT_MINUTES`` after the last visit. Amounts are rounded to cents.
 """
 
 from __future__ import annotations
@@ -76,6 +93,8 @@ class CartConfig:
         shipping_fee: Flat shipping fee a customer pays unless shipping is free.
         shipping_cost: What the shop pays the carrier when it waives the fee (free shipping).
         base_checkout_logit: Checkout utility of a 100-currency cart, no offer, first visit.
+        segment_checkout_shift: Checkout utility added per CRM segment (in segment order; one
+            per segment of the world): segments of loyal customers buy more readily.
         value_logit_coef: Checkout utility per unit of log(cart value / 100).
         shipping_pain: Checkout utility lost per unit of (price sensitivity * fee / value).
         offer_sensitivity: Checkout utility per unit of (price sensitivity * relative saving).
@@ -101,19 +120,20 @@ class CartConfig:
     shipping_fee: float = 5.9
     shipping_cost: float = 5.9
     base_checkout_logit: float = -0.6
+    segment_checkout_shift: tuple[float, ...] = (0.3, 0.1, -0.1, -0.3)
     value_logit_coef: float = -0.35
-    shipping_pain: float = 1.0
+    shipping_pain: float = 4.0
     offer_sensitivity: float = 8.0
     free_shipping_bonus: float = 0.1
-    declined_offer_penalty: float = 0.3
+    declined_offer_penalty: float = 1.0
     base_abandon_logit: float = -1.4
     abandon_per_visit: float = 0.4
     abandon_price_sensitivity: float = 0.8
     affinity_noise: float = 0.5
     behavior_epsilon: float = 0.1
     behavior_nothing_score: float = 1.0
-    behavior_coupon_per_visit: float = 0.5
-    behavior_large_coupon_affinity: float = 1.0
+    behavior_coupon_per_visit: float = 0.8
+    behavior_large_coupon_affinity: float = 2.0
     behavior_big_cart_value: float = 150.0
     behavior_big_cart_bonus: float = 1.5
 
@@ -165,6 +185,10 @@ class CartSimulator:
         self.feature_names = feature_names(world.config.n_segments)
         self.observation_size = len(self.feature_names)
         cfg = self.config
+        if len(cfg.segment_checkout_shift) != world.config.n_segments:
+            raise ValueError(f"segment_checkout_shift has {len(cfg.segment_checkout_shift)} "
+                             f"values for {world.config.n_segments} segments")
+        self._segment_shift = np.asarray(cfg.segment_checkout_shift, dtype=float)
         noise = np.random.default_rng([world.config.seed, 1001]).normal(
             0.0, cfg.affinity_noise, world.users.n_users)
         self.coupon_affinity = _sigmoid(np.log(world.users.price_sensitivity) / 0.4 + noise)
@@ -266,6 +290,7 @@ class CartSimulator:
         fee = cfg.shipping_fee
         checkout_u = (
             cfg.base_checkout_logit
+            + self._segment_shift[self.world.users.segment[s.user]]
             + cfg.value_logit_coef * np.log(value / 100.0)
             - cfg.shipping_pain * ps * fee / value * ~free
             + cfg.offer_sensitivity * ps * saving / (value + fee)
@@ -326,8 +351,10 @@ def heuristic_policy(sim: CartSimulator) -> PolicyFn:
 
 
 # -- landing logs ----------------------------------------------------------------------------
-EVENTS_PER_CART = 100.0
-"""Clickstream events per cart episode, to turn ``events_per_day`` into carts."""
+EVENTS_PER_CART = 65.0
+"""Clickstream events per cart, to turn ``events_per_day`` into carts: at the default 40,000
+events (about 5,000 sessions) a day, about 615 carts, i.e. roughly one session in eight puts
+something in a cart."""
 
 _CART_HOUR_WEIGHTS = np.array(
     [1, 0.6, 0.4, 0.3, 0.3, 0.5, 1, 2, 3, 3.5, 3.5, 4, 4.5, 4, 3.5, 3.5, 4, 4.5, 5.5, 6.5, 7, 6,

@@ -17,7 +17,7 @@ from offline_rl.simulator.world import make_world
 START = dt.date(2026, 10, 1)
 DAYS = [START + dt.timedelta(days=i) for i in range(5)]
 MIDDLE = DAYS[1]
-EVENTS_PER_DAY = 30_000  # 300 carts a day
+EVENTS_PER_DAY = 20_000  # about 300 carts a day
 
 
 class _Recorder(cart.CartSimulator):
@@ -63,7 +63,21 @@ def logs() -> tuple[pl.DataFrame, pl.DataFrame]:
                     "sim_reward": r["reward"][a],
                     "sim_done": r["done"][a],
                 }))
-    raw = pl.concat(frames).with_columns(partition_date=pl.col("event_ts").dt.date())
+    raw = pl.concat(frames)
+    # carts lasting several days are rare at this volume: stretch one afternoon cart of the
+    # middle day with three or more visits by 20 hours before each of its second and third
+    # visits, so its events span at least three dates (the dynamics do not depend on time)
+    first = raw.filter((pl.col("event_type") == "offer") & (pl.col("visit") == 0))
+    visits = raw.filter(pl.col("event_type") == "offer").group_by("cart_id").agg(n=pl.len())
+    long_cart = (first.join(visits, on="cart_id")
+                 .filter((pl.col("event_ts").dt.date() == MIDDLE)
+                         & (pl.col("event_ts").dt.hour() >= 12) & (pl.col("n") >= 3))
+                 .sort("cart_id")["cart_id"][0])
+    later = (pl.col("visit") >= 1).cast(pl.Int64) + (pl.col("visit") >= 2).cast(pl.Int64)
+    raw = raw.with_columns(event_ts=pl.when(pl.col("cart_id") == long_cart)
+                           .then(pl.col("event_ts") + pl.duration(hours=20 * later))
+                           .otherwise(pl.col("event_ts")))
+    raw = raw.with_columns(partition_date=pl.col("event_ts").dt.date())
     return raw, pl.concat(truth)
 
 
@@ -210,3 +224,12 @@ def test_a_cart_with_a_missing_visit_or_context_is_rejected_by_id(logs):
     with pytest.raises(ValueError, match="timezone-aware"):
         build_cart_transitions({"cart": raw.lazy()}, sessions_from=MIDDLE, sessions_to=MIDDLE,
                                data_end=data_end.replace(tzinfo=None))
+
+
+def test_segments_shift_checkout_and_must_match_the_world():
+    world = make_world()
+    sim = cart.CartSimulator(world)
+    shift = np.asarray(sim.config.segment_checkout_shift)
+    assert shift.shape == (world.config.n_segments,) and np.ptp(shift) > 0
+    with pytest.raises(ValueError, match="segment_checkout_shift has 2 values for 4 segments"):
+        cart.CartSimulator(world, cart.CartConfig(segment_checkout_shift=(0.1, -0.1)))
