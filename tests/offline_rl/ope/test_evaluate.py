@@ -1,0 +1,214 @@
+"""Tests of policy evaluation: FQE (single and ensemble) and evaluate_policy against exact values.
+
+The reference is a 2-state, 2-action MDP whose episodes end at random (probability
+``END[s, a]`` after each decision), so its values solve a linear system exactly:
+``V = (I - M_pi)^-1 r_pi`` with ``M_pi[s, s'] = sum_a pi(a|s) (1 - END[s, a]) P[s, a, s']``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from offline_rl.data.arrays import DecisionArrays
+from offline_rl.ope.estimators import estimate
+from offline_rl.ope.evaluate import (
+    OPEConfig,
+    evaluate_policy,
+    logged_data_for,
+    next_rows,
+    student_t_quantile,
+)
+from offline_rl.ope.fqe_torch import FQESettings, fit_fqe, fit_fqe_ensemble
+
+P = np.array([[[0.8, 0.2], [0.3, 0.7]],   # P[s, a, s']
+              [[0.5, 0.5], [0.1, 0.9]]])
+R = np.array([[1.0, 0.0], [0.0, 2.0]])    # mean reward R[s, a]
+END = np.array([[0.5, 0.4], [0.6, 0.5]])
+D0 = np.array([0.6, 0.4])
+BEHAVIOR = np.array([[0.4, 0.6], [0.3, 0.7]])
+TARGET = np.array([1, 1])                 # deterministic: always action 1
+NOISE = 0.5
+
+
+def exact(policy: np.ndarray) -> tuple[float, np.ndarray]:
+    """(true value, Q[s, a]) of a deterministic policy, by solving the Bellman equations."""
+    pi = np.eye(2)[policy]
+    cont = (1 - END)[:, :, None] * P
+    m = np.einsum("sa,sat->st", pi, cont)
+    v = np.linalg.solve(np.eye(2) - m, (pi * R).sum(axis=1))
+    q = R + np.einsum("sat,t->sa", cont, v)
+    return float(D0 @ v), q
+
+
+def rollouts(n: int, seed: int) -> DecisionArrays:
+    """``n`` behaviour episodes; the observation is the one-hot state."""
+    rng = np.random.default_rng(seed)
+    state = (rng.random(n) > D0[0]).astype(int)
+    alive = np.ones(n, dtype=bool)
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("s", "a", "b", "r", "done", "ep", "t")}
+    t = 0
+    while alive.any():
+        ep = np.flatnonzero(alive)
+        s = state[ep]
+        a = (rng.random(ep.size) > BEHAVIOR[s, 0]).astype(int)
+        done = rng.random(ep.size) < END[s, a]
+        cols["s"].append(s)
+        cols["a"].append(a)
+        cols["b"].append(BEHAVIOR[s, a])
+        cols["r"].append(R[s, a] + NOISE * rng.standard_normal(ep.size))
+        cols["done"].append(done)
+        cols["ep"].append(ep)
+        cols["t"].append(np.full(ep.size, t))
+        state[ep] = (rng.random(ep.size) > P[s, a, 0]).astype(int)
+        alive[ep[done]] = False
+        t += 1
+    c = {k: np.concatenate(v) for k, v in cols.items()}
+    order = np.lexsort((c["t"], c["ep"]))
+    c = {k: v[order] for k, v in c.items()}
+    return DecisionArrays(
+        observations=np.eye(2, dtype=np.float32)[c["s"]], actions=c["a"].astype(np.int64),
+        rewards=c["r"].astype(np.float32), terminals=c["done"].astype(np.float32),
+        timeouts=np.zeros(c["a"].size, dtype=np.float32), behavior_prob=c["b"],
+        episode=c["ep"].astype(np.int64), step=c["t"].astype(np.int64))
+
+
+class StatePolicy:
+    """Deterministic policy on the one-hot state."""
+
+    def __init__(self, actions: np.ndarray) -> None:
+        self.actions = np.asarray(actions)
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        return self.actions[np.asarray(obs).argmax(axis=1)]
+
+
+class ConstantPolicy:
+    """Returns the same actions whatever it is asked about."""
+
+    def __init__(self, actions: list[int]) -> None:
+        self.actions = np.asarray(actions)
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        return self.actions
+
+
+@pytest.fixture(scope="module")
+def logs() -> DecisionArrays:
+    return rollouts(4000, seed=0)
+
+
+def test_exact_solution_satisfies_the_bellman_equation():
+    value, q = exact(TARGET)
+    v = q[np.arange(2), TARGET]
+    np.testing.assert_allclose(q, R + np.einsum("sat,t->sa", (1 - END)[:, :, None] * P, v))
+    assert value == pytest.approx(D0 @ v)
+    # hand check of one entry: Q(0, 1) = 0 + (1 - 0.4) * (0.3 V0 + 0.7 V1)
+    assert q[0, 1] == pytest.approx(0.6 * (0.3 * v[0] + 0.7 * v[1]))
+
+
+def test_estimators_with_the_exact_model_recover_the_exact_value(logs):
+    value, q = exact(TARGET)
+    target = TARGET[logs.observations.argmax(axis=1)]
+    s = logs.observations.argmax(axis=1)
+    data = logged_data_for(logs, target, q[s, logs.actions], q[s, target])
+    est = estimate(data, ("pdis", "snpdis", "dm", "dr", "sndr"), n_bootstrap=200, seed=1)
+    for name in ("pdis", "snpdis", "dr", "sndr"):
+        assert est[name].value == pytest.approx(value, rel=0.08), name
+        assert abs(est[name].value - value) < 4 * est[name].stderr, name
+    # with the exact model, doubly robust has less variance than per-decision IS
+    assert est["dr"].stderr < est["pdis"].stderr
+    # the direct method with the exact model is the sample mean of V(s_0): error is from D0 only
+    first = logs.step == 0
+    assert est["dm"].value == pytest.approx(q[s[first], TARGET[s[first]]].mean())
+    assert est["dm"].value == pytest.approx(value, rel=0.03)
+
+
+def test_fqe_on_one_hot_states_recovers_the_exact_q(logs):
+    value, q = exact(TARGET)
+    target = TARGET[logs.observations.argmax(axis=1)]
+    fit = fit_fqe(logs.observations, logs.actions, logs.rewards.astype(np.float64),
+                  next_rows(logs), np.eye(2)[target], horizon=int(logs.step.max()) + 1,
+                  settings=FQESettings(steps=1500, hidden_units=(16,), seed=0))
+    s = logs.observations.argmax(axis=1)
+    for state in (0, 1):
+        fitted = fit.q_all[np.flatnonzero(s == state)[0]]
+        np.testing.assert_allclose(fitted, q[state], rtol=0.1, atol=0.1)
+    assert fit.n_iterations == min(int(logs.step.max()) + 3, 40)
+
+
+def test_fqe_ensemble_members_fit_their_own_rows():
+    # one-step episodes (no bootstrapping): each member regresses the reward on its rows
+    n = 400
+    obs = np.random.default_rng(0).standard_normal((n, 1)).astype(np.float32)
+    action = np.zeros(n, dtype=np.int64)
+    reward = np.r_[np.zeros(n // 2), np.full(n // 2, 4.0)]
+    weights = np.ones((3, n))
+    weights[1, n // 2:] = 0.0  # member 1 sees only the zero rewards
+    weights[2, : n // 2] = 0.0  # member 2 only the fours
+    fit = fit_fqe_ensemble(obs, action, reward, np.full(n, -1), np.ones((n, 1)), weights,
+                           settings=FQESettings(steps=800, hidden_units=(8,), learning_rate=1e-2,
+                                                seed=0))
+    assert fit.q_all.shape == (3, n, 1)
+    assert fit.q_all[0, 0, 0] == pytest.approx(2.0, abs=0.1)
+    assert fit.q_all[1, 0, 0] == pytest.approx(0.0, abs=0.1)
+    assert fit.q_all[2, 0, 0] == pytest.approx(4.0, abs=0.1)
+    with pytest.raises(ValueError, match="member 1 has no positive weight"):
+        fit_fqe_ensemble(obs, action, reward, np.full(n, -1), np.ones((n, 1)),
+                         np.r_[np.ones((1, n)), np.zeros((1, n))])
+    with pytest.raises(ValueError, match=r"row_weights: expected shape \(members, 400\)"):
+        fit_fqe_ensemble(obs, action, reward, np.full(n, -1), np.ones((n, 1)), np.ones(n))
+
+
+def test_evaluate_policy_on_the_mdp_with_refitted_dm_interval(logs):
+    value, _ = exact(TARGET)
+    config = OPEConfig(n_bootstrap=200, fqe_steps=1200, fqe_hidden_units=(16,), fqe_refits=6)
+    ev = evaluate_policy("always_1", StatePolicy(TARGET), logs, None, config, n_actions=2)
+    dm = ev.estimates["dm"]
+    assert dm.value == pytest.approx(value, rel=0.08)
+    assert dm.low < dm.value < dm.high and dm.low <= value <= dm.high
+    # the refitted interval is t(5) * sd of the refitted estimates around the full-data fit
+    assert (dm.high - dm.low) / 2 == pytest.approx(student_t_quantile(0.975, 5) * dm.stderr)
+    assert ev.estimates["dr"].value == pytest.approx(value, rel=0.08)
+    assert ev.extra["fqe_refits"] == 6 and ev.extra["fqe_backend"] == "torch"
+    assert ev.extra["action_distribution"] == [0.0, 1.0]
+    no_refit = evaluate_policy("always_1", StatePolicy(TARGET), logs, None,
+                               OPEConfig(n_bootstrap=200, fqe_steps=300, fqe_refits=0),
+                               n_actions=2)
+    assert no_refit.extra["fqe_refits"] == 0  # dm interval from resampling episodes instead
+    assert no_refit.estimates["dm"].low < no_refit.estimates["dm"].high
+
+
+def test_evaluate_policy_hand_computed_importance_weights():
+    arrays = DecisionArrays(
+        observations=np.eye(2, dtype=np.float32)[[0, 1, 1]], actions=np.array([1, 1, 0]),
+        rewards=np.array([1.0, 2.0, 3.0], dtype=np.float32),
+        terminals=np.array([0.0, 1.0, 1.0], dtype=np.float32), timeouts=np.zeros(3, np.float32),
+        behavior_prob=np.array([0.5, 0.25, 0.5]), episode=np.array([0, 0, 1]),
+        step=np.array([0, 1, 0]))
+    np.testing.assert_array_equal(next_rows(arrays), [1, -1, -1])
+    ev = evaluate_policy("always_1", StatePolicy(np.array([1, 1])), arrays, None,
+                         OPEConfig(n_bootstrap=0, fqe_steps=20, fqe_refits=0), n_actions=2)
+    # episode 0 matches twice: w = 2 * 4 = 8, G = 3; episode 1 does not match: w = 0
+    assert ev.estimates["ipw"].value == pytest.approx((8 * 3 + 0) / 2)
+    assert ev.estimates["pdis"].value == pytest.approx((2 * 1 + 8 * 2) / 2)
+    assert math.isnan(ev.estimates["ipw"].low)  # no bootstrap asked for
+    with pytest.raises(ValueError, match="predict returned 2 actions for 3 observations"):
+        evaluate_policy("short", ConstantPolicy([1, 1]), arrays, None, OPEConfig(), n_actions=2)
+    with pytest.raises(ValueError, match=r"predict returned action 2 outside \[0, 2\)"):
+        evaluate_policy("wide", StatePolicy(np.array([2, 2])), arrays, None, OPEConfig(),
+                        n_actions=2)
+    with pytest.raises(ValueError, match="d3rlpy FQE backend needs"):
+        evaluate_policy("d3", StatePolicy(np.array([1, 1])), arrays, None,
+                        OPEConfig(fqe_backend="d3rlpy"), n_actions=2)
+    with pytest.raises(ValueError, match="fqe_backend: expected one of"):
+        OPEConfig(fqe_backend="jax")
+
+
+def test_student_t_quantiles():
+    for df, exact_q in ((4, 2.7764), (7, 2.3646), (9, 2.2622), (29, 2.0452)):
+        assert student_t_quantile(0.975, df) == pytest.approx(exact_q, abs=0.01)
+    with pytest.raises(ValueError, match="df: expected at least 1"):
+        student_t_quantile(0.975, 0)
