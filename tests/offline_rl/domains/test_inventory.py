@@ -174,12 +174,13 @@ def test_a_missing_day_cuts_the_episode(logs):
 def test_bad_rows_raise_naming_the_row(logs):
     raw, _ = logs
     orders = raw["inventory_orders"]
-    bad_id = orders.filter(pl.col("episode_id").str.starts_with(f"{MIDDLE:%Y%m%d}"))[
-        "order_id"].min()
+    # an order logged while the mask allowed only ordering nothing
+    bad_id = orders.filter(pl.col("episode_id").str.starts_with(f"{MIDDLE:%Y%m%d}")
+                           & (pl.col("action") > 0))["order_id"].min()
     forbidden = orders.with_columns(
-        action_mask=pl.when(pl.col("order_id") == bad_id).then(0)
+        action_mask=pl.when(pl.col("order_id") == bad_id).then(1)
         .otherwise(pl.col("action_mask")))
-    with pytest.raises(ValueError, match=f"order_id '{bad_id}': action_mask = 0"):
+    with pytest.raises(ValueError, match=f"order_id '{bad_id}': action_mask = 1"):
         _build({**raw, "inventory_orders": forbidden}, MIDDLE, _full(MIDDLE))
     longer = orders.with_columns(planning_days=pl.lit(HORIZON + 1, dtype=pl.Int32))
     with pytest.raises(ValueError, match=f"planning_days = {HORIZON + 1}"):
