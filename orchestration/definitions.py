@@ -21,7 +21,7 @@ from assets.transitions import transitions_assets
 from orchestration.jobs import ingest_job, nightly_job, transitions_job
 from orchestration.resources import DataHome
 from orchestration.schedules import nightly_schedule
-from orchestration.sensors import landing_sensor
+from orchestration.sensors import landing_sensor, refresh_transitions_sensor
 
 defs = dg.Definitions(
     assets=[
@@ -35,7 +35,7 @@ defs = dg.Definitions(
     resources={"data_home": DataHome()},
     jobs=[nightly_job, ingest_job, transitions_job],
     schedules=[nightly_schedule],
-    sensors=[landing_sensor],
+    sensors=[landing_sensor, refresh_transitions_sensor],
     executor=dg.multiprocess_executor,
 )
 

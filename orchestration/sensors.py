@@ -10,7 +10,7 @@ import re
 import dagster as dg
 
 from offline_rl.data.schemas import SOURCES
-from orchestration.jobs import ingest_job
+from orchestration.jobs import ingest_job, transitions_job
 from orchestration.resources import DataHome
 
 _DAY_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
@@ -53,3 +53,26 @@ def landing_sensor(context: dg.SensorEvaluationContext, data_home: DataHome):
         return dg.SkipReason(f"no new landing files ({len(current)} day(s) seen)")
     context.update_cursor(json.dumps(current, sort_keys=True))
     return [dg.RunRequest(run_key=f"{day}:{current[day]}", partition_key=day) for day in changed]
+
+
+def refresh_days(day: dt.date) -> list[dt.date]:
+    """The transition partitions whose episodes can reach into raw partition ``day``."""
+    from offline_rl.domains import all_domains
+
+    reach = max(d.lookahead_days for d in all_domains())
+    return [day - dt.timedelta(days=k) for k in range(reach, -1, -1)]
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[ingest_job],
+    request_job=transitions_job, default_status=dg.DefaultSensorStatus.STOPPED,
+    description="After a day is ingested, rebuilds the transitions of the earlier days whose "
+                "episodes it completes (multi-day carts, replenishment and pricing episodes), "
+                "so the next nightly run trains on whole episodes.")
+def refresh_transitions_sensor(context: dg.RunStatusSensorContext):
+    key = context.dagster_run.tags.get("dagster/partition")
+    if not key:
+        return dg.SkipReason("the ingestion run was not for one partition")
+    day = dt.date.fromisoformat(key)
+    return [dg.RunRequest(run_key=f"{context.dagster_run.run_id}:{d}", partition_key=d.isoformat())
+            for d in refresh_days(day)]

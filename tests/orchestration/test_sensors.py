@@ -34,3 +34,13 @@ def test_new_days_are_requested_once_and_changes_again(tmp_path):
     changed, ctx2 = _tick(home, ctx.cursor)
     assert [r.partition_key for r in changed] == ["2026-05-01"]
     assert json.loads(ctx2.cursor)["2026-05-01"] != json.loads(ctx.cursor)["2026-05-01"]
+
+
+def test_ingesting_a_day_refreshes_the_transitions_it_completes():
+    from offline_rl.domains import all_domains
+    from orchestration.sensors import refresh_days
+
+    days = refresh_days(dt.date(2026, 5, 10))
+    reach = max(d.lookahead_days for d in all_domains())
+    assert days[-1] == dt.date(2026, 5, 10) and len(days) == reach + 1
+    assert days[0] == dt.date(2026, 5, 10) - dt.timedelta(days=reach)
