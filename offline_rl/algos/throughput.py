@@ -58,7 +58,7 @@ def d3rlpy_fit_seconds(name: str, dataset: Any, config: Any) -> float:
 
 
 def measure(domain_name: str, names: list[str], steps: int, transitions: int, seed: int,
-            baseline: bool = False) -> list[dict[str, Any]]:
+            baseline: bool = False, threads: int = 1) -> list[dict[str, Any]]:
     """Seconds and steps per second of ``steps`` training steps for each candidate (and of
     d3rlpy's own ``fit`` with ``baseline``)."""
     from offline_rl.algos.training import TrainingConfig, train_candidate
@@ -69,7 +69,7 @@ def measure(domain_name: str, names: list[str], steps: int, transitions: int, se
     dataset = synthetic_dataset(len(domain.feature_names), domain.n_actions, transitions, seed,
                                 mask)
     config = TrainingConfig(n_steps=steps, steps_per_epoch=steps, seed=seed, device="cpu",
-                            reward_scale=1.0)
+                            reward_scale=1.0, cpu_threads=threads)
     rows = []
     with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
         for name in names:
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
     rows = measure(args.domain, args.candidates, args.steps, args.transitions, args.seed,
-                   args.baseline)
+                   args.baseline, args.threads)
     load_after = os.getloadavg()[0]
     print(f"domain {args.domain}, batch {TrainingConfig.batch_size}, hidden "
           f"{TrainingConfig.hidden_units}, {args.threads} thread(s), {os.cpu_count()} CPUs, "

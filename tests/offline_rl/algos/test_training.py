@@ -97,6 +97,24 @@ def test_runs_exactly_n_steps_and_records_the_curve(chain, tmp_path):
         train_candidate("dqn", chain, with_(tiny_config(), n_steps=0), tmp_path / "x")
 
 
+def test_cpu_threads_apply_while_training_only(chain, tmp_path):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+        train_candidate("dqn", chain, tiny_config(), tmp_path / "m",
+                        progress=lambda *_: seen.append(torch.get_num_threads()))
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+        seen.clear()
+        train_candidate("dqn", chain, with_(tiny_config(), cpu_threads=None), tmp_path / "m",
+                        progress=lambda *_: seen.append(torch.get_num_threads()))
+        assert seen == [2, 2]
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="cpu_threads"):
+        train_candidate("dqn", chain, with_(tiny_config(), cpu_threads=0), tmp_path / "x")
+
+
 def test_same_seed_same_model(chain, tmp_path):
     x = random_rows(50, seed=1)
     values = []
