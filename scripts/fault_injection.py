@@ -364,9 +364,9 @@ def run_until_complete(stage: Stage, paths: DataPaths, day: dt.date, rng: random
         env.setdefault("OMP_NUM_THREADS", "1")
         mode = rng.random()
         timer = None
-        if mode < 0.35 and stage.crash_points:
+        if mode < 0.4 and stage.crash_points:
             env[CRASH_ENV] = rng.choice(stage.crash_points)
-        elif mode < 0.7:
+        elif mode < 0.75:
             timer = rng.uniform(0.2, 1.0) * state.get(f"duration:{stage.name}", 3.0)
         started = time.monotonic()
         child = subprocess.Popen(
@@ -475,7 +475,7 @@ def run_rounds(paths: DataPaths, stages: list[Stage], args: argparse.Namespace,
     print(f"files rejected whole        {ingest['files_rejected']} "
           f"({check['rows_in_rejected_files']} rows)")
     for name, value in sorted(damage.items()):
-        print(f"  damage: {name:<24}{value}")
+        print(f"  damage: {name:<30}{value}")
     for name, value in sorted(totals.items()):
         stage_name = name.split(":", 1)[0]
         if stage_name not in ("ingest", "check"):

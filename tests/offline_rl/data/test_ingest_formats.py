@@ -2,6 +2,7 @@
 
 import datetime as dt
 import gzip
+import json
 import math
 import re
 
@@ -232,3 +233,23 @@ def test_parquet_integer_overflow_and_widening(folder, clean):
     assert "file rejected: column page has type Float64" in \
         q.filter(pl.col("file") == rel("b.parquet"))["reason"][0]
     assert result.rows.height == 2 and result.rows["behavior_prob"].dtype == pl.Float64
+
+
+def test_crlf_line_ends_and_a_byte_order_mark_are_accepted(folder, clean):
+    text = "\ufeff" + clean.head(4).write_csv().replace("\n", "\r\n")
+    (folder / "a.csv").write_bytes(text.encode())
+    result = load(folder)
+    assert result.quarantine.is_empty()
+    assert result.rows.sort("_source_row").select(clean.columns).equals(clean.head(4))
+
+
+def test_json_lines_with_spaces_and_a_missing_key_in_the_fast_path(folder, clean):
+    rows = clean.head(3).with_columns(pl.col("event_ts").dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ"))
+    lines = [json.dumps(r) for r in rows.to_dicts()]  # "key": value with spaces
+    lines[1] = json.dumps({k: v for k, v in rows.to_dicts()[1].items() if k != "slot"})
+    (folder / "a.jsonl").write_text("\n".join(lines) + "\n")
+    result = load(folder)
+    assert result.quarantine.select("row_number", "reason").rows() == [
+        (2, "missing key(s) slot")]
+    assert result.rows.sort("_source_row").select(clean.columns).equals(
+        clean.head(3).filter(pl.int_range(pl.len()) != 1))
