@@ -218,10 +218,16 @@ def train_candidates(
             extra["mask_indices"] = domain.mask_indices
         source = warm_start_source(paths, domain, day, name, list(domain.feature_names)) \
             if warm_start else None
+        candidate_config = config
         if source is not None:
             extra["init_from"] = source
-        trained.append(train_candidate(name, dataset, config, out / name, context=context,
-                                       progress=progress, **extra))
+            # keep the incumbent's reward scale, so its Q-values start on the right scale
+            record = json.loads((source / "training.json").read_text())
+            scale = record.get("training_config", {}).get("reward_scale")
+            if scale:
+                candidate_config = dataclasses.replace(config, reward_scale=float(scale))
+        trained.append(train_candidate(name, dataset, candidate_config, out / name,
+                                       context=context, progress=progress, **extra))
     return window, trained
 
 

@@ -80,13 +80,23 @@ class PolicyGraph(torch.nn.Module):
             self.register_buffer("mask_index",
                                  torch.tensor(list(action_mask_indices), dtype=torch.long))
 
-    def _logits(self, obs: torch.Tensor) -> torch.Tensor:
+    def _logits(self, obs: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
         # CategoricalPolicy.forward wraps these in a Categorical, whose argument checks
         # do not trace; its logits are the log-softmax of this linear head's output.
-        return torch.log_softmax(self.imitator._fc(self.imitator._encoder(obs)), dim=1)
+        raw = self.imitator._fc(self.imitator._encoder(obs))
+        if allowed is not None:  # the behaviour model over the allowed actions only
+            raw = raw.masked_fill(~allowed, float("-inf"))
+        return torch.log_softmax(raw, dim=1)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         obs = self.scaler.transform(features) if self.scaler is not None else features
+        allowed: torch.Tensor | None = None
+        any_allowed: torch.Tensor | None = None
+        if self.has_mask:
+            allowed = features.index_select(1, self.mask_index) > 0
+            any_allowed = allowed.any(dim=1)
+            # a state that allows nothing (after a terminal) is scored over every action
+            allowed = allowed | ~any_allowed.unsqueeze(1)
         if self.kind == LOG_PROB:
             values = self._logits(obs)
             scores = values
@@ -95,15 +105,14 @@ class PolicyGraph(torch.nn.Module):
                 * self.value_unscale
             scores = values
             if self.bcq_log_flexibility is not None:  # d3rlpy's DiscreteBCQ action rule
-                log_probs = self._logits(obs)
+                log_probs = self._logits(obs, allowed)
                 ratio = log_probs - log_probs.max(dim=1, keepdim=True).values
                 likely = (ratio > self.bcq_log_flexibility).float()
                 scores = (values - values.min(dim=1, keepdim=True).values + 1e-5) * likely
-        if self.has_mask:
-            allowed = features.index_select(1, self.mask_index) > 0
+        if allowed is not None and any_allowed is not None:
             scores = scores.masked_fill(~allowed, float("-inf"))
             action = scores.argmax(dim=1)
-            action = torch.where(allowed.any(dim=1), action, torch.full_like(action, -1))
+            action = torch.where(any_allowed, action, torch.full_like(action, -1))
         else:
             action = scores.argmax(dim=1)
         return action, values.float()
