@@ -39,3 +39,32 @@ def test_replace_only_touches_its_partition(tmp_path):
 
 def test_missing_table_reads_empty(tmp_path):
     assert Warehouse(tmp_path / "w.duckdb").read_partitions("nothing", DAY, DAY).is_empty()
+
+
+def test_digest_ignores_row_order_and_sees_any_change(tmp_path):
+    a, b = Warehouse(tmp_path / "a.duckdb"), Warehouse(tmp_path / "b.duckdb")
+    rows = pl.DataFrame({"partition_date": [DAY] * 3, "v": [1.5, 2.25, None], "s": ["x", "y", "z"]})
+    a.replace_partition("t", rows, day=DAY)
+    b.replace_partition("t", rows.reverse(), day=DAY)
+    assert a.digest("t", DAY) == b.digest("t", DAY) == a.digest("t")
+    assert a.digest("t", DAY)[0] == 3
+    b.replace_partition("t", rows.with_columns(v=pl.Series([1.5, 2.25, 0.0])), day=DAY)
+    assert a.digest("t", DAY) != b.digest("t", DAY)
+    assert Warehouse(tmp_path / "none.duckdb").digest("t") == (0, "")
+
+
+def test_crash_point_kills_at_the_named_hit_only():
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    code = ("from offline_rl.data.warehouse import crash_point\n"
+            "for i in range(3):\n"
+            "    crash_point('x.y'); crash_point('other'); print(i, flush=True)\n")
+    env = {**os.environ, "OFFLINE_RL_CRASH_AT": "x.y@2"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == -signal.SIGKILL and out.stdout.split() == ["0"]
+    env["OFFLINE_RL_CRASH_AT"] = "nothing"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.split() == ["0", "1", "2"]
