@@ -16,6 +16,8 @@ pricing service logs the context it prices from with every decision) and equal t
 * ``elasticity``: ``elasticity_estimate / 3``, the category's own-price elasticity;
 * ``competitor_ratio``: ``competitor_price / list_price``, the competitor's quoted price;
 * ``log_demand``: ``log(1 + demand_forecast) / 4``, the SKU's base daily demand;
+* ``log_list_price``: ``log(list_price) / 5``, the price level; with the demand level it sets
+  the scale of the day's margin, which the action values need;
 * ``stock_cover``: ``min(stock / (demand_forecast * days_left), 3) / 3``, whether the stock
   on hand lasts the rest of the season at base demand (1/3) or runs out early (below);
 * ``day_frac``: ``day_index / season_days``, how far into the season;
@@ -34,13 +36,14 @@ decision is a ``timeout``. The day's partition and the ``horizon - 1`` days afte
 transitions claim it. A decision is kept only with its day's sales row (its reward): the
 episode's days are the unbroken run from day 0, and a missing day ends it in a ``timeout``.
 
-Behaviour policy (cost-plus with weekend promotions): a softmax around the multiplier that
-puts the price at ``behavior_markup`` over the unit cost, with ``behavior_promo_share`` of
-the mass moved to the promotional prices (0.8, 0.9) from Friday to Sunday and
-``behavior_epsilon`` uniform exploration; the logged ``behavior_prob`` is the probability of
-the multiplier chosen. It ignores the elasticity, the competitor and the stock. Parameters and
-the dynamics (elasticities, weekly seasonality, competitor walk, stock visibility, demand
-noise): ``offline_rl.simulator.pricing``.
+Behaviour policy (cost-plus with weekend promotions and price tests): a softmax over the
+multipliers around the one that puts the price ``behavior_markup`` (60%) over the unit cost;
+from Friday to Sunday ``behavior_promo_share`` (half) of the mass goes to the promotional
+prices 0.8 and 0.9; and ``behavior_epsilon`` (20%) of the SKU-days are price tests at a
+uniformly drawn multiplier. The logged ``behavior_prob`` is the probability of the multiplier
+charged. It ignores the elasticity, the competitor and the stock. Parameters and the dynamics
+(elasticities, weekly seasonality, competitor walk, stock visibility, demand noise):
+``offline_rl.simulator.pricing``.
 
 Segment column: ``market_id``, the market (region or sales channel) a SKU is sold in. Every
 catalogue item is sold in every market, and each market's SKUs draw their own demand level,
@@ -85,6 +88,7 @@ def _feature_exprs() -> dict[str, pl.Expr]:
         "elasticity": pl.col("elasticity_estimate") / 3.0,
         "competitor_ratio": pl.col("competitor_price") / list_price,
         "log_demand": forecast.log1p() / 4.0,
+        "log_list_price": list_price.log() / 5.0,
         "stock_cover": pl.min_horizontal(pl.col("stock") / (forecast * days_left),
                                          pl.lit(3.0)) / 3.0,
         "day_frac": pl.col("day_index") / pl.col("season_days"),

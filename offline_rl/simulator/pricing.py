@@ -36,19 +36,25 @@ SKUs (``n_markets`` per catalogue item) have a fixed base demand, elasticity fac
 competitor offset drawn from the world's seed; list price and cost come from the catalogue.
 
 State features: the cost over the list price, the category's elasticity / 3, the quoted
-competitor price over the list price, log(1 + base demand) / 4, stock cover (stock over the
-base demand of the days left, capped at 3, / 3), the day index / horizon and the weekday
-(one-hot). The pricing service logs with each decision the context it prices from (the
-category's elasticity estimate, demand planning's base-demand forecast of the SKU, the length
-of the season), so the features can be rebuilt from the logs exactly
-(``offline_rl.domains.pricing``).
+competitor price over the list price, log(1 + base demand) / 4, log(list price) / 5 (with
+the demand level, the scale of the day's margin), stock cover (stock over the base demand of
+the days left, capped at 3, / 3), the day index / horizon and the weekday (one-hot). The
+pricing service logs with each decision the context it prices from (the category's
+elasticity estimate, demand planning's base-demand forecast of the SKU, the length of the
+season), so the features can be rebuilt from the logs exactly (``offline_rl.domains.pricing``).
 
-Behaviour policy (cost-plus with weekend promotions): the multiplier nearest to ``unit_cost *
-(1 + behavior_markup) / list_price`` gets softmax weight ``-|m - m*| / behavior_temperature``;
-on Friday to Sunday ``behavior_promo_share`` of the mass goes to the promotional prices 0.8
-and 0.9; ``behavior_epsilon`` uniform exploration. It ignores elasticity, the competitor and
-the stock (and promotes on the busiest days, when demand needs no help), so pricing by
-elasticity, competitor and stock cover does clearly better (``heuristic_policy``).
+Behaviour policy (cost-plus with weekend promotions and price tests): each multiplier ``m``
+gets softmax weight ``-|m - m*| / behavior_temperature`` around the cost-plus target ``m* =
+unit_cost * (1 + behavior_markup) / list_price``; from Friday to Sunday
+``behavior_promo_share`` of the mass goes to the promotional prices 0.8 and 0.9 (the weekend
+deals half the range runs); and ``behavior_epsilon`` of the SKU-days are price tests at a
+uniformly drawn multiplier. The logged probability is that of the price charged. It ignores
+elasticity, the competitor and the stock, and promotes around the weekend peak, when demand
+needs no help, so pricing by elasticity, competitor and stock cover does clearly better
+(``heuristic_policy``). The defaults keep 20% of decisions as price tests (as much as the
+shop's recommendation logging explores) and a temperature of 0.1 (neighbouring prices keep
+about a third of the target's weight): with less variation in the logged prices, a week of
+logs does not show what the other prices would have earned.
 """
 
 from __future__ import annotations
@@ -96,11 +102,11 @@ class PricingConfig:
         behavior_temperature: Softmax temperature of the behaviour policy (multiplier units).
         behavior_promo_share: Probability mass on the promotional prices (0.8, 0.9) on
             Friday to Sunday.
-        behavior_epsilon: Uniform exploration share.
+        behavior_epsilon: Share of price tests (a uniformly drawn multiplier).
     """
 
     horizon: int = 14
-    n_markets: int = 30
+    n_markets: int = 60
     price_multipliers: tuple[float, ...] = (0.8, 0.9, 1.0, 1.1, 1.2)
     category_elasticity: tuple[float, ...] = (2.2, 1.8, 1.2, 0.8, 2.0, 1.2)
     elasticity_noise: float = 0.15
@@ -116,15 +122,15 @@ class PricingConfig:
     low_stock_days: float = 2.0
     low_stock_floor: float = 0.5
     behavior_markup: float = 0.6
-    behavior_temperature: float = 0.05
-    behavior_promo_share: float = 0.3
-    behavior_epsilon: float = 0.1
+    behavior_temperature: float = 0.1
+    behavior_promo_share: float = 0.5
+    behavior_epsilon: float = 0.2
 
 
 def feature_names() -> list[str]:
     """Names of the state features, in order."""
-    return (["cost_ratio", "elasticity", "competitor_ratio", "log_demand", "stock_cover",
-             "day_frac"] + [f"weekday_{d}" for d in WEEKDAYS])
+    return (["cost_ratio", "elasticity", "competitor_ratio", "log_demand", "log_list_price",
+             "stock_cover", "day_frac"] + [f"weekday_{d}" for d in WEEKDAYS])
 
 
 @dataclass(frozen=True)
@@ -241,8 +247,8 @@ class PricingSimulator:
         cover = np.minimum(s.stock / (base * days_left), 3.0) / 3.0
         cols = np.stack([
             p.cost[s.sku] / p.list_price[s.sku], p.category_elasticity[s.sku] / 3.0,
-            self.competitor_price(s) / p.list_price[s.sku], np.log1p(base) / 4.0, cover,
-            s.t / cfg.horizon,
+            self.competitor_price(s) / p.list_price[s.sku], np.log1p(base) / 4.0,
+            np.log(p.list_price[s.sku]) / 5.0, cover, s.t / cfg.horizon,
         ], axis=1)
         return np.concatenate([cols, np.eye(7)[self.weekday(s)]], axis=1).astype(np.float32)
 
@@ -331,8 +337,11 @@ def heuristic_policy(sim: PricingSimulator, min_cover: float = 1.0) -> PolicyFn:
 
 
 # -- landing logs ----------------------------------------------------------------------------
-EVENTS_PER_SKU_EPISODE = 200.0
-"""Clickstream events per pricing episode started, to turn ``events_per_day`` into SKUs."""
+EVENTS_PER_SKU_EPISODE = 80.0
+"""Clickstream events per pricing episode started, to turn ``events_per_day`` into SKUs: at
+the demo's 40,000 events a day, 500 seasons start a day, nearly the whole assortment (7,200
+SKUs over 14-day seasons) is priced, and the nightly window of 7 start days holds about 14,000
+decisions."""
 
 
 def generate_pricing(

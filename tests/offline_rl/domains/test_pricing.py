@@ -19,7 +19,7 @@ START = dt.date(2026, 10, 1)
 DAYS = [START + dt.timedelta(days=i) for i in range(HORIZON + 1)]
 MIDDLE = DAYS[1]
 LAST = DAYS[-1]  # MIDDLE + HORIZON - 1: the middle day's seasons are over by then
-EVENTS_PER_DAY = 2000  # 10 SKU seasons start a day
+EVENTS_PER_DAY = 800  # 10 SKU seasons start a day
 TIME_COLUMN = {"pricing_changes": "change_ts", "pricing_sales": "sales_ts"}
 
 
