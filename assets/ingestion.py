@@ -83,6 +83,9 @@ def raw_asset(schema: SourceSchema) -> dg.AssetsDefinition:
                 "rows_quarantined": quarantined_rows,
                 "files_rejected": rejected,
                 "duplicates_dropped": load.duplicates,
+                "summary": load.describe(),
+                "files_skipped": dg.MetadataValue.md(
+                    "\n".join(f"- `{n}`" for n in load.skipped) or "_(none)_"),
                 "preview": dg.MetadataValue.md(markdown_table(preview)),
             },
             check_results=checks,

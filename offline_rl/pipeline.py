@@ -29,7 +29,7 @@ from offline_rl.algos.training import (
     train_candidate,
 )
 from offline_rl.data.arrays import DecisionArrays, decision_arrays, to_mdp_dataset
-from offline_rl.data.ingest import QUARANTINE_TABLE, PartitionLoad, read_partition
+from offline_rl.data.ingest import PartitionLoad, load_partition
 from offline_rl.data.schemas import SOURCES, SourceSchema
 from offline_rl.data.warehouse import Warehouse
 from offline_rl.domains import Domain, get_domain
@@ -58,13 +58,9 @@ BEHAVIOR = "behavior"
 # ---------------------------------------------------------------- ingestion
 
 def ingest_partition(paths: DataPaths, schema: SourceSchema, day: dt.date) -> PartitionLoad:
-    """Loads one landing partition into ``raw_<dataset>`` and its rejects into quarantine."""
-    load = read_partition(paths.landing, schema, day)
-    Warehouse(paths.warehouse).replace_partition(
-        schema.table, load.rows, day=day,
-        extra={QUARANTINE_TABLE: (load.quarantine, {"source": schema.name, "day": day})},
-    )
-    return load
+    """Loads one landing partition into ``raw_<dataset>`` and its rejects into quarantine,
+    in one transaction (see ``offline_rl.data.ingest.load_partition``)."""
+    return load_partition(paths.landing, paths.warehouse, schema, day)
 
 
 # ---------------------------------------------------------------- transitions

@@ -7,6 +7,8 @@ import warnings
 
 import dagster as dg
 
+from offline_rl.data.ingest import parse_partition_key
+
 FIRST_DAY = "2026-01-01"
 daily = dg.DailyPartitionsDefinition(start_date=FIRST_DAY, end_offset=1, timezone="UTC")
 """One partition per UTC day of logs, from FIRST_DAY to today."""
@@ -35,5 +37,5 @@ session_days = raw_days(1, 1)
 
 
 def partition_day(context: dg.AssetExecutionContext) -> dt.date:
-    """The run's partition key as a date (keys are validated by the partitions definition)."""
-    return dt.date.fromisoformat(context.partition_key)
+    """The run's partition key as a date; a malformed key is refused with a clear error."""
+    return parse_partition_key(context.partition_key)

@@ -30,11 +30,12 @@ def _ingest_days(home: str, days: list[str]) -> int:
     return rows
 
 
-def _read_while_writing(home: str, seconds: float) -> int:
+def _read_while_writing(home: str, stop: str) -> int:
+    """Reads the raw table in a loop until ``stop`` exists (the writers are done)."""
     wh = Warehouse(DataPaths(Path(home)).warehouse)
     reads = 0
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + 300
+    while not Path(stop).exists() and time.monotonic() < deadline:
         if wh.path.exists() and wh.table_exists("raw_clickstream"):
             wh.read_partitions("raw_clickstream", START, START + dt.timedelta(days=DAYS))
             reads += 1
@@ -50,9 +51,11 @@ def test_backfill_of_30_days_by_four_processes_with_a_reader(tmp_path):
     assert len(days) >= DAYS
     ctx = mp.get_context("spawn")
     with ctx.Pool(5) as pool:
-        reader = pool.apply_async(_read_while_writing, (str(home), 6.0))
+        stop = tmp_path / "writers-done"
+        reader = pool.apply_async(_read_while_writing, (str(home), str(stop)))
         loads = [pool.apply_async(_ingest_days, (str(home), days[i::4])) for i in range(4)]
         loaded = sum(r.get(timeout=300) for r in loads)  # re-raises any lock error
+        stop.touch()
         assert reader.get(timeout=300) > 0
     wh = Warehouse(DataPaths(Path(home)).warehouse)
     last = dt.date.fromisoformat(days[-1])
