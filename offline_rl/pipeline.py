@@ -195,9 +195,11 @@ def train_candidates(
     dataset = to_mdp_dataset(window.train, domain.n_actions)
     if config.reward_scale is None:  # one scale for every candidate of the window
         config = dataclasses.replace(config, reward_scale=auto_reward_scale(window.train.rewards))
-    out = candidates_dir(paths, domain, day)
-    if out.exists():
-        shutil.rmtree(out)
+    final = candidates_dir(paths, domain, day)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # train into a fresh folder and swap it in at the end: a killed run leaves the previous
+    # models (or none) in place, never a mix
+    out = Path(tempfile.mkdtemp(prefix=f".{final.name}.training-", dir=final.parent))
     context = {
         "domain": domain.name,
         "data_window": {"start": str(window.start), "end": str(window.end), "days": window_days},
@@ -224,7 +226,23 @@ def train_candidates(
                 candidate_config = dataclasses.replace(config, reward_scale=float(scale))
         trained.append(train_candidate(name, dataset, candidate_config, out / name,
                                        context=context, progress=progress, **extra))
+    _swap_in(out, final)
+    trained = [dataclasses.replace(t, directory=final / t.name) for t in trained]
     return window, trained
+
+
+def _swap_in(staged: Path, final: Path) -> None:
+    """Replaces ``final`` by ``staged`` (two renames; leftovers of killed runs are removed)."""
+    old = final.with_name(f".{final.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        final.rename(old)
+    staged.rename(final)
+    if old.exists():
+        shutil.rmtree(old)
+    for leftover in final.parent.glob(f".{final.name}.training-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- evaluation
