@@ -576,6 +576,44 @@ def estimate(
     }
 
 
+def estimate_on_counts(
+    data: LoggedData,
+    names: str | Iterable[str],
+    counts: np.ndarray,
+    *,
+    gamma: float = 1.0,
+    max_weight: float | None = None,
+) -> np.ndarray:
+    """Estimates on given resamples of the episodes: ``[resamples, len(names)]``.
+
+    Row ``b`` is every estimator evaluated on the resample in which episode ``i`` appears
+    ``counts[b, i]`` times (the same statistics :func:`estimate` bootstraps). Used to pair a
+    resample with a model refitted on it: the refitted bootstrap of the model-based
+    estimators (``offline_rl.ope.evaluate``).
+
+    Args:
+        data: Logged decisions (with the model inputs the estimators need).
+        names: Estimators (subset of ``ESTIMATORS``; all must be computable from ``data``).
+        counts: ``[resamples, n_episodes]`` nonnegative episode counts.
+        gamma: Discount factor in ``[0, 1]``.
+        max_weight: Optional clip of cumulative importance weights.
+
+    Raises:
+        ValueError: Unknown names, missing model inputs, or counts of the wrong shape.
+    """
+    requested = _resolve_names(names)
+    missing = [n for n in requested
+               if any(getattr(data, f) is None for f in _MODEL_FIELDS.get(n, ()))]
+    if missing:
+        raise ValueError(f"names: {missing} need q_logged/v_target, which data lacks")
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.ndim != 2 or counts.shape[1] != data.n_episodes:
+        raise ValueError(f"counts: expected shape (resamples, {data.n_episodes}), got "
+                         f"{counts.shape}")
+    stats = _Stats(data, requested, gamma, max_weight)
+    return stats.values(counts @ stats.matrix, float(data.n_episodes))
+
+
 def _interval(matrix: np.ndarray, statistic: Any, m: int, n_bootstrap: int, alpha: float,
               seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if n_bootstrap < 2 or matrix.shape[0] < 2:

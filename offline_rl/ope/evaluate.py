@@ -22,6 +22,7 @@ exported policy, a hand-written rule). Two FQE implementations are available
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
@@ -31,7 +32,14 @@ import numpy as np
 from offline_rl.data.arrays import DecisionArrays
 from offline_rl.ope.bootstrap import resample_counts
 from offline_rl.ope.diagnostics import Diagnostics, compute_diagnostics, estimator_disagreement
-from offline_rl.ope.estimators import ESTIMATORS, Estimate, LoggedData, estimate, on_policy_value
+from offline_rl.ope.estimators import (
+    ESTIMATORS,
+    Estimate,
+    LoggedData,
+    estimate,
+    estimate_on_counts,
+    on_policy_value,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +60,13 @@ class OPEConfig:
             fitted-Q iteration).
         fqe_batch_size: FQE mini-batch size.
         fqe_hidden_units: FQE Q-network hidden layers.
-        fqe_refits: Torch backend: FQE refits on bootstrap resamples of the episodes for the
-            direct method's interval (``dm_value +- t * sd`` of the refitted estimates, with
-            Student's t quantile for ``fqe_refits - 1`` degrees of freedom); below 2 the
-            direct method's interval comes from resampling episodes around the one fit.
+        fqe_refits: Torch backend: FQE refits on bootstrap resamples of the episodes, for the
+            intervals of ``refit_estimators``; below 2 (or without bootstrap) every interval
+            comes from resampling episodes around the one fit.
+        refit_estimators: Model-based estimators whose interval comes from the refits:
+            ``value +- t * sd`` of the estimator on each resample with the model refitted on
+            it (Student's t quantile for ``fqe_refits - 1`` degrees of freedom), so the
+            interval includes the model's own estimation error.
         fqe_target_update_interval: d3rlpy backend: steps between target-network syncs.
         fqe_reward_scale: d3rlpy backend: reward multiplier inside FQE (Huber loss, see
             ``TrainingConfig``); ``None`` picks ``1 / p99(|reward|)``. Q-values are scaled back
@@ -75,6 +86,7 @@ class OPEConfig:
     fqe_batch_size: int = 256
     fqe_hidden_units: tuple[int, ...] = (64, 64)
     fqe_refits: int = 8
+    refit_estimators: tuple[str, ...] = ("dm",)
     fqe_target_update_interval: int = 200
     fqe_reward_scale: float | None = None
     seed: int = 0
@@ -84,6 +96,10 @@ class OPEConfig:
         if self.fqe_backend not in FQE_BACKENDS:
             raise ValueError(f"fqe_backend: expected one of {FQE_BACKENDS}, "
                              f"got {self.fqe_backend!r}")
+        bad = [n for n in self.refit_estimators if n not in ("dm", "dr", "sndr")]
+        if bad:
+            raise ValueError(f"refit_estimators: {bad} do not use the model; choose from "
+                             "dm, dr, sndr")
         if self.fqe_refits < 0:
             raise ValueError(f"fqe_refits: expected an integer >= 0, got {self.fqe_refits!r}")
 
@@ -170,8 +186,11 @@ def student_t_quantile(p: float, df: int) -> float:
 
 
 def _torch_fqe(policy_actions: np.ndarray, arrays: DecisionArrays, n_actions: int,
-               config: OPEConfig) -> tuple[np.ndarray, np.ndarray, Estimate | None, dict]:
-    """``(q_logged, v_target, dm estimate from refits or None, details)`` by the torch FQE."""
+               config: OPEConfig) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """``(q [members, rows, n_actions], resample counts [members - 1, n_episodes], details)``.
+
+    Member 0 is the fit on all episodes; member ``k >= 1`` the refit on resample ``k - 1``.
+    """
     from offline_rl.ope.fqe_torch import FQESettings, fit_fqe_ensemble
 
     rows = arrays.actions.shape[0]
@@ -180,7 +199,7 @@ def _torch_fqe(policy_actions: np.ndarray, arrays: DecisionArrays, n_actions: in
     n_episodes = int(arrays.episode.max()) + 1
     weights = [np.ones((1, rows))]
     counts = np.empty((0, n_episodes))
-    if config.fqe_refits >= 2 and n_episodes >= 2:
+    if config.fqe_refits >= 2 and n_episodes >= 2 and config.n_bootstrap >= 2:
         rng = np.random.default_rng([config.seed, 7919])
         counts = np.concatenate(list(resample_counts(n_episodes, config.fqe_refits, rng)))
         weights.append(counts[:, arrays.episode])
@@ -191,24 +210,41 @@ def _torch_fqe(policy_actions: np.ndarray, arrays: DecisionArrays, n_actions: in
                            arrays.rewards.astype(np.float64), next_rows(arrays), probs,
                            np.concatenate(weights), gamma=config.gamma,
                            horizon=int(arrays.step.max()) + 1, settings=settings)
-    q = fit.q_all
-    q_logged = q[0, np.arange(rows), arrays.actions]
-    v_all = q[:, np.arange(rows), policy_actions]  # [members, rows]
-    first = arrays.step == 0
-    dm_value = float(v_all[0, first].mean())
-    dm = None
-    if counts.shape[0] >= 2:
-        # each refit's estimate on its own resample: sum_i c_ki V_k(s_i0) / n
-        starts = np.zeros((v_all.shape[0], n_episodes))
-        starts[:, arrays.episode[first]] = v_all[:, first]
-        replicates = (counts * starts[1:]).sum(axis=1) / n_episodes
-        sd = float(replicates.std(ddof=1))
-        half = student_t_quantile(1.0 - config.alpha / 2.0, counts.shape[0] - 1) * sd
-        dm = Estimate("dm", dm_value, dm_value - half, dm_value + half, sd)
     details = {"fqe_backend": "torch", "fqe_iterations": fit.n_iterations,
                "fqe_bellman_mse_scaled": float(fit.final_loss[0]),
                "fqe_reward_scale": fit.reward_scale, "fqe_refits": int(counts.shape[0])}
-    return q_logged, v_all[0], dm, details
+    return fit.q_all, counts, details
+
+
+def _refit_intervals(estimates: dict[str, Estimate], arrays: DecisionArrays,
+                     target: np.ndarray, q: np.ndarray, counts: np.ndarray,
+                     config: OPEConfig) -> dict[str, Estimate]:
+    """Intervals of the model-based estimators from the FQE refits.
+
+    Replicate ``k`` of an estimator is its value on resample ``k`` with the model refitted on
+    that resample; the interval is ``value +- t(1 - alpha/2, K - 1) * sd`` of the ``K``
+    replicates around the full-data point estimate (Student's t: ``K`` is small).
+    """
+    names = [n for n in config.refit_estimators if n in estimates]
+    if not names or counts.shape[0] < 2:
+        return estimates
+    rows = np.arange(arrays.actions.shape[0])
+    replicates = np.concatenate([
+        estimate_on_counts(
+            logged_data_for(arrays, target, q[k][rows, arrays.actions], q[k][rows, target]),
+            names, counts[k - 1:k], gamma=config.gamma)
+        for k in range(1, q.shape[0])])
+    out = dict(estimates)
+    for j, name in enumerate(names):
+        finite = replicates[:, j][np.isfinite(replicates[:, j])]
+        value = estimates[name].value
+        if finite.shape[0] < 2:
+            out[name] = Estimate(name, value, math.nan, math.nan, math.nan)
+            continue
+        sd = float(finite.std(ddof=1))
+        half = student_t_quantile(1.0 - config.alpha / 2.0, finite.shape[0] - 1) * sd
+        out[name] = Estimate(name, value, value - half, value + half, sd)
+    return out
 
 
 def evaluate_policy(
@@ -240,9 +276,12 @@ def evaluate_policy(
     if target.max() >= n_actions:
         raise ValueError(f"{name}: predict returned action {int(target.max())} outside "
                          f"[0, {n_actions})")
-    dm_refit: Estimate | None = None
+    q_all: np.ndarray | None = None
+    counts = np.empty((0, 0))
     if config.fqe_backend == "torch":
-        q_logged, v_target, dm_refit, details = _torch_fqe(target, arrays, n_actions, config)
+        q_all, counts, details = _torch_fqe(target, arrays, n_actions, config)
+        rows = np.arange(arrays.actions.shape[0])
+        q_logged, v_target = q_all[0][rows, arrays.actions], q_all[0][rows, target]
     else:
         if dataset is None:
             raise ValueError("the d3rlpy FQE backend needs the logged decisions as an "
@@ -259,8 +298,8 @@ def evaluate_policy(
     data = logged_data_for(arrays, target, q_logged, v_target)
     estimates = estimate(data, config.estimators, gamma=config.gamma,
                          n_bootstrap=config.n_bootstrap, alpha=config.alpha, seed=config.seed)
-    if dm_refit is not None and "dm" in estimates and config.n_bootstrap >= 2:
-        estimates["dm"] = dm_refit
+    if q_all is not None and config.n_bootstrap >= 2:
+        estimates = _refit_intervals(estimates, arrays, target, q_all, counts, config)
     diagnostics = compute_diagnostics(data, logged_action=arrays.actions)
     counts = np.bincount(target, minlength=n_actions)
     return PolicyEvaluation(

@@ -19,6 +19,13 @@ one and Q-values are divided by the same factor afterwards; a linear scaling lea
 minimiser unbiased. Features are standardised. Everything runs on CPU with a seeded torch
 generator and numpy generator, so results are deterministic for a seed.
 
+**Ensembles.** :func:`fit_fqe_ensemble` fits several FQE models at once, each drawing its
+mini-batches from its own weighting of the rows: with the counts of bootstrap resamples of
+the episodes, member ``k`` is the FQE refit on resample ``k``, which is what a bootstrap of
+the direct method needs (resampling episodes around one fitted model ignores the model's
+own estimation error). The members' weights are stacked into one batched network, so ``K``
+members cost far less than ``K`` separate fits on a CPU.
+
 Caveat: FQE is only as good as the features are a Markov state. When part of the state is
 latent (e.g. a user's taste that clicks only hint at), ``Q(s, a)`` learned under the
 behaviour policy's distribution of latent states is biased for a target that reaches the same

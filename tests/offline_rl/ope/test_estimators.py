@@ -12,6 +12,7 @@ from offline_rl.ope.estimators import (
     LoggedData,
     _Stats,
     estimate,
+    estimate_on_counts,
     high_confidence_lower_bound,
     on_policy_value,
 )
@@ -460,3 +461,24 @@ def test_no_support_makes_self_normalised_is_nan_and_sndr_fall_back_to_dm():
 def test_estimate_as_dict():
     est = Estimate("dr", 1.0, 0.5, 1.5, 0.25)
     assert est.as_dict() == {"value": 1.0, "low": 0.5, "high": 1.5, "stderr": 0.25}
+
+
+def test_estimate_on_counts_equals_estimates_on_the_resampled_episodes():
+    data = tiny_log()
+    names = ("ipw", "snipw", "pdis", "snpdis", "dm", "dr", "sndr")
+    full = estimate_on_counts(data, names, np.ones((1, 2)))[0]
+    point = estimate(data, names, n_bootstrap=0)
+    np.testing.assert_allclose(full, [point[n].value for n in names])
+    # counts (2, 0): episode 0 twice, episode 1 not at all = a log of two copies of episode 0
+    twice = LoggedData.from_arrays(
+        np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1]), np.array([1.0, 2.0, 1.0, 2.0]),
+        np.full(4, 0.5), np.array([1.0, 0.25, 1.0, 0.25]), q_logged=np.array([1.2, 1.8] * 2),
+        v_target=np.array([1.5, 1.0] * 2))
+    on_twice = estimate(twice, names, n_bootstrap=0)
+    resampled = estimate_on_counts(data, names, np.array([[2.0, 0.0], [1.0, 1.0]]))
+    np.testing.assert_allclose(resampled[0], [on_twice[n].value for n in names])
+    np.testing.assert_allclose(resampled[1], full)
+    with pytest.raises(ValueError, match=r"counts: expected shape \(resamples, 2\)"):
+        estimate_on_counts(data, names, np.ones(2))
+    with pytest.raises(ValueError, match=r"\['dm'\] need q_logged/v_target"):
+        estimate_on_counts(tiny_log(q_logged=None, v_target=None), ("ipw", "dm"), np.ones((1, 2)))
