@@ -67,6 +67,9 @@ from offline_rl.paths import DataPaths  # noqa: E402
 
 START = dt.date(2026, 10, 1)
 
+# stage modules import this file as ``fault_injection``: one module, one ``Stage`` class
+sys.modules.setdefault("fault_injection", sys.modules[__name__])
+
 
 # ---------------------------------------------------------------- stages
 
