@@ -9,7 +9,7 @@ from pydantic import Field
 from offline_rl.domains import Domain, all_domains
 from offline_rl.ope.gate import GateConfig
 from offline_rl.pipeline import export_promoted, promote, read_decision
-from offline_rl.report import ope_report
+from offline_rl.report import ope_report, ope_report_html
 from orchestration.partitions import daily, partition_day
 from orchestration.resources import TRANSIENT_RETRY, DataHome
 
@@ -64,6 +64,9 @@ def gate_asset(domain: Domain) -> dg.AssetsDefinition:
         report_path = paths.reports / domain.name / f"{day.isoformat()}.md"
         report_path.parent.mkdir(parents=True, exist_ok=True)
         report_path.write_text(report)
+        html_path = report_path.with_suffix(".html")
+        html_path.write_text(ope_report_html(domain.name, day.isoformat(), result.behavior,
+                                             result.evaluations, decision))
         row = read_decision(paths, domain, day)
         bar = row["incumbent_value"] + gate.margin * abs(row["incumbent_value"])
         evidence_ok = (not row["promoted"]) or (
@@ -79,6 +82,7 @@ def gate_asset(domain: Domain) -> dg.AssetsDefinition:
                 "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons)),
                 "report": dg.MetadataValue.md(report),
                 "report_path": dg.MetadataValue.path(str(report_path)),
+                "report_html": dg.MetadataValue.path(str(html_path)),
             },
             check_results=[dg.AssetCheckResult(
                 check_name="promotion_evidence", passed=bool(evidence_ok),

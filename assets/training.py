@@ -88,9 +88,20 @@ def training_metadata(day, window, trained, cfg) -> dict:
             {"candidate": c.name, "algorithm": c.algorithm, "seconds": round(c.seconds, 1),
              "final_loss": c.learning_curve[-1].get("loss") if c.learning_curve else None,
              "path": str(c.directory)} for c in trained])),
-        "learning_curves": dg.MetadataValue.md(markdown_table(curves)),
+        "learning_curves": dg.MetadataValue.md(_curves_image(trained)),
+        "learning_curve_points": dg.MetadataValue.md(markdown_table(curves)),
         "training_config": dg.MetadataValue.json(dataclasses.asdict(cfg)),
     }
+
+
+def _curves_image(trained) -> str:
+    from offline_rl.plots import learning_curves, markdown_image
+
+    curves = {c.name: c.learning_curve for c in trained if c.learning_curve}
+    if not curves:
+        return "_(no learning curve recorded)_"
+    return markdown_image(learning_curves(curves, title="training loss per candidate"),
+                          "learning curves")
 
 
 candidates_assets = [candidates_asset(d) for d in all_domains()]

@@ -61,6 +61,7 @@ def transitions_asset(domain: Domain) -> dg.AssetsDefinition:
                         dict(enumerate(domain.action_names)), default=None,
                         return_dtype=pl.String),
                         share=(pl.col("n") / pl.col("n").sum()).round(4)))),
+                "plots": dg.MetadataValue.md(_plots(table, domain)),
                 "preview": dg.MetadataValue.md(markdown_table(table.head(5).select(
                     "episode_id", "step", "action", "behavior_prob", "reward", "terminal",
                     "timeout"))),
@@ -76,6 +77,26 @@ def transitions_asset(domain: Domain) -> dg.AssetsDefinition:
         )
 
     return _transitions
+
+
+def _plots(table: pl.DataFrame, domain: Domain) -> str:
+    """The day's logged action shares and reward distribution, as inline images."""
+    from offline_rl.plots import action_distribution, markdown_image, reward_histogram
+
+    if table.is_empty():
+        return "_(no transitions)_"
+    counts = table["action"].value_counts().sort("action")
+    shares = [0.0] * domain.n_actions
+    for action, n in counts.iter_rows():
+        shares[int(action)] = n / table.height
+    return "\n\n".join([
+        markdown_image(action_distribution(shares, {}, action_names=domain.action_names,
+                                           title=f"{domain.name}: logged actions"),
+                       "logged action shares"),
+        markdown_image(reward_histogram(table["reward"].to_numpy(),
+                                        title=f"{domain.name}: reward per decision"),
+                       "reward distribution"),
+    ])
 
 
 transitions_assets = [transitions_asset(d) for d in all_domains()]

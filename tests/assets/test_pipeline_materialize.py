@@ -79,6 +79,16 @@ def test_every_stage_wrote_its_output(run_home):
         assert record["training_config"]["seed"] == 0
     meta = result.asset_materializations_for_node("recommendation_candidates")[0].metadata
     assert "data_window" in meta and "training_config" in meta
+    # plots are inline PNGs, so they render in the UI's metadata
+    image = "](data:image/png;base64,"
+    assert image in meta["learning_curves"].value
+    for node, key in (("recommendation_transitions", "plots"),
+                      ("recommendation_ope", "forest_plot"),
+                      ("recommendation_ope", "action_distribution"),
+                      ("recommendation_gate", "report")):
+        assert image in result.asset_materializations_for_node(node)[0].metadata[key].value
+    html = (paths.reports / "recommendation" / f"{DAYS[1]}.html").read_text()
+    assert html.lstrip().lower().startswith("<!doctype html") and "data:image/png" in html
 
 
 def test_checks_ran_and_passed(run_home):
