@@ -160,7 +160,11 @@ def add_validate_ope_parser(subparsers: Any) -> None:
                    help=f"validation scenarios (default {' '.join(DEFAULT_SCENARIOS)}; "
                         f"choices: {', '.join(VALIDATION_SCENARIOS)})")
     p.add_argument("--seeds", type=positive_int, default=defaults.seeds,
-                   help=f"runs per domain and scenario, seeds 0..N-1 (default {defaults.seeds})")
+                   help="runs per domain and scenario, seeds FIRST..FIRST+N-1 "
+                        f"(default {defaults.seeds})")
+    p.add_argument("--first-seed", type=nonnegative_int, default=defaults.first_seed,
+                   help=f"first seed (default {defaults.first_seed}; a fresh range checks "
+                        "settings tuned on another)")
     p.add_argument("--candidates", nargs="+", metavar="ALGORITHM",
                    default=list(defaults.candidates),
                    help=f"algorithms trained per run (default {' '.join(defaults.candidates)})")
@@ -192,7 +196,8 @@ def cmd_validate_ope(args: argparse.Namespace) -> int:
     try:
         cfg = ValidationConfig(
             domains=tuple(args.domains or ()), scenarios=tuple(args.scenarios),
-            seeds=args.seeds, candidates=tuple(args.candidates), train_steps=args.train_steps,
+            seeds=args.seeds, first_seed=args.first_seed, candidates=tuple(args.candidates),
+            train_steps=args.train_steps,
             truth_episodes=args.truth_episodes, episode_scale=args.episode_scale,
             ope=dataclasses.replace(defaults.ope, fqe_steps=args.fqe_steps))
         cfg.check()

@@ -7,13 +7,20 @@ intervals, and the diagnostics. Values are undiscounted expected returns per epi
 (``gamma = 1``), the same quantity the simulator's ``true_value`` measures.
 
 A policy is anything with ``predict(observations) -> actions`` (a d3rlpy algorithm, an
-exported policy, a hand-written rule). Two FQE implementations are available
-(``OPEConfig.fqe_backend``):
+exported policy, a hand-written rule). Doubly robust (``dr``, ``sndr``) clips the cumulative
+importance weights at ``model_max_weight``: a deterministic candidate's weights over a
+multi-step episode are products of ``1 / b`` and a handful of episodes would otherwise
+dominate; clipping leans the estimate towards the model there.
+
+Two FQE implementations are available (``OPEConfig.fqe_backend``):
 
 * ``torch`` (default): :mod:`offline_rl.ope.fqe_torch`, squared loss, one fitted-Q iteration
-  per step of the horizon, any policy. Its direct-method interval refits FQE on
-  ``fqe_refits`` bootstrap resamples of the episodes (all members trained together in one
-  batched network), so the interval includes the model's own estimation error.
+  per step of the horizon, any policy. FQE is refitted on ``fqe_refits`` bootstrap resamples
+  of the episodes (all members trained together in one batched network). The model the
+  estimators use is the average of the full-data fit and the refits (bagging: FQE's fits
+  vary a lot from one resample to the next, and their average is steadier), and the
+  intervals of the model-based estimators come from the refits, so they include the model's
+  own estimation error.
 * ``d3rlpy``: d3rlpy's ``DiscreteFQE`` (Huber loss on scaled rewards, periodic target
   syncs), d3rlpy algorithms only. Its direct-method interval resamples episodes around the
   one fitted model and so understates that model's error.
@@ -52,7 +59,8 @@ class OPEConfig:
         estimators: Estimators to compute (names of ``offline_rl.ope.estimators.ESTIMATORS``).
         gamma: Discount of the evaluated return (1.0: undiscounted return per episode).
         n_bootstrap: Bootstrap resamples (of episodes) for the intervals.
-        alpha: Intervals are ``1 - alpha`` two-sided; the gate uses their lower ends.
+        alpha: Intervals are ``1 - alpha`` two-sided; the gate uses their lower ends, so the
+            default 0.1 makes its bound a one-sided 95% one.
         fqe_backend: ``"torch"`` (:mod:`offline_rl.ope.fqe_torch`, any policy, refitted
             direct-method interval) or ``"d3rlpy"`` (``DiscreteFQE``, d3rlpy algorithms only).
         fqe_steps: Gradient steps of FQE per candidate.
@@ -67,6 +75,10 @@ class OPEConfig:
             ``value +- t * sd`` of the estimator on each resample with the model refitted on
             it (Student's t quantile for ``fqe_refits - 1`` degrees of freedom), so the
             interval includes the model's own estimation error.
+        fqe_bagging: Torch backend with refits: the model is the average of the full-data
+            fit and the refits' Q-values (False: the full-data fit alone).
+        model_max_weight: Clip of the cumulative importance weights in ``dr`` and ``sndr``
+            (None: no clip); the importance-sampling estimators are never clipped.
         fqe_target_update_interval: d3rlpy backend: steps between target-network syncs.
         fqe_reward_scale: d3rlpy backend: reward multiplier inside FQE (Huber loss, see
             ``TrainingConfig``); ``None`` picks ``1 / p99(|reward|)``. Q-values are scaled back
@@ -79,14 +91,16 @@ class OPEConfig:
     estimators: tuple[str, ...] = ESTIMATORS
     gamma: float = 1.0
     n_bootstrap: int = 500
-    alpha: float = 0.05
+    alpha: float = 0.1
     fqe_backend: str = "torch"
     fqe_steps: int = 3000
     fqe_learning_rate: float = 1e-3
     fqe_batch_size: int = 256
     fqe_hidden_units: tuple[int, ...] = (64, 64)
     fqe_refits: int = 8
-    refit_estimators: tuple[str, ...] = ("dm",)
+    refit_estimators: tuple[str, ...] = ("dm", "dr", "sndr")
+    fqe_bagging: bool = True
+    model_max_weight: float | None = 10.0
     fqe_target_update_interval: int = 200
     fqe_reward_scale: float | None = None
     seed: int = 0
@@ -100,6 +114,9 @@ class OPEConfig:
         if bad:
             raise ValueError(f"refit_estimators: {bad} do not use the model; choose from "
                              "dm, dr, sndr")
+        if self.model_max_weight is not None and not self.model_max_weight > 0:
+            raise ValueError(f"model_max_weight: expected a positive number or None, got "
+                             f"{self.model_max_weight!r}")
         if self.fqe_refits < 0:
             raise ValueError(f"fqe_refits: expected an integer >= 0, got {self.fqe_refits!r}")
 
@@ -216,6 +233,22 @@ def _torch_fqe(policy_actions: np.ndarray, arrays: DecisionArrays, n_actions: in
     return fit.q_all, counts, details
 
 
+CLIPPED = ("dr", "sndr")
+"""Estimators whose cumulative importance weights ``OPEConfig.model_max_weight`` clips."""
+
+
+def _estimate_all(data: LoggedData, config: OPEConfig) -> dict[str, Estimate]:
+    """Every configured estimator, ``dr``/``sndr`` with clipped weights (shared resamples)."""
+    common = dict(gamma=config.gamma, n_bootstrap=config.n_bootstrap, alpha=config.alpha,
+                  seed=config.seed)
+    plain = [n for n in config.estimators if n not in CLIPPED]
+    clipped = [n for n in config.estimators if n in CLIPPED]
+    out = estimate(data, plain, **common) if plain else {}
+    if clipped:
+        out.update(estimate(data, clipped, max_weight=config.model_max_weight, **common))
+    return {n: out[n] for n in config.estimators if n in out}
+
+
 def _refit_intervals(estimates: dict[str, Estimate], arrays: DecisionArrays,
                      target: np.ndarray, q: np.ndarray, counts: np.ndarray,
                      config: OPEConfig) -> dict[str, Estimate]:
@@ -223,17 +256,28 @@ def _refit_intervals(estimates: dict[str, Estimate], arrays: DecisionArrays,
 
     Replicate ``k`` of an estimator is its value on resample ``k`` with the model refitted on
     that resample; the interval is ``value +- t(1 - alpha/2, K - 1) * sd`` of the ``K``
-    replicates around the full-data point estimate (Student's t: ``K`` is small).
+    replicates around the point estimate (Student's t: ``K`` is small). With bagging the
+    point estimate uses the average model, whose error is smaller than one refit's, so the
+    interval is on the wide side.
     """
     names = [n for n in config.refit_estimators if n in estimates]
     if not names or counts.shape[0] < 2:
         return estimates
     rows = np.arange(arrays.actions.shape[0])
-    replicates = np.concatenate([
-        estimate_on_counts(
-            logged_data_for(arrays, target, q[k][rows, arrays.actions], q[k][rows, target]),
-            names, counts[k - 1:k], gamma=config.gamma)
+    def on_resample(k: int, subset: list[str], clip: float | None) -> np.ndarray:
+        data = logged_data_for(arrays, target, q[k][rows, arrays.actions], q[k][rows, target])
+        return estimate_on_counts(data, subset, counts[k - 1:k], gamma=config.gamma,
+                                  max_weight=clip)[0]
+
+    plain = [n for n in names if n not in CLIPPED]
+    clipped = [n for n in names if n in CLIPPED]
+    columns = plain + clipped
+    replicates = np.stack([
+        np.concatenate([on_resample(k, plain, None) if plain else np.empty(0),
+                        on_resample(k, clipped, config.model_max_weight) if clipped
+                        else np.empty(0)])
         for k in range(1, q.shape[0])])
+    names = columns
     out = dict(estimates)
     for j, name in enumerate(names):
         finite = replicates[:, j][np.isfinite(replicates[:, j])]
@@ -281,7 +325,9 @@ def evaluate_policy(
     if config.fqe_backend == "torch":
         q_all, counts, details = _torch_fqe(target, arrays, n_actions, config)
         rows = np.arange(arrays.actions.shape[0])
-        q_logged, v_target = q_all[0][rows, arrays.actions], q_all[0][rows, target]
+        model = q_all.mean(axis=0) if config.fqe_bagging else q_all[0]
+        details["fqe_bagged"] = bool(config.fqe_bagging and q_all.shape[0] > 1)
+        q_logged, v_target = model[rows, arrays.actions], model[rows, target]
     else:
         if dataset is None:
             raise ValueError("the d3rlpy FQE backend needs the logged decisions as an "
@@ -296,8 +342,7 @@ def evaluate_policy(
                               dtype=np.float64) / scale
         details = {"fqe_backend": "d3rlpy", "fqe_reward_scale": scale}
     data = logged_data_for(arrays, target, q_logged, v_target)
-    estimates = estimate(data, config.estimators, gamma=config.gamma,
-                         n_bootstrap=config.n_bootstrap, alpha=config.alpha, seed=config.seed)
+    estimates = _estimate_all(data, config)
     if q_all is not None and config.n_bootstrap >= 2:
         estimates = _refit_intervals(estimates, arrays, target, q_all, counts, config)
     diagnostics = compute_diagnostics(data, logged_action=arrays.actions)

@@ -3,13 +3,22 @@
 A candidate passes when all of these hold (each failed rule becomes a reason):
 
 1. **Lower bound beats the incumbent.** The lower end of the headline estimator's
-   ``1 - alpha`` interval exceeds ``incumbent_value + margin * |incumbent_value|``.
+   ``1 - alpha`` interval exceeds the bar ``incumbent_value + margin * |incumbent_value|``.
 2. **Diagnostics.** The per-decision effective sample size fraction is at least
    ``min_ess_fraction`` and no single episode carries more than ``max_weight_share`` of the
    importance weight: the estimate rests on many logged decisions, not a few.
-3. **No contradiction.** Every ``confirm_with`` estimator's point estimate also exceeds the
-   incumbent's value: estimators built on different assumptions (model-based vs
-   importance-weighted) agree on the direction.
+3. **No contradiction.** No ``veto_with`` estimator's interval lies wholly below the bar
+   (its upper end at or under it): an estimator built on other assumptions (importance
+   sampling needs no model) must not say with confidence that the candidate falls short.
+   Every ``confirm_with`` estimator's point estimate must also exceed the incumbent's value.
+
+Why these defaults (``offline-rl validate-ope`` measures them against simulator truth): FQE
+extrapolates to states the behaviour policy rarely visits, and there the model-based
+estimates (and doubly robust, whose importance weights vanish on those trajectories) can be
+confidently too high: a candidate that lets inventory run out looked 50% better than it
+was. Per-decision importance sampling is noisy and biased low for far-off candidates, but it
+is rarely confidently too low, so its interval is a veto rather than a vote: vetoing on its
+point estimate (or on self-normalised PDIS) kept most real improvements out.
 
 Among passing candidates the one with the highest lower bound is promoted; otherwise the
 incumbent stays. The incumbent is the behaviour policy (valued on-policy from the logs) until
@@ -18,6 +27,7 @@ a policy has been promoted, then the last promoted policy, re-evaluated on the s
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +47,11 @@ class GateConfig:
             episode. Deterministic targets over multi-step sessions concentrate trajectory
             weights (the default demo shows ~15% on one of ~10,000 held-out episodes, with a
             per-decision ESS of 15-30%); per-decision estimators lean mostly on early steps,
-            so the default only refuses estimates that one episode dominates.
+            so the default only refuses estimates that one episode dominates. A share that is
+            undefined (no logged episode followed the candidate to its end, common over long
+            episodes) does not block.
+        veto_with: Estimators whose interval's upper end at or below the bar vetoes the
+            candidate (one without a finite upper end does not veto).
         confirm_with: Estimators whose point estimates must also beat the incumbent.
     """
 
@@ -45,7 +59,8 @@ class GateConfig:
     margin: float = 0.02
     min_ess_fraction: float = 0.02
     max_weight_share: float = 0.25
-    confirm_with: tuple[str, ...] = ("dm", "snpdis")
+    veto_with: tuple[str, ...] = ("pdis",)
+    confirm_with: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,6 +129,14 @@ def judge(candidate: PolicyEvaluation, incumbent: Incumbent, cfg: GateConfig) ->
         ok = False
         reasons.append(f"{candidate.name}: one episode holds {diag.max_weight_share:.1%} of "
                        f"the importance weight (> {cfg.max_weight_share:.0%})")
+    for name in cfg.veto_with:
+        est = candidate.estimates.get(name)
+        if est is None or not math.isfinite(est.high):
+            continue
+        if est.high <= bar:
+            ok = False
+            reasons.append(f"{candidate.name}: {name} interval [{est.low:.3f}, {est.high:.3f}] "
+                           f"lies below the bar {bar:.3f} (estimators contradict)")
     for name in cfg.confirm_with:
         est = candidate.estimates.get(name)
         if est is None:

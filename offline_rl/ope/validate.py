@@ -271,8 +271,10 @@ class ValidationConfig:
             ``offline_rl.domains`` that defines ``DOMAIN`` is accepted too); empty: every
             registered domain.
         scenarios: Names of ``VALIDATION_SCENARIOS``.
-        seeds: Runs per domain and scenario, with seeds ``0..seeds-1`` (each seeds the logs,
-            the training, FQE, the bootstrap and the truth rollouts).
+        seeds: Runs per domain and scenario, with seeds ``first_seed .. first_seed + seeds - 1``
+            (each seeds the logs, the training, FQE, the bootstrap and the truth rollouts).
+        first_seed: The first of those seeds (a fresh range checks settings that were tuned
+            on another).
         candidates: Algorithms trained per run (keys of
             ``offline_rl.algos.training.ALGORITHMS``, checked by :meth:`check`).
         constructed: Constructed candidates per run (subset of ``CONSTRUCTED``); ``worse``
@@ -289,7 +291,8 @@ class ValidationConfig:
 
     domains: tuple[str, ...] = ()
     scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
-    seeds: int = 7
+    seeds: int = 2
+    first_seed: int = 0
     candidates: tuple[str, ...] = ("bc", "cql", "double_dqn")
     constructed: tuple[str, ...] = CONSTRUCTED
     train_steps: int = 600
@@ -598,7 +601,7 @@ def run_validation(cfg: ValidationConfig, progress: Progress | None = None) -> d
     cfg.check()
     domains = [resolve_domain(d) for d in cfg.domain_names()]
     jobs = [(d, VALIDATION_SCENARIOS[s], seed) for d in domains for s in cfg.scenarios
-            for seed in range(cfg.seeds)]
+            for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds)]
     runs = []
     started = time.perf_counter()
     for i, (domain, scenario, seed) in enumerate(jobs, start=1):
@@ -632,8 +635,9 @@ def _num(value: float) -> str:
 def format_validation(result: dict[str, Any]) -> str:
     """The tables ``validate-ope`` prints."""
     headline = result["headline"]
+    level = 100 * (1 - result["config"]["ope"]["alpha"])
     lines = [f"{'domain':<16}{'estimator':<10}{'median rel. error':>18}{'rank corr.':>12}"
-             f"{'coverage':>10}{'n':>6}"]
+             f"{f'{level:g}% cov.':>10}{'n':>6}"]
     for name, part in result["per_domain"].items():
         for est, fig in part["estimators"].items():
             mark = " *" if est == headline else ""

@@ -169,8 +169,10 @@ def test_evaluate_policy_on_the_mdp_with_refitted_dm_interval(logs):
     dm = ev.estimates["dm"]
     assert dm.value == pytest.approx(value, rel=0.08)
     assert dm.low < dm.value < dm.high and dm.low <= value <= dm.high
-    # the refitted interval is t(5) * sd of the refitted estimates around the full-data fit
-    assert (dm.high - dm.low) / 2 == pytest.approx(student_t_quantile(0.975, 5) * dm.stderr)
+    # the refitted interval is t(5) * sd of the refitted estimates around the point estimate
+    level = 1 - config.alpha / 2
+    assert (dm.high - dm.low) / 2 == pytest.approx(student_t_quantile(level, 5) * dm.stderr)
+    assert ev.extra["fqe_bagged"]
     assert ev.estimates["dr"].value == pytest.approx(value, rel=0.08)
     assert ev.extra["fqe_refits"] == 6 and ev.extra["fqe_backend"] == "torch"
     assert ev.extra["action_distribution"] == [0.0, 1.0]

@@ -8,9 +8,11 @@ HEALTHY = Diagnostics(ess=500.0, ess_fraction=0.05, per_decision_ess_fraction=0.
 INCUMBENT = Incumbent("behavior", value=5.0, low=4.8, high=5.2)
 
 
-def _candidate(name, dr=(6.0, 5.5, 6.5), dm=6.0, snpdis=6.0, diagnostics=HEALTHY):
+def _candidate(name, dr=(6.0, 5.5, 6.5), dm=6.0, snpdis=6.0, pdis=(6.0, 5.0, 7.0),
+               diagnostics=HEALTHY):
     est = {"dr": Estimate("dr", *dr, 0.2), "dm": Estimate("dm", dm, dm - 0.1, dm + 0.1, 0.05),
-           "snpdis": Estimate("snpdis", snpdis, snpdis - 1, snpdis + 1, 0.5)}
+           "snpdis": Estimate("snpdis", snpdis, snpdis - 1, snpdis + 1, 0.5),
+           "pdis": Estimate("pdis", *pdis, 0.5)}
     return PolicyEvaluation(name, est, diagnostics, 0.5)
 
 
@@ -37,10 +39,26 @@ def test_unhealthy_weights_block_promotion():
     assert "per-decision ESS fraction" in text and "importance weight" in text
 
 
-def test_contradicting_estimators_block_promotion():
-    decision = decide([_candidate("a", dm=4.0)], INCUMBENT)
+def test_an_importance_sampling_interval_below_the_bar_vetoes():
+    # pdis interval [3, 5.1] ends at the bar 5.1: a confident contradiction
+    decision = decide([_candidate("a", pdis=(4.0, 3.0, 5.1))], INCUMBENT)
     assert not decision.promoted
-    assert any("estimators contradict" in r for r in decision.reasons)
+    assert "a: pdis interval [3.000, 5.100] lies below the bar 5.100 (estimators contradict)" \
+        in decision.reasons
+    # a low point estimate whose interval reaches above the bar is noise, not a veto
+    assert decide([_candidate("a", pdis=(4.0, 3.0, 5.2), snpdis=4.0, dm=4.5)],
+                  INCUMBENT).promoted
+    # no finite interval: no veto
+    nan = float("nan")
+    assert decide([_candidate("a", pdis=(nan, nan, nan))], INCUMBENT).promoted
+
+
+def test_confirming_estimators_must_beat_the_incumbent_when_asked():
+    decision = decide([_candidate("a", dm=4.0)], INCUMBENT, GateConfig(confirm_with=("dm",)))
+    assert not decision.promoted
+    assert any("dm estimate 4.000 does not beat the incumbent 5.000 (estimators contradict)"
+               in r for r in decision.reasons)
+    assert decide([_candidate("a", dm=4.0)], INCUMBENT).promoted  # not by default
 
 
 def test_decision_serialises_every_number():
@@ -48,3 +66,11 @@ def test_decision_serialises_every_number():
     assert d["incumbent"]["value"] == 5.0
     assert d["verdicts"][0]["lower_bound"] == 5.5
     assert d["config"]["headline"] == "dr"
+    assert d["config"]["veto_with"] == ("pdis",) and d["config"]["confirm_with"] == ()
+
+
+def test_an_undefined_weight_share_does_not_block():
+    no_full_support = Diagnostics(ess=0.0, ess_fraction=0.0, per_decision_ess_fraction=0.2,
+                                  max_weight_share=float("nan"), rare_action_rate=0.0,
+                                  action_match_rate=0.3)
+    assert decide([_candidate("a", diagnostics=no_full_support)], INCUMBENT).promoted
