@@ -250,7 +250,13 @@ def bench_end_to_end(home: Path, events_per_day: int, n_steps: int) -> dict[str,
     from offline_rl.simulator.logs import write_landing
 
     paths = DataPaths(home)
-    summary = write_landing(home, days=1, start=DAY, seed=0, events_per_day=events_per_day)
+    # the day before gives the window a completed day, as in production (multi-day episodes
+    # of that day are completed by the benchmarked day's data)
+    before = DAY - dt.timedelta(days=1)
+    write_landing(home, days=1, start=before, seed=0, events_per_day=events_per_day)
+    for schema in SOURCES.values():
+        ingest_partition(paths, schema, before)
+    summary = write_landing(home, days=1, start=DAY, seed=1, events_per_day=events_per_day)
     events = sum(summary.rows.values())
     stages: dict[str, float] = {}
 
@@ -263,11 +269,12 @@ def bench_end_to_end(home: Path, events_per_day: int, n_steps: int) -> dict[str,
     for schema in SOURCES.values():
         stage("ingestion", lambda s=schema: ingest_partition(paths, s, DAY))
     for domain in all_domains():
+        stage("transitions", lambda d=domain: build_transitions_partition(paths, d, before))
         stage("transitions", lambda d=domain: build_transitions_partition(paths, d, DAY))
         stage("training", lambda d=domain: train_candidates(
             paths, d, DAY, ["bc", "double_dqn", "cql"],
             TrainingConfig(n_steps=n_steps, seed=0, device="cpu"),
-            window_days=1, eval_fraction=0.3))
+            window_days=2, eval_fraction=0.3))
         stage("evaluation", lambda d=domain: evaluate_candidates(
             paths, d, DAY, OPEConfig(fqe_steps=n_steps, n_bootstrap=500, device="cpu")))
         stage("promotion", lambda d=domain: promote(paths, d, DAY, GateConfig()))
@@ -301,29 +308,49 @@ class BenchConfig:
 def run_benchmarks(cfg: BenchConfig, progress: Callable[[str], None] | None = None
                    ) -> dict[str, Any]:
     say = progress or (lambda _msg: None)
-    results: dict[str, Any] = {"machine": _machine()}
+    results: dict[str, Any] = {"machine": _machine(), "errors": {}}
+
+    def attempt(name: str, fn: Callable[[], Any]) -> Any:
+        """Runs one benchmark; a failure is recorded (and reported) instead of losing the rest."""
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - reported in the table and the exit code
+            results["errors"][name] = f"{type(exc).__name__}: {exc}"
+            say(f"{name} failed: {type(exc).__name__}: {exc}")
+            return None
     for size in cfg.sizes:
         with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
             paths = DataPaths(Path(tmp))
             say(f"simulating {size:,} clickstream events ...")
             write_clickstream_day(paths.home, size)
             say("ingestion ...")
-            results.setdefault("ingestion", {})[str(size)] = bench_ingestion(paths)
+            out = attempt(f"ingestion {size}", lambda p=paths: bench_ingestion(p))
+            if out is not None:
+                results.setdefault("ingestion", {})[str(size)] = out
             say("transitions ...")
-            results.setdefault("transitions", {})[str(size)] = bench_transitions(paths)
+            out = attempt(f"transitions {size}", lambda p=paths: bench_transitions(p))
+            if out is not None:
+                results.setdefault("transitions", {})[str(size)] = out
             if size == cfg.sizes[0]:
                 from offline_rl.pipeline import build_transitions_partition
 
-                build_transitions_partition(paths, "recommendation", DAY)
                 say("training ...")
-                results["training"] = bench_training(paths, cfg.train_steps)
+                out = attempt("training", lambda p=paths: (
+                    build_transitions_partition(p, "recommendation", DAY),
+                    bench_training(p, cfg.train_steps))[1])
+                if out is not None:
+                    results["training"] = out
     say("ope ...")
-    results["ope"] = bench_ope(cfg.ope_transitions)
+    out = attempt("ope", lambda: bench_ope(cfg.ope_transitions))
+    if out is not None:
+        results["ope"] = out
     if cfg.end_to_end:
         with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
             say("end to end (every domain, one day) ...")
-            results["end_to_end"] = bench_end_to_end(Path(tmp), cfg.end_to_end_events,
-                                                     cfg.train_steps)
+            out = attempt("end_to_end", lambda: bench_end_to_end(
+                Path(tmp), cfg.end_to_end_events, cfg.train_steps))
+            if out is not None:
+                results["end_to_end"] = out
     return results
 
 
@@ -341,7 +368,7 @@ def _machine() -> dict[str, Any]:
 def flatten_for_json(results: dict[str, Any]) -> dict[str, Any]:
     """``{"<benchmark>": {"events", "project_s", "reference_s", "ratio", ...}}``: per
     benchmark the largest size measured (all sizes stay under ``"by_size"``)."""
-    out: dict[str, Any] = {"machine": results["machine"]}
+    out: dict[str, Any] = {"machine": results["machine"], "errors": results["errors"]}
     for name in ("ingestion", "transitions"):
         if name in results:
             by_size = results[name]
@@ -380,6 +407,7 @@ def format_table(results: dict[str, Any]) -> str:
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     m = results["machine"]
+    lines += [f"FAILED {name}: {err}" for name, err in results.get("errors", {}).items()]
     return "\n".join(lines) + (f"\nmachine: {m['cpus']} CPUs, Python {m['python']}, torch "
                                f"{m['torch']}, CUDA {m['cuda']}, {m['platform']}")
 
@@ -391,4 +419,4 @@ def main_bench(cfg: BenchConfig, json_out: Path | None) -> int:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(flatten_for_json(results), indent=2, default=str))
         print(f"json: {json_out}")
-    return 0
+    return 1 if results["errors"] else 0
