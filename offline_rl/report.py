@@ -19,6 +19,8 @@ from typing import Any
 import polars as pl
 
 NA = "n/a"
+INTERVALS = ("intervals: bootstrap over episodes; the model-based ones refit the model on "
+             "each resample")
 
 
 def _text(value: Any) -> str:
@@ -122,8 +124,7 @@ def ope_forest_plot(domain: str, day: str, behavior: Any, evaluations: Sequence[
                                   float(inc.high), style="-."))
         refs.append(Reference(f"gate bar (+{decision.config.margin:.0%})", _bar(decision),
                               style="--"))
-    return forest_plot(rows, refs, title=f"{domain}, {day}: estimates with "
-                                         "bootstrap intervals")
+    return forest_plot(rows, refs, title=f"{domain}, {day}: estimates and their intervals")
 
 
 def _summary(decision: Any) -> tuple[str, list[str]]:
@@ -163,7 +164,7 @@ def ope_report(
     if decision is not None:
         verdict, _ = _summary(decision)
         lines += ["", f"Decision: **{verdict}**"]
-    lines += ["", "## Estimates (interval: bootstrap over episodes)", ""]
+    lines += ["", f"## Estimates ({INTERVALS})", ""]
     if images:
         png = ope_forest_plot(domain, day, behavior, evaluations, decision)
         if png is not None:
@@ -218,7 +219,7 @@ def ope_report_html(
         verdict, _ = _summary(decision)
         cls = "promoted" if decision.promoted else "kept"
         parts.append(f'<p class="verdict {cls}">Decision: {esc(verdict)}</p>')
-    parts.append("<h2>Estimates (interval: bootstrap over episodes)</h2>")
+    parts.append(f"<h2>Estimates ({esc(INTERVALS)})</h2>")
     png = ope_forest_plot(domain, day, behavior, evaluations, decision)
     if png is not None:
         parts.append(f'<img src="{data_uri(png)}" alt="forest plot of the estimates, '
