@@ -20,6 +20,12 @@ was. Per-decision importance sampling is noisy and biased low for far-off candid
 is rarely confidently too low, so its interval is a veto rather than a vote: vetoing on its
 point estimate (or on self-normalised PDIS) kept most real improvements out.
 
+Measured on 30 fresh runs (``offline-rl validate-ope --first-seed 100``: five domains, three
+scenarios, two seeds; defaults tuned on seeds 0-2): 3.3% of decisions promoted a candidate
+that was not truly better by the margin (one: the inventory case above), and 52% of the
+decisions that had a truly better candidate kept the incumbent. ``confirm_with=("pdis",)``
+removes that false promotion but keeps about two thirds of the improvements out.
+
 Among passing candidates the one with the highest lower bound is promoted; otherwise the
 incumbent stays. The incumbent is the behaviour policy (valued on-policy from the logs) until
 a policy has been promoted, then the last promoted policy, re-evaluated on the same data.
