@@ -22,7 +22,8 @@ class EvaluationRunConfig(dg.Config):  # type: ignore[misc]
                          description="Intervals are two-sided 1 - alpha.")
     fqe_steps: int = Field(default=OPEConfig.fqe_steps, ge=1, description="FQE gradient steps.")
     seed: int = Field(default=0, description="Seed of FQE and the bootstrap.")
-    device: str = Field(default="auto", description="auto, cpu or cuda:N for FQE.")
+    device: str = Field(default="auto", description="auto, cpu or cuda:N (used by the d3rlpy "
+                        "FQE backend).")
 
     def ope_config(self) -> OPEConfig:
         return OPEConfig(n_bootstrap=self.n_bootstrap, alpha=self.alpha,

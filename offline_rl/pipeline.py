@@ -299,7 +299,8 @@ def evaluate_candidates(
         policies.append((f"incumbent:{inc['candidate']}@{inc['partition_date']}",
                          Path(inc["model_dir"])))
     evaluations = [
-        evaluate_policy(name, load_candidate(directory), data, dataset, ope)
+        evaluate_policy(name, load_candidate(directory), data, dataset, ope,
+                        n_actions=domain.n_actions)
         for name, directory in policies
     ]
     rows = [

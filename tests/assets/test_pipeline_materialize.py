@@ -42,7 +42,7 @@ TINY = {"ops": {
 @pytest.fixture(scope="module")
 def run_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
-    write_landing(home, days=2, start=DAYS[0], seed=5, events_per_day=12_000)
+    write_landing(home, days=2, start=DAYS[0], seed=5, events_per_day=40_000)
     resources = {"data_home": DataHome(home=str(home))}
     instance = dg.DagsterInstance.ephemeral()
     for day in DAYS:
