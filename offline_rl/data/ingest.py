@@ -196,6 +196,7 @@ VALUE_RULES: dict[str, dict[str, ValueRule]] = {
         "category_id": _CATEGORY,
         "action": _ids(6),
         "action_mask": ValueRule(minimum=1, maximum=2**6 - 1),
+        "planning_days": ValueRule(minimum=1),
         **_non_negative("location_id", "day_index", "order_multiple", "quantity",
                         "demand_7d_mean", "stock_on_hand", "capacity", "lead_time_days",
                         "ordering_cost"),
