@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from offline_rl.domains.base import next_state_columns
 from offline_rl.simulator.world import CATEGORIES, DEVICES
 
 
@@ -149,8 +150,7 @@ def build_recommendation_transitions(
              + pl.col("purchase_margin")).alias("reward"),
         )
         .with_columns(
-            *[pl.when(pl.col("_last")).then(0.0).otherwise(pl.col(c).shift(-1))
-              .cast(pl.Float32).alias(f"next_{c}") for c in feature_cols],
+            *next_state_columns(feature_cols),
             (pl.col("_last") & (pl.col("last_ts") < pl.lit(cutoff))).alias("terminal"),
             (pl.col("_last") & (pl.col("last_ts") >= pl.lit(cutoff))).alias("timeout"),
         )

@@ -59,7 +59,7 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from offline_rl.domains.base import Domain
+from offline_rl.domains.base import Domain, next_state_columns
 from offline_rl.simulator.ads import HOURS, AdsConfig, feature_names
 from offline_rl.simulator.truth import simulator_for
 
@@ -153,8 +153,7 @@ def build_ads_transitions(
             **{f"f_{n}": _EXPRS[n].cast(pl.Float32) for n in FEATURES},
         )
         .with_columns(
-            *[pl.when(pl.col("_last")).then(0.0).otherwise(pl.col(c).shift(-1))
-              .cast(pl.Float32).alias(f"next_{c}") for c in feature_cols],
+            *next_state_columns(feature_cols),
             terminal=pl.col("_last") & ended,
             timeout=pl.col("_last") & ~ended,
         )

@@ -172,6 +172,13 @@ class Domain:
         )
 
 
+def next_state_columns(feature_columns: list[str], last: str = "_last") -> list[pl.Expr]:
+    """``next_f_*`` on a frame sorted by (episode, step): the next row's features, 0.0 where
+    boolean column ``last`` marks an episode's last step (a global shift, no window)."""
+    return [pl.when(pl.col(last)).then(0.0).otherwise(pl.col(c).shift(-1))
+            .cast(pl.Float32).alias(f"next_{c}") for c in feature_columns]
+
+
 def check_transitions(frame: pl.DataFrame, domain: Domain) -> list[str]:
     """Violations of the transitions contract (empty when the table is well formed)."""
     problems: list[str] = []

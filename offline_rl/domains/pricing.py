@@ -58,7 +58,7 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from offline_rl.domains.base import Domain
+from offline_rl.domains.base import Domain, next_state_columns
 from offline_rl.simulator.pricing import WEEKDAYS, PricingConfig, feature_names
 from offline_rl.simulator.truth import simulator_for
 
@@ -196,8 +196,7 @@ def build_pricing_transitions(
             **{f"f_{n}": e.cast(pl.Float32) for n, e in _EXPRS.items()},
         )
         .with_columns(
-            *[pl.when(pl.col("_last")).then(0.0).otherwise(pl.col(c).shift(-1))
-              .cast(pl.Float32).alias(f"next_{c}") for c in feature_cols],
+            *next_state_columns(feature_cols),
             terminal=pl.col("_last") & ended,
             timeout=pl.col("_last") & ~ended,
         )
