@@ -142,7 +142,7 @@ def print_summary(summary: dict[str, Any], wall: float) -> None:
         print(f"behaviour policy: true value {d['behavior_true_value']:.3f}   logged on-policy "
               f"{b['value']:.3f} [{b['low']:.3f}, {b['high']:.3f}]")
         print(f"{'candidate':<12} {'algorithm':<12} {'true':>7}   "
-              f"{'estimator':<7} {'estimate':>8} {'95% interval':>20}")
+              f"{'estimator':<7} {'estimate':>8} {'90% interval':>20}")
         for c in d["candidates"]:
             first = True
             for name in ("dm", "snpdis", "dr"):
