@@ -150,7 +150,8 @@ def _recover(domain_root: Path) -> None:
         hidden = domain_root / f".pruned-{pending}-{uuid.uuid4().hex[:8]}"
         os.rename(domain_root / pending, hidden)
     for path in domain_root.iterdir():
-        if path.name.startswith((".staging-", ".pruned-", f".{LATEST}.")):
+        # staged folders, pruned folders, and temporary files of the pointer and the journal
+        if path.name.startswith((".staging-", ".pruned-", f".{LATEST}.", f".{JOURNAL}.")):
             _remove_hidden(path)
     with contextlib.suppress(FileNotFoundError):
         (domain_root / JOURNAL).unlink()
