@@ -59,7 +59,7 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from offline_rl.domains.base import Domain, next_state_columns
+from offline_rl.domains.base import Domain, next_state_columns, transition_columns
 from offline_rl.simulator.ads import HOURS, AdsConfig, feature_names
 from offline_rl.simulator.truth import simulator_for
 
@@ -157,21 +157,10 @@ def build_ads_transitions(
             terminal=pl.col("_last") & ended,
             timeout=pl.col("_last") & ~ended,
         )
-        .select(
-            pl.col("start_ts").dt.date().alias("partition_date"),
-            "episode_id",
-            "step",
-            pl.col("event_id").alias("decision_id"),
-            pl.col("event_ts").alias("decision_ts"),
-            "action",
-            "behavior_prob",
-            "reward",
-            "terminal",
-            "timeout",
-            *feature_cols,
-            *[f"next_{c}" for c in feature_cols],
-            *EXTRA_COLUMNS,
-        )
+        .select(*transition_columns(
+            feature_cols, partition_date=pl.col("start_ts").dt.date(), episode_id="episode_id",
+            step="step", decision_id="event_id", decision_ts="event_ts",
+            extra=EXTRA_COLUMNS))
     )
 
 

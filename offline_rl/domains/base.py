@@ -179,6 +179,31 @@ def next_state_columns(feature_columns: list[str], last: str = "_last") -> list[
             .cast(pl.Float32).alias(f"next_{c}") for c in feature_columns]
 
 
+def transition_columns(
+    feature_columns: list[str],
+    *,
+    partition_date: pl.Expr,
+    episode_id: str,
+    step: str,
+    decision_id: str,
+    decision_ts: str,
+    extra: tuple[str, ...] = (),
+) -> list[pl.Expr]:
+    """The final ``select`` of a transitions query: the table's columns in contract order,
+    from the query's own column names, then ``extra``."""
+    return [
+        partition_date.alias("partition_date"),
+        pl.col(episode_id).alias("episode_id"),
+        pl.col(step).alias("step"),
+        pl.col(decision_id).alias("decision_id"),
+        pl.col(decision_ts).alias("decision_ts"),
+        *[pl.col(c) for c in ("action", "behavior_prob", "reward", "terminal", "timeout")],
+        *[pl.col(c) for c in feature_columns],
+        *[pl.col(f"next_{c}") for c in feature_columns],
+        *[pl.col(c) for c in extra],
+    ]
+
+
 def check_transitions(frame: pl.DataFrame, domain: Domain) -> list[str]:
     """Violations of the transitions contract (empty when the table is well formed)."""
     problems: list[str] = []

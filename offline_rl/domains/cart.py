@@ -63,7 +63,7 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from offline_rl.domains.base import Domain
+from offline_rl.domains.base import Domain, transition_columns
 from offline_rl.simulator.cart import OFFERS, CartConfig, feature_names, max_cart_minutes
 from offline_rl.simulator.truth import simulator_for
 from offline_rl.simulator.world import DEVICES, WorldConfig
@@ -227,21 +227,10 @@ def build_cart_transitions(
             .cast(pl.Float32)
             .alias(f"next_{c}") for c in feature_cols
         )
-        .select(
-            pl.col("start_ts").dt.date().alias("partition_date"),
-            pl.col("cart_id").alias("episode_id"),
-            pl.col("visit").alias("step"),
-            pl.col("event_id").alias("decision_id"),
-            pl.col("event_ts").alias("decision_ts"),
-            "action",
-            "behavior_prob",
-            "reward",
-            "terminal",
-            "timeout",
-            *feature_cols,
-            *[f"next_{c}" for c in feature_cols],
-            *EXTRA_COLUMNS,
-        )
+        .select(*transition_columns(
+            feature_cols, partition_date=pl.col("start_ts").dt.date(), episode_id="cart_id",
+            step="visit", decision_id="event_id", decision_ts="event_ts",
+            extra=EXTRA_COLUMNS))
     )
 
 

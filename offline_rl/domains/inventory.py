@@ -66,7 +66,7 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from offline_rl.domains.base import Domain, next_state_columns
+from offline_rl.domains.base import Domain, next_state_columns, transition_columns
 from offline_rl.simulator.inventory import (
     WEEKDAYS,
     InventoryConfig,
@@ -219,21 +219,11 @@ def build_inventory_transitions(
             terminal=pl.col("_last") & ended,
             timeout=pl.col("_last") & ~ended,
         )
-        .select(
-            pl.col("start_date").alias("partition_date"),
-            "episode_id",
-            pl.col("day_index").alias("step"),
-            pl.col("order_id").alias("decision_id"),
-            pl.col("order_ts").alias("decision_ts"),
-            "action",
-            "behavior_prob",
-            "reward",
-            "terminal",
-            "timeout",
-            *feature_cols,
-            *[f"next_{c}" for c in feature_cols],
-            *EXTRA_COLUMNS,
-        )
+        .select(*transition_columns(
+            feature_cols, partition_date=pl.col("start_date"), episode_id="episode_id",
+            step="day_index", decision_id="order_id",
+            decision_ts="order_ts",
+            extra=EXTRA_COLUMNS))
     )
 
 

@@ -58,7 +58,7 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from offline_rl.domains.base import Domain, next_state_columns
+from offline_rl.domains.base import Domain, next_state_columns, transition_columns
 from offline_rl.simulator.pricing import WEEKDAYS, PricingConfig, feature_names
 from offline_rl.simulator.truth import simulator_for
 
@@ -200,21 +200,11 @@ def build_pricing_transitions(
             terminal=pl.col("_last") & ended,
             timeout=pl.col("_last") & ~ended,
         )
-        .select(
-            pl.col("start_date").alias("partition_date"),
-            "episode_id",
-            pl.col("day_index").alias("step"),
-            pl.col("change_id").alias("decision_id"),
-            pl.col("change_ts").alias("decision_ts"),
-            "action",
-            "behavior_prob",
-            "reward",
-            "terminal",
-            "timeout",
-            *feature_cols,
-            *[f"next_{c}" for c in feature_cols],
-            *EXTRA_COLUMNS,
-        )
+        .select(*transition_columns(
+            feature_cols, partition_date=pl.col("start_date"), episode_id="episode_id",
+            step="day_index", decision_id="change_id",
+            decision_ts="change_ts",
+            extra=EXTRA_COLUMNS))
     )
 
 
