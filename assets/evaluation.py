@@ -5,11 +5,12 @@ import dagster as dg
 import numpy as np
 from pydantic import Field
 
+from assets import domain_asset_args
 from offline_rl.domains import Domain, all_domains
 from offline_rl.ope.evaluate import OPEConfig
 from offline_rl.pipeline import evaluate_candidates
 from offline_rl.report import markdown_table
-from orchestration.partitions import TRAINING_WINDOW_DAYS, daily, partition_day
+from orchestration.partitions import TRAINING_WINDOW_DAYS, partition_day
 from orchestration.resources import DataHome
 
 
@@ -35,11 +36,8 @@ def ope_asset(domain: Domain) -> dg.AssetsDefinition:
 
     @dg.asset(
         name=f"{domain.name}_ope",
-        partitions_def=daily,
-        group_name=domain.name,
+        **domain_asset_args(domain, "evaluation"),
         kinds={"d3rlpy", "duckdb"},
-        owners=["team:ml-platform"],
-        tags={"domain": domain.name, "stage": "evaluation"},
         description="FQE, IS, WIS and DR estimates with bootstrap intervals for each candidate "
                     "and the incumbent, on held-out episodes.",
         deps=[f"{domain.name}_candidates"],

@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from assets import OWNERS
 from offline_rl.data.schemas import SOURCES, SourceSchema
 from offline_rl.data.warehouse import Warehouse
 from offline_rl.pipeline import ingest_partition
@@ -43,7 +44,7 @@ def raw_asset(schema: SourceSchema) -> dg.AssetsDefinition:
         retry_policy=TRANSIENT_RETRY,
         group_name="ingestion",
         kinds={"duckdb", "parquet"},
-        owners=["team:ml-platform"],
+        owners=OWNERS,
         tags={"source": schema.source},
         description=f"{schema.doc} Loaded from landing/{schema.name}/date=YYYY-MM-DD.",
         check_specs=_checks(schema),

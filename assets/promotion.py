@@ -6,11 +6,12 @@ import json
 import dagster as dg
 from pydantic import Field
 
+from assets import domain_asset_args
 from offline_rl.domains import Domain, all_domains
 from offline_rl.ope.gate import GateConfig
 from offline_rl.pipeline import export_promoted, promote, read_decision
 from offline_rl.report import ope_report, ope_report_html
-from orchestration.partitions import daily, partition_day
+from orchestration.partitions import partition_day
 from orchestration.resources import TRANSIENT_RETRY, DataHome
 
 
@@ -38,12 +39,8 @@ def gate_asset(domain: Domain) -> dg.AssetsDefinition:
 
     @dg.asset(
         name=key.path[-1],
-        partitions_def=daily,
-        retry_policy=TRANSIENT_RETRY,
-        group_name=domain.name,
+        **domain_asset_args(domain, "promotion", retry_policy=TRANSIENT_RETRY),
         kinds={"duckdb"},
-        owners=["team:ml-platform"],
-        tags={"domain": domain.name, "stage": "promotion"},
         description="Promote a candidate only if its lower confidence bound beats the "
                     "incumbent by the margin and the diagnostics pass; record why.",
         deps=[f"{domain.name}_ope"],
@@ -100,12 +97,8 @@ def export_asset(domain: Domain) -> dg.AssetsDefinition:
 
     @dg.asset(
         name=f"{domain.name}_export",
-        partitions_def=daily,
-        retry_policy=TRANSIENT_RETRY,
-        group_name=domain.name,
+        **domain_asset_args(domain, "export", retry_policy=TRANSIENT_RETRY),
         kinds={"pytorch", "onnx"},
-        owners=["team:ml-platform"],
-        tags={"domain": domain.name, "stage": "export"},
         description=f"The promoted {domain.name} policy as TorchScript + ONNX + manifest under "
                     f"exports/{domain.name}/, with latest (unchanged when the gate kept the "
                     "incumbent).",

@@ -6,11 +6,12 @@ import dataclasses
 import dagster as dg
 from pydantic import Field
 
+from assets import domain_asset_args
 from offline_rl.algos.training import DEFAULT_CANDIDATES, TrainingConfig
 from offline_rl.domains import Domain, all_domains
 from offline_rl.pipeline import train_candidates
 from offline_rl.report import markdown_table
-from orchestration.partitions import TRAINING_WINDOW_DAYS, daily, partition_day, training_window
+from orchestration.partitions import TRAINING_WINDOW_DAYS, partition_day, training_window
 from orchestration.resources import DataHome
 
 
@@ -44,11 +45,8 @@ def candidates_asset(domain: Domain) -> dg.AssetsDefinition:
 
     @dg.asset(
         name=f"{domain.name}_candidates",
-        partitions_def=daily,
-        group_name=domain.name,
+        **domain_asset_args(domain, "training"),
         kinds={"d3rlpy", "pytorch"},
-        owners=["team:ml-platform"],
-        tags={"domain": domain.name, "stage": "training"},
         description=f"Candidate policies for {domain.name} (behaviour cloning, DQN family, CQL, "
                     "BCQ) trained on the training episodes of the rolling window.",
         deps=[dg.AssetDep(domain.transitions_table, partition_mapping=training_window)],

@@ -4,12 +4,13 @@
 import dagster as dg
 import polars as pl
 
+from assets import domain_asset_args
 from offline_rl.data.schemas import SOURCES
 from offline_rl.domains import Domain, all_domains
 from offline_rl.domains.base import check_transitions
 from offline_rl.pipeline import build_transitions_partition
 from offline_rl.report import markdown_table
-from orchestration.partitions import daily, partition_day, raw_days
+from orchestration.partitions import partition_day, raw_days
 from orchestration.resources import TRANSIENT_RETRY, DataHome
 
 
@@ -20,12 +21,8 @@ def transitions_asset(domain: Domain) -> dg.AssetsDefinition:
 
     @dg.asset(
         name=domain.transitions_table,
-        partitions_def=daily,
-        retry_policy=TRANSIENT_RETRY,
-        group_name=domain.name,
+        **domain_asset_args(domain, "transitions", retry_policy=TRANSIENT_RETRY),
         kinds={"polars", "duckdb"},
-        owners=["team:ml-platform"],
-        tags={"domain": domain.name, "stage": "transitions"},
         description=f"{domain.title} One row per decision of the episodes starting that day: "
                     f"state, action, reward, next state, terminal/timeout, behaviour "
                     f"probability. Episode: {domain.episode_doc} Reward: {domain.reward_doc}",
