@@ -123,6 +123,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return main_bench(cfg, Path(args.json) if args.json else None)
 
 
+def _emit(text: str, output: str | None) -> int:
+    """Writes ``text`` to ``output`` if given, else prints it."""
+    if output:
+        Path(output).write_text(text)
+    else:
+        print(text)
+    return 0
+
+
 def domains_markdown() -> str:
     """Every registered domain, from its ``Domain`` and its module's documentation."""
     import importlib
@@ -157,12 +166,7 @@ def domains_markdown() -> str:
 
 
 def cmd_domains(args: argparse.Namespace) -> int:
-    text = domains_markdown()
-    if args.output:
-        Path(args.output).write_text(text)
-    else:
-        print(text)
-    return 0
+    return _emit(domains_markdown(), args.output)
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
@@ -198,12 +202,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
         out += [f"| `{c.name}` | {c.dtype} | {'yes' if not c.nullable else ''} | "
                 f"{c.doc.replace('|', '/')} |" for c in schema.columns]
         out.append("")
-    text = "\n".join(out)
-    if args.output:
-        Path(args.output).write_text(text)
-    else:
-        print(text)
-    return 0
+    return _emit("\n".join(out), args.output)
 
 
 # ------------------------------------------------------------------ parser

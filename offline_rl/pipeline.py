@@ -158,9 +158,10 @@ def candidates_dir(paths: DataPaths, domain: Domain | str, day: dt.date) -> Path
     return paths.models / _domain(domain).name / f"{day:%Y-%m-%d}"
 
 
-def warm_start_source(paths: DataPaths, domain: Domain, day: dt.date, algorithm: str,
-                      feature_names: list[str]) -> Path | None:
-    """The incumbent's model when it is the same algorithm on the same feature schema."""
+def warm_start_model(paths: DataPaths, domain: Domain, day: dt.date
+                     ) -> tuple[Path, dict[str, Any]] | None:
+    """The incumbent's model folder and ``training.json`` when it was trained on the domain's
+    current feature schema (None otherwise: no warm start)."""
     inc = incumbent_record(paths, domain, day)
     if inc is None or not inc.get("model_dir"):
         return None
@@ -169,8 +170,9 @@ def warm_start_source(paths: DataPaths, domain: Domain, day: dt.date, algorithm:
     if not record.is_file():
         return None
     trained = json.loads(record.read_text())
-    same_schema = trained.get("feature_schema", {}).get("names") == feature_names
-    return model_dir if same_schema and trained.get("name") == algorithm else None
+    if trained.get("feature_schema", {}).get("names") != list(domain.feature_names):
+        return None
+    return model_dir, trained
 
 
 def train_candidates(
@@ -209,18 +211,17 @@ def train_candidates(
         "action_map": dict(enumerate(domain.action_names)),
         "action_mask_feature": list(domain.mask_features) or None,
     }
+    incumbent = warm_start_model(paths, domain, day) if warm_start else None
     trained = []
     for name in algorithms:
         extra: dict[str, Any] = {}
         if domain.mask_indices:
             extra["mask_indices"] = domain.mask_indices
-        source = warm_start_source(paths, domain, day, name, list(domain.feature_names)) \
-            if warm_start else None
         candidate_config = config
-        if source is not None:
+        if incumbent is not None and incumbent[1].get("name") == name:
+            source, record = incumbent
             extra["init_from"] = source
             # keep the incumbent's reward scale, so its Q-values start on the right scale
-            record = json.loads((source / "training.json").read_text())
             scale = record.get("training_config", {}).get("reward_scale")
             if scale:
                 candidate_config = dataclasses.replace(config, reward_scale=float(scale))
