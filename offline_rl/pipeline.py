@@ -175,6 +175,20 @@ def warm_start_model(paths: DataPaths, domain: Domain, day: dt.date
     return model_dir, trained
 
 
+def training_context(domain: Domain, window: WindowData, window_days: int,
+                     eval_fraction: float, seed: int) -> dict[str, Any]:
+    """What every candidate of a window records about its data (``training.json``)."""
+    return {
+        "domain": domain.name,
+        "data_window": {"start": str(window.start), "end": str(window.end), "days": window_days},
+        "split": {"eval_fraction": eval_fraction, "seed": seed,
+                  "train_episodes": window.train_episodes, "eval_episodes": window.eval_episodes},
+        "feature_schema": {"names": list(domain.feature_names)},
+        "action_map": dict(enumerate(domain.action_names)),
+        "action_mask_feature": list(domain.mask_features) or None,
+    }
+
+
 def train_candidates(
     paths: DataPaths,
     domain: Domain | str,
@@ -202,15 +216,7 @@ def train_candidates(
     # train into a fresh folder and swap it in at the end: a killed run leaves the previous
     # models (or none) in place, never a mix
     out = Path(tempfile.mkdtemp(prefix=f".{final.name}.training-", dir=final.parent))
-    context = {
-        "domain": domain.name,
-        "data_window": {"start": str(window.start), "end": str(window.end), "days": window_days},
-        "split": {"eval_fraction": eval_fraction, "seed": config.seed,
-                  "train_episodes": window.train_episodes, "eval_episodes": window.eval_episodes},
-        "feature_schema": {"names": list(domain.feature_names)},
-        "action_map": dict(enumerate(domain.action_names)),
-        "action_mask_feature": list(domain.mask_features) or None,
-    }
+    context = training_context(domain, window, window_days, eval_fraction, config.seed)
     incumbent = warm_start_model(paths, domain, day) if warm_start else None
     trained = []
     for name in algorithms:

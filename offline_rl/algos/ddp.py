@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import json
 import os
 import sys
@@ -55,11 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         auto_reward_scale,
         candidate_config,
         fit_steps,
+        save_candidate,
         seed_everything,
     )
     from offline_rl.domains import get_domain
     from offline_rl.paths import DataPaths, resolve_home
-    from offline_rl.pipeline import load_window
+    from offline_rl.pipeline import load_window, training_context
 
     p = argparse.ArgumentParser(prog="torchrun ... -m offline_rl.algos.ddp",
                                 description=__doc__.split("\n\n")[0])
@@ -105,29 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - started
         torch.distributed.barrier()
         if rank == 0:
-            args.out.mkdir(parents=True, exist_ok=True)
-            algo.save(str(args.out / "model.d3"))
-            record = {
-                "name": args.algorithm, "algorithm": ALGORITHMS[args.algorithm][0],
-                "device": device, "seconds": seconds,
-                "distributed": {"backend": args.backend, "world_size": world,
-                                "episodes_per_rank": int(np.unique(shard.episode).size)},
-                "training_config": dataclasses.asdict(config),
-                "d3rlpy_config": json.loads(algo.config.serialize()),
-                "domain": domain.name,
-                "data_window": {"start": str(window.start), "end": str(window.end),
-                                "days": args.window_days},
-                "split": {"eval_fraction": args.eval_fraction, "seed": args.seed,
-                          "train_episodes": window.train_episodes,
-                          "eval_episodes": window.eval_episodes},
-                "feature_schema": {"names": list(domain.feature_names)},
-                "action_map": dict(enumerate(domain.action_names)),
-                "action_mask_feature": list(domain.mask_features) or None,
-                "mask_indices": domain.mask_indices,
-                "warm_start": None,
-                "trained_at": dt.datetime.now(dt.UTC).isoformat(),
-            }
-            (args.out / "training.json").write_text(json.dumps(record, indent=2, default=str))
+            context = training_context(domain, window, args.window_days, args.eval_fraction,
+                                       args.seed)
+            context["distributed"] = {"backend": args.backend, "world_size": world,
+                                      "episodes_per_rank": int(np.unique(shard.episode).size)}
+            save_candidate(algo, args.out, name=args.algorithm, config=config, device=device,
+                           seconds=seconds, mask_indices=domain.mask_indices, context=context)
             print(json.dumps({"world_size": world, "backend": args.backend,
                               "steps": config.n_steps, "seconds": round(seconds, 2),
                               "steps_per_s": round(config.n_steps / seconds, 1),

@@ -367,26 +367,39 @@ def train_candidate(
             if progress is not None:
                 progress(name, step, metrics)
     seconds = time.perf_counter() - started
+    save_candidate(algo, out_dir, name=name, config=config, device=device, seconds=seconds,
+                   mask_indices=mask, init_from=init_from, learning_curve=curve,
+                   context=context)
+    log.info("trained %s (%s) on %s in %.1fs%s", name, algorithm, device, seconds,
+             f", warm-started from {init_from}" if init_from is not None else "")
+    return TrainedCandidate(name=name, algorithm=algorithm, directory=out_dir, device=device,
+                            seconds=seconds, learning_curve=curve)
+
+
+def save_candidate(
+    algo: Any, out_dir: Path, *, name: str, config: TrainingConfig, device: str,
+    seconds: float, mask_indices: Sequence[int] | None = None, init_from: Path | None = None,
+    learning_curve: list[dict[str, float]] | None = None,
+    context: dict[str, Any] | None = None,
+) -> None:
+    """Writes ``model.d3`` and ``training.json`` (how the model was made) into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     algo.save(str(out_dir / "model.d3"))
     record = {
         "name": name,
-        "algorithm": algorithm,
+        "algorithm": ALGORITHMS[name][0],
         "device": device,
         "seconds": seconds,
         "training_config": dataclasses.asdict(config),
         "d3rlpy_config": json.loads(algo.config.serialize()),
         "d3rlpy_version": d3rlpy.__version__,
         "torch_version": torch.__version__,
-        "mask_indices": mask,
+        "mask_indices": None if mask_indices is None else list(mask_indices),
         "warm_start": None if init_from is None else str(init_from),
-        "learning_curve": curve,
+        "learning_curve": learning_curve or [],
         **(context or {}),
     }
     (out_dir / "training.json").write_text(json.dumps(record, indent=2, default=str))
-    log.info("trained %s (%s) on %s in %.1fs%s", name, algorithm, device, seconds,
-             f", warm-started from {init_from}" if init_from is not None else "")
-    return TrainedCandidate(name=name, algorithm=algorithm, directory=out_dir, device=device,
-                            seconds=seconds, learning_curve=curve)
 
 
 def fit_steps(algo: Any, dataset: Any, n_steps: int, steps_per_epoch: int,
