@@ -94,9 +94,7 @@ def build_transitions_partition(
         last_loaded.append(frame["partition_date"].max())
         raw[source] = frame.lazy()
     # the data ends where the least advanced source ends
-    data_end = dt.datetime.combine(min(last_loaded) + dt.timedelta(days=1), dt.time(),
-                                   tzinfo=dt.UTC)
-    table = domain.build(raw, sessions_from=day, sessions_to=day, data_end=data_end).collect()
+    table = domain.build_day(raw, day, min(last_loaded)).collect()
     problems = check_transitions(table, domain)
     if problems:
         raise ValueError(f"{domain.transitions_table} {day}: " + "; ".join(problems))

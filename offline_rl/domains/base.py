@@ -152,6 +152,23 @@ class Domain:
             **{c: pl.Float32() for c in self.next_feature_columns},
         }
 
+    def build_day(self, raw: Mapping[str, pl.LazyFrame | pl.DataFrame], day: dt.date,
+                  loaded_to: dt.date) -> pl.LazyFrame:
+        """The transitions of the episodes starting on ``day``, from raw rows (with
+        ``partition_date``) of which the partitions up to ``loaded_to`` are loaded.
+
+        Reads ``lookback_days`` before the day to ``lookahead_days`` after it (at most to
+        ``loaded_to``); the data end after ``loaded_to``, so episodes still open then end in
+        a timeout.
+        """
+        first = day - dt.timedelta(days=self.lookback_days)
+        last = min(loaded_to, day + dt.timedelta(days=self.lookahead_days))
+        window = {name: frame.lazy().filter(pl.col("partition_date").is_between(first, last))
+                  for name, frame in raw.items()}
+        data_end = dt.datetime.combine(loaded_to + dt.timedelta(days=1), dt.time(),
+                                       tzinfo=dt.UTC)
+        return self.build(window, sessions_from=day, sessions_to=day, data_end=data_end)
+
     def build(
         self, raw: Mapping[str, pl.LazyFrame], *, sessions_from: dt.date, sessions_to: dt.date,
         data_end: dt.datetime,

@@ -64,11 +64,7 @@ def logs() -> tuple[pl.DataFrame, pl.DataFrame]:
 
 def _build(raw: pl.DataFrame, day: dt.date, loaded_to: dt.date) -> pl.DataFrame:
     """The day's transitions from the raw partitions the pipeline would read."""
-    window = raw.filter(pl.col("partition_date").is_between(day - dt.timedelta(days=1),
-                                                            loaded_to))
-    data_end = dt.datetime.combine(loaded_to + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-    return DOMAIN.build({"ads": window.lazy()}, sessions_from=day, sessions_to=day,
-                        data_end=data_end).collect()
+    return DOMAIN.build_day({"ads": raw}, day, loaded_to).collect()
 
 
 def _crossing(raw: pl.DataFrame, day: dt.date) -> pl.Series:

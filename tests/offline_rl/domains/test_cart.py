@@ -83,12 +83,7 @@ def logs() -> tuple[pl.DataFrame, pl.DataFrame]:
 
 def _build(raw: pl.DataFrame, day: dt.date, loaded_to: dt.date) -> pl.DataFrame:
     """The day's transitions from the raw partitions the pipeline would read."""
-    window = raw.filter(pl.col("partition_date").is_between(
-        day - dt.timedelta(days=DOMAIN.lookback_days),
-        min(loaded_to, day + dt.timedelta(days=DOMAIN.lookahead_days))))
-    data_end = dt.datetime.combine(loaded_to + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-    return DOMAIN.build({"cart": window.lazy()}, sessions_from=day, sessions_to=day,
-                        data_end=data_end).collect()
+    return DOMAIN.build_day({"cart": raw}, day, loaded_to).collect()
 
 
 def _carts(raw: pl.DataFrame) -> pl.DataFrame:

@@ -74,12 +74,7 @@ def logs() -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
 
 def _build(raw: dict[str, pl.DataFrame], day: dt.date, loaded_to: dt.date) -> pl.DataFrame:
     """The day's transitions from the raw partitions the pipeline would read."""
-    first = day - dt.timedelta(days=DOMAIN.lookback_days)
-    last = min(loaded_to, day + dt.timedelta(days=DOMAIN.lookahead_days))
-    window = {name: frame.filter(pl.col("partition_date").is_between(first, last)).lazy()
-              for name, frame in raw.items()}
-    data_end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-    return DOMAIN.build(window, sessions_from=day, sessions_to=day, data_end=data_end).collect()
+    return DOMAIN.build_day(raw, day, loaded_to).collect()
 
 
 def _full(day: dt.date) -> dt.date:
