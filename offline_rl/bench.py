@@ -149,14 +149,13 @@ def bench_transitions(paths: DataPaths) -> dict[str, Any]:
     wh = Warehouse(paths.warehouse)
     events = wh.read_partitions("raw_clickstream", DAY - dt.timedelta(days=1),
                                 DAY + dt.timedelta(days=1))
-    data_end = dt.datetime.combine(DAY + dt.timedelta(days=2), dt.time(), tzinfo=dt.UTC)
 
     def floor() -> int:
         return events.lazy().sort("session_id", "event_ts").collect().height
 
     def project() -> int:
-        return domain.build({"clickstream": events.lazy()}, sessions_from=DAY, sessions_to=DAY,
-                            data_end=data_end).collect().height
+        return domain.build_day({"clickstream": events}, DAY,
+                                DAY + dt.timedelta(days=1)).collect().height
 
     floor_s, _ = _timed(floor)
     project_s, n = _timed(project)
