@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -42,10 +42,11 @@ from offline_rl.ope.estimators import Estimate
 from offline_rl.ope.evaluate import (
     OPEConfig,
     PolicyEvaluation,
+    behavior_replicates,
     evaluate_behavior,
     evaluate_policy,
 )
-from offline_rl.ope.gate import Decision, GateConfig, Incumbent, decide
+from offline_rl.ope.gate import Decision, GateConfig, Incumbent, decide, refit_replicates
 from offline_rl.paths import DataPaths
 
 log = logging.getLogger(__name__)
@@ -308,8 +309,10 @@ def evaluate_candidates(
                         n_actions=domain.n_actions)
         for name, directory in policies
     ]
+    replicates = behavior_replicates(data, ope)
     rows = [
-        {"policy": BEHAVIOR, "estimator": "on_policy", **behavior.as_dict(), "details": "{}"}
+        {"policy": BEHAVIOR, "estimator": "on_policy", **behavior.as_dict(),
+         "details": json.dumps({"refit_replicates": replicates})}
     ]
     for ev in evaluations:
         details = json.dumps({"diagnostics": ev.diagnostics.as_dict(),
@@ -329,8 +332,16 @@ def evaluate_candidates(
     return behavior, evaluations
 
 
-def read_evaluations(paths: DataPaths, domain: Domain | str, day: dt.date
-                     ) -> tuple[Estimate, list[PolicyEvaluation]]:
+class DayEvaluations(NamedTuple):
+    """A day's OPE results: the behaviour policy's on-policy estimate, its value on each FQE
+    refit resample (for the gate's paired rule; empty if unknown) and every evaluation."""
+
+    behavior: Estimate
+    evaluations: list[PolicyEvaluation]
+    behavior_replicates: tuple[float, ...] = ()
+
+
+def read_evaluations(paths: DataPaths, domain: Domain | str, day: dt.date) -> DayEvaluations:
     """Rebuilds the day's evaluations from ``ope_estimates``."""
     name = _domain(domain).name
     frame = Warehouse(paths.warehouse).query("registry/select_estimates", domain=name, day=day)
@@ -351,7 +362,9 @@ def read_evaluations(paths: DataPaths, domain: Domain | str, day: dt.date
             disagreement=details["disagreement"],
             extra={k: v for k, v in details.items() if k not in ("diagnostics", "disagreement")},
         ))
-    return behavior, evaluations
+    behavior_details = json.loads(behavior_row["details"] or "{}")
+    return DayEvaluations(behavior, evaluations,
+                          tuple(behavior_details.get("refit_replicates") or ()))
 
 
 # ---------------------------------------------------------------- promotion
@@ -367,14 +380,17 @@ def promote(paths: DataPaths, domain: Domain | str, day: dt.date, gate: GateConf
             ) -> PromotionResult:
     """Runs the gate on the day's evaluations and records the decision in the registry."""
     domain = _domain(domain)
-    behavior, evaluations = read_evaluations(paths, domain, day)
+    behavior, evaluations, behavior_reps = read_evaluations(paths, domain, day)
     incumbents = [e for e in evaluations if e.name.startswith("incumbent:")]
     candidates = [e for e in evaluations if not e.name.startswith("incumbent:")]
     if incumbents:  # evaluation re-valued the policy in production on the same data
         head = incumbents[0].estimates[gate.headline]
-        incumbent = Incumbent(incumbents[0].name, head.value, head.low, head.high)
+        reps = refit_replicates(incumbents[0], gate.headline)
+        incumbent = Incumbent(incumbents[0].name, head.value, head.low, head.high,
+                              reps[0] if reps else ())
     else:
-        incumbent = Incumbent(BEHAVIOR, behavior.value, behavior.low, behavior.high)
+        incumbent = Incumbent(BEHAVIOR, behavior.value, behavior.low, behavior.high,
+                              behavior_reps)
     decision = decide(candidates, incumbent, gate)
     chosen = next((e for e in candidates if e.name == decision.candidate), None)
     model_dir = str(candidates_dir(paths, domain, day) / decision.candidate) \
@@ -442,7 +458,7 @@ def export_promoted(paths: DataPaths, domain: Domain | str, day: dt.date
             return ExportedPolicy(current, domain_root / current, manifest)
     model_dir = Path(decision["model_dir"])
     training = json.loads((model_dir / "training.json").read_text())
-    behavior, evaluations = read_evaluations(paths, domain, day)
+    behavior, evaluations, _ = read_evaluations(paths, domain, day)
     chosen = next(e for e in evaluations if e.name == decision["candidate"])
     manifest = {
         "domain": domain.name,

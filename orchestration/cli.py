@@ -94,7 +94,7 @@ def domain_truth(paths: DataPaths, domain: str, day: dt.date, scenario: str, see
 
     spec = get_domain(domain)
     sim = spec.make_simulator(scenario)
-    behavior_est, evaluations = read_evaluations(paths, spec, day)
+    behavior_est, evaluations, _ = read_evaluations(paths, spec, day)
     decision = read_decision(paths, spec, day)
     behavior_true = true_value(sim, "behavior", episodes=episodes, seed=seed)
     candidates = []

@@ -202,6 +202,22 @@ def student_t_quantile(p: float, df: int) -> float:
             + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
 
 
+def refit_counts(arrays: DecisionArrays, config: OPEConfig) -> np.ndarray:
+    """``[fqe_refits, n_episodes]`` episode counts of the FQE refits' bootstrap resamples.
+
+    A function of the seed and the number of episodes only, so every policy evaluated on the
+    same data with the same config is refitted on the same resamples: replicate ``k`` of two
+    policies (and of the behaviour policy's on-policy value) can be paired. Empty (zero rows)
+    when refits are off.
+    """
+    n_episodes = int(arrays.episode.max()) + 1
+    if config.fqe_backend != "torch" or config.fqe_refits < 2 or n_episodes < 2 \
+            or config.n_bootstrap < 2:
+        return np.empty((0, n_episodes))
+    rng = np.random.default_rng([config.seed, 7919])
+    return np.concatenate(list(resample_counts(n_episodes, config.fqe_refits, rng)))
+
+
 def _torch_fqe(policy_actions: np.ndarray, arrays: DecisionArrays, n_actions: int,
                config: OPEConfig) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """``(q [members, rows, n_actions], resample counts [members - 1, n_episodes], details)``.
@@ -213,12 +229,9 @@ def _torch_fqe(policy_actions: np.ndarray, arrays: DecisionArrays, n_actions: in
     rows = arrays.actions.shape[0]
     probs = np.zeros((rows, n_actions))
     probs[np.arange(rows), policy_actions] = 1.0
-    n_episodes = int(arrays.episode.max()) + 1
     weights = [np.ones((1, rows))]
-    counts = np.empty((0, n_episodes))
-    if config.fqe_refits >= 2 and n_episodes >= 2 and config.n_bootstrap >= 2:
-        rng = np.random.default_rng([config.seed, 7919])
-        counts = np.concatenate(list(resample_counts(n_episodes, config.fqe_refits, rng)))
+    counts = refit_counts(arrays, config)
+    if counts.shape[0]:
         weights.append(counts[:, arrays.episode])
     settings = FQESettings(steps=config.fqe_steps, batch_size=config.fqe_batch_size,
                            learning_rate=config.fqe_learning_rate,
@@ -251,18 +264,19 @@ def _estimate_all(data: LoggedData, config: OPEConfig) -> dict[str, Estimate]:
 
 def _refit_intervals(estimates: dict[str, Estimate], arrays: DecisionArrays,
                      target: np.ndarray, q: np.ndarray, counts: np.ndarray,
-                     config: OPEConfig) -> dict[str, Estimate]:
+                     config: OPEConfig) -> tuple[dict[str, Estimate], dict[str, list[float]]]:
     """Intervals of the model-based estimators from the FQE refits.
 
     Replicate ``k`` of an estimator is its value on resample ``k`` with the model refitted on
     that resample; the interval is ``value +- t(1 - alpha/2, K - 1) * sd`` of the ``K``
     replicates around the point estimate (Student's t: ``K`` is small). With bagging the
     point estimate uses the average model, whose error is smaller than one refit's, so the
-    interval is on the wide side.
+    interval is on the wide side. Also returns the replicates per estimator (NaN kept), which
+    the gate pairs with the incumbent's replicates on the same resamples.
     """
     names = [n for n in config.refit_estimators if n in estimates]
     if not names or counts.shape[0] < 2:
-        return estimates
+        return estimates, {}
     rows = np.arange(arrays.actions.shape[0])
     def on_resample(k: int, subset: list[str], clip: float | None) -> np.ndarray:
         data = logged_data_for(arrays, target, q[k][rows, arrays.actions], q[k][rows, target])
@@ -279,6 +293,7 @@ def _refit_intervals(estimates: dict[str, Estimate], arrays: DecisionArrays,
         for k in range(1, q.shape[0])])
     names = columns
     out = dict(estimates)
+    kept = {name: [float(v) for v in replicates[:, j]] for j, name in enumerate(names)}
     for j, name in enumerate(names):
         finite = replicates[:, j][np.isfinite(replicates[:, j])]
         value = estimates[name].value
@@ -288,7 +303,7 @@ def _refit_intervals(estimates: dict[str, Estimate], arrays: DecisionArrays,
         sd = float(finite.std(ddof=1))
         half = student_t_quantile(1.0 - config.alpha / 2.0, finite.shape[0] - 1) * sd
         out[name] = Estimate(name, value, value - half, value + half, sd)
-    return out
+    return out, kept
 
 
 def evaluate_policy(
@@ -344,7 +359,10 @@ def evaluate_policy(
     data = logged_data_for(arrays, target, q_logged, v_target)
     estimates = _estimate_all(data, config)
     if q_all is not None and config.n_bootstrap >= 2:
-        estimates = _refit_intervals(estimates, arrays, target, q_all, counts, config)
+        estimates, replicates = _refit_intervals(estimates, arrays, target, q_all, counts,
+                                                 config)
+        if replicates:
+            details["refit_replicates"] = {"alpha": config.alpha, "values": replicates}
     diagnostics = compute_diagnostics(data, logged_action=arrays.actions)
     counts = np.bincount(target, minlength=n_actions)
     return PolicyEvaluation(
@@ -360,3 +378,21 @@ def evaluate_behavior(arrays: DecisionArrays, config: OPEConfig) -> Estimate:
     """The logging policy's on-policy value: mean observed return per episode, with CI."""
     return on_policy_value(arrays.rewards.astype(np.float64), arrays.episode, gamma=config.gamma,
                            n_bootstrap=config.n_bootstrap, alpha=config.alpha, seed=config.seed)
+
+
+def behavior_replicates(arrays: DecisionArrays, config: OPEConfig) -> list[float]:
+    """The on-policy value on each FQE refit's resample (:func:`refit_counts`).
+
+    Paired with a candidate's refit replicates, the difference of the two on one resample
+    cancels the episodes' shared luck, which the gate's paired comparison relies on. Empty
+    when refits are off.
+    """
+    counts = refit_counts(arrays, config)
+    if not counts.shape[0]:
+        return []
+    # discount by position in the episode, as evaluate_behavior does (rows are sorted)
+    starts = np.searchsorted(arrays.episode, arrays.episode, side="left")
+    discount = float(config.gamma) ** (np.arange(arrays.episode.shape[0]) - starts)
+    returns = np.bincount(arrays.episode, weights=arrays.rewards * discount,
+                          minlength=counts.shape[1])
+    return [float(v) for v in (counts @ returns) / counts.sum(axis=1)]

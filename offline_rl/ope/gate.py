@@ -2,8 +2,15 @@
 
 A candidate passes when all of these hold (each failed rule becomes a reason):
 
-1. **Lower bound beats the incumbent.** The lower end of the headline estimator's
-   ``1 - alpha`` interval exceeds the bar ``incumbent_value + margin * |incumbent_value|``.
+1. **Lower bound beats the incumbent.** With ``paired`` (the default) and refit replicates
+   for both policies: the lower end of the ``1 - alpha`` interval of the *gain*
+   ``candidate - incumbent`` exceeds ``margin * |incumbent_value|``. The gain's replicate
+   ``k`` is the candidate's headline estimate minus the incumbent's value, both on FQE
+   refit resample ``k`` of the same held-out episodes (``offline_rl.ope.evaluate``), so
+   the luck of which customers happened to be held out cancels, and the incumbent's own
+   uncertainty counts; the interval is ``gain +- t(1 - alpha/2, K - 1) * sd``. Without
+   replicates (or with ``paired=False``): the lower end of the candidate's own interval
+   exceeds the bar ``incumbent_value + margin * |incumbent_value|``.
 2. **Diagnostics.** The per-decision effective sample size fraction is at least
    ``min_ess_fraction`` and no single episode carries more than ``max_weight_share`` of the
    importance weight: the estimate rests on many logged decisions, not a few.
@@ -60,6 +67,9 @@ class GateConfig:
         veto_with: Estimators whose interval's upper end at or below the bar vetoes the
             candidate (one without a finite upper end does not veto).
         confirm_with: Estimators whose point estimates must also beat the incumbent.
+        paired: Judge rule 1 on the paired gain over the incumbent when both carry refit
+            replicates of the same resamples (see rule 1); False: the candidate's own
+            interval against the incumbent's point value.
     """
 
     headline: str = "dr"
@@ -68,20 +78,73 @@ class GateConfig:
     max_weight_share: float = 0.25
     veto_with: tuple[str, ...] = ("pdis",)
     confirm_with: tuple[str, ...] = ()
+    paired: bool = True
 
 
 @dataclass(frozen=True)
 class Incumbent:
-    """What a candidate must beat."""
+    """What a candidate must beat.
+
+    ``replicates``: the incumbent's value on each FQE refit resample of the evaluation data
+    (its headline estimate's, or the behaviour policy's on-policy value), for the paired
+    rule; empty when unknown.
+    """
 
     name: str
     value: float
     low: float
     high: float
+    replicates: tuple[float, ...] = ()
+
+
+def refit_replicates(candidate: PolicyEvaluation, estimator: str
+                     ) -> tuple[tuple[float, ...], float] | None:
+    """``(replicates, alpha)`` of one estimator of an evaluation, if it recorded them."""
+    block = candidate.extra.get("refit_replicates") or {}
+    values = (block.get("values") or {}).get(estimator)
+    if not values or "alpha" not in block:
+        return None
+    return tuple(float(v) for v in values), float(block["alpha"])
+
+
+@dataclass(frozen=True)
+class Gain:
+    """The paired gain of a candidate over the incumbent: estimate and interval."""
+
+    value: float
+    low: float
+    high: float
+    resamples: int
+
+
+def paired_gain(value: float, replicates: tuple[float, ...], incumbent: Incumbent,
+                alpha: float) -> Gain | None:
+    """``value - incumbent.value`` with a Student-t interval from paired replicates.
+
+    None when the two replicate lists do not pair up (different lengths, fewer than two
+    finite differences).
+    """
+    from offline_rl.ope.evaluate import student_t_quantile
+
+    if len(replicates) != len(incumbent.replicates):
+        return None
+    diffs = [c - i for c, i in zip(replicates, incumbent.replicates, strict=True)
+             if math.isfinite(c) and math.isfinite(i)]
+    if len(diffs) < 2:
+        return None
+    mean = sum(diffs) / len(diffs)
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
+    half = student_t_quantile(1.0 - alpha / 2.0, len(diffs) - 1) * sd
+    gain = value - incumbent.value
+    return Gain(gain, gain - half, gain + half, len(diffs))
 
 
 @dataclass(frozen=True)
 class CandidateVerdict:
+    """One candidate's outcome; ``lower_bound`` (what ranks passing candidates) is the
+    incumbent's value plus the lower end of the paired gain, or the lower end of the
+    headline interval when the rule was not paired."""
+
     name: str
     passed: bool
     lower_bound: float
@@ -118,11 +181,27 @@ def judge(candidate: PolicyEvaluation, incumbent: Incumbent, cfg: GateConfig) ->
         return CandidateVerdict(candidate.name, False, float("nan"),
                                 [f"{candidate.name}: no {cfg.headline} estimate"])
     head = candidate.estimates[cfg.headline]
-    bar = incumbent.value + cfg.margin * abs(incumbent.value)
-    if head.low > bar:
+    required = cfg.margin * abs(incumbent.value)
+    bar = incumbent.value + required
+    reps = refit_replicates(candidate, cfg.headline) if cfg.paired else None
+    gain = paired_gain(head.value, reps[0], incumbent, reps[1]) if reps else None
+    if gain is not None:
+        lower = incumbent.value + gain.low
+        text = (f"{candidate.name}: {cfg.headline} gain over incumbent {gain.value:+.3f} "
+                f"[{gain.low:+.3f}, {gain.high:+.3f}] (paired on {gain.resamples} refit "
+                f"resamples)")
+        if gain.low > required:
+            reasons.append(f"{text}: lower end > {cfg.margin:.0%} margin = {required:+.3f}")
+        else:
+            ok = False
+            reasons.append(f"{text}: lower end does not exceed the {cfg.margin:.0%} margin "
+                           f"= {required:+.3f}")
+    elif head.low > bar:
+        lower = head.low
         reasons.append(f"{candidate.name}: {cfg.headline} lower bound {head.low:.3f} > "
                        f"incumbent {incumbent.value:.3f} + {cfg.margin:.0%} margin = {bar:.3f}")
     else:
+        lower = head.low
         ok = False
         reasons.append(f"{candidate.name}: {cfg.headline} lower bound {head.low:.3f} does not "
                        f"exceed incumbent {incumbent.value:.3f} + {cfg.margin:.0%} margin "
@@ -152,7 +231,7 @@ def judge(candidate: PolicyEvaluation, incumbent: Incumbent, cfg: GateConfig) ->
             ok = False
             reasons.append(f"{candidate.name}: {name} estimate {est.value:.3f} does not beat "
                            f"the incumbent {incumbent.value:.3f} (estimators contradict)")
-    return CandidateVerdict(candidate.name, ok, head.low, reasons)
+    return CandidateVerdict(candidate.name, ok, lower, reasons)
 
 
 def decide(

@@ -388,7 +388,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
         train_candidate,
     )
     from offline_rl.data.arrays import to_mdp_dataset
-    from offline_rl.ope.evaluate import evaluate_behavior, evaluate_policy
+    from offline_rl.ope.evaluate import behavior_replicates, evaluate_behavior, evaluate_policy
     from offline_rl.simulator.base import true_value
     from offline_rl.simulator.rollouts import behavior_rollouts
 
@@ -437,8 +437,9 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
         say(f"evaluating {name} on {int(held_out.episode.max()) + 1:,} held-out episodes")
         evaluations.append(evaluate_policy(name, policy, held_out, None, ope,
                                            n_actions=n_actions))
-    decision = decide(evaluations, Incumbent(BEHAVIOR, behavior.value, behavior.low,
-                                             behavior.high), cfg.gate)
+    incumbent = Incumbent(BEHAVIOR, behavior.value, behavior.low, behavior.high,
+                          tuple(behavior_replicates(held_out, ope)))
+    decision = decide(evaluations, incumbent, cfg.gate)
 
     say(f"true values ({cfg.truth_episodes:,} rollouts per policy)")
     truth_b = true_value(sim, BEHAVIOR, episodes=cfg.truth_episodes, seed=seeds["truth"])

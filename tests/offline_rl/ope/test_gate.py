@@ -1,7 +1,17 @@
+import numpy as np
+import pytest
+
+from offline_rl.data.arrays import DecisionArrays
 from offline_rl.ope.diagnostics import Diagnostics
 from offline_rl.ope.estimators import Estimate
-from offline_rl.ope.evaluate import PolicyEvaluation
-from offline_rl.ope.gate import GateConfig, Incumbent, decide
+from offline_rl.ope.evaluate import (
+    OPEConfig,
+    PolicyEvaluation,
+    behavior_replicates,
+    refit_counts,
+    student_t_quantile,
+)
+from offline_rl.ope.gate import GateConfig, Incumbent, decide, paired_gain
 
 HEALTHY = Diagnostics(ess=500.0, ess_fraction=0.05, per_decision_ess_fraction=0.2,
                       max_weight_share=0.01, rare_action_rate=0.0, action_match_rate=0.3)
@@ -74,3 +84,59 @@ def test_an_undefined_weight_share_does_not_block():
                                   max_weight_share=float("nan"), rare_action_rate=0.0,
                                   action_match_rate=0.3)
     assert decide([_candidate("a", diagnostics=no_full_support)], INCUMBENT).promoted
+
+
+def _with_replicates(candidate, values, alpha=0.1):
+    extra = {"refit_replicates": {"alpha": alpha, "values": {"dr": list(values)}}}
+    return PolicyEvaluation(candidate.name, candidate.estimates, candidate.diagnostics,
+                            candidate.disagreement, extra)
+
+
+def test_paired_gain_promotes_what_the_unpaired_interval_cannot_separate():
+    # dr 5.6 with interval [4.9, 6.3] overlaps the bar 5.1, but on every shared resample the
+    # candidate beats the incumbent by 0.55-0.65: the held-out episodes' luck cancels
+    incumbent = Incumbent("behavior", 5.0, 4.6, 5.4, replicates=(4.6, 5.4, 5.0, 4.8, 5.2))
+    diffs = np.array([0.6, 0.55, 0.65, 0.6, 0.6])
+    cand = _with_replicates(_candidate("a", dr=(5.6, 4.9, 6.3)),
+                            np.array(incumbent.replicates) + diffs)
+    assert not decide([cand], Incumbent("behavior", 5.0, 4.6, 5.4)).promoted  # unpaired
+    assert not decide([cand], incumbent, GateConfig(paired=False)).promoted
+    decision = decide([cand], incumbent)
+    assert decision.promoted and decision.candidate == "a"
+    half = student_t_quantile(0.95, 4) * diffs.std(ddof=1)
+    assert decision.verdicts[0].lower_bound == pytest.approx(5.0 + 0.6 - half)
+    assert any(r.startswith("a: dr gain over incumbent +0.600 [") and "paired on 5 refit "
+               "resamples" in r and "lower end > 2% margin = +0.100" in r
+               for r in decision.reasons)
+
+
+def test_paired_gain_must_clear_the_margin_and_falls_back_without_pairs():
+    incumbent = Incumbent("behavior", 5.0, 4.6, 5.4, replicates=(4.6, 5.4, 5.0, 4.8))
+    noisy = _with_replicates(_candidate("a", dr=(5.3, 5.2, 5.4)), (4.7, 5.9, 5.0, 5.6))
+    decision = decide([noisy], incumbent)
+    assert not decision.promoted  # diffs 0.1, 0.5, 0.0, 0.8: the gain's lower end is < 0.1
+    assert any("lower end does not exceed the 2% margin = +0.100" in r for r in decision.reasons)
+    # replicates that do not pair up (other resamples): the unpaired rule decides
+    other = _with_replicates(_candidate("a", dr=(5.3, 5.2, 5.4)), (4.7, 5.9, 5.0))
+    decision = decide([other], incumbent)
+    assert decision.promoted
+    assert "a: dr lower bound 5.200 > incumbent 5.000 + 2% margin = 5.100" in decision.reasons
+    nan = float("nan")
+    assert paired_gain(5.3, (nan, 5.0, nan, nan), incumbent, 0.1) is None  # one finite pair
+
+
+def test_behavior_replicates_are_the_on_policy_value_on_the_refit_resamples():
+    arrays = DecisionArrays(
+        observations=np.zeros((5, 1), dtype=np.float32), actions=np.zeros(5, dtype=np.int64),
+        rewards=np.array([1.0, 2.0, 4.0, 8.0, 16.0], dtype=np.float32),
+        terminals=np.array([0, 1, 0, 1, 1], dtype=np.float32),
+        timeouts=np.zeros(5, np.float32), behavior_prob=np.ones(5),
+        episode=np.array([0, 0, 1, 1, 2]), step=np.array([0, 1, 0, 1, 0]))
+    config = OPEConfig(n_bootstrap=10, fqe_refits=4, gamma=0.5)
+    counts = refit_counts(arrays, config)
+    assert counts.shape == (4, 3) and (counts.sum(axis=1) == 3).all()
+    returns = np.array([1 + 0.5 * 2, 4 + 0.5 * 8, 16])
+    np.testing.assert_allclose(behavior_replicates(arrays, config), counts @ returns / 3)
+    # the same resamples for every policy evaluated with that config, none without refits
+    np.testing.assert_array_equal(refit_counts(arrays, config), counts)
+    assert behavior_replicates(arrays, OPEConfig(fqe_refits=0)) == []
