@@ -10,13 +10,14 @@ import argparse
 import datetime as dt
 import json
 import logging
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from offline_rl.argtypes import iso_date, positive_int
-from offline_rl.paths import HOME_ENV, DataPaths, resolve_home
+from offline_rl.paths import EXPORTS_ENV, HOME_ENV, LANDING_ENV, DataPaths, RemotePath
 
 log = logging.getLogger("offline_rl")
 
@@ -32,7 +33,8 @@ class UsageError(Exception):
 
 
 def paths_from(args: argparse.Namespace) -> DataPaths:
-    return DataPaths(resolve_home(getattr(args, "home", None)))
+    return DataPaths.resolve(getattr(args, "home", None), landing=getattr(args, "landing", None),
+                             exports=getattr(args, "exports", None))
 
 
 # ------------------------------------------------------------------ simulate
@@ -64,7 +66,31 @@ def simulate_logs(paths: DataPaths, args: argparse.Namespace) -> Any:
     write_simulation_manifest(paths.simulation_manifest, {
         "scenario": args.scenario, "seed": args.seed, "start": args.start, "days": args.days,
         "events_per_day": args.events_per_day})
+    copy_to_landing(paths, summary.days)
     return summary
+
+
+def copy_to_landing(paths: DataPaths, days: list[dt.date]) -> int:
+    """Copies the files the simulator wrote for ``days`` from the home's landing folder to a
+    landing zone configured elsewhere (object storage or another folder), each file whole
+    (one upload, or a hidden temporary renamed into place); returns the number copied."""
+    local = paths.home / "landing"
+    target = paths.landing
+    if target == local:
+        return 0
+    names = {f"part-g{day:%Y%m%d}.parquet" for day in days}
+    files = sorted(p for p in local.glob("*/date=*/*.parquet") if p.name in names)
+    for source in files:
+        rel = source.relative_to(local).as_posix()
+        if isinstance(target, RemotePath):
+            (target / rel).fs.put_file(str(source), (target / rel).path)
+            continue
+        dest = target / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        shutil.copyfile(source, tmp)
+        tmp.replace(dest)
+    return len(files)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -93,7 +119,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     label = BEHAVIOR
     if args.policy != BEHAVIOR:
         try:
-            loaded = load_policy(Path(args.policy))
+            loaded = load_policy(args.policy)
         except ExportError as exc:
             raise UsageError(str(exc), "pass an export directory (with manifest.json) or "
                                        "'behavior'") from None
@@ -212,9 +238,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="offline-rl",
         description="Offline RL for an online shop: simulate logs, run the nightly pipeline, "
                     "evaluate and export policies.",
-        epilog=f"The data home is --home, else ${HOME_ENV}, else ./.data.",
+        epilog=f"The data home is --home, else ${HOME_ENV}, else ./.data. The landing zone and "
+               f"the exports may be elsewhere, also on object storage (--landing, ${LANDING_ENV}; "
+               f"--exports, ${EXPORTS_ENV}; any fsspec URI such as s3://bucket/landing).",
     )
     parser.add_argument("--home", help=f"data home (default: ${HOME_ENV} or ./.data)")
+    parser.add_argument("--landing", metavar="URI",
+                        help=f"landing zone, a folder or fsspec URI (default: ${LANDING_ENV} or "
+                             "<home>/landing)")
+    parser.add_argument("--exports", metavar="URI",
+                        help=f"export root, a folder or fsspec URI (default: ${EXPORTS_ENV} or "
+                             "<home>/exports)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

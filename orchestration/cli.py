@@ -25,7 +25,7 @@ from offline_rl.cli import (
     run,
     simulate_logs,
 )
-from offline_rl.paths import DataPaths
+from offline_rl.paths import EXPORTS_ENV, LANDING_ENV, DataPaths
 
 
 def _instance(paths: DataPaths) -> Any:
@@ -191,6 +191,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     days = [args.start + dt.timedelta(days=i) for i in range(args.days)]
     # the jobs' DataHome resource reads the data home from the environment
     os.environ["OFFLINE_RL_HOME"] = str(paths.home)
+    for name, value in ((LANDING_ENV, paths.landing_uri), (EXPORTS_ENV, paths.exports_uri)):
+        if value:
+            os.environ[name] = value
     print(f"data home: {paths.home}")
     print(f"[1/4] simulating {args.days} day(s) of logs from {args.start} (seed {args.seed}) ...")
     summary = simulate_logs(paths, args)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from offline_rl.paths import DataPaths, resolve_home
+from offline_rl.paths import DataPaths
 
 
 class DataHome(dg.ConfigurableResource):  # type: ignore[misc]
@@ -12,9 +12,16 @@ class DataHome(dg.ConfigurableResource):  # type: ignore[misc]
 
     home: str = ""
     """Folder of the data home; empty means $OFFLINE_RL_HOME, else ./.data."""
+    landing: str = ""
+    """Landing zone, a folder or fsspec URI (s3://bucket/landing); empty means
+    $OFFLINE_RL_LANDING, else <home>/landing."""
+    exports: str = ""
+    """Export root, a folder or fsspec URI; empty means $OFFLINE_RL_EXPORTS, else
+    <home>/exports."""
 
     def paths(self) -> DataPaths:
-        return DataPaths(resolve_home(self.home or None))
+        return DataPaths.resolve(self.home or None, landing=self.landing or None,
+                                 exports=self.exports or None)
 
 
 

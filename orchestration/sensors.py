@@ -6,10 +6,13 @@ import datetime as dt
 import hashlib
 import json
 import re
+from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 
 from offline_rl.data.schemas import SOURCES
+from offline_rl.paths import RemotePath
 from orchestration.jobs import ingest_job, transitions_job
 from orchestration.resources import DataHome
 
@@ -17,27 +20,62 @@ _DAY_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 _SUFFIXES = (".parquet", ".csv", ".jsonl", ".csv.gz", ".jsonl.gz")
 
 
+def _day(folder_name: str) -> str | None:
+    """The day of a ``date=YYYY-MM-DD`` folder name (None for anything else)."""
+    match = _DAY_DIR.match(folder_name)
+    if not match:
+        return None
+    try:
+        dt.date.fromisoformat(match.group(1))
+    except ValueError:
+        return None
+    return match.group(1)
+
+
+def _landing_file(name: str) -> bool:
+    return name.endswith(_SUFFIXES) and not name.startswith(".")
+
+
+def _local_files(root: Path) -> Iterator[tuple[str, str, str]]:
+    """(day, file name, size and modification time) of a dataset's local landing files."""
+    if not root.is_dir():
+        return
+    for day_dir in root.iterdir():
+        day = _day(day_dir.name)
+        if day is None or not day_dir.is_dir():
+            continue
+        for f in day_dir.iterdir():
+            if f.is_file() and _landing_file(f.name):
+                st = f.stat()
+                yield day, f.name, f"{st.st_size}:{st.st_mtime_ns}"
+
+
+_VERSION_KEYS = ("ETag", "etag", "md5Hash", "mtime", "LastModified", "updated", "created")
+"""Fields of an fsspec listing that change when an object is replaced, by store."""
+
+
+def _remote_files(root: RemotePath) -> Iterator[tuple[str, str, str]]:
+    """The same from object storage: one recursive listing of the dataset's prefix."""
+    for path, info in root.fs.find(root.path, maxdepth=2, detail=True).items():
+        parts = str(path).removeprefix(root.path + "/").split("/")
+        if len(parts) != 2 or info.get("type", "file") != "file":
+            continue
+        day = _day(parts[0])
+        if day is not None and _landing_file(parts[1]):
+            version = next((str(info[k]) for k in _VERSION_KEYS if info.get(k) is not None), "")
+            yield day, parts[1], f"{info.get('size')}:{version}"
+
+
 def landing_signatures(home: DataHome) -> dict[str, str]:
-    """Per landing day, a digest of its files' names, sizes and modification times."""
+    """Per landing day, a digest of its files' names, sizes and modification times (on object
+    storage: sizes and the store's version tag, e.g. the ETag)."""
     landing = home.paths().landing
     files: dict[str, list[str]] = {}
     for schema in SOURCES.values():
         root = landing / schema.name
-        if not root.is_dir():
-            continue
-        for day_dir in root.iterdir():
-            match = _DAY_DIR.match(day_dir.name)
-            if not match or not day_dir.is_dir():
-                continue
-            try:
-                dt.date.fromisoformat(match.group(1))
-            except ValueError:
-                continue
-            for f in day_dir.iterdir():
-                if f.is_file() and f.name.endswith(_SUFFIXES) and not f.name.startswith("."):
-                    st = f.stat()
-                    files.setdefault(match.group(1), []).append(
-                        f"{schema.name}/{f.name}:{st.st_size}:{st.st_mtime_ns}")
+        listed = _remote_files(root) if isinstance(root, RemotePath) else _local_files(root)
+        for day, name, stamp in listed:
+            files.setdefault(day, []).append(f"{schema.name}/{name}:{stamp}")
     return {day: hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:16]
             for day, names in files.items()}
 

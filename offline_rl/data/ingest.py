@@ -19,6 +19,12 @@ of the partition still loads:
 * an unsupported file type, something that is not a regular file, or a symbolic link leading
   out of the landing zone.
 
+The landing zone may also be a folder on object storage (any fsspec URI, see
+``offline_rl.paths``): the partition is listed through the filesystem and each file's bytes are
+read whole, one file at a time, then checked exactly as a local file (symbolic links exist only
+locally). Errors of the store itself (a timeout, a denied request) fail the load, so the step
+is retried, instead of quarantining the file.
+
 Text files hold one record per line (UTF-8, ``\n`` or ``\r\n``); CSV has a header line,
 comma separators, ``"`` quoting and empty fields for nulls; JSON lines hold one object per line
 with every column as a key (null as ``null``). Row numbers count data records from 1 (the CSV
@@ -62,6 +68,7 @@ import polars as pl
 
 from offline_rl.data.schemas import SourceSchema
 from offline_rl.data.warehouse import Warehouse
+from offline_rl.paths import Location, RemotePath, as_location
 
 QUARANTINE_TABLE = "quarantine"
 QUARANTINE_SCHEMA = pl.Schema(
@@ -307,10 +314,10 @@ def parse_partition_key(key: str) -> dt.date:
         raise ValueError(f"invalid partition key {key!r}: not a calendar date") from None
 
 
-def partition_folder(landing: Path, schema: SourceSchema, day: dt.date) -> Path:
+def partition_folder(landing: Location | str, schema: SourceSchema, day: dt.date) -> Location:
     if not isinstance(day, dt.date) or isinstance(day, dt.datetime):
         raise ValueError(f"partition day must be a date, got {day!r}")
-    return Path(landing) / schema.name / f"date={day:%Y-%m-%d}"
+    return as_location(landing) / schema.name / f"date={day:%Y-%m-%d}"
 
 
 def landing_format(name: str) -> str | None:
@@ -349,7 +356,7 @@ def _cut_record(expr: pl.Expr, limit: int) -> pl.Expr:
 
 # ---------------------------------------------------------------- reading files
 
-def _read_bytes(path: Path, gzipped: bool) -> bytes:
+def _read_bytes(path: Location, gzipped: bool) -> bytes:
     data = path.read_bytes()
     if not data:
         raise _Rejected("empty file (0 bytes)")
@@ -506,11 +513,17 @@ def _check_columns(names: list[str], schema: SourceSchema, *, what: str) -> None
         raise _Rejected(f"unexpected {what}(s) {', '.join(extra)}")
 
 
-def _read_parquet(path: Path, schema: SourceSchema) -> pl.DataFrame:
-    if path.stat().st_size == 0:
+def _read_parquet(path: Location, schema: SourceSchema) -> pl.DataFrame:
+    source: Path | io.BytesIO
+    if isinstance(path, RemotePath):
+        source = io.BytesIO(path.read_bytes())  # one file in memory, read in one request
+        empty = not source.getbuffer().nbytes
+    else:
+        source, empty = path, path.stat().st_size == 0
+    if empty:
         raise _Rejected("empty file (0 bytes)")
     try:
-        frame = pl.read_parquet(path)
+        frame = pl.read_parquet(source)
     except Exception as exc:
         raise _Rejected(f"unreadable parquet: {type(exc).__name__}: {_one_line(exc)}") from None
     _check_columns(frame.columns, schema, what="column")
@@ -574,7 +587,7 @@ def _typed(frame: pl.DataFrame, schema: SourceSchema, got: Mapping[str, pl.DataT
                                  "_parse")
 
 
-def _read_file(path: Path, fmt: str, schema: SourceSchema) -> pl.DataFrame:
+def _read_file(path: Location, fmt: str, schema: SourceSchema) -> pl.DataFrame:
     """Schema columns typed, ``_source_row``, ``_record`` (raw text records), ``_parse``
     (problems found while reading) and ``_unparsed`` (the record gave no values)."""
     if fmt == "parquet":
@@ -629,22 +642,29 @@ def row_problems(schema: SourceSchema, day: dt.date, config: IngestConfig | None
 
 # ---------------------------------------------------------------- the partition
 
-def _landing_entries(landing: Path, folder: Path) -> tuple[list[Path], list[str]]:
+def _landing_entries(landing: Location, folder: Location
+                     ) -> tuple[list[Location], list[str]]:
     """Files of the folder (sorted by name) and the names skipped as temporaries/markers."""
-    root = Path(landing).resolve()
-    resolved = folder.resolve()
-    if not resolved.is_relative_to(root):
-        raise ValueError(f"partition folder {folder} leads outside the landing zone {root}")
-    if not resolved.is_dir():
-        return [], []
-    entries = sorted(folder.iterdir(), key=lambda p: p.name)
+    if isinstance(folder, RemotePath):
+        if not folder.is_dir():
+            return [], []
+    else:
+        root = Path(landing).resolve()
+        resolved = folder.resolve()
+        if not resolved.is_relative_to(root):
+            raise ValueError(f"partition folder {folder} leads outside the landing zone {root}")
+        if not resolved.is_dir():
+            return [], []
+    entries: list[Location] = sorted(folder.iterdir(), key=lambda p: p.name)
     files = [p for p in entries if not p.name.startswith((".", "_"))]
     skipped = [p.name for p in entries if p.name.startswith((".", "_"))]
     return files, skipped
 
 
-def _file_rejection(path: Path, root: Path) -> str | None:
-    if path.is_symlink():
+def _file_rejection(path: Location, root: Path | None) -> str | None:
+    """Why a listed entry cannot be a landing file (None if it can); ``root`` is the resolved
+    local landing zone (None on object storage, which has no symbolic links)."""
+    if root is not None and isinstance(path, Path) and path.is_symlink():
         target = path.resolve()
         if not target.is_relative_to(root):
             return "symbolic link to a location outside the landing zone"
@@ -654,6 +674,16 @@ def _file_rejection(path: Path, root: Path) -> str | None:
         return ("unsupported file type (expected " + ", ".join(f"*{s}" for s in FORMATS)
                 + ")")
     return None
+
+
+def _relative_name(path: Location, landing: Location) -> str:
+    """The file's name inside the landing zone, e.g. ``cart/date=2026-10-07/part-0.parquet``
+    (the same wherever the landing zone lives)."""
+    if isinstance(path, RemotePath):
+        assert isinstance(landing, RemotePath)
+        return path.relative_to(landing).as_posix()
+    assert isinstance(landing, Path)
+    return path.relative_to(landing).as_posix()
 
 
 def _rejected_row(schema: SourceSchema, day: dt.date, rel: str, reason: str) -> pl.DataFrame:
@@ -677,19 +707,21 @@ def _quarantine_rows(frame: pl.DataFrame, schema: SourceSchema, day: dt.date, re
 
 
 def read_partition(
-    landing: Path, schema: SourceSchema, day: dt.date, config: IngestConfig | None = None
+    landing: Location | str, schema: SourceSchema, day: dt.date,
+    config: IngestConfig | None = None,
 ) -> PartitionLoad:
     """Reads ``landing/<dataset>/date=<day>/`` and splits good rows from bad (see the module
-    docstring for every rule)."""
+    docstring for every rule). ``landing`` is a local folder or a ``RemotePath`` / fsspec URI."""
     config = config or IngestConfig()
-    landing = Path(landing)
-    root = landing.resolve()
+    landing = as_location(landing)
+    remote = isinstance(landing, RemotePath)
+    root = None if remote else Path(landing).resolve()
     folder = partition_folder(landing, schema, day)
     files, skipped = _landing_entries(landing, folder)
     frames: list[pl.DataFrame] = []
     quarantined: list[pl.DataFrame] = []
     for path in files:
-        rel = path.relative_to(landing).as_posix()
+        rel = _relative_name(path, landing)
         try:
             reason = _file_rejection(path, root)
             if reason is not None:
@@ -699,6 +731,8 @@ def read_partition(
             quarantined.append(_rejected_row(schema, day, rel, str(exc)))
             continue
         except OSError as exc:
+            if remote:  # the store failed, not the file: fail the load (the step retries)
+                raise
             quarantined.append(_rejected_row(schema, day, rel,
                                              f"unreadable: {_one_line(exc)}"))
             continue
@@ -766,7 +800,7 @@ def _drop_duplicates(good: pl.DataFrame, schema: SourceSchema
 
 
 def load_partition(
-    landing: Path, warehouse: Path, schema: SourceSchema, day: dt.date,
+    landing: Location | str, warehouse: Path, schema: SourceSchema, day: dt.date,
     config: IngestConfig | None = None,
 ) -> PartitionLoad:
     """Reads a landing partition and replaces ``raw_<dataset>``'s partition and the dataset's
