@@ -7,9 +7,15 @@ Steps run in separate processes (Dagster's multiprocess executor), so the domain
 evaluate in parallel. DuckDB admits one writing process at a time; ``Warehouse`` queues writers
 on a file lock, so parallel steps never fail on the database lock. ``max_concurrent`` defaults
 to the machine's cores and can be changed per run in the launchpad (``execution.config``).
+
+With the ``dask`` extra installed, the job ``nightly_dask`` runs the same selection as ``nightly``
+with each step a task on a Dask cluster (``orchestration.dask_executor``): a local cluster by
+default, or a running scheduler with ``execution.config.cluster.existing.address``.
 """
 
 from __future__ import annotations
+
+from importlib.util import find_spec
 
 import dagster as dg
 
@@ -23,6 +29,19 @@ from orchestration.resources import DataHome
 from orchestration.schedules import nightly_schedule
 from orchestration.sensors import landing_sensor, refresh_transitions_sensor
 
+jobs = [nightly_job, ingest_job, transitions_job]
+if find_spec("dagster_dask") is not None:  # the optional `dask` extra
+    from orchestration.dask_executor import dask_executor
+
+    jobs.append(dg.define_asset_job(
+        "nightly_dask",
+        selection=nightly_job.selection,
+        partitions_def=nightly_job.partitions_def,
+        description="The nightly job with each step a task on a Dask cluster.",
+        tags=nightly_job.tags,
+        executor_def=dask_executor,
+    ))
+
 defs = dg.Definitions(
     assets=[
         *raw_assets,
@@ -33,7 +52,7 @@ defs = dg.Definitions(
         *export_assets,
     ],
     resources={"data_home": DataHome()},
-    jobs=[nightly_job, ingest_job, transitions_job],
+    jobs=jobs,
     schedules=[nightly_schedule],
     sensors=[landing_sensor, refresh_transitions_sensor],
     executor=dg.multiprocess_executor,
@@ -43,6 +62,11 @@ defs = dg.Definitions(
 def nightly_job_def() -> dg.JobDefinition:
     """The resolved nightly job (``dg.reconstructable`` needs a module-level function)."""
     return defs.resolve_job_def("nightly")
+
+
+def nightly_dask_job_def() -> dg.JobDefinition:
+    """The resolved nightly job on the Dask executor (needs the ``dask`` extra)."""
+    return defs.resolve_job_def("nightly_dask")
 
 
 def ingest_job_def() -> dg.JobDefinition:
