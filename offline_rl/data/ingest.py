@@ -642,14 +642,14 @@ def row_problems(schema: SourceSchema, day: dt.date, config: IngestConfig | None
 
 # ---------------------------------------------------------------- the partition
 
-def _landing_entries(landing: Location, folder: Location
+def _landing_entries(folder: Location, root: Path | None
                      ) -> tuple[list[Location], list[str]]:
-    """Files of the folder (sorted by name) and the names skipped as temporaries/markers."""
-    if isinstance(folder, RemotePath):
+    """Files of the folder (sorted by name) and the names skipped as temporaries/markers;
+    ``root`` is the resolved local landing zone (None on object storage)."""
+    if isinstance(folder, RemotePath) or root is None:
         if not folder.is_dir():
             return [], []
     else:
-        root = Path(landing).resolve()
         resolved = folder.resolve()
         if not resolved.is_relative_to(root):
             raise ValueError(f"partition folder {folder} leads outside the landing zone {root}")
@@ -715,9 +715,9 @@ def read_partition(
     config = config or IngestConfig()
     landing = as_location(landing)
     remote = isinstance(landing, RemotePath)
-    root = None if remote else Path(landing).resolve()
+    root = landing.resolve() if isinstance(landing, Path) else None
     folder = partition_folder(landing, schema, day)
-    files, skipped = _landing_entries(landing, folder)
+    files, skipped = _landing_entries(folder, root)
     frames: list[pl.DataFrame] = []
     quarantined: list[pl.DataFrame] = []
     for path in files:
