@@ -261,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domain", default="recommendation",
                    choices=["recommendation", "cart", "inventory", "ads", "pricing"],
                    help="decision domain (default recommendation)")
-    p.add_argument("--policy", required=True, help="an export directory, or 'behavior'")
+    p.add_argument("--policy", required=True,
+                   help="an export directory (a folder or fsspec URI), or 'behavior'")
     p.add_argument("--episodes", type=positive_int, default=20_000, help="rollouts (default 20000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the rollouts")
     p.add_argument("--scenario", default=None,

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fsspec import AbstractFileSystem
+    from fsspec import AbstractFileSystem  # type: ignore[import-untyped]
 
 HOME_ENV = "OFFLINE_RL_HOME"
 LANDING_ENV = "OFFLINE_RL_LANDING"
@@ -34,8 +34,8 @@ class RemotePath:
     """A file or folder on a non-local fsspec filesystem (object storage).
 
     The few ``pathlib`` operations the landing zone and the export registry use (``/``,
-    ``name``, ``exists``, ``is_file``, ``is_dir``, ``iterdir``, ``read_bytes``, ``read_text``,
-    ``open``, ``relative_to``); writes go through ``fs`` directly.
+    ``name``, ``parent``, ``exists``, ``is_file``, ``is_dir``, ``iterdir``, ``read_bytes``,
+    ``read_text``, ``open``, ``relative_to``); writes go through ``fs`` directly.
 
     Attributes:
         fs: The filesystem (``fsspec.core.url_to_fs`` of the URI).
@@ -56,6 +56,10 @@ class RemotePath:
     @property
     def name(self) -> str:
         return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def parent(self) -> RemotePath:
+        return RemotePath(self.fs, self.path.rsplit("/", 1)[0], self.url.rsplit("/", 1)[0])
 
     def exists(self) -> bool:
         return bool(self.fs.exists(self.path))
@@ -99,8 +103,8 @@ def as_location(value: str | os.PathLike[str] | RemotePath) -> Location:
     text = os.fspath(value)
     if "://" not in text and "::" not in text:
         return Path(text)
-    import fsspec.core
-    from fsspec.implementations.local import LocalFileSystem
+    import fsspec.core  # type: ignore[import-untyped]
+    from fsspec.implementations.local import LocalFileSystem  # type: ignore[import-untyped]
 
     fs, path = fsspec.core.url_to_fs(text)
     if isinstance(fs, LocalFileSystem):

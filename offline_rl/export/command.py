@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from offline_rl.argtypes import positive_int
+from offline_rl.paths import Location
 
 FEATURE_PREFIX = "f_"
 LATEST_NAME = "latest"  # offline_rl.export.loader.LATEST, without importing torch here
@@ -150,7 +151,8 @@ def add_exports_parser(subparsers: Any) -> argparse.ArgumentParser:
     """``exports list|show|rollback|prune``: the versions of each domain's exported policy."""
     parser = subparsers.add_parser(
         "exports", help="list, show, roll back or prune exported policies",
-        description="Each promoted policy is exported as a version <home>/exports/DOMAIN/vNNNN; "
+        description="Each promoted policy is exported as a version <home>/exports/DOMAIN/vNNNN "
+                    "(or under --exports / $OFFLINE_RL_EXPORTS, a folder or fsspec URI); "
                     "the file DOMAIN/latest names the version in production.")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
@@ -194,13 +196,14 @@ def add_exports_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _export_root(args: argparse.Namespace) -> Path:
+def _export_root(args: argparse.Namespace) -> Location:
+    """``--exports``, ``$OFFLINE_RL_EXPORTS`` or ``<home>/exports``: a folder or fsspec URI."""
     from offline_rl.cli import paths_from
 
     return paths_from(args).exports
 
 
-def _domain_root(args: argparse.Namespace) -> Path:
+def _domain_root(args: argparse.Namespace) -> Location:
     from offline_rl.cli import UsageError
 
     domain = args.domain

@@ -13,18 +13,25 @@ graph returns the action alone; they still load, without ``predict_with_values``
 
 Every file named in ``manifest["sha256"]`` is checked before anything is deserialised, so a
 truncated, tampered or missing file is refused.
+
+An export root may also be an fsspec URI (``s3://bucket/exports``; fsspec and the store's
+package are then needed too): the same layout is read through the filesystem, and the
+policy is loaded from its verified bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from offline_rl.paths import Location, RemotePath, as_location
 
 LATEST = "latest"
 MANIFEST = "manifest.json"
@@ -38,9 +45,9 @@ class ExportError(RuntimeError):
     """An export is missing, incomplete, or fails its checksum."""
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Location | str) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with as_location(path).open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -52,9 +59,10 @@ def _plain_name(name: str) -> str:
     return name
 
 
-def resolve_version(domain_root: Path, version: str = LATEST) -> Path:
-    """The directory of ``version`` (or of the one the ``latest`` pointer names)."""
-    domain_root = Path(domain_root)
+def resolve_version(domain_root: Location | str, version: str = LATEST) -> Location:
+    """The directory of ``version`` (or of the one the ``latest`` pointer names); a version
+    without its manifest (an unfinished publish) does not exist."""
+    domain_root = as_location(domain_root)
     via = ""
     if version == LATEST:
         pointer = domain_root / LATEST
@@ -70,9 +78,9 @@ def resolve_version(domain_root: Path, version: str = LATEST) -> Path:
     return path
 
 
-def verify_files(path: Path, manifest: dict[str, Any]) -> None:
+def verify_files(path: Location | str, manifest: dict[str, Any]) -> None:
     """Checks every file the manifest lists (and the policy file) against its SHA-256."""
-    path = Path(path)
+    path = as_location(path)
     expected: dict[str, str] = dict(manifest.get("sha256") or {})
     for entry in manifest.get("files") or []:
         name = entry.get("name")
@@ -93,7 +101,7 @@ def verify_files(path: Path, manifest: dict[str, Any]) -> None:
 class LoadedPolicy:
     """A verified exported policy."""
 
-    path: Path
+    path: Location
     manifest: dict[str, Any]
     module: torch.jit.ScriptModule
 
@@ -159,9 +167,10 @@ class LoadedPolicy:
         return actions, values
 
 
-def load_policy(path: Path) -> LoadedPolicy:
-    """Loads an export directory after checking every file's SHA-256 against the manifest."""
-    path = Path(path)
+def load_policy(path: Location | str | os.PathLike[str]) -> LoadedPolicy:
+    """Loads an export directory (a folder or fsspec URI) after checking every file's SHA-256
+    against the manifest."""
+    path = as_location(path)
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise ExportError(f"{path} is not an export: {MANIFEST} missing")
@@ -171,13 +180,18 @@ def load_policy(path: Path) -> LoadedPolicy:
         raise ExportError(f"{manifest_path} is not valid JSON: {exc}") from None
     verify_files(path, manifest)
     policy_path = path / _plain_name(manifest.get("policy_file", POLICY_FILE))
-    module = torch.jit.load(str(policy_path), map_location="cpu")
+    if isinstance(policy_path, RemotePath):  # versions are immutable: the bytes just verified
+        module = torch.jit.load(io.BytesIO(policy_path.read_bytes()), map_location="cpu")
+    else:
+        module = torch.jit.load(str(policy_path), map_location="cpu")
     module.eval()
     return LoadedPolicy(path=path, manifest=manifest, module=module)
 
 
-def load_latest(export_root: Path, domain: str, version: str = LATEST) -> LoadedPolicy:
-    """Loads ``<export_root>/<domain>/<version>`` (default: the one ``latest`` points to)."""
+def load_latest(export_root: Location | str | os.PathLike[str], domain: str,
+                version: str = LATEST) -> LoadedPolicy:
+    """Loads ``<export_root>/<domain>/<version>`` (default: the one ``latest`` points to);
+    ``export_root`` is a folder or an fsspec URI."""
     if not domain or "/" in domain or domain.startswith("."):
         raise ExportError(f"invalid domain {domain!r}")
-    return load_policy(resolve_version(Path(export_root) / domain, version))
+    return load_policy(resolve_version(as_location(export_root) / domain, version))

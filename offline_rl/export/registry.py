@@ -19,6 +19,24 @@ Crash safety (a process may be killed at any instruction):
 Crash tests kill a child process at the points named by ``_crash_point`` (``export.staged``,
 ``export.renamed``, ``export.latest_staged``, ``export.published``) via
 ``$OFFLINE_RL_CRASH_AT``.
+
+On object storage (an export root that is an fsspec URI such as ``s3://bucket/exports``) there
+are no locks, fsync or renames, but one object's PUT is atomic and, on S3, GCS and Azure Blob,
+at once visible to reads and listings. The layout is the same and ``manifest.json`` is the
+commit marker of a version:
+
+* publish uploads the version's files to ``<domain>/vNNNN/`` (checking each size), then its
+  manifest (with every file's SHA-256), then ``latest``. A version without a manifest does not
+  exist for listings and loaders, so a publish that dies before its manifest leaves nothing
+  visible, and the next publish reuses the number after deleting the leftovers. One that dies
+  between the manifest and ``latest`` leaves a complete version ``latest`` does not name: it
+  is listed (without ``*``), ``rollback --version`` can serve it, and the next publish takes
+  the number after it.
+* ``latest`` is one small object replaced by one PUT: a reader sees the old or the new pointer.
+* prune deletes a version's manifest first (the version vanishes at once), then its files.
+* There is no writer lock: one writer per domain at a time. The nightly job's export step is
+  that writer (Dagster runs one step per domain and day); run ``exports rollback`` and
+  ``prune`` when no export is running.
 """
 
 from __future__ import annotations
@@ -46,6 +64,7 @@ from offline_rl.export.loader import (
     resolve_version,
     sha256_file,
 )
+from offline_rl.paths import Location, RemotePath, as_location
 
 _VERSION = re.compile(r"^v(\d{4,})$")
 JOURNAL = ".publishing"
@@ -62,7 +81,7 @@ def _crash_point(name: str) -> None:
 @dataclass(frozen=True)
 class ExportedPolicy:
     version: str
-    path: Path
+    path: Location
     manifest: dict[str, Any]
 
 
@@ -75,20 +94,25 @@ def _pending(domain_root: Path) -> str | None:
     return None if version == current_version(domain_root) else str(version)
 
 
-def list_versions(domain_root: Path) -> list[str]:
+def list_versions(domain_root: Location | str) -> list[str]:
     """Complete versions of a domain, oldest first."""
-    root = Path(domain_root)
-    if not root.is_dir():
+    root = as_location(domain_root)
+    if isinstance(root, RemotePath):  # one listing; a version is complete once it has a manifest
+        found = [str(p).rstrip("/").split("/")[-2]
+                 for p in root.fs.glob(f"{root.path}/*/{MANIFEST}")]
+        found = [v for v in found if _VERSION.match(v)]
+    elif not root.is_dir():
         return []
-    pending = _pending(root)
-    found = [p.name for p in root.iterdir()
-             if p.is_dir() and _VERSION.match(p.name) and (p / MANIFEST).is_file()
-             and p.name != pending]
+    else:
+        pending = _pending(root)
+        found = [p.name for p in root.iterdir()
+                 if p.is_dir() and _VERSION.match(p.name) and (p / MANIFEST).is_file()
+                 and p.name != pending]
     return sorted(found, key=lambda v: int(_VERSION.match(v).group(1)))  # type: ignore[union-attr]
 
 
-def current_version(domain_root: Path) -> str | None:
-    pointer = Path(domain_root) / LATEST
+def current_version(domain_root: Location | str) -> str | None:
+    pointer = as_location(domain_root) / LATEST
     return pointer.read_text().strip() if pointer.is_file() else None
 
 
@@ -118,11 +142,15 @@ def _write_atomic(path: Path, text: str, *, crash_point: str | None = None) -> N
 
 
 @contextlib.contextmanager
-def _writer(export_root: Path, domain: str) -> Iterator[Path]:
-    """The domain folder under the exclusive writer lock, after recovering from a crash."""
+def _writer(export_root: Location | str, domain: str) -> Iterator[Location]:
+    """The domain folder under the exclusive writer lock, after recovering from a crash (on
+    object storage: the domain folder, with neither; see the module docstring)."""
     if not domain or "/" in domain or "\\" in domain or domain.startswith("."):
         raise ExportError(f"invalid domain {domain!r}")
-    root = Path(export_root)
+    root = as_location(export_root)
+    if isinstance(root, RemotePath):
+        yield root / domain
+        return
     domain_root = root / domain
     domain_root.mkdir(parents=True, exist_ok=True)
     with open(root / f".{domain}.lock", "a+b") as handle:
@@ -157,15 +185,17 @@ def _recover(domain_root: Path) -> None:
         (domain_root / JOURNAL).unlink()
 
 
-def _set_latest(domain_root: Path, version: str) -> None:
+def _set_latest(domain_root: Location, version: str) -> None:
     resolve_version(domain_root, version)  # validates that it exists and is complete
-    _write_atomic(Path(domain_root) / LATEST, version + "\n",
-                  crash_point="export.latest_staged")
+    if isinstance(domain_root, RemotePath):
+        domain_root.fs.pipe_file((domain_root / LATEST).path, (version + "\n").encode())
+        return
+    _write_atomic(domain_root / LATEST, version + "\n", crash_point="export.latest_staged")
 
 
-def set_latest(domain_root: Path, version: str) -> None:
+def set_latest(domain_root: Location | str, version: str) -> None:
     """Points ``latest`` at an existing complete version (this is also the rollback)."""
-    domain_root = Path(domain_root)
+    domain_root = as_location(domain_root)
     with _writer(domain_root.parent, domain_root.name) as root:
         _set_latest(root, version)
 
@@ -176,8 +206,41 @@ def _copy_synced(source: Path, target: Path) -> None:
         os.fsync(fh.fileno())
 
 
+def _full_manifest(manifest: dict[str, Any], version: str, domain: str,
+                   files: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        **manifest,
+        "format_version": FORMAT_VERSION if "outputs" in manifest else 1,
+        "version": version,
+        "domain": domain,
+        "policy_file": POLICY_FILE,
+        "sha256": {f["name"]: f["sha256"] for f in files},
+        "files": files,
+    }
+
+
+def _upload_version(domain_root: RemotePath, version: str, sources: Mapping[str, Path],
+                    manifest: dict[str, Any]) -> dict[str, Any]:
+    """Uploads a version's files, then its manifest (the commit marker); returns the manifest.
+    The folder of a version without a manifest holds only a dead publish's leftovers."""
+    fs, target = domain_root.fs, domain_root / version
+    if fs.exists(target.path):
+        fs.rm(target.path, recursive=True)
+    files = []
+    for name, source in sources.items():
+        size = source.stat().st_size
+        fs.put_file(str(source), (target / name).path)
+        uploaded = fs.info((target / name).path).get("size")
+        if uploaded != size:
+            raise ExportError(f"upload of {target / name} holds {uploaded} bytes, not {size}")
+        files.append({"name": name, "sha256": sha256_file(source), "bytes": size})
+    full = _full_manifest(manifest, version, domain_root.name, files)
+    fs.pipe_file((target / MANIFEST).path, json.dumps(full, indent=2, default=str).encode())
+    return full
+
+
 def publish(
-    export_root: Path,
+    export_root: Location | str,
     domain: str,
     policy_file: Path,
     manifest: dict[str, Any],
@@ -189,17 +252,22 @@ def publish(
 
     The manifest gets ``version``, ``domain``, ``policy_file``, ``sha256`` (file name ->
     digest) and ``files`` (name, sha256 and size of every file), so the loader can verify each.
-    Killed at any point, it leaves the registry as it was (see the module docstring).
+    Killed at any point, it leaves the registry as it was (see the module docstring; on
+    object storage, a complete version ``latest`` does not name may remain).
     """
     sources = {POLICY_FILE: Path(policy_file)}
     sources.update({name: Path(p) for name, p in (extra_files or {}).items()})
     for name in sources:
         if not name or "/" in name or name.startswith(".") or name == MANIFEST:
             raise ExportError(f"invalid export file name {name!r}")
-    with _writer(Path(export_root), domain) as domain_root:
+    with _writer(export_root, domain) as domain_root:
         versions = list_versions(domain_root)
         number = int(_VERSION.match(versions[-1]).group(1)) + 1 if versions else 1  # type: ignore[union-attr]
         version = f"v{number:04d}"
+        if isinstance(domain_root, RemotePath):
+            full = _upload_version(domain_root, version, sources, manifest)
+            _set_latest(domain_root, version)
+            return ExportedPolicy(version=version, path=domain_root / version, manifest=full)
         target = domain_root / version
         if target.exists():
             raise ExportError(f"{target} already exists")
@@ -210,15 +278,7 @@ def publish(
                 _copy_synced(source, staging / name)
                 files.append({"name": name, "sha256": sha256_file(staging / name),
                               "bytes": (staging / name).stat().st_size})
-            full = {
-                **manifest,
-                "format_version": FORMAT_VERSION if "outputs" in manifest else 1,
-                "version": version,
-                "domain": domain,
-                "policy_file": POLICY_FILE,
-                "sha256": {f["name"]: f["sha256"] for f in files},
-                "files": files,
-            }
+            full = _full_manifest(manifest, version, domain, files)
             _write_atomic(staging / MANIFEST, json.dumps(full, indent=2, default=str))
             _crash_point("export.staged")
             _write_atomic(domain_root / JOURNAL, json.dumps({"version": version}))
@@ -234,15 +294,27 @@ def publish(
     return ExportedPolicy(version=version, path=target, manifest=full)
 
 
-def prune(export_root: Path, domain: str, keep: int) -> list[str]:
+def _remove_version(domain_root: Location, version: str) -> None:
+    """Makes a version vanish from listings at once, then deletes its files."""
+    if isinstance(domain_root, RemotePath):
+        domain_root.fs.rm_file((domain_root / version / MANIFEST).path)
+        domain_root.fs.rm((domain_root / version).path, recursive=True)
+        return
+    hidden = domain_root / f".pruned-{version}-{uuid.uuid4().hex[:8]}"
+    os.rename(domain_root / version, hidden)
+    shutil.rmtree(hidden, ignore_errors=True)
+
+
+def prune(export_root: Location | str, domain: str, keep: int) -> list[str]:
     """Deletes all but the newest ``keep`` versions; the version ``latest`` names is kept too.
 
-    Returns the removed versions, oldest first. Each is first renamed to a hidden name (so it
-    vanishes from listings atomically), then deleted.
+    Returns the removed versions, oldest first. Each is first renamed to a hidden name (on
+    object storage: its manifest is deleted), so it vanishes from listings atomically, then
+    deleted.
     """
     if keep < 1:
         raise ValueError(f"keep must be at least 1, got {keep}")
-    with _writer(Path(export_root), domain) as domain_root:
+    with _writer(export_root, domain) as domain_root:
         versions = list_versions(domain_root)
         current = current_version(domain_root)
         kept = set(versions[-keep:]) | ({current} if current else set())
@@ -250,17 +322,15 @@ def prune(export_root: Path, domain: str, keep: int) -> list[str]:
         for version in versions:
             if version in kept:
                 continue
-            hidden = domain_root / f".pruned-{version}-{uuid.uuid4().hex[:8]}"
-            os.rename(domain_root / version, hidden)
-            shutil.rmtree(hidden, ignore_errors=True)
+            _remove_version(domain_root, version)
             removed.append(version)
     return removed
 
 
-def rollback(export_root: Path, domain: str, version: str | None = None) -> str:
+def rollback(export_root: Location | str, domain: str, version: str | None = None) -> str:
     """Points ``latest`` at ``version``, or at the version before the current one; one call,
     atomic (a consumer sees either the old or the new pointer)."""
-    with _writer(Path(export_root), domain) as domain_root:
+    with _writer(export_root, domain) as domain_root:
         if version is None:
             versions = list_versions(domain_root)
             current = current_version(domain_root)
