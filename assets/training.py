@@ -24,6 +24,11 @@ class TrainingRunConfig(dg.Config):  # type: ignore[misc]
                              description="Days of transitions ending at the partition.")
     eval_fraction: float = Field(default=0.3, gt=0, lt=1,
                                  description="Share of episodes held out for evaluation.")
+    settle_days: int | None = Field(
+        default=None, ge=0,
+        description="Evaluate on whole episodes: held-out episodes come from the window ending "
+                    "this many days before the partition. Default: the domain's lookahead "
+                    "days (the longest an episode lasts); 0 evaluates running episodes too.")
     n_steps: int = Field(default=TrainingConfig.n_steps, ge=1, description="Gradient steps.")
     batch_size: int = Field(default=TrainingConfig.batch_size, ge=1, description="Batch size.")
     learning_rate: float = Field(default=TrainingConfig.learning_rate, gt=0,
@@ -49,7 +54,8 @@ def candidates_asset(domain: Domain) -> dg.AssetsDefinition:
         kinds={"d3rlpy", "pytorch"},
         description=f"Candidate policies for {domain.name} (behaviour cloning, DQN family, CQL, "
                     "BCQ) trained on the training episodes of the rolling window.",
-        deps=[dg.AssetDep(domain.transitions_table, partition_mapping=training_window)],
+        deps=[dg.AssetDep(domain.transitions_table,
+                          partition_mapping=training_window(domain.lookahead_days))],
     )
     def _candidates(context: dg.AssetExecutionContext, config: TrainingRunConfig,
                     data_home: DataHome) -> dg.MaterializeResult:
@@ -63,6 +69,7 @@ def candidates_asset(domain: Domain) -> dg.AssetsDefinition:
         window, trained = train_candidates(
             data_home.paths(), domain, day, config.algorithms, cfg,
             window_days=config.window_days, eval_fraction=config.eval_fraction,
+            settle_days=config.settle_days,
             warm_start=config.warm_start, progress=progress,
         )
         return dg.MaterializeResult(metadata=training_metadata(day, window, trained, cfg))
@@ -78,6 +85,8 @@ def training_metadata(day, window, trained, cfg) -> dict:
     return {
         "partition": day.isoformat(),
         "data_window": f"{window.start} .. {window.end}",
+        "evaluation_window": f"{window.eval_start} .. {window.eval_end} (whole episodes, "
+                             f"{window.settle_days} day(s) settled)",
         "train_episodes": window.train_episodes,
         "eval_episodes": window.eval_episodes,
         "train_decisions": len(window.train.actions),

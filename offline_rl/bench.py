@@ -254,7 +254,8 @@ def bench_end_to_end(home: Path, events_per_day: int, n_steps: int) -> dict[str,
 
     paths = DataPaths(home)
     # the day before gives the window a completed day, as in production (multi-day episodes
-    # of that day are completed by the benchmarked day's data)
+    # of that day are completed by the benchmarked day's data); evaluation takes the held-out
+    # episodes of both days (settle_days=0), since two days hold no whole pricing season
     before = DAY - dt.timedelta(days=1)
     write_landing(home, days=1, start=before, seed=0, events_per_day=events_per_day)
     for schema in SOURCES.values():
@@ -277,7 +278,7 @@ def bench_end_to_end(home: Path, events_per_day: int, n_steps: int) -> dict[str,
         stage("training", lambda d=domain: train_candidates(
             paths, d, DAY, ["bc", "double_dqn", "cql"],
             TrainingConfig(n_steps=n_steps, seed=0, device="cpu"),
-            window_days=2, eval_fraction=0.3))
+            window_days=2, eval_fraction=0.3, settle_days=0))
         stage("evaluation", lambda d=domain: evaluate_candidates(
             paths, d, DAY, OPEConfig(fqe_steps=n_steps, n_bootstrap=500, device="cpu")))
         stage("promotion", lambda d=domain: promote(paths, d, DAY, GateConfig()))

@@ -107,7 +107,11 @@ def build_transitions_partition(
 
 @dataclass(frozen=True)
 class WindowData:
-    """Transitions of the training window, split by episode into train and evaluation."""
+    """Transitions of the training window, split by episode into train and evaluation.
+
+    ``start``/``end``: the training window's start days; ``eval_start``/``eval_end``: the
+    evaluation window's (``settle_days`` earlier, see :func:`load_window`).
+    """
 
     start: dt.date
     end: dt.date
@@ -115,6 +119,9 @@ class WindowData:
     evaluation: DecisionArrays
     train_episodes: int
     eval_episodes: int
+    eval_start: dt.date
+    eval_end: dt.date
+    settle_days: int
 
 
 def split_episodes(frame: pl.DataFrame, eval_fraction: float, seed: int) -> pl.DataFrame:
@@ -129,27 +136,53 @@ def split_episodes(frame: pl.DataFrame, eval_fraction: float, seed: int) -> pl.D
 
 def load_window(
     paths: DataPaths, domain: Domain | str, day: dt.date, window_days: int,
-    eval_fraction: float, seed: int,
+    eval_fraction: float, seed: int, settle_days: int | None = None,
 ) -> WindowData:
-    """The last ``window_days`` transition partitions up to ``day``, split for train/eval."""
+    """Training and held-out evaluation episodes of the window ending at ``day``.
+
+    Episodes are keyed by their start day (the transitions' partition). Training uses the
+    episodes that started in the last ``window_days`` days up to ``day``: an episode still
+    running ends in a ``timeout``, which Q-learning bootstraps through. Evaluation needs whole
+    episodes, since a policy's value is its return over the whole episode (a pricing season's
+    last days, when unsold stock loses its value, are where policies differ most), so the
+    held-out episodes come from the ``window_days`` start days ending ``settle_days`` before
+    ``day`` (default: the domain's ``lookahead_days``, the longest an episode lasts), whose
+    episodes are complete once ``day`` is loaded. A seeded share ``eval_fraction`` of the
+    episodes of both windows is held out; a held-out episode is evaluated if it started in the
+    evaluation window and otherwise trains.
+    """
     domain = _domain(domain)
+    settle = domain.lookahead_days if settle_days is None else int(settle_days)
+    if settle < 0:
+        raise ValueError(f"settle_days: expected a number of days >= 0, got {settle}")
     start = day - dt.timedelta(days=window_days - 1)
-    frame = Warehouse(paths.warehouse).read_partitions(domain.transitions_table, start, day)
+    eval_end = day - dt.timedelta(days=settle)
+    eval_start = eval_end - dt.timedelta(days=window_days - 1)
+    frame = Warehouse(paths.warehouse).read_partitions(domain.transitions_table,
+                                                       min(start, eval_start), day)
     if frame.is_empty():
-        raise ValueError(f"no {domain.name} transitions between {start} and {day}; "
-                         "build the transitions first")
+        raise ValueError(f"no {domain.name} transitions between {min(start, eval_start)} and "
+                         f"{day}; build the transitions first")
     frame = split_episodes(frame, eval_fraction, seed)
-    train = frame.filter(~pl.col("is_eval"))
-    held = frame.filter(pl.col("is_eval"))
-    if train.is_empty() or held.is_empty():
-        raise ValueError(f"{domain.name}: {frame['episode_id'].n_unique()} episode(s) between "
-                         f"{start} and {day} are too few to split for training and evaluation")
+    evaluated = pl.col("is_eval") & pl.col("partition_date").is_between(eval_start, eval_end)
+    held = frame.filter(evaluated)
+    train = frame.filter(~evaluated & (pl.col("partition_date") >= start))
+    if train.is_empty():
+        raise ValueError(f"{domain.name}: no training episodes started between {start} and "
+                         f"{day}")
+    if held.is_empty():
+        raise ValueError(
+            f"{domain.name}: no held-out episodes started between {eval_start} and {eval_end}: "
+            f"evaluation uses whole episodes, which needs transitions from {settle} day(s) "
+            f"before {day} (settle_days; the domain's episodes last up to {domain.lookahead_days}"
+            f" day(s) after their start); load earlier days or lower settle_days")
     return WindowData(
         start=start, end=day,
         train=decision_arrays(train, domain.feature_columns),
         evaluation=decision_arrays(held, domain.feature_columns),
         train_episodes=train["episode_id"].n_unique(),
         eval_episodes=held["episode_id"].n_unique(),
+        eval_start=eval_start, eval_end=eval_end, settle_days=settle,
     )
 
 
@@ -181,7 +214,9 @@ def training_context(domain: Domain, window: WindowData, window_days: int,
         "domain": domain.name,
         "data_window": {"start": str(window.start), "end": str(window.end), "days": window_days},
         "split": {"eval_fraction": eval_fraction, "seed": seed,
-                  "train_episodes": window.train_episodes, "eval_episodes": window.eval_episodes},
+                  "train_episodes": window.train_episodes, "eval_episodes": window.eval_episodes,
+                  "settle_days": window.settle_days, "eval_start": str(window.eval_start),
+                  "eval_end": str(window.eval_end)},
         "feature_schema": {"names": list(domain.feature_names)},
         "action_map": dict(enumerate(domain.action_names)),
         "action_mask_feature": list(domain.mask_features) or None,
@@ -197,6 +232,7 @@ def train_candidates(
     *,
     window_days: int,
     eval_fraction: float,
+    settle_days: int | None = None,
     warm_start: bool = True,
     progress: Any = None,
 ) -> tuple[WindowData, list[TrainedCandidate]]:
@@ -204,9 +240,11 @@ def train_candidates(
 
     With ``warm_start`` a candidate of the incumbent's algorithm starts from the incumbent's
     weights when the feature schema is unchanged (recorded in its ``training.json``).
+    ``settle_days``: see :func:`load_window`.
     """
     domain = _domain(domain)
-    window = load_window(paths, domain, day, window_days, eval_fraction, config.seed)
+    window = load_window(paths, domain, day, window_days, eval_fraction, config.seed,
+                         settle_days)
     dataset = to_mdp_dataset(window.train, domain.n_actions)
     if config.reward_scale is None:  # one scale for every candidate of the window
         config = dataclasses.replace(config, reward_scale=auto_reward_scale(window.train.rewards))
@@ -292,8 +330,10 @@ def evaluate_candidates(
     if not names:
         raise ValueError(f"no trained candidates in {root}; run training first")
     trained = json.loads((root / names[0] / "training.json").read_text())
+    split = trained["split"]
     window = load_window(paths, domain, day, int(trained["data_window"]["days"]),
-                         float(trained["split"]["eval_fraction"]), int(trained["split"]["seed"]))
+                         float(split["eval_fraction"]), int(split["seed"]),
+                         int(split.get("settle_days", 0)))
     data = window.evaluation
     dataset = to_mdp_dataset(data, domain.n_actions)
     behavior = evaluate_behavior(data, ope)

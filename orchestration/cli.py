@@ -27,6 +27,11 @@ from offline_rl.cli import (
 )
 from offline_rl.paths import EXPORTS_ENV, LANDING_ENV, DataPaths
 
+DEMO_DAYS = 20
+"""Days of logs the demo simulates: the nightly job trains on the last 7 start days and
+evaluates on whole episodes of the 7 start days ending each domain's lookahead earlier (up to
+13 days for a pricing season), so 7 + 13 days give every domain full windows."""
+
 
 def _instance(paths: DataPaths) -> Any:
     import dagster as dg
@@ -228,7 +233,7 @@ def build_full_parser() -> argparse.ArgumentParser:
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     p = sub.add_parser("demo", help="simulate logs and run the whole nightly pipeline via Dagster")
-    add_simulation_args(p, days_default=7, seed_help="seed of logs, training and OPE")
+    add_simulation_args(p, days_default=DEMO_DAYS, seed_help="seed of logs, training and OPE")
     p.add_argument("--n-steps", type=positive_int, default=4000,
                    help="training steps per candidate (default 4000)")
     p.add_argument("--fqe-steps", type=positive_int, default=3000,

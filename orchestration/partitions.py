@@ -14,10 +14,18 @@ daily = dg.DailyPartitionsDefinition(start_date=FIRST_DAY, end_offset=1, timezon
 """One partition per UTC day of logs, from FIRST_DAY to today."""
 
 TRAINING_WINDOW_DAYS = 7
-"""Days of transitions each nightly model is trained and evaluated on (ending at the partition)."""
+"""Start days of the episodes each nightly model is trained on (ending at the partition) and
+evaluated on (ending ``settle_days`` earlier: ``offline_rl.pipeline.load_window``)."""
 
-training_window = dg.TimeWindowPartitionMapping(start_offset=-(TRAINING_WINDOW_DAYS - 1),
-                                                end_offset=0)
+
+def training_window(settle_days: int) -> dg.TimeWindowPartitionMapping:
+    """The transition partitions a nightly partition's training and evaluation read: the
+    training window and the evaluation window ``settle_days`` before it."""
+    with warnings.catch_warnings():  # the parameter is marked beta; we rely on its documented use
+        warnings.simplefilter("ignore", category=dg.BetaWarning)
+        return dg.TimeWindowPartitionMapping(
+            start_offset=-(TRAINING_WINDOW_DAYS - 1 + settle_days), end_offset=0,
+            allow_nonexistent_upstream_partitions=True)
 
 
 def raw_days(lookback: int, lookahead: int) -> dg.TimeWindowPartitionMapping:

@@ -43,7 +43,7 @@ def _run(paths: DataPaths, day: dt.date) -> dict[str, int]:
     table = build_transitions_partition(paths, DOMAIN, day)
     _, trained = train_candidates(paths, DOMAIN, day, ["bc", "double_dqn"],
                                   TrainingConfig(n_steps=300, seed=0, device="cpu"),
-                                  window_days=3, eval_fraction=0.3)
+                                  window_days=3, eval_fraction=0.3, settle_days=0)
     evaluate_candidates(paths, DOMAIN, day, OPEConfig(fqe_steps=200, n_bootstrap=100,
                                                       device="cpu"))
     result = promote(paths, DOMAIN, day, GateConfig())

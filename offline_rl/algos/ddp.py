@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--day", type=iso_date, required=True, help="last day of the window")
     p.add_argument("--window-days", type=positive_int, default=7)
     p.add_argument("--eval-fraction", type=float, default=0.3)
+    p.add_argument("--settle-days", type=int, default=None,
+                   help="days before --day where the held-out (never trained on) episodes "
+                        "end (default: the domain's lookahead days)")
     p.add_argument("--algorithm", default="double_dqn", choices=sorted(ALGORITHMS))
     p.add_argument("--n-steps", type=positive_int, default=TrainingConfig.n_steps)
     p.add_argument("--batch-size", type=positive_int, default=TrainingConfig.batch_size,
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         domain = get_domain(args.domain)
         paths = DataPaths(resolve_home(args.home))
         window = load_window(paths, domain, args.day, args.window_days, args.eval_fraction,
-                             args.seed)
+                             args.seed, args.settle_days)
         config = TrainingConfig(n_steps=args.n_steps, batch_size=args.batch_size,
                                 seed=args.seed + rank, device=device,
                                 reward_scale=auto_reward_scale(window.train.rewards))

@@ -32,9 +32,11 @@ recommendation_export = export_asset(RECOMMENDATION)
 DAYS = [dt.date(2026, 10, 1), dt.date(2026, 10, 2)]
 ALL = [*raw_assets, recommendation_transitions, recommendation_candidates, recommendation_ope,
        recommendation_gate, recommendation_export]
+# two days of logs: evaluate the held-out sessions of both (settle_days 0) rather than only
+# the first day's, whose sessions are all complete
 TINY = {"ops": {
     "recommendation_candidates": {"config": {"n_steps": 1500, "seed": 0, "device": "cpu",
-                                             "algorithms": ["bc", "double_dqn"]}},
+                                             "algorithms": ["bc", "double_dqn"], "settle_days": 0}},
     "recommendation_ope": {"config": {"fqe_steps": 800, "n_bootstrap": 100, "device": "cpu"}},
 }}
 

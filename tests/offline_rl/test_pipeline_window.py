@@ -1,0 +1,72 @@
+"""The nightly window: training on the freshest episodes, evaluation on whole ones."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+
+from offline_rl.data.schemas import SOURCES
+from offline_rl.data.warehouse import Warehouse
+from offline_rl.domains import get_domain
+from offline_rl.pipeline import (
+    build_transitions_partition,
+    ingest_partition,
+    load_window,
+    split_episodes,
+)
+
+START = dt.date(2026, 10, 1)  # the landing_paths fixture's first day
+DAY2 = START + dt.timedelta(days=1)
+
+
+@pytest.fixture
+def two_days(landing_paths):
+    for day in (START, DAY2):
+        for schema in SOURCES.values():
+            ingest_partition(landing_paths, schema, day)
+    for day in (START, DAY2):
+        build_transitions_partition(landing_paths, "recommendation", day)
+    return landing_paths
+
+
+def _episodes_by_day(paths, seed):
+    frame = Warehouse(paths.warehouse).read_partitions("recommendation_transitions", START, DAY2)
+    split = split_episodes(frame, 0.3, seed).unique("episode_id")
+    return {(day, flag): part.height for (day, flag), part in
+            split.group_by("partition_date", "is_eval")}
+
+
+def test_evaluation_uses_whole_episodes_and_running_ones_train(two_days):
+    domain = get_domain("recommendation")
+    assert domain.lookahead_days == 1
+    counts = _episodes_by_day(two_days, seed=3)
+    total = sum(counts.values())
+    # default: settle the domain's lookahead (1 day): only the first day's sessions, complete
+    # once the second day is loaded, are evaluated; the second day's held-out share trains
+    window = load_window(two_days, domain, DAY2, 2, 0.3, 3)
+    assert (window.eval_start, window.eval_end, window.settle_days) == (
+        START - dt.timedelta(days=1), START, 1)
+    assert window.eval_episodes == counts[(START, True)]
+    assert window.train_episodes == total - counts[(START, True)]
+    # settle_days=0: every held-out episode of the window is evaluated
+    window = load_window(two_days, domain, DAY2, 2, 0.3, 3, settle_days=0)
+    assert window.eval_episodes == counts[(START, True)] + counts[(DAY2, True)]
+    assert window.train_episodes == counts[(START, False)] + counts[(DAY2, False)]
+    # a one-day training window: the evaluation window (the day before) still reads back
+    window = load_window(two_days, domain, DAY2, 1, 0.3, 3)
+    assert (window.start, window.eval_start, window.eval_end) == (DAY2, START, START)
+    assert window.eval_episodes == counts[(START, True)]
+    assert window.train_episodes == counts[(DAY2, False)] + counts[(DAY2, True)]
+
+
+def test_no_settled_episodes_is_a_clear_error(two_days):
+    with pytest.raises(ValueError, match=r"no held-out episodes started between 2026-09-29 and "
+                       r"2026-09-30: evaluation uses whole episodes.*settle_days"):
+        load_window(two_days, "recommendation", DAY2, 2, 0.3, 0, settle_days=2)
+    with pytest.raises(ValueError, match="settle_days: expected a number of days >= 0"):
+        load_window(two_days, "recommendation", DAY2, 2, 0.3, 0, settle_days=-1)
+    frame = Warehouse(two_days.warehouse).read_partitions("recommendation_transitions", START,
+                                                          DAY2)
+    assert frame.select(pl.col("partition_date").n_unique()).item() == 2
