@@ -13,6 +13,23 @@ START = dt.date(2026, 10, 1)
 
 
 @pytest.fixture
+def memory_fs():
+    """fsspec's process-wide ``memory://`` filesystem (object storage in tests), emptied before
+    and after the test."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+
+    def clear() -> None:
+        fs.store.clear()
+        fs.pseudo_dirs[:] = [""]
+
+    clear()
+    yield fs
+    clear()
+
+
+@pytest.fixture
 def paths(tmp_path: Path) -> DataPaths:
     return DataPaths(tmp_path / "home")
 

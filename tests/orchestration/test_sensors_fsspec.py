@@ -3,8 +3,6 @@
 import datetime as dt
 
 import dagster as dg
-import fsspec
-import pytest
 
 from offline_rl.simulator.logs import write_landing
 from orchestration.resources import DataHome
@@ -12,20 +10,6 @@ from orchestration.sensors import landing_sensor
 
 DAY = dt.date(2026, 10, 2)
 URI = "memory://shop-bucket/landing"
-
-
-@pytest.fixture
-def memory_fs():
-    """The process-wide memory filesystem, emptied before and after the test."""
-    fs = fsspec.filesystem("memory")
-
-    def clear() -> None:
-        fs.store.clear()
-        fs.pseudo_dirs[:] = [""]
-
-    clear()
-    yield fs
-    clear()
 
 
 def test_landing_sensor_sees_new_and_changed_remote_files(memory_fs, tmp_path):

@@ -5,7 +5,6 @@ import datetime as dt
 import gzip
 from pathlib import Path
 
-import fsspec
 import polars as pl
 import pytest
 
@@ -17,20 +16,6 @@ from offline_rl.pipeline import ingest_partition
 
 DAY = dt.date(2026, 10, 2)
 URI = "memory://shop-bucket/landing"
-
-
-@pytest.fixture
-def memory_fs():
-    """The process-wide memory filesystem, emptied before and after the test."""
-    fs = fsspec.filesystem("memory")
-
-    def clear() -> None:
-        fs.store.clear()
-        fs.pseudo_dirs[:] = [""]
-
-    clear()
-    yield fs
-    clear()
 
 
 def _upload(local: Path, fs, root: str) -> int:

@@ -3,7 +3,6 @@ roll back, prune and load, with the manifest as each version's commit marker."""
 
 from __future__ import annotations
 
-import fsspec
 import numpy as np
 import polars as pl
 import pytest
@@ -16,20 +15,6 @@ from offline_rl.paths import EXPORTS_ENV, DataPaths, RemotePath
 DOMAIN = "recommendation"
 URI = "memory://shop-bucket/exports"
 BUCKET = "/shop-bucket/exports"
-
-
-@pytest.fixture
-def memory_fs():
-    """The process-wide memory filesystem, emptied before and after the test."""
-    fs = fsspec.filesystem("memory")
-
-    def clear() -> None:
-        fs.store.clear()
-        fs.pseudo_dirs[:] = [""]
-
-    clear()
-    yield fs
-    clear()
 
 
 def _publish(root, built, day: str):
