@@ -199,26 +199,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for name, value in ((LANDING_ENV, paths.landing_uri), (EXPORTS_ENV, paths.exports_uri)):
         if value:
             os.environ[name] = value
+    stage_started: list[float] = []
+
+    def stage(text: str | None) -> None:
+        """Prints the time the previous stage took, then the next stage (None: the end)."""
+        if stage_started:
+            print(f"      done in {time.perf_counter() - stage_started.pop():.0f} s")
+        if text is not None:
+            stage_started.append(time.perf_counter())
+            print(text, flush=True)
+
     print(f"data home: {paths.home}")
-    print(f"[1/4] simulating {args.days} day(s) of logs from {args.start} (seed {args.seed}) ...")
+    stage(f"[1/4] simulating {args.days} day(s) of logs from {args.start} (seed {args.seed}) ...")
     summary = simulate_logs(paths, args)
     print(f"      {sum(summary.rows.values()):,} rows in {summary.files} files")
     instance = _instance(paths)
-    print(f"[2/4] ingesting {len(days)} partition(s) and building transitions (Dagster) ...")
+    stage(f"[2/4] ingesting {len(days)} partition(s) and building transitions (Dagster) ...")
     for day in days:
         run_job("ingest", day, {}, instance, args.verbose)
     for day in days[:-1]:
         run_job("transitions", day, {}, instance, args.verbose, domains)
-    print(f"[3/4] nightly job for {days[-1]}: train, evaluate, gate, export "
+    stage(f"[3/4] nightly job for {days[-1]}: train, evaluate, gate, export "
           f"({', '.join(domains)}) ...")
     run_job("nightly", days[-1], nightly_run_config(
         n_steps=args.n_steps, seed=args.seed, fqe_steps=args.fqe_steps,
         n_bootstrap=args.n_bootstrap, device=args.device, domains=domains),
         instance, args.verbose, domains)
-    print(f"[4/4] simulator truth ({args.truth_episodes} rollouts per policy) ...")
+    stage(f"[4/4] simulator truth ({args.truth_episodes} rollouts per policy) ...")
     result = {"seed": args.seed, "scenario": args.scenario, "partition": days[-1].isoformat(),
               "domains": {d: domain_truth(paths, d, days[-1], args.scenario, args.seed,
                                           args.truth_episodes) for d in domains}}
+    stage(None)
     wall = time.perf_counter() - started
     result["wall_seconds"] = round(wall, 1)
     out = paths.reports / "demo_summary.json"

@@ -66,6 +66,12 @@ class GateConfig:
             episodes) does not block.
         veto_with: Estimators whose interval's upper end at or below the bar vetoes the
             candidate (one without a finite upper end does not veto).
+        veto_min_ess: A veto counts only when at least this many effective episodes (Kish ESS
+            of the trajectory weights) followed the candidate to the end. With fewer, the
+            importance-sampling estimate's later steps rest on almost no data and its value
+            is biased towards zero (a pricing season of 14 daily prices: no logged season
+            follows a deterministic candidate throughout), which is absence of evidence, not
+            a contradiction.
         confirm_with: Estimators whose point estimates must also beat the incumbent.
         paired: Judge rule 1 on the paired gain over the incumbent when both carry refit
             replicates of the same resamples (see rule 1); False: the candidate's own
@@ -77,6 +83,7 @@ class GateConfig:
     min_ess_fraction: float = 0.02
     max_weight_share: float = 0.25
     veto_with: tuple[str, ...] = ("pdis",)
+    veto_min_ess: float = 0.0
     confirm_with: tuple[str, ...] = ()
     paired: bool = True
 
@@ -220,9 +227,15 @@ def judge(candidate: PolicyEvaluation, incumbent: Incumbent, cfg: GateConfig) ->
         if est is None or not math.isfinite(est.high):
             continue
         if est.high <= bar:
+            where = f"{candidate.name}: {name} interval [{est.low:.3f}, {est.high:.3f}] lies " \
+                    f"below the bar {bar:.3f}"
+            if not diag.ess >= cfg.veto_min_ess:  # NaN: no weights, no support either
+                reasons.append(f"{where}, but only {diag.ess:.1f} effective episodes (< "
+                               f"{cfg.veto_min_ess:g}) followed the candidate to the end: "
+                               f"no veto")
+                continue
             ok = False
-            reasons.append(f"{candidate.name}: {name} interval [{est.low:.3f}, {est.high:.3f}] "
-                           f"lies below the bar {bar:.3f} (estimators contradict)")
+            reasons.append(f"{where} (estimators contradict)")
     for name in cfg.confirm_with:
         est = candidate.estimates.get(name)
         if est is None:

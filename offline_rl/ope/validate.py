@@ -456,6 +456,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
             "true_stderr": t.stderr,
             "estimates": {k: e.as_dict() for k, e in ev.estimates.items()},
             "diagnostics": ev.diagnostics.as_dict(),
+            "refit_replicates": ev.extra.get("refit_replicates"),
             "passed_gate": next(v.passed for v in decision.verdicts if v.name == ev.name),
         })
     return {
@@ -466,7 +467,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
         "eval_episodes": int(held_out.episode.max()) + 1,
         "eval_decisions": int(held_out.actions.shape[0]),
         "behavior": {"true_value": truth_b.mean, "true_stderr": truth_b.stderr,
-                     **behavior.as_dict()},
+                     **behavior.as_dict(), "refit_replicates": list(incumbent.replicates)},
         "bar": bar,
         "candidates": candidates,
         "decision": {

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -140,3 +142,20 @@ def test_behavior_replicates_are_the_on_policy_value_on_the_refit_resamples():
     # the same resamples for every policy evaluated with that config, none without refits
     np.testing.assert_array_equal(refit_counts(arrays, config), counts)
     assert behavior_replicates(arrays, OPEConfig(fqe_refits=0)) == []
+
+
+def test_a_veto_needs_episodes_that_followed_the_candidate_to_the_end():
+    cfg = GateConfig(veto_min_ess=10)
+    low_pdis = {"pdis": (4.0, 3.0, 5.1)}  # wholly below the bar 5.1
+    for ess in (3.0, float("nan")):  # few or no logged episodes support the late steps
+        unsupported = dataclasses.replace(HEALTHY, ess=ess)
+        decision = decide([_candidate("a", diagnostics=unsupported, **low_pdis)], INCUMBENT, cfg)
+        assert decision.promoted
+        assert any(r.startswith("a: pdis interval [3.000, 5.100] lies below the bar 5.100, but "
+                                f"only {ess:.1f} effective episodes (< 10) followed the "
+                                "candidate to the end: no veto") for r in decision.reasons)
+    supported = dataclasses.replace(HEALTHY, ess=10.0)
+    decision = decide([_candidate("a", diagnostics=supported, **low_pdis)], INCUMBENT, cfg)
+    assert not decision.promoted
+    assert "a: pdis interval [3.000, 5.100] lies below the bar 5.100 (estimators contradict)" \
+        in decision.reasons
