@@ -26,11 +26,21 @@ class GateRunConfig(dg.Config):  # type: ignore[misc]
                                     description="Minimum per-decision ESS fraction.")
     max_weight_share: float = Field(default=GateConfig.max_weight_share, gt=0, le=1,
                                     description="Maximum importance-weight share of one episode.")
+    paired: bool = Field(default=GateConfig.paired,
+                         description="Judge the gain over the incumbent paired on the FQE "
+                                     "refits' shared resamples.")
+    veto_min_ess: float = Field(default=GateConfig.veto_min_ess, ge=0,
+                                description="Effective episodes following the candidate to the "
+                                            "end that an importance-sampling veto needs.")
+    select_by: str = Field(default=GateConfig.select_by,
+                           description="Rank passing candidates by 'estimate' or "
+                                       "'lower_bound'.")
 
     def gate_config(self) -> GateConfig:
         return GateConfig(headline=self.headline, margin=self.margin,
                           min_ess_fraction=self.min_ess_fraction,
-                          max_weight_share=self.max_weight_share)
+                          max_weight_share=self.max_weight_share, paired=self.paired,
+                          veto_min_ess=self.veto_min_ess, select_by=self.select_by)
 
 
 def gate_asset(domain: Domain) -> dg.AssetsDefinition:

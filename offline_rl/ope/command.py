@@ -123,18 +123,33 @@ def cmd_ope(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ validate-ope
 
-def _positive_float(text: str) -> float:
+def _finite_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _finite_float(text)
+    if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number: {text}")
+    return value
+
+
+def _nonnegative_float(text: str) -> float:
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0: {text}")
     return value
 
 
 def add_validate_ope_parser(subparsers: Any) -> None:
     """Adds ``validate-ope`` to an ``argparse`` subparsers action."""
+    from offline_rl.ope.gate import GateConfig
     from offline_rl.ope.validate import (
         DEFAULT_SCENARIOS,
         VALIDATION_FQE_STEPS,
@@ -178,6 +193,26 @@ def add_validate_ope_parser(subparsers: Any) -> None:
                    help="multiplies the scenarios' episode counts (default "
                         f"{defaults.episode_scale:g}; e.g. 0.1 for a quick check)")
     p.add_argument("--json", metavar="OUT", help="also write every figure and run as JSON")
+    gate = p.add_argument_group(
+        "gate", "the promotion gate's settings (offline_rl.ope.gate.GateConfig); with --replay "
+                "they re-decide stored runs")
+    gate.add_argument("--replay", metavar="RESULT",
+                      help="re-decide the runs of an earlier --json RESULT with the gate "
+                           "settings given here, from its stored estimates and truths (no "
+                           "training or rollouts), and print the tables")
+    gate.add_argument("--margin", type=_nonnegative_float, default=GateConfig.margin,
+                      help=f"required relative gain over the incumbent (default "
+                           f"{GateConfig.margin:g})")
+    gate.add_argument("--veto-min-ess", type=_nonnegative_float,
+                      default=GateConfig.veto_min_ess,
+                      help="effective episodes following a candidate to the end that a veto "
+                           f"needs (default {GateConfig.veto_min_ess:g})")
+    gate.add_argument("--select-by", choices=("estimate", "lower_bound"),
+                      default=GateConfig.select_by,
+                      help=f"how passing candidates are ranked (default {GateConfig.select_by})")
+    gate.add_argument("--unpaired", action="store_true",
+                      help="judge a candidate's own interval against the incumbent's value "
+                           "instead of the paired gain")
     p.set_defaults(handler=cmd_validate_ope)
 
 
@@ -185,25 +220,38 @@ def cmd_validate_ope(args: argparse.Namespace) -> int:
     import dataclasses
 
     from offline_rl.cli import UsageError
+    from offline_rl.ope.gate import GateConfig
     from offline_rl.ope.validate import (
         ValidationConfig,
         format_validation,
+        replay_gate,
         run_validation,
         write_json,
     )
 
-    defaults = ValidationConfig()
-    try:
-        cfg = ValidationConfig(
-            domains=tuple(args.domains or ()), scenarios=tuple(args.scenarios),
-            seeds=args.seeds, first_seed=args.first_seed, candidates=tuple(args.candidates),
-            train_steps=args.train_steps,
-            truth_episodes=args.truth_episodes, episode_scale=args.episode_scale,
-            ope=dataclasses.replace(defaults.ope, fqe_steps=args.fqe_steps))
-        cfg.check()
-    except ValueError as exc:
-        raise UsageError(str(exc), "see `offline-rl validate-ope --help`") from None
-    result = run_validation(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    gate = GateConfig(margin=args.margin, veto_min_ess=args.veto_min_ess,
+                      select_by=args.select_by, paired=not args.unpaired)
+    if args.replay:
+        path = Path(args.replay)
+        try:
+            stored = json.loads(path.read_text())
+            result = replay_gate(stored, gate)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"{path}: cannot replay it ({type(exc).__name__}: {exc})",
+                             "pass a file written by `offline-rl validate-ope --json`") from None
+    else:
+        defaults = ValidationConfig()
+        try:
+            cfg = ValidationConfig(
+                domains=tuple(args.domains or ()), scenarios=tuple(args.scenarios),
+                seeds=args.seeds, first_seed=args.first_seed,
+                candidates=tuple(args.candidates), train_steps=args.train_steps,
+                truth_episodes=args.truth_episodes, episode_scale=args.episode_scale,
+                ope=dataclasses.replace(defaults.ope, fqe_steps=args.fqe_steps), gate=gate)
+            cfg.check()
+        except ValueError as exc:
+            raise UsageError(str(exc), "see `offline-rl validate-ope --help`") from None
+        result = run_validation(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True))
     print(format_validation(result))
     if args.json:
         write_json(result, Path(args.json))

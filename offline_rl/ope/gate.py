@@ -34,9 +34,10 @@ decisions that had a truly better candidate kept the incumbent. Replaying the ga
 the same estimates, ``confirm_with=("pdis",)`` removes that false promotion but keeps 14 of
 the 23 available improvements out instead of 12.
 
-Among passing candidates the one with the highest lower bound is promoted; otherwise the
-incumbent stays. The incumbent is the behaviour policy (valued on-policy from the logs) until
-a policy has been promoted, then the last promoted policy, re-evaluated on the same data.
+Among passing candidates the one with the highest lower bound (``select_by``) is promoted;
+otherwise the incumbent stays. The incumbent is the behaviour policy (valued on-policy from
+the logs) until a policy has been promoted, then the last promoted policy, re-evaluated on
+the same data.
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ class GateConfig:
             is biased towards zero (a pricing season of 14 daily prices: no logged season
             follows a deterministic candidate throughout), which is absence of evidence, not
             a contradiction.
+        select_by: Which passing candidate is promoted: the highest headline ``estimate`` (all
+            of them cleared the bar with confidence; this one is expected to earn most) or the
+            highest ``lower_bound`` (the safest).
         confirm_with: Estimators whose point estimates must also beat the incumbent.
         paired: Judge rule 1 on the paired gain over the incumbent when both carry refit
             replicates of the same resamples (see rule 1); False: the candidate's own
@@ -84,6 +88,12 @@ class GateConfig:
     max_weight_share: float = 0.25
     veto_with: tuple[str, ...] = ("pdis",)
     veto_min_ess: float = 0.0
+    select_by: str = "lower_bound"
+
+    def __post_init__(self) -> None:
+        if self.select_by not in ("estimate", "lower_bound"):
+            raise ValueError(f"select_by: expected 'estimate' or 'lower_bound', got "
+                             f"{self.select_by!r}")
     confirm_with: tuple[str, ...] = ()
     paired: bool = True
 
@@ -148,14 +158,16 @@ def paired_gain(value: float, replicates: tuple[float, ...], incumbent: Incumben
 
 @dataclass(frozen=True)
 class CandidateVerdict:
-    """One candidate's outcome; ``lower_bound`` (what ranks passing candidates) is the
-    incumbent's value plus the lower end of the paired gain, or the lower end of the
-    headline interval when the rule was not paired."""
+    """One candidate's outcome: ``lower_bound`` is the incumbent's value plus the lower end of
+    the paired gain, or the lower end of the headline interval when the rule was not paired;
+    ``estimate`` the headline point estimate. ``GateConfig.select_by`` picks which of the two
+    ranks the passing candidates."""
 
     name: str
     passed: bool
     lower_bound: float
     reasons: list[str]
+    estimate: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -244,13 +256,13 @@ def judge(candidate: PolicyEvaluation, incumbent: Incumbent, cfg: GateConfig) ->
             ok = False
             reasons.append(f"{candidate.name}: {name} estimate {est.value:.3f} does not beat "
                            f"the incumbent {incumbent.value:.3f} (estimators contradict)")
-    return CandidateVerdict(candidate.name, ok, lower, reasons)
+    return CandidateVerdict(candidate.name, ok, lower, reasons, head.value)
 
 
 def decide(
     candidates: list[PolicyEvaluation], incumbent: Incumbent, cfg: GateConfig | None = None
 ) -> Decision:
-    """Promotes the passing candidate with the highest lower bound, or keeps the incumbent."""
+    """Promotes the best passing candidate (``GateConfig.select_by``), or keeps the incumbent."""
     cfg = cfg or GateConfig()
     verdicts = [judge(c, incumbent, cfg) for c in candidates]
     passing = [v for v in verdicts if v.passed]
@@ -258,7 +270,8 @@ def decide(
         reasons = [f"kept incumbent {incumbent.name}: no candidate passed the gate"]
         reasons += [r for v in verdicts for r in v.reasons]
         return Decision(False, None, incumbent, reasons, verdicts, cfg)
-    best = max(passing, key=lambda v: v.lower_bound)
+    best = max(passing, key=lambda v: v.estimate if cfg.select_by == "estimate"
+               else v.lower_bound)
     reasons = [f"promoted {best.name} over {incumbent.name}"] + best.reasons
     reasons += [r for v in verdicts if v is not best for r in v.reasons]
     return Decision(True, best.name, incumbent, reasons, verdicts, cfg)

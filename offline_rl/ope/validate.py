@@ -626,6 +626,61 @@ def run_validation(cfg: ValidationConfig, progress: Progress | None = None) -> d
             "seconds": time.perf_counter() - started}
 
 
+def _nan(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _stored_evaluation(record: dict[str, Any]) -> Any:
+    """A candidate's evaluation rebuilt from a run record (JSON nulls are NaN)."""
+    from offline_rl.ope.diagnostics import Diagnostics
+    from offline_rl.ope.estimators import Estimate
+    from offline_rl.ope.evaluate import PolicyEvaluation
+
+    estimates = {k: Estimate(k, _nan(e["value"]), _nan(e["low"]), _nan(e["high"]),
+                             _nan(e.get("stderr")))
+                 for k, e in record["estimates"].items()}
+    diagnostics = Diagnostics(**{k: _nan(v) for k, v in record["diagnostics"].items()})
+    extra = {"refit_replicates": record["refit_replicates"]} \
+        if record.get("refit_replicates") else {}
+    return PolicyEvaluation(record["name"], estimates, diagnostics, math.nan, extra)
+
+
+def replay_gate(result: dict[str, Any], gate: GateConfig) -> dict[str, Any]:
+    """``result`` (``run_validation``'s, or its JSON) re-decided by another gate.
+
+    The decisions and gate figures are recomputed from each run's stored estimates,
+    diagnostics, refit replicates and true values: no training, FQE or rollouts, so gate
+    settings can be compared on the same evaluations in seconds. Estimator figures are
+    unchanged unless ``gate.headline`` changes which estimator the overall figures report.
+    """
+    runs = []
+    for run in result["runs"]:
+        b = run["behavior"]
+        incumbent = Incumbent(BEHAVIOR, _nan(b["value"]), _nan(b["low"]), _nan(b["high"]),
+                              tuple(b.get("refit_replicates") or ()))
+        decision = decide([_stored_evaluation(c) for c in run["candidates"]], incumbent, gate)
+        truths = {c["name"]: c["true_value"] for c in run["candidates"]}
+        passed = {v.name: v.passed for v in decision.verdicts}
+        promoted = decision.candidate
+        bar = b["true_value"] + gate.margin * abs(b["true_value"])
+        improving = any(t > bar for t in truths.values())
+        runs.append({**run, "bar": bar,
+                     "candidates": [{**c, "passed_gate": passed[c["name"]]}
+                                    for c in run["candidates"]],
+                     "decision": {
+                         "promoted": decision.promoted, "candidate": promoted,
+                         "promoted_true_value": truths[promoted] if promoted else None,
+                         "false_promotion": bool(promoted is not None
+                                                 and truths[promoted] <= bar),
+                         "improvement_available": improving,
+                         "missed_improvement": bool(promoted is None and improving),
+                         "reasons": decision.reasons}})
+    config = {**result["config"], "gate": dataclasses.asdict(gate)}
+    estimators = tuple(config["ope"]["estimators"])
+    return {**summarise(runs, estimators, gate.headline), "config": config, "runs": runs,
+            "seconds": result.get("seconds"), "replayed": True}
+
+
 def _pct(value: float) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.1f}%"
 
@@ -685,6 +740,6 @@ def write_json(result: dict[str, Any], path: Path) -> None:
 
 __all__ = [
     "CONSTRUCTED", "DEFAULT_SCENARIOS", "VALIDATION_SCENARIOS", "ValidationConfig",
-    "ValidationScenario", "format_validation", "run_validation", "summarise", "spearman",
-    "write_json",
+    "ValidationScenario", "format_validation", "replay_gate", "run_validation", "summarise",
+    "spearman", "write_json",
 ]

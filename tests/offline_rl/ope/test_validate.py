@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from offline_rl.ope.gate import GateConfig
 from offline_rl.ope.validate import (
     VALIDATION_SCENARIOS,
     GreedierBehavior,
@@ -16,6 +17,7 @@ from offline_rl.ope.validate import (
     ValidationConfig,
     estimator_figures,
     gate_figures,
+    replay_gate,
     run_seeds,
     spearman,
     summarise,
@@ -179,3 +181,19 @@ def test_validate_ope_command_on_a_tiny_configuration(tmp_path, capsys):
     # the run's own numbers reproduce the headline figure
     assert overall["median_relative_error"] == pytest.approx(
         estimator_figures(result["runs"], "dr")["median_relative_error"])
+    # replaying the stored runs with the same gate reproduces every decision; another gate
+    # re-decides them from the same estimates
+    replayed = tmp_path / "replayed.json"
+    assert main(["validate-ope", "--replay", str(out), "--json", str(replayed)]) == 0
+    again = json.loads(replayed.read_text())
+    assert [r["decision"] for r in again["runs"]] == [r["decision"] for r in result["runs"]]
+    assert again["overall"] == overall
+    assert all(run["behavior"]["refit_replicates"] for run in result["runs"])
+    strict = replay_gate(result, GateConfig(margin=100.0))
+    assert not any(r["decision"]["promoted"] for r in strict["runs"])
+    assert all(r["bar"] == pytest.approx(101 * r["behavior"]["true_value"])
+               for r in strict["runs"])
+    assert strict["config"]["gate"]["margin"] == 100.0
+    capsys.readouterr()
+    assert main(["validate-ope", "--replay", str(tmp_path / "missing.json")]) == 2
+    assert "missing.json: cannot replay it (FileNotFoundError" in capsys.readouterr().err
