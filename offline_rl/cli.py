@@ -40,7 +40,7 @@ def paths_from(args: argparse.Namespace) -> DataPaths:
 # ------------------------------------------------------------------ simulate
 
 def add_simulation_args(p: argparse.ArgumentParser, *, days_default: int | None,
-                        seed_help: str) -> None:
+                        seed_help: str, events_default: int = 40_000) -> None:
     """The options that say which logs to simulate (``simulate`` and ``demo``)."""
     if days_default is None:
         p.add_argument("--days", type=positive_int, required=True,
@@ -51,8 +51,8 @@ def add_simulation_args(p: argparse.ArgumentParser, *, days_default: int | None,
     p.add_argument("--start", type=iso_date, default=dt.date(2026, 10, 1),
                    help="first day, YYYY-MM-DD (default 2026-10-01)")
     p.add_argument("--seed", type=int, default=0, help=seed_help)
-    p.add_argument("--events-per-day", type=positive_int, default=40_000,
-                   help="approximate clickstream events per day (default 40000)")
+    p.add_argument("--events-per-day", type=positive_int, default=events_default,
+                   help=f"approximate clickstream events per day (default {events_default})")
     p.add_argument("--scenario", default="default", help="simulator scenario (default: default)")
 
 

@@ -28,11 +28,15 @@ def _candidate(name, dr=(6.0, 5.5, 6.5), dm=6.0, snpdis=6.0, pdis=(6.0, 5.0, 7.0
     return PolicyEvaluation(name, est, diagnostics, 0.5)
 
 
-def test_promotes_the_passing_candidate_with_the_highest_lower_bound():
-    decision = decide([_candidate("a", dr=(6.0, 5.3, 6.7)), _candidate("b", dr=(5.9, 5.6, 6.2))],
-                      INCUMBENT, GateConfig(margin=0.02))
-    assert decision.promoted and decision.candidate == "b"
-    assert decision.reasons[0] == "promoted b over behavior"
+def test_promotes_the_passing_candidate_with_the_highest_estimate_or_lower_bound():
+    both = [_candidate("a", dr=(6.0, 5.3, 6.7)), _candidate("b", dr=(5.9, 5.6, 6.2))]
+    decision = decide(both, INCUMBENT, GateConfig(margin=0.02))
+    assert decision.promoted and decision.candidate == "a"  # select_by="estimate"
+    assert decision.reasons[0] == "promoted a over behavior"
+    decision = decide(both, INCUMBENT, GateConfig(margin=0.02, select_by="lower_bound"))
+    assert decision.candidate == "b"
+    with pytest.raises(ValueError, match="select_by: expected 'estimate' or 'lower_bound'"):
+        GateConfig(select_by="median")
 
 
 def test_lower_bound_must_clear_the_margin():
