@@ -67,12 +67,17 @@ def test_publish_list_and_load_from_object_storage(remote, built_double_dqn, tmp
         load_latest(URI, DOMAIN)
 
 
+def _publish_dying_at(monkeypatch, remote, built, name: str) -> None:
+    """A publish whose connection drops when it writes ``name`` (then the store recovers)."""
+    _fail_writes_of(monkeypatch, remote, name)
+    with pytest.raises(ConnectionResetError):
+        _publish(URI, built, "2026-10-08")
+    monkeypatch.undo()
+
+
 def test_a_publish_that_dies_before_its_manifest_is_invisible(remote, built_double_dqn,
                                                                monkeypatch):
-    _fail_writes_of(monkeypatch, remote, "manifest.json")
-    with pytest.raises(ConnectionResetError):
-        _publish(URI, built_double_dqn, "2026-10-08")
-    monkeypatch.undo()
+    _publish_dying_at(monkeypatch, remote, built_double_dqn, "manifest.json")
     assert remote.exists(f"{BUCKET}/{DOMAIN}/v0004/policy.pt")  # uploaded, never committed
     assert list_versions(f"{URI}/{DOMAIN}") == ["v0001", "v0002", "v0003"]
     assert current_version(f"{URI}/{DOMAIN}") == "v0003"
@@ -90,10 +95,7 @@ def test_a_publish_that_dies_before_its_manifest_is_invisible(remote, built_doub
 
 def test_a_publish_that_dies_before_latest_leaves_a_servable_version(remote, built_double_dqn,
                                                                      monkeypatch):
-    _fail_writes_of(monkeypatch, remote, "latest")
-    with pytest.raises(ConnectionResetError):
-        _publish(URI, built_double_dqn, "2026-10-08")
-    monkeypatch.undo()
+    _publish_dying_at(monkeypatch, remote, built_double_dqn, "latest")
     assert list_versions(f"{URI}/{DOMAIN}")[-1] == "v0004"
     assert load_latest(URI, DOMAIN).version == "v0003"  # consumers still get the old one
     assert rollback(URI, DOMAIN, "v0004") == "v0004"
