@@ -265,6 +265,26 @@ def judge(candidate: PolicyEvaluation, incumbent: Incumbent, cfg: GateConfig) ->
     return CandidateVerdict(candidate.name, ok, lower, reasons, head.value)
 
 
+def verify_promotion(evidence: dict[str, Any]) -> tuple[bool, float, float]:
+    """Re-checks a recorded decision (``Decision.as_dict()``) from its own numbers.
+
+    Returns ``(ok, lower_bound, bar)``: a decision that kept the incumbent is ok; a promotion
+    is ok when the promoted candidate's verdict passed and its lower bound (the incumbent's
+    value plus the paired gain's lower end, or the headline's lower end) exceeds the bar
+    ``incumbent + margin * |incumbent|`` of the recorded config.
+    """
+    incumbent = float(evidence["incumbent"]["value"])
+    bar = incumbent + float(evidence["config"]["margin"]) * abs(incumbent)
+    if not evidence["promoted"]:
+        return True, math.nan, bar
+    verdict = next((v for v in evidence["verdicts"] if v["name"] == evidence["candidate"]),
+                   None)
+    if verdict is None:
+        return False, math.nan, bar
+    lower = float(verdict["lower_bound"])
+    return bool(verdict["passed"]) and lower > bar, lower, bar
+
+
 def decide(
     candidates: list[PolicyEvaluation], incumbent: Incumbent, cfg: GateConfig | None = None
 ) -> Decision:

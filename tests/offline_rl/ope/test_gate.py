@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from offline_rl.ope.evaluate import (
     refit_counts,
     student_t_quantile,
 )
-from offline_rl.ope.gate import GateConfig, Incumbent, decide, paired_gain
+from offline_rl.ope.gate import GateConfig, Incumbent, decide, paired_gain, verify_promotion
 
 HEALTHY = Diagnostics(ess=500.0, ess_fraction=0.05, per_decision_ess_fraction=0.2,
                       max_weight_share=0.01, rare_action_rate=0.0, action_match_rate=0.3)
@@ -163,3 +164,18 @@ def test_a_veto_needs_episodes_that_followed_the_candidate_to_the_end():
     assert not decision.promoted
     assert "a: pdis interval [3.000, 5.100] lies below the bar 5.100 (estimators contradict)" \
         in decision.reasons
+
+
+def test_a_recorded_promotion_is_reverified_from_its_own_numbers():
+    # a paired promotion whose own dr interval reaches below the bar is backed by its gain
+    incumbent = Incumbent("behavior", 5.0, 4.6, 5.4, replicates=(4.6, 5.4, 5.0, 4.8, 5.2))
+    cand = _with_replicates(_candidate("a", dr=(5.6, 4.9, 6.3)),
+                            np.array(incumbent.replicates) + [0.6, 0.55, 0.65, 0.6, 0.6])
+    evidence = json.loads(json.dumps(decide([cand], incumbent).as_dict(), default=str))
+    ok, lower, bar = verify_promotion(evidence)
+    assert ok and bar == pytest.approx(5.1) and lower > bar
+    evidence["verdicts"][0]["lower_bound"] = 5.05  # a record that does not back its promotion
+    assert not verify_promotion(evidence)[0]
+    kept = json.loads(json.dumps(decide([cand], incumbent, GateConfig(margin=1.0)).as_dict(),
+                                 default=str))
+    assert verify_promotion(kept)[0] and not kept["promoted"]
