@@ -179,7 +179,7 @@ def bench_training(paths: DataPaths, n_steps: int) -> dict[str, Any]:
     )
     from offline_rl.pipeline import load_window
 
-    window = load_window(paths, "recommendation", DAY, 1, 0.3, 0)
+    window = load_window(paths, "recommendation", DAY, 1, 0.3, 0, settle_days=0)  # one day
     from offline_rl.data.arrays import to_mdp_dataset
 
     dataset = to_mdp_dataset(window.train, 6)

@@ -59,6 +59,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
     proc = subprocess.run(
         [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "offline_rl.algos.ddp",
          "--home", str(paths.home), "--day", day.isoformat(), "--window-days", "1",
+         "--settle-days", "0",
          "--algorithm", "double_dqn", "--n-steps", "200", "--out", str(out)],
         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
