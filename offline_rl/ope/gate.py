@@ -28,16 +28,16 @@ is rarely confidently too low, so its interval is a veto rather than a vote: als
 its point estimate to beat the incumbent costs real improvements (figures below).
 
 Measured on 30 runs (``offline-rl validate-ope --first-seed 100``: five domains, three
-scenarios, two seeds; the first defaults were tuned on seeds 0-2), replayed with
-``validate-ope --replay`` for each setting on the same estimates: with these defaults 1 of 30
-decisions (3.3%) promoted a candidate that was not truly better by the margin (the inventory
-case above: its per-decision IS interval reached above the bar) and 12 of the 23 decisions
-that had a truly better candidate kept the incumbent (52.2%; 47.8% with ``paired=False``,
-which ignores the incumbent's own uncertainty).
-``veto_min_ess=10`` recovers a pricing improvement that a per-decision IS estimate with no
-supported late steps had vetoed, with no false promotion added (5, 10 and 30 gave the same
-decisions); ``confirm_with=("pdis",)`` would remove the false promotion but keep more
-improvements out.
+scenarios, two seeds; the first defaults were tuned on seeds 0-2): with these defaults no
+decision promoted a candidate that was not truly better by the margin, and 12 of the 26
+decisions that had a truly better candidate kept the incumbent (46%). Replayed on the same
+estimates (``validate-ope --replay``): ``veto_min_ess=0`` keeps 14 out (candidates whose
+per-decision IS estimates had no supported late steps were vetoed); ``select_by=
+"lower_bound"`` promotes one candidate that was not truly better; ``paired=False`` decides
+the same. With the cheaper 600-step candidates of an earlier validation, the gate promoted
+one inventory policy that orders nothing (3.3% of decisions): FQE over-valued it by 50%
+and its per-decision IS interval reached above the bar; ``confirm_with=("pdis",)`` would
+have refused it but kept more improvements out.
 
 Among passing candidates the one with the highest headline estimate is promoted
 (``select_by``: every one of them cleared the bar with confidence, and this one is expected
