@@ -653,6 +653,24 @@ def on_policy_value(
         :class:`Estimate` named ``"behavior"``.
     """
     _check_common(gamma, n_bootstrap, alpha)
+    returns = episode_returns(reward, episode, step=step, gamma=gamma)
+    matrix = returns[:, None]
+
+    def statistic(sums: np.ndarray, n: float) -> np.ndarray:
+        return sums / n
+
+    value = float(returns.mean())
+    low, high, stderr = _interval(matrix, statistic, 1, n_bootstrap, alpha, seed)
+    return Estimate("behavior", value, float(low[0]), float(high[0]), float(stderr[0]))
+
+
+def episode_returns(reward: Any, episode: Any, *, step: Any | None = None,
+                    gamma: float = 1.0) -> np.ndarray:
+    """Discounted return of each episode, in the order of the sorted episode ids.
+
+    Arguments as in :func:`on_policy_value` (without ``step``, rows of an episode are in time
+    order and the discount exponent is the position within the episode).
+    """
     ids = np.asarray(episode)
     if ids.ndim != 1 or ids.shape[0] == 0:
         raise ValueError(f"episode: expected a non-empty 1-D array, got shape {ids.shape}")
@@ -673,15 +691,7 @@ def on_policy_value(
         if (exponent < 0).any():
             row = _first_bad(exponent < 0)
             raise ValueError(f"step: negative value {exponent[row]} at row {row}")
-    returns = np.bincount(dense, weights=rewards * float(gamma) ** exponent)
-    matrix = returns[:, None]
-
-    def statistic(sums: np.ndarray, n: float) -> np.ndarray:
-        return sums / n
-
-    value = float(returns.mean())
-    low, high, stderr = _interval(matrix, statistic, 1, n_bootstrap, alpha, seed)
-    return Estimate("behavior", value, float(low[0]), float(high[0]), float(stderr[0]))
+    return np.bincount(dense, weights=rewards * float(gamma) ** exponent)
 
 
 def _empirical_bernstein(y: np.ndarray, c: np.ndarray, delta: float, n: int) -> np.ndarray:

@@ -43,6 +43,7 @@ from offline_rl.ope.estimators import (
     ESTIMATORS,
     Estimate,
     LoggedData,
+    episode_returns,
     estimate,
     estimate_on_counts,
     on_policy_value,
@@ -202,6 +203,19 @@ def student_t_quantile(p: float, df: int) -> float:
             + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
 
 
+def t_interval(value: float, replicates: Any, alpha: float
+               ) -> tuple[float, float, float, int] | None:
+    """``(low, high, sd, k)``: ``value +- t(1 - alpha/2, k - 1) * sd`` of the ``k`` finite
+    ``replicates`` (Student's t: refits are few); None with fewer than two."""
+    finite = np.asarray(replicates, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.shape[0] < 2:
+        return None
+    sd = float(finite.std(ddof=1))
+    half = student_t_quantile(1.0 - alpha / 2.0, finite.shape[0] - 1) * sd
+    return value - half, value + half, sd, int(finite.shape[0])
+
+
 def refit_counts(arrays: DecisionArrays, config: OPEConfig) -> np.ndarray:
     """``[fqe_refits, n_episodes]`` episode counts of the FQE refits' bootstrap resamples.
 
@@ -250,15 +264,20 @@ CLIPPED = ("dr", "sndr")
 """Estimators whose cumulative importance weights ``OPEConfig.model_max_weight`` clips."""
 
 
+def _by_clip(names: list[str] | tuple[str, ...], config: OPEConfig
+             ) -> list[tuple[list[str], float | None]]:
+    """``names`` in groups sharing a weight clip: the unclipped ones, then ``CLIPPED``."""
+    groups = [([n for n in names if n not in CLIPPED], None),
+              ([n for n in names if n in CLIPPED], config.model_max_weight)]
+    return [(subset, clip) for subset, clip in groups if subset]
+
+
 def _estimate_all(data: LoggedData, config: OPEConfig) -> dict[str, Estimate]:
     """Every configured estimator, ``dr``/``sndr`` with clipped weights (shared resamples)."""
-    common = dict(gamma=config.gamma, n_bootstrap=config.n_bootstrap, alpha=config.alpha,
-                  seed=config.seed)
-    plain = [n for n in config.estimators if n not in CLIPPED]
-    clipped = [n for n in config.estimators if n in CLIPPED]
-    out = estimate(data, plain, **common) if plain else {}
-    if clipped:
-        out.update(estimate(data, clipped, max_weight=config.model_max_weight, **common))
+    out: dict[str, Estimate] = {}
+    for subset, clip in _by_clip(config.estimators, config):
+        out.update(estimate(data, subset, gamma=config.gamma, n_bootstrap=config.n_bootstrap,
+                            alpha=config.alpha, seed=config.seed, max_weight=clip))
     return {n: out[n] for n in config.estimators if n in out}
 
 
@@ -278,31 +297,21 @@ def _refit_intervals(estimates: dict[str, Estimate], arrays: DecisionArrays,
     if not names or counts.shape[0] < 2:
         return estimates, {}
     rows = np.arange(arrays.actions.shape[0])
-    def on_resample(k: int, subset: list[str], clip: float | None) -> np.ndarray:
+    groups = _by_clip(names, config)
+    kept: dict[str, list[float]] = {n: [] for subset, _ in groups for n in subset}
+    for k in range(1, q.shape[0]):  # member k is the refit on resample k - 1
         data = logged_data_for(arrays, target, q[k][rows, arrays.actions], q[k][rows, target])
-        return estimate_on_counts(data, subset, counts[k - 1:k], gamma=config.gamma,
-                                  max_weight=clip)[0]
-
-    plain = [n for n in names if n not in CLIPPED]
-    clipped = [n for n in names if n in CLIPPED]
-    columns = plain + clipped
-    replicates = np.stack([
-        np.concatenate([on_resample(k, plain, None) if plain else np.empty(0),
-                        on_resample(k, clipped, config.model_max_weight) if clipped
-                        else np.empty(0)])
-        for k in range(1, q.shape[0])])
-    names = columns
+        for subset, clip in groups:
+            values = estimate_on_counts(data, subset, counts[k - 1:k], gamma=config.gamma,
+                                        max_weight=clip)[0]
+            for name, v in zip(subset, values, strict=True):
+                kept[name].append(float(v))
     out = dict(estimates)
-    kept = {name: [float(v) for v in replicates[:, j]] for j, name in enumerate(names)}
-    for j, name in enumerate(names):
-        finite = replicates[:, j][np.isfinite(replicates[:, j])]
+    for name, replicates in kept.items():
         value = estimates[name].value
-        if finite.shape[0] < 2:
-            out[name] = Estimate(name, value, math.nan, math.nan, math.nan)
-            continue
-        sd = float(finite.std(ddof=1))
-        half = student_t_quantile(1.0 - config.alpha / 2.0, finite.shape[0] - 1) * sd
-        out[name] = Estimate(name, value, value - half, value + half, sd)
+        interval = t_interval(value, replicates, config.alpha)
+        low, high, sd = interval[:3] if interval else (math.nan, math.nan, math.nan)
+        out[name] = Estimate(name, value, low, high, sd)
     return out, kept
 
 
@@ -390,9 +399,5 @@ def behavior_replicates(arrays: DecisionArrays, config: OPEConfig) -> list[float
     counts = refit_counts(arrays, config)
     if not counts.shape[0]:
         return []
-    # discount by position in the episode, as evaluate_behavior does (rows are sorted)
-    starts = np.searchsorted(arrays.episode, arrays.episode, side="left")
-    discount = float(config.gamma) ** (np.arange(arrays.episode.shape[0]) - starts)
-    returns = np.bincount(arrays.episode, weights=arrays.rewards * discount,
-                          minlength=counts.shape[1])
+    returns = episode_returns(arrays.rewards, arrays.episode, gamma=config.gamma)
     return [float(v) for v in (counts @ returns) / counts.sum(axis=1)]

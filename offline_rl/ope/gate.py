@@ -147,19 +147,17 @@ def paired_gain(value: float, replicates: tuple[float, ...], incumbent: Incumben
     None when the two replicate lists do not pair up (different lengths, fewer than two
     finite differences).
     """
-    from offline_rl.ope.evaluate import student_t_quantile
+    from offline_rl.ope.evaluate import t_interval
 
     if len(replicates) != len(incumbent.replicates):
         return None
-    diffs = [c - i for c, i in zip(replicates, incumbent.replicates, strict=True)
-             if math.isfinite(c) and math.isfinite(i)]
-    if len(diffs) < 2:
-        return None
-    mean = sum(diffs) / len(diffs)
-    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
-    half = student_t_quantile(1.0 - alpha / 2.0, len(diffs) - 1) * sd
+    diffs = [c - i for c, i in zip(replicates, incumbent.replicates, strict=True)]
     gain = value - incumbent.value
-    return Gain(gain, gain - half, gain + half, len(diffs))
+    interval = t_interval(gain, diffs, alpha)  # NaN differences are left out
+    if interval is None:
+        return None
+    low, high, _, resamples = interval
+    return Gain(gain, low, high, resamples)
 
 
 @dataclass(frozen=True)
@@ -210,8 +208,8 @@ def judge(candidate: PolicyEvaluation, incumbent: Incumbent, cfg: GateConfig) ->
     bar = incumbent.value + required
     reps = refit_replicates(candidate, cfg.headline) if cfg.paired else None
     gain = paired_gain(head.value, reps[0], incumbent, reps[1]) if reps else None
+    lower = head.low if gain is None else incumbent.value + gain.low
     if gain is not None:
-        lower = incumbent.value + gain.low
         text = (f"{candidate.name}: {cfg.headline} gain over incumbent {gain.value:+.3f} "
                 f"[{gain.low:+.3f}, {gain.high:+.3f}] (paired on {gain.resamples} refit "
                 f"resamples)")
@@ -222,11 +220,9 @@ def judge(candidate: PolicyEvaluation, incumbent: Incumbent, cfg: GateConfig) ->
             reasons.append(f"{text}: lower end does not exceed the {cfg.margin:.0%} margin "
                            f"= {required:+.3f}")
     elif head.low > bar:
-        lower = head.low
         reasons.append(f"{candidate.name}: {cfg.headline} lower bound {head.low:.3f} > "
                        f"incumbent {incumbent.value:.3f} + {cfg.margin:.0%} margin = {bar:.3f}")
     else:
-        lower = head.low
         ok = False
         reasons.append(f"{candidate.name}: {cfg.headline} lower bound {head.low:.3f} does not "
                        f"exceed incumbent {incumbent.value:.3f} + {cfg.margin:.0%} margin "
