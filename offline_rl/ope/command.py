@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from offline_rl.argtypes import nonnegative_int, positive_int
+from offline_rl.argtypes import nonnegative_float, nonnegative_int, positive_float, positive_int
 
 
 def _unit_interval(low_open: bool, high_open: bool) -> Any:
@@ -123,30 +123,6 @@ def cmd_ope(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ validate-ope
 
-def _finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"not a finite number: {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number: {text}")
-    return value
-
-
-def _nonnegative_float(text: str) -> float:
-    value = _finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0: {text}")
-    return value
-
-
 def add_validate_ope_parser(subparsers: Any) -> None:
     """Adds ``validate-ope`` to an ``argparse`` subparsers action."""
     from offline_rl.ope.gate import GateConfig
@@ -189,7 +165,7 @@ def add_validate_ope_parser(subparsers: Any) -> None:
                    help=f"FQE gradient steps per candidate (default {VALIDATION_FQE_STEPS})")
     p.add_argument("--truth-episodes", type=positive_int, default=defaults.truth_episodes,
                    help=f"simulator rollouts per true value (default {defaults.truth_episodes})")
-    p.add_argument("--episode-scale", type=_positive_float, default=defaults.episode_scale,
+    p.add_argument("--episode-scale", type=positive_float, default=defaults.episode_scale,
                    help="multiplies the scenarios' episode counts (default "
                         f"{defaults.episode_scale:g}; e.g. 0.1 for a quick check)")
     p.add_argument("--json", metavar="OUT", help="also write every figure and run as JSON")
@@ -200,10 +176,10 @@ def add_validate_ope_parser(subparsers: Any) -> None:
                       help="re-decide the runs of an earlier --json RESULT with the gate "
                            "settings given here, from its stored estimates and truths (no "
                            "training or rollouts), and print the tables")
-    gate.add_argument("--margin", type=_nonnegative_float, default=GateConfig.margin,
+    gate.add_argument("--margin", type=nonnegative_float, default=GateConfig.margin,
                       help=f"required relative gain over the incumbent (default "
                            f"{GateConfig.margin:g})")
-    gate.add_argument("--veto-min-ess", type=_nonnegative_float,
+    gate.add_argument("--veto-min-ess", type=nonnegative_float,
                       default=GateConfig.veto_min_ess,
                       help="effective episodes following a candidate to the end that a veto "
                            f"needs (default {GateConfig.veto_min_ess:g})")

@@ -381,6 +381,26 @@ def _episodes(count: int, scale: float) -> int:
     return max(20, int(round(count * scale)))
 
 
+def _bar(behavior_truth: float, gate: GateConfig) -> float:
+    """What a candidate must truly exceed to count as better: the gate's margin on truth."""
+    return behavior_truth + gate.margin * abs(behavior_truth)
+
+
+def _decision_record(decision: Any, truths: dict[str, float], bar: float) -> dict[str, Any]:
+    """A gate decision next to the truth: promoted, false promotion, missed improvement."""
+    promoted = decision.candidate
+    improving = any(t > bar for t in truths.values())
+    return {
+        "promoted": decision.promoted,
+        "candidate": promoted,
+        "promoted_true_value": truths[promoted] if promoted else None,
+        "false_promotion": bool(promoted is not None and truths[promoted] <= bar),
+        "improvement_available": improving,
+        "missed_improvement": bool(promoted is None and improving),
+        "reasons": decision.reasons,
+    }
+
+
 def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: ValidationConfig,
             workdir: Path, progress: Progress | None = None) -> dict[str, Any]:
     """Logs, candidates, estimates, gate decision and truth of one (domain, scenario, seed)."""
@@ -448,9 +468,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
     truth_b = true_value(sim, BEHAVIOR, episodes=cfg.truth_episodes, seed=seeds["truth"])
     truths = {name: true_value(sim, policy.predict, episodes=cfg.truth_episodes,
                                seed=seeds["truth"]) for name, policy in policies.items()}
-    bar = truth_b.mean + cfg.gate.margin * abs(truth_b.mean)
-    improving = [n for n, t in truths.items() if t.mean > bar]
-    promoted = decision.candidate
+    bar = _bar(truth_b.mean, cfg.gate)
     candidates = []
     for ev in evaluations:
         t = truths[ev.name]
@@ -473,15 +491,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
                      **behavior.as_dict(), "refit_replicates": list(incumbent.replicates)},
         "bar": bar,
         "candidates": candidates,
-        "decision": {
-            "promoted": decision.promoted,
-            "candidate": promoted,
-            "promoted_true_value": truths[promoted].mean if promoted else None,
-            "false_promotion": bool(promoted is not None and truths[promoted].mean <= bar),
-            "improvement_available": bool(improving),
-            "missed_improvement": bool(promoted is None and improving),
-            "reasons": decision.reasons,
-        },
+        "decision": _decision_record(decision, {n: t.mean for n, t in truths.items()}, bar),
         "notes": notes,
         "seconds": time.perf_counter() - started,
     }
@@ -664,20 +674,11 @@ def replay_gate(result: dict[str, Any], gate: GateConfig) -> dict[str, Any]:
         decision = decide([_stored_evaluation(c) for c in run["candidates"]], incumbent, gate)
         truths = {c["name"]: c["true_value"] for c in run["candidates"]}
         passed = {v.name: v.passed for v in decision.verdicts}
-        promoted = decision.candidate
-        bar = b["true_value"] + gate.margin * abs(b["true_value"])
-        improving = any(t > bar for t in truths.values())
+        bar = _bar(b["true_value"], gate)
         runs.append({**run, "bar": bar,
                      "candidates": [{**c, "passed_gate": passed[c["name"]]}
                                     for c in run["candidates"]],
-                     "decision": {
-                         "promoted": decision.promoted, "candidate": promoted,
-                         "promoted_true_value": truths[promoted] if promoted else None,
-                         "false_promotion": bool(promoted is not None
-                                                 and truths[promoted] <= bar),
-                         "improvement_available": improving,
-                         "missed_improvement": bool(promoted is None and improving),
-                         "reasons": decision.reasons}})
+                     "decision": _decision_record(decision, truths, bar)})
     config = {**result["config"], "gate": dataclasses.asdict(gate)}
     estimators = tuple(config["ope"]["estimators"])
     return {**summarise(runs, estimators, gate.headline), "config": config, "runs": runs,
