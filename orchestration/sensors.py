@@ -11,13 +11,13 @@ from pathlib import Path
 
 import dagster as dg
 
+from offline_rl.data.ingest import landing_format
 from offline_rl.data.schemas import SOURCES
 from offline_rl.paths import RemotePath
 from orchestration.jobs import ingest_job, transitions_job
 from orchestration.resources import DataHome
 
 _DAY_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
-_SUFFIXES = (".parquet", ".csv", ".jsonl", ".csv.gz", ".jsonl.gz")
 
 
 def _day(folder_name: str) -> str | None:
@@ -33,7 +33,7 @@ def _day(folder_name: str) -> str | None:
 
 
 def _landing_file(name: str) -> bool:
-    return name.endswith(_SUFFIXES) and not name.startswith(".")
+    return landing_format(name) is not None and not name.startswith(".")
 
 
 def _local_files(root: Path) -> Iterator[tuple[str, str, str]]:

@@ -646,15 +646,10 @@ def _landing_entries(folder: Location, root: Path | None
                      ) -> tuple[list[Location], list[str]]:
     """Files of the folder (sorted by name) and the names skipped as temporaries/markers;
     ``root`` is the resolved local landing zone (None on object storage)."""
-    if isinstance(folder, RemotePath) or root is None:
-        if not folder.is_dir():
-            return [], []
-    else:
-        resolved = folder.resolve()
-        if not resolved.is_relative_to(root):
-            raise ValueError(f"partition folder {folder} leads outside the landing zone {root}")
-        if not resolved.is_dir():
-            return [], []
+    if root is not None and not folder.resolve().is_relative_to(root):  # type: ignore[union-attr]
+        raise ValueError(f"partition folder {folder} leads outside the landing zone {root}")
+    if not folder.is_dir():
+        return [], []
     entries: list[Location] = sorted(folder.iterdir(), key=lambda p: p.name)
     files = [p for p in entries if not p.name.startswith((".", "_"))]
     skipped = [p.name for p in entries if p.name.startswith((".", "_"))]
@@ -664,7 +659,7 @@ def _landing_entries(folder: Location, root: Path | None
 def _file_rejection(path: Location, root: Path | None) -> str | None:
     """Why a listed entry cannot be a landing file (None if it can); ``root`` is the resolved
     local landing zone (None on object storage, which has no symbolic links)."""
-    if root is not None and isinstance(path, Path) and path.is_symlink():
+    if root is not None and path.is_symlink():  # type: ignore[union-attr]
         target = path.resolve()
         if not target.is_relative_to(root):
             return "symbolic link to a location outside the landing zone"
@@ -674,16 +669,6 @@ def _file_rejection(path: Location, root: Path | None) -> str | None:
         return ("unsupported file type (expected " + ", ".join(f"*{s}" for s in FORMATS)
                 + ")")
     return None
-
-
-def _relative_name(path: Location, landing: Location) -> str:
-    """The file's name inside the landing zone, e.g. ``cart/date=2026-10-07/part-0.parquet``
-    (the same wherever the landing zone lives)."""
-    if isinstance(path, RemotePath):
-        assert isinstance(landing, RemotePath)
-        return path.relative_to(landing).as_posix()
-    assert isinstance(landing, Path)
-    return path.relative_to(landing).as_posix()
 
 
 def _rejected_row(schema: SourceSchema, day: dt.date, rel: str, reason: str) -> pl.DataFrame:
@@ -714,14 +699,14 @@ def read_partition(
     docstring for every rule). ``landing`` is a local folder or a ``RemotePath`` / fsspec URI."""
     config = config or IngestConfig()
     landing = as_location(landing)
-    remote = isinstance(landing, RemotePath)
-    root = landing.resolve() if isinstance(landing, Path) else None
+    root = landing.resolve() if isinstance(landing, Path) else None  # None: object storage
     folder = partition_folder(landing, schema, day)
     files, skipped = _landing_entries(folder, root)
     frames: list[pl.DataFrame] = []
     quarantined: list[pl.DataFrame] = []
     for path in files:
-        rel = _relative_name(path, landing)
+        # the file's name inside the landing zone, the same wherever the zone lives
+        rel = path.relative_to(landing).as_posix()  # type: ignore[arg-type]
         try:
             reason = _file_rejection(path, root)
             if reason is not None:
@@ -731,7 +716,7 @@ def read_partition(
             quarantined.append(_rejected_row(schema, day, rel, str(exc)))
             continue
         except OSError as exc:
-            if remote:  # the store failed, not the file: fail the load (the step retries)
+            if root is None:  # the store failed, not the file: fail the load (step retries)
                 raise
             quarantined.append(_rejected_row(schema, day, rel,
                                              f"unreadable: {_one_line(exc)}"))
