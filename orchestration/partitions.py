@@ -18,26 +18,27 @@ TRAINING_WINDOW_DAYS = 7
 evaluated on (ending ``settle_days`` earlier: ``offline_rl.pipeline.load_window``)."""
 
 
-def training_window(settle_days: int) -> dg.TimeWindowPartitionMapping:
-    """The transition partitions a nightly partition's training and evaluation read: the
-    training window and the evaluation window ``settle_days`` before it."""
+def _days_around(before: int, after: int) -> dg.TimeWindowPartitionMapping:
+    """``before`` days before the partition to ``after`` days after it, where they exist."""
     with warnings.catch_warnings():  # the parameter is marked beta; we rely on its documented use
         warnings.simplefilter("ignore", category=dg.BetaWarning)
         return dg.TimeWindowPartitionMapping(
-            start_offset=-(TRAINING_WINDOW_DAYS - 1 + settle_days), end_offset=0,
-            allow_nonexistent_upstream_partitions=True)
+            start_offset=-before, end_offset=after,
+            allow_nonexistent_upstream_partitions=True,
+        )
+
+
+def training_window(settle_days: int) -> dg.TimeWindowPartitionMapping:
+    """The transition partitions a nightly partition's training and evaluation read: the
+    training window and the evaluation window ``settle_days`` before it."""
+    return _days_around(TRAINING_WINDOW_DAYS - 1 + settle_days, 0)
 
 
 def raw_days(lookback: int, lookahead: int) -> dg.TimeWindowPartitionMapping:
     """The raw partitions a day's transitions read: ``lookback`` days before (to recognise
     episodes that began earlier) to ``lookahead`` days after (the ends of episodes that cross
     midnight or last several days), where they exist."""
-    with warnings.catch_warnings():  # the parameter is marked beta; we rely on its documented use
-        warnings.simplefilter("ignore", category=dg.BetaWarning)
-        return dg.TimeWindowPartitionMapping(
-            start_offset=-lookback, end_offset=lookahead,
-            allow_nonexistent_upstream_partitions=True,
-        )
+    return _days_around(lookback, lookahead)
 
 
 session_days = raw_days(1, 1)
