@@ -2,7 +2,6 @@
 
 
 import dagster as dg
-import numpy as np
 from pydantic import Field
 
 from assets import domain_asset_args
@@ -10,7 +9,7 @@ from offline_rl.domains import Domain, all_domains
 from offline_rl.ope.evaluate import OPEConfig
 from offline_rl.pipeline import evaluate_candidates
 from offline_rl.report import markdown_table
-from orchestration.partitions import TRAINING_WINDOW_DAYS, partition_day
+from orchestration.partitions import partition_day
 from orchestration.resources import DataHome
 
 
@@ -51,12 +50,10 @@ def ope_asset(domain: Domain) -> dg.AssetsDefinition:
             {"policy": ev.name, "estimator": k, "value": e.value, "low": e.low, "high": e.high}
             for ev in evaluations for k, e in ev.estimates.items()
         ]
-        paths = data_home.paths()
         return dg.MaterializeResult(metadata={
             "partition": day.isoformat(),
             "forest_plot": dg.MetadataValue.md(_forest(domain, day, behavior, evaluations)),
-            "action_distribution": dg.MetadataValue.md(
-                _actions(paths, domain, day, evaluations)),
+            "action_distribution": dg.MetadataValue.md(_actions(domain, evaluations)),
             "behavior_value": behavior.value,
             "behavior_interval": f"[{behavior.low:.4f}, {behavior.high:.4f}]",
             "policies": len(evaluations),
@@ -76,19 +73,15 @@ def _forest(domain: Domain, day, behavior, evaluations) -> str:
     return markdown_image(png, "estimates with intervals") if png else "_(no estimates)_"
 
 
-def _actions(paths, domain: Domain, day, evaluations) -> str:
-    """Logged action shares of the window next to each policy's greedy actions (held out)."""
-    import datetime as dt
-
-    from offline_rl.data.warehouse import Warehouse
+def _actions(domain: Domain, evaluations) -> str:
+    """Logged action shares of the held-out episodes next to each policy's greedy actions on
+    them (both computed by the evaluation)."""
     from offline_rl.plots import action_distribution, markdown_image
 
-    start = day - dt.timedelta(days=TRAINING_WINDOW_DAYS - 1)
-    actions = Warehouse(paths.warehouse).read_partitions(domain.transitions_table, start,
-                                                         day)["action"].to_numpy()
-    if actions.size == 0:
-        return "_(no transitions)_"
-    logged = (np.bincount(actions, minlength=domain.n_actions) / actions.size).tolist()
+    logged = next((ev.extra["logged_action_distribution"] for ev in evaluations
+                   if "logged_action_distribution" in ev.extra), None)
+    if logged is None:
+        return "_(no evaluations)_"
     candidates = {ev.name: ev.extra["action_distribution"] for ev in evaluations
                   if "action_distribution" in ev.extra}
     png = action_distribution(logged, candidates, action_names=domain.action_names,

@@ -373,13 +373,17 @@ def evaluate_policy(
         if replicates:
             details["refit_replicates"] = {"alpha": config.alpha, "values": replicates}
     diagnostics = compute_diagnostics(data, logged_action=arrays.actions)
-    counts = np.bincount(target, minlength=n_actions)
+    def shares(actions: np.ndarray) -> list[float]:
+        counts = np.bincount(actions, minlength=n_actions)
+        return (counts / counts.sum()).round(4).tolist()
+
     return PolicyEvaluation(
         name=name,
         estimates=estimates,
         diagnostics=diagnostics,
         disagreement=estimator_disagreement(estimates),
-        extra={"action_distribution": (counts / counts.sum()).round(4).tolist(), **details},
+        extra={"action_distribution": shares(target),
+               "logged_action_distribution": shares(arrays.actions), **details},
     )
 
 
