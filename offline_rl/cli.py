@@ -66,20 +66,18 @@ def simulate_logs(paths: DataPaths, args: argparse.Namespace) -> Any:
     write_simulation_manifest(paths.simulation_manifest, {
         "scenario": args.scenario, "seed": args.seed, "start": args.start, "days": args.days,
         "events_per_day": args.events_per_day})
-    copy_to_landing(paths, summary.days)
+    copy_to_landing(paths, summary.written)
     return summary
 
 
-def copy_to_landing(paths: DataPaths, days: list[dt.date]) -> int:
-    """Copies the files the simulator wrote for ``days`` from the home's landing folder to a
-    landing zone configured elsewhere (object storage or another folder), each file whole
-    (one upload, or a hidden temporary renamed into place); returns the number copied."""
+def copy_to_landing(paths: DataPaths, files: list[Path]) -> int:
+    """Copies files the simulator wrote into the home's landing folder to a landing zone
+    configured elsewhere (object storage or another folder), each file whole (one upload, or
+    a hidden temporary renamed into place); returns the number copied."""
     local = paths.home / "landing"
     target = paths.landing
     if target == local:
         return 0
-    names = {f"part-g{day:%Y%m%d}.parquet" for day in days}
-    files = sorted(p for p in local.glob("*/date=*/*.parquet") if p.name in names)
     for source in files:
         rel = source.relative_to(local).as_posix()
         if isinstance(target, RemotePath):

@@ -150,10 +150,16 @@ GENERATORS: list[DatasetGenerator] = [
 
 @dataclass(frozen=True)
 class LandingSummary:
+    """What ``write_landing`` wrote: the days, rows per dataset and every file's path."""
+
     home: Path
     days: list[dt.date]
     rows: dict[str, int]
-    files: int
+    written: list[Path]
+
+    @property
+    def files(self) -> int:
+        return len(self.written)
 
 
 def write_landing(
@@ -174,7 +180,7 @@ def write_landing(
     world = make_world(scen.world)
     landing = Path(home) / "landing"
     rows: dict[str, int] = {name: 0 for name in SOURCES}
-    files = 0
+    written: list[Path] = []
     day_list = [start + dt.timedelta(days=i) for i in range(days)]
     for day in day_list:
         seq = np.random.SeedSequence([seed, day.toordinal()])
@@ -190,6 +196,6 @@ def write_landing(
                     tmp = folder / f".{target.name}.tmp"
                     part.drop("_date").write_parquet(tmp)
                     tmp.replace(target)
-                    files += 1
+                    written.append(target)
                 rows[name] += frame.height
-    return LandingSummary(home=Path(home), days=day_list, rows=rows, files=files)
+    return LandingSummary(home=Path(home), days=day_list, rows=rows, written=written)
