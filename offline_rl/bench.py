@@ -323,47 +323,42 @@ def run_benchmarks(cfg: BenchConfig, progress: Callable[[str], None] | None = No
     say = progress or (lambda _msg: None)
     results: dict[str, Any] = {"machine": _machine(), "errors": {}}
 
-    def attempt(name: str, fn: Callable[[], Any]) -> Any:
-        """Runs one benchmark; a failure is recorded (and reported) instead of losing the rest."""
+    def measure(name: str, fn: Callable[[], Any], size: int | None = None) -> None:
+        """Runs one benchmark into ``results[name]`` (per size if given); a failure is
+        recorded (and reported) instead of losing the rest."""
+        say(f"{name} ...")
         try:
-            return fn()
+            out = fn()
         except Exception as exc:  # noqa: BLE001 - reported in the table and the exit code
-            results["errors"][name] = f"{type(exc).__name__}: {exc}"
-            say(f"{name} failed: {type(exc).__name__}: {exc}")
-            return None
+            label = name if size is None else f"{name} {size}"
+            results["errors"][label] = f"{type(exc).__name__}: {exc}"
+            say(f"{label} failed: {type(exc).__name__}: {exc}")
+            return
+        if size is None:
+            results[name] = out
+        else:
+            results.setdefault(name, {})[str(size)] = out
+
+    def training(paths: DataPaths) -> dict[str, Any]:
+        from offline_rl.pipeline import build_transitions_partition
+
+        build_transitions_partition(paths, "recommendation", DAY)
+        return bench_training(paths, cfg.train_steps)
+
     for size in cfg.sizes:
         with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
             paths = DataPaths(Path(tmp))
             say(f"simulating {size:,} clickstream events ...")
             write_clickstream_day(paths.home, size)
-            say("ingestion ...")
-            out = attempt(f"ingestion {size}", lambda p=paths: bench_ingestion(p))
-            if out is not None:
-                results.setdefault("ingestion", {})[str(size)] = out
-            say("transitions ...")
-            out = attempt(f"transitions {size}", lambda p=paths: bench_transitions(p))
-            if out is not None:
-                results.setdefault("transitions", {})[str(size)] = out
+            measure("ingestion", lambda p=paths: bench_ingestion(p), size)
+            measure("transitions", lambda p=paths: bench_transitions(p), size)
             if size == cfg.sizes[0]:
-                from offline_rl.pipeline import build_transitions_partition
-
-                say("training ...")
-                out = attempt("training", lambda p=paths: (
-                    build_transitions_partition(p, "recommendation", DAY),
-                    bench_training(p, cfg.train_steps))[1])
-                if out is not None:
-                    results["training"] = out
-    say("ope ...")
-    out = attempt("ope", lambda: bench_ope(cfg.ope_transitions))
-    if out is not None:
-        results["ope"] = out
+                measure("training", lambda p=paths: training(p))
+    measure("ope", lambda: bench_ope(cfg.ope_transitions))
     if cfg.end_to_end:
         with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
-            say("end to end (every domain, one day) ...")
-            out = attempt("end_to_end", lambda: _in_child(
+            measure("end_to_end", lambda: _in_child(
                 bench_end_to_end, Path(tmp), cfg.end_to_end_events, cfg.train_steps))
-            if out is not None:
-                results["end_to_end"] = out
     return results
 
 
