@@ -8,7 +8,8 @@ the behaviour policy's on-policy value) and the diagnostics, prints every warnin
 
 ``add_validate_ope_parser(subparsers)`` adds ``validate-ope``: it runs
 :func:`offline_rl.ope.validate.run_validation` (progress on stderr), prints the per-domain
-tables and the overall figures, and writes the JSON with ``--json``.
+tables, the headline estimator and the gate per validation scenario, and the overall figures,
+and writes the JSON with ``--json``.
 """
 
 from __future__ import annotations
@@ -140,8 +141,10 @@ def add_validate_ope_parser(subparsers: Any) -> None:
         description="Over seeded simulator scenarios (behaviour-policy logs, cheap trained "
                     "candidates, a secretly worse and a rare-action candidate), runs train -> "
                     "evaluate -> gate and compares with the simulator's true values: per "
-                    "estimator the median relative error, rank correlation and interval "
-                    "coverage; for the gate the false promotion and missed improvement rates.",
+                    "estimator the median relative error, rank correlation, share of "
+                    "candidate pairs a margin apart put in the true order, and interval "
+                    "coverage; for the gate the false promotion and missed improvement "
+                    "rates; per domain and per scenario.",
         epilog="scenarios: " + "; ".join(f"{s.name} ({s.doc.rstrip('.')})"
                                          for s in VALIDATION_SCENARIOS.values()) + ".")
     p.add_argument("--domains", nargs="+", metavar="DOMAIN", default=None,

@@ -32,6 +32,12 @@ Figures, per domain and estimator (``summarise``):
   one run's candidates, averaged over runs (runs with fewer than three finite estimates or
   candidates of equal truth are left out);
 * ``interval_coverage``: share of (run, candidate) whose interval contains the truth;
+* ``pairwise_accuracy``: over the pairs of one run's candidates whose true values differ by
+  more than the gate's margin (``margin * |truth(behaviour)|``), the share the estimates put
+  in the true order. Rank correlation also scores pairs no estimator can order (two
+  candidates a fraction of a percent apart, as behaviour cloning and CQL often are); the
+  gate only ever has to separate values a margin apart, and this figure counts only those
+  (``distinguishable_pairs`` of them);
 
 and for the gate (one decision per run), with ``bar = truth(behaviour) * (1 + margin)``
 (``margin * |truth|`` for a negative value):
@@ -42,7 +48,10 @@ and for the gate (one decision per run), with ``bar = truth(behaviour) * (1 + ma
   true value exceeded the bar, over the decisions where such a candidate existed.
 
 The overall figures pool every domain; their estimator figures are the gate's headline
-estimator's. ``offline-rl validate-ope`` runs it and prints the tables.
+estimator's. The same figures per validation scenario (``per_scenario``, headline estimator
+and gate) show where the estimates can be trusted: with a near-deterministic logging policy
+the candidates that leave the logged actions are valued by extrapolation alone.
+``offline-rl validate-ope`` runs it and prints the tables.
 """
 
 from __future__ import annotations
@@ -531,11 +540,25 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
-def estimator_figures(runs: Sequence[dict[str, Any]], estimator: str) -> dict[str, Any]:
-    """Median relative error, mean rank correlation and coverage of one estimator."""
+def _ordered_pairs(estimates: Sequence[float], truths: Sequence[float], tolerance: float
+                   ) -> tuple[int, int]:
+    """``(pairs in the true order, pairs)`` among those whose truths differ by more than
+    ``tolerance`` (a tie in the estimates counts as out of order)."""
+    e, t = np.asarray(estimates, dtype=np.float64), np.asarray(truths, dtype=np.float64)
+    i, j = np.triu_indices(e.shape[0], k=1)
+    apart = np.abs(t[i] - t[j]) > tolerance
+    right = np.sign(e[i] - e[j]) == np.sign(t[i] - t[j])
+    return int((right & apart).sum()), int(apart.sum())
+
+
+def estimator_figures(runs: Sequence[dict[str, Any]], estimator: str, margin: float = 0.0
+                      ) -> dict[str, Any]:
+    """Median relative error, mean rank correlation, pairwise order accuracy and coverage of
+    one estimator; ``margin`` (the gate's) sets which pairs count as distinguishable."""
     errors: list[float] = []
     covered: list[float] = []
     correlations: list[float] = []
+    right_pairs = pairs = 0
     for run in runs:
         est, true = [], []
         for cand in run["candidates"]:
@@ -553,12 +576,18 @@ def estimator_figures(runs: Sequence[dict[str, Any]], estimator: str) -> dict[st
             rho = spearman(est, true)
             if math.isfinite(rho):
                 correlations.append(rho)
+        right, total = _ordered_pairs(est, true,
+                                      margin * abs(run["behavior"]["true_value"]))
+        right_pairs += right
+        pairs += total
     return {
         "median_relative_error": _median(errors),
         "rank_correlation": _mean(correlations),
+        "pairwise_accuracy": right_pairs / pairs if pairs else math.nan,
         "interval_coverage": _mean(covered),
         "estimates": len(errors),
         "ranked_runs": len(correlations),
+        "distinguishable_pairs": pairs,
     }
 
 
@@ -581,28 +610,36 @@ def gate_figures(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def summarise(runs: Sequence[dict[str, Any]], estimators: Sequence[str],
-              headline: str) -> dict[str, Any]:
-    """Per-domain estimator and gate figures, and the overall headline figures."""
-    per_domain: dict[str, Any] = {}
-    for name in dict.fromkeys(r["domain"] for r in runs):
-        part = [r for r in runs if r["domain"] == name]
-        per_domain[name] = {
-            "runs": len(part),
-            "estimators": {e: estimator_figures(part, e) for e in estimators},
-            "gate": gate_figures(part),
-        }
-    head = estimator_figures(runs, headline)
+              headline: str, margin: float = 0.0) -> dict[str, Any]:
+    """Per-domain estimator and gate figures, the headline estimator's and the gate's figures
+    per validation scenario, and the overall headline figures (``margin``: the gate's)."""
+    def groups(key: str) -> dict[str, list[dict[str, Any]]]:
+        return {name: [r for r in runs if r[key] == name]
+                for name in dict.fromkeys(r[key] for r in runs)}
+
+    per_domain = {name: {"runs": len(part),
+                         "estimators": {e: estimator_figures(part, e, margin)
+                                        for e in estimators},
+                         "gate": gate_figures(part)}
+                  for name, part in groups("domain").items()}
+    per_scenario = {name: {"runs": len(part),
+                           "headline": estimator_figures(part, headline, margin),
+                           "gate": gate_figures(part)}
+                    for name, part in groups("scenario").items()}
+    head = estimator_figures(runs, headline, margin)
     gate = gate_figures(runs)
     overall = {
         "scenarios": len(runs),
         "decisions": gate["decisions"],
         "median_relative_error": head["median_relative_error"],
         "rank_correlation": head["rank_correlation"],
+        "pairwise_accuracy": head["pairwise_accuracy"],
         "interval_coverage": head["interval_coverage"],
         "false_promotion_rate": gate["false_promotion_rate"],
         "missed_improvement_rate": gate["missed_improvement_rate"],
     }
-    return {"overall": overall, "headline": headline, "per_domain": per_domain}
+    return {"overall": overall, "headline": headline, "per_domain": per_domain,
+            "per_scenario": per_scenario}
 
 
 # --------------------------------------------------------------------------------------------
@@ -634,7 +671,7 @@ def run_validation(cfg: ValidationConfig, progress: Progress | None = None) -> d
         for note in run["notes"]:
             say(f"{label}: note: {note}")
         runs.append(run)
-    figures = summarise(runs, cfg.ope.estimators, cfg.gate.headline)
+    figures = summarise(runs, cfg.ope.estimators, cfg.gate.headline, cfg.gate.margin)
     return {**figures, "config": dataclasses.asdict(cfg), "runs": runs,
             "seconds": time.perf_counter() - started}
 
@@ -681,8 +718,8 @@ def replay_gate(result: dict[str, Any], gate: GateConfig) -> dict[str, Any]:
                      "decision": _decision_record(decision, truths, bar)})
     config = {**result["config"], "gate": dataclasses.asdict(gate)}
     estimators = tuple(config["ope"]["estimators"])
-    return {**summarise(runs, estimators, gate.headline), "config": config, "runs": runs,
-            "seconds": result.get("seconds"), "replayed": True}
+    return {**summarise(runs, estimators, gate.headline, gate.margin), "config": config,
+            "runs": runs, "seconds": result.get("seconds"), "replayed": True}
 
 
 def _pct(value: float) -> str:
@@ -698,13 +735,26 @@ def format_validation(result: dict[str, Any]) -> str:
     headline = result["headline"]
     level = 100 * (1 - result["config"]["ope"]["alpha"])
     lines = [f"{'domain':<16}{'estimator':<10}{'median rel. error':>18}{'rank corr.':>12}"
-             f"{f'{level:g}% cov.':>10}{'n':>6}"]
+             f"{'pairs right':>13}{f'{level:g}% cov.':>10}{'n':>6}"]
     for name, part in result["per_domain"].items():
         for est, fig in part["estimators"].items():
             mark = " *" if est == headline else ""
             lines.append(f"{name:<16}{est:<10}{_pct(fig['median_relative_error']):>18}"
                          f"{_num(fig['rank_correlation']):>12}"
+                         f"{_pct(fig.get('pairwise_accuracy')):>13}"
                          f"{_pct(fig['interval_coverage']):>10}{fig['estimates']:>6}{mark}")
+    if result.get("per_scenario"):
+        lines += ["", f"{'scenario':<20}{'runs':>5}{f'{headline} error':>12}{'rank corr.':>12}"
+                      f"{'pairs right':>13}{f'{level:g}% cov.':>10}{'false prom.':>13}"
+                      f"{'missed':>10}"]
+        for name, part in result["per_scenario"].items():
+            fig, g = part["headline"], part["gate"]
+            lines.append(f"{name:<20}{part['runs']:>5}{_pct(fig['median_relative_error']):>12}"
+                         f"{_num(fig['rank_correlation']):>12}"
+                         f"{_pct(fig['pairwise_accuracy']):>13}"
+                         f"{_pct(fig['interval_coverage']):>10}"
+                         f"{_pct(g['false_promotion_rate']):>13}"
+                         f"{_pct(g['missed_improvement_rate']):>10}")
     lines += ["", f"{'domain':<16}{'decisions':>10}{'promoted':>10}{'false promotions':>18}"
                   f"{'missed improvements':>21}"]
     for name, part in result["per_domain"].items():
@@ -718,6 +768,8 @@ def format_validation(result: dict[str, Any]) -> str:
                   f"{o['scenarios']} scenarios, {o['decisions']} decisions; "
                   f"median relative error {_pct(o['median_relative_error'])}, "
                   f"rank correlation {_num(o['rank_correlation'])}, "
+                  f"pairs a margin apart put in the true order "
+                  f"{_pct(o.get('pairwise_accuracy'))}, "
                   f"interval coverage {_pct(o['interval_coverage'])}, "
                   f"false promotions {_pct(o['false_promotion_rate'])} of decisions, "
                   f"missed improvements {_pct(o['missed_improvement_rate'])}"]

@@ -29,10 +29,11 @@ def _cand(name, true, value, low, high):
             "estimates": {"dr": {"value": value, "low": low, "high": high, "stderr": 0.1}}}
 
 
-def _run(domain, candidates, promoted=None, bar=10.0):
+def _run(domain, candidates, promoted=None, bar=10.0, scenario="default"):
     truths = {c["name"]: c["true_value"] for c in candidates}
     improving = [n for n, t in truths.items() if t > bar]
-    return {"domain": domain, "candidates": candidates, "bar": bar, "decision": {
+    return {"domain": domain, "scenario": scenario, "candidates": candidates, "bar": bar,
+            "behavior": {"true_value": bar}, "decision": {
         "promoted": promoted is not None, "candidate": promoted,
         "false_promotion": promoted is not None and truths[promoted] <= bar,
         "improvement_available": bool(improving),
@@ -47,7 +48,8 @@ RUNS = [
     _run("a", [_cand("x", 1.0, 3.0, 2.0, 4.0), _cand("y", 2.0, 2.0, 1.0, 3.0),
                _cand("z", 8.0, 1.0, 0.0, 2.0)], promoted="z"),
     # kept the incumbent although x is truly better than the bar: a missed improvement
-    _run("b", [_cand("x", 12.0, 12.0, math.nan, math.nan), _cand("y", 5.0, math.nan, 0, 1)]),
+    _run("b", [_cand("x", 12.0, 12.0, math.nan, math.nan), _cand("y", 5.0, math.nan, 0, 1)],
+         scenario="small_data"),
 ]
 
 
@@ -72,6 +74,21 @@ def test_estimator_figures_on_hand_made_runs():
     assert fig["rank_correlation"] == pytest.approx(0.0) and fig["ranked_runs"] == 2
     # intervals (finite only): covered x, y; not z; not x (2..4 vs 1); y (1..3 vs 2); not z
     assert fig["interval_coverage"] == pytest.approx(3 / 6)
+    # without a margin every pair with finite estimates counts: 3 right in run 1, 0 in run 2
+    assert fig["pairwise_accuracy"] == pytest.approx(3 / 6)
+    assert fig["distinguishable_pairs"] == 6
+
+
+def test_pairwise_accuracy_counts_only_pairs_a_margin_apart():
+    # behaviour truth 10, margin 0.15: pairs whose truths differ by more than 1.5 count
+    run = _run("a", [_cand("x", 10.0, 3.0, 0, 0), _cand("y", 11.0, 2.0, 0, 0),
+                     _cand("z", 14.0, 2.0, 0, 0), _cand("w", 4.0, 1.0, 0, 0)])
+    fig = estimator_figures([run], "dr", margin=0.15)
+    # x-y (1.0 apart) is left out although its order is wrong; x-z wrong, y-z a tie in the
+    # estimates (wrong), x-w, y-w, z-w right
+    assert fig["distinguishable_pairs"] == 5
+    assert fig["pairwise_accuracy"] == pytest.approx(3 / 5)
+    assert math.isnan(estimator_figures([run], "dr", margin=10.0)["pairwise_accuracy"])
 
 
 def test_gate_figures_count_false_promotions_and_missed_improvements():
@@ -84,6 +101,11 @@ def test_gate_figures_count_false_promotions_and_missed_improvements():
     assert summary["overall"]["scenarios"] == 3 and summary["overall"]["decisions"] == 3
     assert summary["per_domain"]["a"]["gate"]["false_promotions"] == 1
     assert summary["per_domain"]["b"]["gate"]["missed_improvements"] == 1
+    scenarios = summary["per_scenario"]
+    assert {k: v["runs"] for k, v in scenarios.items()} == {"default": 2, "small_data": 1}
+    assert scenarios["default"]["gate"]["false_promotions"] == 1
+    assert scenarios["default"]["headline"]["rank_correlation"] == pytest.approx(0.0)
+    assert scenarios["small_data"]["gate"]["missed_improvements"] == 1
 
 
 class _Sim:
@@ -159,8 +181,10 @@ def test_validate_ope_command_on_a_tiny_configuration(tmp_path, capsys):
     result = json.loads(out.read_text())
     overall = result["overall"]
     assert set(overall) == {"scenarios", "decisions", "median_relative_error",
-                            "rank_correlation", "interval_coverage", "false_promotion_rate",
-                            "missed_improvement_rate"}
+                            "rank_correlation", "pairwise_accuracy", "interval_coverage",
+                            "false_promotion_rate", "missed_improvement_rate"}
+    assert "near_deterministic" not in captured.out and "\ndefault " in captured.out
+    assert result["per_scenario"]["default"]["runs"] == 2
     assert overall["scenarios"] == overall["decisions"] == len(result["runs"]) == 2
     for key in ("interval_coverage", "false_promotion_rate", "missed_improvement_rate"):
         assert 0.0 <= overall[key] <= 1.0, key
