@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from offline_rl.paths import Location, RemotePath, as_location
+from offline_rl.paths import Location, as_location
 
 LATEST = "latest"
 MANIFEST = "manifest.json"
@@ -78,23 +78,36 @@ def resolve_version(domain_root: Location | str, version: str = LATEST) -> Locat
     return path
 
 
-def verify_files(path: Location | str, manifest: dict[str, Any]) -> None:
-    """Checks every file the manifest lists (and the policy file) against its SHA-256."""
-    path = as_location(path)
-    expected: dict[str, str] = dict(manifest.get("sha256") or {})
+def _checksums(path: Location, manifest: dict[str, Any]) -> dict[str, str | None]:
+    """The SHA-256 the manifest gives each file; the policy file is always listed (``None``
+    when the manifest lacks its checksum, which then fails verification)."""
+    expected: dict[str, str | None] = dict(manifest.get("sha256") or {})
     for entry in manifest.get("files") or []:
         name = entry.get("name")
         if name in expected and expected[name] != entry.get("sha256"):
             raise ExportError(f"manifest of {path} lists two checksums for {name}")
         expected.setdefault(name, entry.get("sha256"))
-    expected.setdefault(manifest.get("policy_file", POLICY_FILE), None)  # must be listed
-    for name, digest in sorted(expected.items()):
+    expected.setdefault(manifest.get("policy_file", POLICY_FILE), None)
+    return expected
+
+
+def _check(file: Location, digest: str | None, actual: str) -> None:
+    if digest != actual:
+        raise ExportError(f"checksum mismatch for {file}: manifest {digest}, file {actual}")
+
+
+def verify_files(path: Location | str, manifest: dict[str, Any],
+                 skip: frozenset[str] = frozenset()) -> None:
+    """Checks every file the manifest lists (and the policy file) against its SHA-256, except
+    the names in ``skip`` (a caller that reads one of them checks the bytes it read)."""
+    path = as_location(path)
+    for name, digest in sorted(_checksums(path, manifest).items()):
+        if name in skip:
+            continue
         file = path / _plain_name(str(name))
         if not file.is_file():
             raise ExportError(f"{file} missing")
-        actual = sha256_file(file)
-        if digest != actual:
-            raise ExportError(f"checksum mismatch for {file}: manifest {digest}, file {actual}")
+        _check(file, digest, sha256_file(file))
 
 
 @dataclass(frozen=True)
@@ -178,12 +191,15 @@ def load_policy(path: Location | str | os.PathLike[str]) -> LoadedPolicy:
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as exc:
         raise ExportError(f"{manifest_path} is not valid JSON: {exc}") from None
-    verify_files(path, manifest)
-    policy_path = path / _plain_name(manifest.get("policy_file", POLICY_FILE))
-    if isinstance(policy_path, RemotePath):  # versions are immutable: the bytes just verified
-        module = torch.jit.load(io.BytesIO(policy_path.read_bytes()), map_location="cpu")
-    else:
-        module = torch.jit.load(str(policy_path), map_location="cpu")
+    policy_name = str(manifest.get("policy_file", POLICY_FILE))
+    verify_files(path, manifest, skip=frozenset({policy_name}))
+    policy_path = path / _plain_name(policy_name)
+    if not policy_path.is_file():
+        raise ExportError(f"{policy_path} missing")
+    data = policy_path.read_bytes()  # read once: the bytes checked are the bytes loaded
+    _check(policy_path, _checksums(path, manifest)[policy_name],
+           hashlib.sha256(data).hexdigest())
+    module = torch.jit.load(io.BytesIO(data), map_location="cpu")
     module.eval()
     return LoadedPolicy(path=path, manifest=manifest, module=module)
 

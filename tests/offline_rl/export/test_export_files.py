@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -67,6 +68,22 @@ def test_tampered_or_missing_file_is_refused(tmp_path, built_double_dqn, name):
     target.unlink()
     with pytest.raises(ExportError, match=f"{name} missing"):
         load_policy(exported.path)
+
+
+def test_policy_file_is_read_once_and_the_bytes_checked_are_the_bytes_loaded(
+        tmp_path, built_double_dqn, monkeypatch):
+    exported = _publish(tmp_path, built_double_dqn)
+    reads: list[str] = []
+    opened = Path.open
+
+    def open_(self, *args, **kwargs):  # Path.read_bytes opens through Path.open too
+        reads.append(self.name)
+        return opened(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", open_)
+    load_policy(exported.path)
+    assert reads.count("policy.pt") == 1
+    assert reads.count("policy.onnx") == 1  # verified, not loaded
 
 
 def test_manifest_entry_removed_is_refused(tmp_path, built_double_dqn):
