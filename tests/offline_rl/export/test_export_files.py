@@ -70,18 +70,29 @@ def test_tampered_or_missing_file_is_refused(tmp_path, built_double_dqn, name):
         load_policy(exported.path)
 
 
-def test_policy_file_is_read_once_and_the_bytes_checked_are_the_bytes_loaded(
-        tmp_path, built_double_dqn, monkeypatch):
+def test_the_policy_bytes_loaded_are_the_bytes_checked(tmp_path, built_double_dqn,
+                                                       monkeypatch):
+    """A file replaced between the checksum and the load must not be what gets loaded."""
+    import torch
+
     exported = _publish(tmp_path, built_double_dqn)
+    policy_file = exported.path / "policy.pt"
     reads: list[str] = []
-    opened = Path.open
+    opened, jit_load = Path.open, torch.jit.load
 
     def open_(self, *args, **kwargs):  # Path.read_bytes opens through Path.open too
         reads.append(self.name)
         return opened(self, *args, **kwargs)
 
+    def load_after_swap(source, *args, **kwargs):
+        with opened(policy_file, "wb") as fh:  # swapped after the check
+            fh.write(b"not a policy")
+        return jit_load(source, *args, **kwargs)
+
     monkeypatch.setattr(Path, "open", open_)
-    load_policy(exported.path)
+    monkeypatch.setattr(torch.jit, "load", load_after_swap)
+    policy = load_policy(exported.path)
+    assert policy.predict(np.zeros((2, len(policy.feature_names)), np.float32)).shape == (2,)
     assert reads.count("policy.pt") == 1
     assert reads.count("policy.onnx") == 1  # verified, not loaded
 
