@@ -34,6 +34,16 @@ def training_window(settle_days: int) -> dg.TimeWindowPartitionMapping:
     return _days_around(TRAINING_WINDOW_DAYS - 1 + settle_days, 0)
 
 
+def days_outside_training_window(window_days: int, settle_days: int, lookahead_days: int
+                                  ) -> int:
+    """How many days before :func:`training_window` (``lookahead_days``) covers a run with
+    these ``window_days`` and ``settle_days`` reads: the lineage does not show those days, so
+    changes to them do not mark the candidates stale (0: everything read is declared)."""
+    reads = window_days - 1 + settle_days
+    declared = TRAINING_WINDOW_DAYS - 1 + lookahead_days
+    return max(reads - declared, 0)
+
+
 def raw_days(lookback: int, lookahead: int) -> dg.TimeWindowPartitionMapping:
     """The raw partitions a day's transitions read: ``lookback`` days before (to recognise
     episodes that began earlier) to ``lookahead`` days after (the ends of episodes that cross
