@@ -38,6 +38,9 @@ Figures, per domain and estimator (``summarise``):
   candidates a fraction of a percent apart, as behaviour cloning and CQL often are); the
   gate only ever has to separate values a margin apart, and this figure counts only those
   (``distinguishable_pairs`` of them);
+* ``selection_regret``: how much truth is lost by picking the candidate with the highest
+  estimate instead of the truly best candidate, ``(max truth - truth(argmax estimate)) /
+  |truth(behaviour)|``, averaged over runs (off-policy selection's regret at 1);
 
 and for the gate (one decision per run), with ``bar = truth(behaviour) * (1 + margin)``
 (``margin * |truth|`` for a negative value):
@@ -45,7 +48,10 @@ and for the gate (one decision per run), with ``bar = truth(behaviour) * (1 + ma
 * ``false_promotion_rate``: promotions of a candidate whose true value does not exceed the
   bar, over all decisions;
 * ``missed_improvement_rate``: decisions that kept the incumbent although some candidate's
-  true value exceeded the bar, over the decisions where such a candidate existed.
+  true value exceeded the bar, over the decisions where such a candidate existed;
+* ``decision_regret``: truth lost by the decision against the best the gate could have done
+  (promote the truly best candidate if it beats the behaviour policy, else keep it),
+  ``(max(truth(behaviour), max truth) - truth(outcome)) / |truth(behaviour)|``, averaged.
 
 The overall figures pool every domain; their estimator figures are the gate's headline
 estimator's. The same figures per validation scenario (``per_scenario``, headline estimator
@@ -559,6 +565,7 @@ def estimator_figures(runs: Sequence[dict[str, Any]], estimator: str, margin: fl
     covered: list[float] = []
     correlations: list[float] = []
     right_pairs = pairs = 0
+    regrets: list[float] = []
     for run in runs:
         est, true = [], []
         for cand in run["candidates"]:
@@ -576,14 +583,18 @@ def estimator_figures(runs: Sequence[dict[str, Any]], estimator: str, margin: fl
             rho = spearman(est, true)
             if math.isfinite(rho):
                 correlations.append(rho)
-        right, total = _ordered_pairs(est, true,
-                                      margin * abs(run["behavior"]["true_value"]))
+        scale = abs(run["behavior"]["true_value"])
+        right, total = _ordered_pairs(est, true, margin * scale)
         right_pairs += right
         pairs += total
+        if est and scale > 0:
+            best = max(c["true_value"] for c in run["candidates"])
+            regrets.append((best - true[int(np.argmax(est))]) / scale)
     return {
         "median_relative_error": _median(errors),
         "rank_correlation": _mean(correlations),
         "pairwise_accuracy": right_pairs / pairs if pairs else math.nan,
+        "selection_regret": _mean(regrets),
         "interval_coverage": _mean(covered),
         "estimates": len(errors),
         "ranked_runs": len(correlations),
@@ -598,6 +609,15 @@ def gate_figures(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     false = sum(r["decision"]["false_promotion"] for r in runs)
     available = sum(r["decision"]["improvement_available"] for r in runs)
     missed = sum(r["decision"]["missed_improvement"] for r in runs)
+    regrets = []
+    for r in runs:
+        behavior = r["behavior"]["true_value"]
+        if behavior == 0:
+            continue
+        best = max([behavior, *(c["true_value"] for c in r["candidates"])])
+        outcome = r["decision"]["promoted_true_value"] if r["decision"]["promoted"] \
+            else behavior
+        regrets.append((best - outcome) / abs(behavior))
     return {
         "decisions": decisions,
         "promotions": promoted,
@@ -606,6 +626,7 @@ def gate_figures(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "missed_improvements": missed,
         "false_promotion_rate": false / decisions if decisions else math.nan,
         "missed_improvement_rate": missed / available if available else 0.0,
+        "decision_regret": _mean(regrets),
     }
 
 
@@ -637,6 +658,8 @@ def summarise(runs: Sequence[dict[str, Any]], estimators: Sequence[str],
         "interval_coverage": head["interval_coverage"],
         "false_promotion_rate": gate["false_promotion_rate"],
         "missed_improvement_rate": gate["missed_improvement_rate"],
+        "selection_regret": head["selection_regret"],
+        "decision_regret": gate["decision_regret"],
     }
     return {"overall": overall, "headline": headline, "per_domain": per_domain,
             "per_scenario": per_scenario}
@@ -735,34 +758,38 @@ def format_validation(result: dict[str, Any]) -> str:
     headline = result["headline"]
     level = 100 * (1 - result["config"]["ope"]["alpha"])
     lines = [f"{'domain':<16}{'estimator':<10}{'median rel. error':>18}{'rank corr.':>12}"
-             f"{'pairs right':>13}{f'{level:g}% cov.':>10}{'n':>6}"]
+             f"{'pairs right':>13}{'regret@1':>10}{f'{level:g}% cov.':>10}{'n':>6}"]
     for name, part in result["per_domain"].items():
         for est, fig in part["estimators"].items():
             mark = " *" if est == headline else ""
             lines.append(f"{name:<16}{est:<10}{_pct(fig['median_relative_error']):>18}"
                          f"{_num(fig['rank_correlation']):>12}"
                          f"{_pct(fig.get('pairwise_accuracy')):>13}"
+                         f"{_pct(fig.get('selection_regret')):>10}"
                          f"{_pct(fig['interval_coverage']):>10}{fig['estimates']:>6}{mark}")
     if result.get("per_scenario"):
         lines += ["", f"{'scenario':<20}{'runs':>5}{f'{headline} error':>12}{'rank corr.':>12}"
-                      f"{'pairs right':>13}{f'{level:g}% cov.':>10}{'false prom.':>13}"
-                      f"{'missed':>10}"]
+                      f"{'pairs right':>13}{'regret@1':>10}{f'{level:g}% cov.':>10}"
+                      f"{'false prom.':>13}{'missed':>10}{'regret':>9}"]
         for name, part in result["per_scenario"].items():
             fig, g = part["headline"], part["gate"]
             lines.append(f"{name:<20}{part['runs']:>5}{_pct(fig['median_relative_error']):>12}"
                          f"{_num(fig['rank_correlation']):>12}"
                          f"{_pct(fig['pairwise_accuracy']):>13}"
+                         f"{_pct(fig['selection_regret']):>10}"
                          f"{_pct(fig['interval_coverage']):>10}"
                          f"{_pct(g['false_promotion_rate']):>13}"
-                         f"{_pct(g['missed_improvement_rate']):>10}")
+                         f"{_pct(g['missed_improvement_rate']):>10}"
+                         f"{_pct(g['decision_regret']):>9}")
     lines += ["", f"{'domain':<16}{'decisions':>10}{'promoted':>10}{'false promotions':>18}"
-                  f"{'missed improvements':>21}"]
+                  f"{'missed improvements':>21}{'regret':>9}"]
     for name, part in result["per_domain"].items():
         g = part["gate"]
         lines.append(f"{name:<16}{g['decisions']:>10}{g['promotions']:>10}"
                      f"{g['false_promotions']:>8} ({_pct(g['false_promotion_rate']):>6})"
                      f"{g['missed_improvements']:>5} of {g['improvements_available']:<3}"
-                     f"({_pct(g['missed_improvement_rate']):>6})")
+                     f"({_pct(g['missed_improvement_rate']):>6})"
+                     f"{_pct(g.get('decision_regret')):>9}")
     o = result["overall"]
     lines += ["", f"overall ({headline} is the gate's headline, marked *): "
                   f"{o['scenarios']} scenarios, {o['decisions']} decisions; "
@@ -772,7 +799,10 @@ def format_validation(result: dict[str, Any]) -> str:
                   f"{_pct(o.get('pairwise_accuracy'))}, "
                   f"interval coverage {_pct(o['interval_coverage'])}, "
                   f"false promotions {_pct(o['false_promotion_rate'])} of decisions, "
-                  f"missed improvements {_pct(o['missed_improvement_rate'])}"]
+                  f"missed improvements {_pct(o['missed_improvement_rate'])}; "
+                  f"regret of the top-estimated candidate {_pct(o.get('selection_regret'))} "
+                  f"and of the decision {_pct(o.get('decision_regret'))} of the behaviour "
+                  f"policy's true value"]
     return "\n".join(lines)
 
 

@@ -35,6 +35,7 @@ def _run(domain, candidates, promoted=None, bar=10.0, scenario="default"):
     return {"domain": domain, "scenario": scenario, "candidates": candidates, "bar": bar,
             "behavior": {"true_value": bar}, "decision": {
         "promoted": promoted is not None, "candidate": promoted,
+        "promoted_true_value": truths[promoted] if promoted else None,
         "false_promotion": promoted is not None and truths[promoted] <= bar,
         "improvement_available": bool(improving),
         "missed_improvement": promoted is None and bool(improving)}}
@@ -77,6 +78,9 @@ def test_estimator_figures_on_hand_made_runs():
     # without a margin every pair with finite estimates counts: 3 right in run 1, 0 in run 2
     assert fig["pairwise_accuracy"] == pytest.approx(3 / 6)
     assert fig["distinguishable_pairs"] == 6
+    # top estimate: y (truth 20, the best) in run 1; x (truth 1, best 8) in run 2: 7 / 10 of
+    # the behaviour's truth; x, the only finite estimate and the best (12), in run 3
+    assert fig["selection_regret"] == pytest.approx((0 + 0.7 + 0) / 3)
 
 
 def test_pairwise_accuracy_counts_only_pairs_a_margin_apart():
@@ -93,10 +97,13 @@ def test_pairwise_accuracy_counts_only_pairs_a_margin_apart():
 
 def test_gate_figures_count_false_promotions_and_missed_improvements():
     g = gate_figures(RUNS)
+    # regret against the best of behaviour (10) and candidates: run 1 promoted the best (20);
+    # run 2 promoted z (8) below the behaviour: 2 / 10; run 3 kept 10 with x at 12: 2 / 10
     assert g == {"decisions": 3, "promotions": 2, "false_promotions": 1,
                  "improvements_available": 2, "missed_improvements": 1,
                  "false_promotion_rate": pytest.approx(1 / 3),
-                 "missed_improvement_rate": pytest.approx(1 / 2)}
+                 "missed_improvement_rate": pytest.approx(1 / 2),
+                 "decision_regret": pytest.approx(0.4 / 3)}
     summary = summarise(RUNS, ["dr"], "dr")
     assert summary["overall"]["scenarios"] == 3 and summary["overall"]["decisions"] == 3
     assert summary["per_domain"]["a"]["gate"]["false_promotions"] == 1
@@ -182,7 +189,9 @@ def test_validate_ope_command_on_a_tiny_configuration(tmp_path, capsys):
     overall = result["overall"]
     assert set(overall) == {"scenarios", "decisions", "median_relative_error",
                             "rank_correlation", "pairwise_accuracy", "interval_coverage",
-                            "false_promotion_rate", "missed_improvement_rate"}
+                            "false_promotion_rate", "missed_improvement_rate",
+                            "selection_regret", "decision_regret"}
+    assert overall["selection_regret"] >= 0.0 and overall["decision_regret"] >= 0.0
     assert "near_deterministic" not in captured.out and "\ndefault " in captured.out
     assert result["per_scenario"]["default"]["runs"] == 2
     assert overall["scenarios"] == overall["decisions"] == len(result["runs"]) == 2
