@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import sys
 import time
@@ -132,6 +133,7 @@ def domain_truth(paths: DataPaths, domain: str, day: dt.date, scenario: str, see
     if decision["export_version"]:
         export = str(paths.exports / spec.name / decision["export_version"])
     return {
+        "selection": selection_against_truth(behavior_true.mean, candidates, promoted_true),
         "behavior_true_value": behavior_true.mean,
         "behavior_true_value_stderr": behavior_true.stderr,
         "behavior_logged_value": behavior_est.as_dict(),
@@ -142,6 +144,23 @@ def domain_truth(paths: DataPaths, domain: str, day: dt.date, scenario: str, see
         "promoted_true_value": promoted_true,
         "export": export,
     }
+
+
+def selection_against_truth(behavior_truth: float, candidates: list[dict[str, Any]],
+                            promoted_truth: float | None, headline: str = "dr"
+                            ) -> dict[str, float]:
+    """Off-policy selection checked against truth: Spearman correlation of the headline
+    estimates with the candidates' true values (NaN with fewer than three candidates) and
+    the regret of the decision (``offline_rl.ope.validate.decision_regret``)."""
+    from offline_rl.ope.validate import decision_regret, spearman
+
+    truths = [c["true_value"] for c in candidates]
+    estimates = [c["estimates"][headline]["value"] for c in candidates
+                 if headline in c["estimates"]]
+    rho = spearman(estimates, truths) \
+        if len(candidates) >= 3 and len(estimates) == len(truths) else math.nan
+    return {"estimator": headline, "rank_correlation": rho,
+            "decision_regret": decision_regret(behavior_truth, truths, promoted_truth)}
 
 
 def print_summary(summary: dict[str, Any], wall: float) -> None:
@@ -173,6 +192,10 @@ def print_summary(summary: dict[str, Any], wall: float) -> None:
             uplift = d["promoted_true_value"] / d["behavior_true_value"] - 1.0
             print(f"promoted policy true value {d['promoted_true_value']:.3f} vs behaviour "
                   f"{d['behavior_true_value']:.3f} ({uplift:+.1%})")
+        sel = d["selection"]
+        print(f"selection against truth: rank correlation of {sel['estimator']} with the true "
+              f"values {sel['rank_correlation']:+.2f}; the decision left "
+              f"{sel['decision_regret']:.1%} of the behaviour's true value on the table")
         print(f"export: {d['export'] or '(none)'}")
         promoted = d["promoted_true_value"]
         rows.append((domain, d["behavior_true_value"], promoted,

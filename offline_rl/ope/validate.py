@@ -602,6 +602,19 @@ def estimator_figures(runs: Sequence[dict[str, Any]], estimator: str, margin: fl
     }
 
 
+def decision_regret(behavior_truth: float, candidate_truths: Sequence[float],
+                    promoted_truth: float | None) -> float:
+    """Truth a decision left behind, as a share of the behaviour policy's true value: the best
+    of the behaviour policy and the candidates, minus what the decision deploys (the promoted
+    candidate, or the behaviour policy when ``promoted_truth`` is None). NaN for a behaviour
+    value of 0."""
+    if behavior_truth == 0:
+        return math.nan
+    best = max([behavior_truth, *candidate_truths])
+    outcome = behavior_truth if promoted_truth is None else promoted_truth
+    return (best - outcome) / abs(behavior_truth)
+
+
 def gate_figures(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Promotions, false promotions and missed improvements of the gate's decisions."""
     decisions = len(runs)
@@ -609,15 +622,9 @@ def gate_figures(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     false = sum(r["decision"]["false_promotion"] for r in runs)
     available = sum(r["decision"]["improvement_available"] for r in runs)
     missed = sum(r["decision"]["missed_improvement"] for r in runs)
-    regrets = []
-    for r in runs:
-        behavior = r["behavior"]["true_value"]
-        if behavior == 0:
-            continue
-        best = max([behavior, *(c["true_value"] for c in r["candidates"])])
-        outcome = r["decision"]["promoted_true_value"] if r["decision"]["promoted"] \
-            else behavior
-        regrets.append((best - outcome) / abs(behavior))
+    regrets = [decision_regret(r["behavior"]["true_value"],
+                               [c["true_value"] for c in r["candidates"]],
+                               r["decision"]["promoted_true_value"]) for r in runs]
     return {
         "decisions": decisions,
         "promotions": promoted,
@@ -626,7 +633,7 @@ def gate_figures(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "missed_improvements": missed,
         "false_promotion_rate": false / decisions if decisions else math.nan,
         "missed_improvement_rate": missed / available if available else 0.0,
-        "decision_regret": _mean(regrets),
+        "decision_regret": _mean([r for r in regrets if math.isfinite(r)]),
     }
 
 
@@ -826,6 +833,6 @@ def write_json(result: dict[str, Any], path: Path) -> None:
 
 __all__ = [
     "CONSTRUCTED", "DEFAULT_SCENARIOS", "VALIDATION_SCENARIOS", "ValidationConfig",
-    "ValidationScenario", "format_validation", "replay_gate", "run_validation", "summarise",
-    "spearman", "write_json",
+    "ValidationScenario", "decision_regret", "format_validation", "replay_gate",
+    "run_validation", "summarise", "spearman", "write_json",
 ]
