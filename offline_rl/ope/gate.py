@@ -37,7 +37,10 @@ per-decision IS estimates had no supported late steps were vetoed); ``select_by=
 the same. With the cheaper 600-step candidates of an earlier validation, the gate promoted
 one inventory policy that orders nothing (3.3% of decisions): FQE over-valued it by 50%
 and its per-decision IS interval reached above the bar; ``confirm_with=("pdis",)`` would
-have refused it but kept more improvements out.
+have refused it but kept more improvements out. On 30 runs with fresh seeds
+(``--first-seed 200``) the same defaults promoted nothing that was not truly better, and kept
+the incumbent in 11 of the 26 decisions that had a better candidate (42%); replayed there,
+``max_weight_share=0.5`` would have promoted 4 candidates that were not (13%).
 
 Among passing candidates the one with the highest headline estimate is promoted
 (``select_by``: every one of them cleared the bar with confidence, and this one is expected
