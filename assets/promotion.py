@@ -24,8 +24,10 @@ class GateRunConfig(dg.Config):  # type: ignore[misc]
                           description="Required relative improvement over the incumbent.")
     min_ess_fraction: float = Field(default=GateConfig.min_ess_fraction, ge=0, le=1,
                                     description="Minimum per-decision ESS fraction.")
-    max_weight_share: float = Field(default=GateConfig.max_weight_share, gt=0, le=1,
-                                    description="Maximum importance-weight share of one episode.")
+    max_weight_share: float | None = Field(
+        default=None, gt=0, le=1,
+        description="Maximum importance-weight share of one episode; empty: the domain's "
+                    "calibrated limit (Domain.gate_max_weight_share), else 0.25.")
     paired: bool = Field(default=GateConfig.paired,
                          description="Judge the gain over the incumbent paired on the FQE "
                                      "refits' shared resamples.")

@@ -418,8 +418,10 @@ class PromotionResult:
 
 def promote(paths: DataPaths, domain: Domain | str, day: dt.date, gate: GateConfig
             ) -> PromotionResult:
-    """Runs the gate on the day's evaluations and records the decision in the registry."""
+    """Runs the gate (with the domain's calibrated settings where ``gate`` leaves them unset)
+    on the day's evaluations and records the decision in the registry."""
     domain = _domain(domain)
+    gate = gate.for_domain(domain.gate_max_weight_share)
     behavior, evaluations, behavior_reps = read_evaluations(paths, domain, day)
     incumbents = [e for e in evaluations if e.name.startswith("incumbent:")]
     candidates = [e for e in evaluations if not e.name.startswith("incumbent:")]

@@ -182,4 +182,5 @@ DOMAIN = Domain(
     episode_doc="A campaign-day in the campaign's market time zone; it ends when the daily "
                 f"budget runs out or after its {HOURS // _CONFIG.daypart_hours} dayparts.",
     extra={"bid_multipliers": list(_CONFIG.bid_multipliers), "reward_unit": "currency"},
+    gate_max_weight_share=1.0,  # measured: see Domain.gate_max_weight_share
 )

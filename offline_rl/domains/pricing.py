@@ -225,4 +225,5 @@ DOMAIN = Domain(
                 "ends when the stock sells out or after the season's last day.",
     extra={"price_multipliers": list(CONFIG.price_multipliers), "reward_unit": "currency",
            "horizon_days": CONFIG.horizon},
+    gate_max_weight_share=1.0,  # measured: see Domain.gate_max_weight_share
 )

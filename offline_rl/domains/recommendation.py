@@ -61,4 +61,5 @@ DOMAIN = Domain(
     reward_doc=f"{SPEC.click_value} per click plus the margin of a purchase that follows it.",
     episode_doc="A browsing session; it ends when the user leaves (at most "
                 f"{SPEC.horizon} pages).",
+    gate_max_weight_share=1.0,  # measured: see Domain.gate_max_weight_share
 )

@@ -52,11 +52,15 @@ re-evaluated on the same data.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from offline_rl.ope.evaluate import PolicyEvaluation
+
+
+DEFAULT_MAX_WEIGHT_SHARE = 0.25
+"""The weight-share limit of a domain without a calibrated one (``GateConfig.max_weight_share``)."""
 
 
 @dataclass(frozen=True)
@@ -71,9 +75,11 @@ class GateConfig:
             episode. Deterministic targets over multi-step sessions concentrate trajectory
             weights (the default demo shows ~15% on one of ~10,000 held-out episodes, with a
             per-decision ESS of 15-30%); per-decision estimators lean mostly on early steps,
-            so the default only refuses estimates that one episode dominates. A share that is
+            so the limit only refuses estimates that one episode dominates. A share that is
             undefined (no logged episode followed the candidate to its end, common over long
-            episodes) does not block.
+            episodes) does not block. ``None`` (the default): the domain's calibrated limit
+            (``Domain.gate_max_weight_share``, see :meth:`for_domain`), else
+            ``DEFAULT_MAX_WEIGHT_SHARE``.
         veto_with: Estimators whose interval's upper end at or below the bar vetoes the
             candidate (one without a finite upper end does not veto).
         veto_min_ess: A veto counts only when at least this many effective episodes (Kish ESS
@@ -94,7 +100,7 @@ class GateConfig:
     headline: str = "dr"
     margin: float = 0.02
     min_ess_fraction: float = 0.02
-    max_weight_share: float = 0.25
+    max_weight_share: float | None = None
     veto_with: tuple[str, ...] = ("pdis",)
     veto_min_ess: float = 10.0
     select_by: str = "estimate"
@@ -105,6 +111,20 @@ class GateConfig:
                              f"{self.select_by!r}")
     confirm_with: tuple[str, ...] = ()
     paired: bool = True
+
+    @property
+    def weight_share_limit(self) -> float:
+        """``max_weight_share``, or ``DEFAULT_MAX_WEIGHT_SHARE`` when left to the domain."""
+        return DEFAULT_MAX_WEIGHT_SHARE if self.max_weight_share is None \
+            else self.max_weight_share
+
+    def for_domain(self, calibrated: float | None) -> GateConfig:
+        """This gate with a domain's calibrated weight-share limit where none was set:
+        ``calibrated`` is ``Domain.gate_max_weight_share`` (None: the domain has none)."""
+        if self.max_weight_share is not None:
+            return self
+        return replace(self, max_weight_share=DEFAULT_MAX_WEIGHT_SHARE if calibrated is None
+                       else calibrated)
 
 
 @dataclass(frozen=True)
@@ -235,10 +255,10 @@ def judge(candidate: PolicyEvaluation, incumbent: Incumbent, cfg: GateConfig) ->
         ok = False
         reasons.append(f"{candidate.name}: per-decision ESS fraction "
                        f"{diag.per_decision_ess_fraction:.4f} < {cfg.min_ess_fraction}")
-    if diag.max_weight_share > cfg.max_weight_share:
+    if diag.max_weight_share > cfg.weight_share_limit:
         ok = False
         reasons.append(f"{candidate.name}: one episode holds {diag.max_weight_share:.1%} of "
-                       f"the importance weight (> {cfg.max_weight_share:.0%})")
+                       f"the importance weight (> {cfg.weight_share_limit:.0%})")
     for name in cfg.veto_with:
         est = candidate.estimates.get(name)
         if est is None or not math.isfinite(est.high):

@@ -477,7 +477,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
                                            n_actions=n_actions))
     incumbent = Incumbent(BEHAVIOR, behavior.value, behavior.low, behavior.high,
                           tuple(behavior_replicates(held_out, ope)))
-    decision = decide(evaluations, incumbent, cfg.gate)
+    decision = decide(evaluations, incumbent, cfg.gate.for_domain(domain.gate_max_weight_share))
 
     say(f"true values ({cfg.truth_episodes:,} rollouts per policy)")
     truth_b = true_value(sim, BEHAVIOR, episodes=cfg.truth_episodes, seed=seeds["truth"])
@@ -738,7 +738,9 @@ def replay_gate(result: dict[str, Any], gate: GateConfig) -> dict[str, Any]:
         b = run["behavior"]
         incumbent = Incumbent(BEHAVIOR, _nan(b["value"]), _nan(b["low"]), _nan(b["high"]),
                               tuple(b.get("refit_replicates") or ()))
-        decision = decide([_stored_evaluation(c) for c in run["candidates"]], incumbent, gate)
+        domain_gate = gate.for_domain(resolve_domain(run["domain"]).gate_max_weight_share)
+        decision = decide([_stored_evaluation(c) for c in run["candidates"]], incumbent,
+                          domain_gate)
         truths = {c["name"]: c["true_value"] for c in run["candidates"]}
         passed = {v.name: v.passed for v in decision.verdicts}
         bar = _bar(b["true_value"], gate)

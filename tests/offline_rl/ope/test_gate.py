@@ -56,6 +56,30 @@ def test_unhealthy_weights_block_promotion():
     assert "per-decision ESS fraction" in text and "importance weight" in text
 
 
+def test_the_weight_share_limit_is_the_gates_or_the_domains_calibrated_one():
+    from offline_rl.domains import get_domain
+    from offline_rl.domains.base import Domain
+    from offline_rl.ope.gate import DEFAULT_MAX_WEIGHT_SHARE
+
+    concentrated = dataclasses.replace(HEALTHY, max_weight_share=0.4)
+    candidate = [_candidate("a", diagnostics=concentrated)]
+    assert GateConfig().max_weight_share is None
+    assert GateConfig().weight_share_limit == DEFAULT_MAX_WEIGHT_SHARE == 0.25
+    refused = decide(candidate, INCUMBENT)
+    assert not refused.promoted
+    assert any("one episode holds 40.0% of the importance weight (> 25%)" in r
+               for r in refused.reasons)
+    # a domain calibrated to 1.0 turns the check off; a gate setting of its own wins
+    assert decide(candidate, INCUMBENT, GateConfig().for_domain(1.0)).promoted
+    assert GateConfig().for_domain(None).max_weight_share == 0.25
+    assert GateConfig(max_weight_share=0.3).for_domain(1.0).max_weight_share == 0.3
+    assert get_domain("recommendation").gate_max_weight_share == 1.0
+    assert get_domain("inventory").gate_max_weight_share is None
+    with pytest.raises(ValueError, match="gate_max_weight_share must be in"):
+        dataclasses.replace(get_domain("cart"), gate_max_weight_share=0.0)
+    assert isinstance(get_domain("cart"), Domain)
+
+
 def test_an_importance_sampling_interval_below_the_bar_vetoes():
     # pdis interval [3, 5.1] ends at the bar 5.1: a confident contradiction
     decision = decide([_candidate("a", pdis=(4.0, 3.0, 5.1))], INCUMBENT)
