@@ -13,7 +13,8 @@ A candidate passes when all of these hold (each failed rule becomes a reason):
    exceeds the bar ``incumbent_value + margin * |incumbent_value|``.
 2. **Diagnostics.** The per-decision effective sample size fraction is at least
    ``min_ess_fraction`` and no single episode carries more than ``max_weight_share`` of the
-   importance weight: the estimate rests on many logged decisions, not a few.
+   importance weight (unset: the domain's calibrated limit, ``Domain.gate_max_weight_share``,
+   else 25%): the estimate rests on many logged decisions, not a few.
 3. **No contradiction.** No ``veto_with`` estimator's interval lies wholly below the bar
    (its upper end at or under it): an estimator built on other assumptions (importance
    sampling needs no model) must not say with confidence that the candidate falls short.
