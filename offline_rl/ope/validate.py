@@ -55,8 +55,9 @@ and for the gate (one decision per run), with ``bar = truth(behaviour) * (1 + ma
 
 The overall figures pool every domain; their estimator figures are the gate's headline
 estimator's. The same figures per validation scenario (``per_scenario``, headline estimator
-and gate) show where the estimates can be trusted: with a near-deterministic logging policy
-the candidates that leave the logged actions are valued by extrapolation alone.
+and gate) show how the estimates and the gate fare with little data or a near-deterministic
+logging policy, under which a candidate that leaves the logged actions is valued mostly by
+the model's extrapolation.
 ``offline-rl validate-ope`` runs it and prints the tables.
 """
 
