@@ -41,7 +41,12 @@ and its per-decision IS interval reached above the bar; ``confirm_with=("pdis",)
 have refused it but kept more improvements out. On 30 runs with fresh seeds
 (``--first-seed 200``) the same defaults promoted nothing that was not truly better, and kept
 the incumbent in 11 of the 26 decisions that had a better candidate (42%); replayed there,
-``max_weight_share=0.5`` would have promoted 4 candidates that were not (13%).
+``max_weight_share=0.5`` would have promoted 4 candidates that were not (13%), all of them in
+inventory, which is why the limit became per domain (``Domain.gate_max_weight_share``). On
+seeds 300-301, not used to choose anything, the gate with the per-domain limits promoted one
+candidate that was not truly better (an inventory policy FQE over-valued, with healthy
+weights; the uniform 25% limit promotes it too), and the per-domain limits changed two
+decisions, both to a truly better candidate.
 
 Among passing candidates the one with the highest headline estimate is promoted
 (``select_by``: every one of them cleared the bar with confidence, and this one is expected
