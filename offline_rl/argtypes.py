@@ -59,3 +59,11 @@ def nonnegative_float(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a number >= 0: {text}")
     return value
+
+
+def share(text: str) -> float:
+    """A number in (0, 1]."""
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be a share in (0, 1]: {text}")
+    return value

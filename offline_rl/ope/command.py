@@ -21,7 +21,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from offline_rl.argtypes import nonnegative_float, nonnegative_int, positive_float, positive_int
+from offline_rl.argtypes import (
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    share,
+)
 
 
 def _unit_interval(low_open: bool, high_open: bool) -> Any:
@@ -126,7 +132,7 @@ def cmd_ope(args: argparse.Namespace) -> int:
 
 def add_validate_ope_parser(subparsers: Any) -> None:
     """Adds ``validate-ope`` to an ``argparse`` subparsers action."""
-    from offline_rl.ope.gate import GateConfig
+    from offline_rl.ope.gate import DEFAULT_MAX_WEIGHT_SHARE, GateConfig
     from offline_rl.ope.validate import (
         DEFAULT_SCENARIOS,
         VALIDATION_FQE_STEPS,
@@ -189,6 +195,10 @@ def add_validate_ope_parser(subparsers: Any) -> None:
     gate.add_argument("--select-by", choices=("estimate", "lower_bound"),
                       default=GateConfig.select_by,
                       help=f"how passing candidates are ranked (default {GateConfig.select_by})")
+    gate.add_argument("--max-weight-share", type=share, default=None,
+                      help="largest share of the trajectory importance weight one episode may "
+                           "hold (default: each domain's calibrated limit, else "
+                           f"{DEFAULT_MAX_WEIGHT_SHARE:g}; 1 turns the check off)")
     gate.add_argument("--unpaired", action="store_true",
                       help="judge a candidate's own interval against the incumbent's value "
                            "instead of the paired gain")
@@ -209,7 +219,8 @@ def cmd_validate_ope(args: argparse.Namespace) -> int:
     )
 
     gate = GateConfig(margin=args.margin, veto_min_ess=args.veto_min_ess,
-                      select_by=args.select_by, paired=not args.unpaired)
+                      select_by=args.select_by, paired=not args.unpaired,
+                      max_weight_share=args.max_weight_share)
     if args.replay:
         path = Path(args.replay)
         try:

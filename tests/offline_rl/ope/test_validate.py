@@ -227,6 +227,14 @@ def test_validate_ope_command_on_a_tiny_configuration(tmp_path, capsys):
     assert all(r["bar"] == pytest.approx(101 * r["behavior"]["true_value"])
                for r in strict["runs"])
     assert strict["config"]["gate"]["margin"] == 100.0
+    limited = tmp_path / "limited.json"
+    assert main(["validate-ope", "--replay", str(out), "--max-weight-share", "0.5",
+                 "--json", str(limited)]) == 0
+    assert json.loads(limited.read_text())["config"]["gate"]["max_weight_share"] == 0.5
+    assert again["config"]["gate"]["max_weight_share"] is None  # each domain's own limit
     capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["validate-ope", "--replay", str(out), "--max-weight-share", "1.5"])
+    assert "must be a share in (0, 1]: 1.5" in capsys.readouterr().err
     assert main(["validate-ope", "--replay", str(tmp_path / "missing.json")]) == 2
     assert "missing.json: cannot replay it (FileNotFoundError" in capsys.readouterr().err
