@@ -148,10 +148,11 @@ def domain_truth(paths: DataPaths, domain: str, day: dt.date, scenario: str, see
 
 def selection_against_truth(behavior_truth: float, candidates: list[dict[str, Any]],
                             promoted_truth: float | None, headline: str = "dr"
-                            ) -> dict[str, float]:
+                            ) -> dict[str, Any]:
     """Off-policy selection checked against truth: Spearman correlation of the headline
-    estimates with the candidates' true values (NaN with fewer than three candidates) and
-    the regret of the decision (``offline_rl.ope.validate.decision_regret``)."""
+    estimates with the candidates' true values and the regret of the decision
+    (``offline_rl.ope.validate.decision_regret``); None where undefined (fewer than three
+    candidates, equal values, a behaviour value of 0), so the summary stays valid JSON."""
     from offline_rl.ope.validate import decision_regret, spearman
 
     truths = [c["true_value"] for c in candidates]
@@ -159,8 +160,10 @@ def selection_against_truth(behavior_truth: float, candidates: list[dict[str, An
                  if headline in c["estimates"]]
     rho = spearman(estimates, truths) \
         if len(candidates) >= 3 and len(estimates) == len(truths) else math.nan
-    return {"estimator": headline, "rank_correlation": rho,
-            "decision_regret": decision_regret(behavior_truth, truths, promoted_truth)}
+    regret = decision_regret(behavior_truth, truths, promoted_truth)
+    return {"estimator": headline,
+            "rank_correlation": rho if math.isfinite(rho) else None,
+            "decision_regret": regret if math.isfinite(regret) else None}
 
 
 def print_summary(summary: dict[str, Any], wall: float) -> None:
@@ -193,9 +196,11 @@ def print_summary(summary: dict[str, Any], wall: float) -> None:
             print(f"promoted policy true value {d['promoted_true_value']:.3f} vs behaviour "
                   f"{d['behavior_true_value']:.3f} ({uplift:+.1%})")
         sel = d["selection"]
+        rho, regret = sel["rank_correlation"], sel["decision_regret"]
         print(f"selection against truth: rank correlation of {sel['estimator']} with the true "
-              f"values {sel['rank_correlation']:+.2f}; the decision left "
-              f"{sel['decision_regret']:.1%} of the behaviour's true value on the table")
+              f"values {'n/a' if rho is None else f'{rho:+.2f}'}; the decision left "
+              f"{'n/a' if regret is None else f'{regret:.1%}'} of the behaviour's true value "
+              "on the table")
         print(f"export: {d['export'] or '(none)'}")
         promoted = d["promoted_true_value"]
         rows.append((domain, d["behavior_true_value"], promoted,

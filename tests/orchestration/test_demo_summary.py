@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from orchestration.cli import print_summary, selection_against_truth
@@ -27,7 +25,8 @@ def test_selection_against_truth():
     assert kept["decision_regret"] == pytest.approx(0.5)
     # behaviour better than every candidate: keeping it leaves nothing on the table
     assert selection_against_truth(20.0, CANDIDATES, None)["decision_regret"] == 0.0
-    assert math.isnan(selection_against_truth(10.0, CANDIDATES[:2], None)["rank_correlation"])
+    two = selection_against_truth(0.0, CANDIDATES[:2], None)
+    assert two["rank_correlation"] is None and two["decision_regret"] is None
 
 
 def test_print_summary_shows_the_selection_figures(capsys):
@@ -43,3 +42,7 @@ def test_print_summary_shows_the_selection_figures(capsys):
     assert "rank correlation of dr with the true values -0.50" in out
     assert "the decision left 30.0% of the behaviour's true value on the table" in out
     assert "promoted policy true value 12.000 vs behaviour 10.000 (+20.0%)" in out
+    truth["selection"] = selection_against_truth(0.0, CANDIDATES[:2], None)
+    print_summary({"seed": 0, "scenario": "default", "domains": {"cart": truth}}, wall=1.0)
+    assert "rank correlation of dr with the true values n/a; the decision left n/a" in \
+        capsys.readouterr().out
