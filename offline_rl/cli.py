@@ -156,6 +156,15 @@ def _emit(text: str, output: str | None) -> int:
     return 0
 
 
+def _weight_share_doc(limit: float | None) -> str:
+    """A domain's gate weight-share limit in words (``Domain.gate_max_weight_share``)."""
+    from offline_rl.ope.gate import DEFAULT_MAX_WEIGHT_SHARE
+
+    if limit is None:
+        return f"default ({DEFAULT_MAX_WEIGHT_SHARE:.0%})"
+    return ("off" if limit >= 1.0 else f"{limit:.0%}") + " (calibrated by `validate-ope`)"
+
+
 def domains_markdown() -> str:
     """Every registered domain, from its ``Domain`` and its module's documentation."""
     import importlib
@@ -181,6 +190,7 @@ def domains_markdown() -> str:
                 f"- Action mask: {', '.join(f'`{m}`' for m in d.mask_features) or 'none'}",
                 "- Segment column (transfer): "
                 + (f"`{d.segment_column}`" if d.segment_column else "none"),
+                f"- Gate's weight-share limit: {_weight_share_doc(d.gate_max_weight_share)}",
                 f"- State features ({len(d.feature_names)}): "
                 + ", ".join(f"`{f}`" for f in d.feature_names), ""]
         doc = inspect.getdoc(module)
