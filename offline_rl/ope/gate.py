@@ -110,13 +110,13 @@ class GateConfig:
     veto_with: tuple[str, ...] = ("pdis",)
     veto_min_ess: float = 10.0
     select_by: str = "estimate"
+    confirm_with: tuple[str, ...] = ()
+    paired: bool = True
 
     def __post_init__(self) -> None:
         if self.select_by not in ("estimate", "lower_bound"):
             raise ValueError(f"select_by: expected 'estimate' or 'lower_bound', got "
                              f"{self.select_by!r}")
-    confirm_with: tuple[str, ...] = ()
-    paired: bool = True
 
     @property
     def weight_share_limit(self) -> float:
@@ -131,6 +131,12 @@ class GateConfig:
             return self
         return replace(self, max_weight_share=DEFAULT_MAX_WEIGHT_SHARE if calibrated is None
                        else calibrated)
+
+
+def promotion_bar(value: float, margin: float) -> float:
+    """What a candidate must beat: ``value`` plus ``margin`` of its size (``margin * |value|``,
+    so the bar is above a negative value too)."""
+    return value + margin * abs(value)
 
 
 @dataclass(frozen=True)
@@ -233,8 +239,8 @@ def judge(candidate: PolicyEvaluation, incumbent: Incumbent, cfg: GateConfig) ->
         return CandidateVerdict(candidate.name, False, float("nan"),
                                 [f"{candidate.name}: no {cfg.headline} estimate"])
     head = candidate.estimates[cfg.headline]
-    required = cfg.margin * abs(incumbent.value)
-    bar = incumbent.value + required
+    bar = promotion_bar(incumbent.value, cfg.margin)
+    required = bar - incumbent.value
     reps = refit_replicates(candidate, cfg.headline) if cfg.paired else None
     gain = paired_gain(head.value, reps[0], incumbent, reps[1]) if reps else None
     lower = head.low if gain is None else incumbent.value + gain.low
@@ -299,7 +305,7 @@ def verify_promotion(evidence: dict[str, Any]) -> tuple[bool, float, float]:
     ``incumbent + margin * |incumbent|`` of the recorded config.
     """
     incumbent = float(evidence["incumbent"]["value"])
-    bar = incumbent + float(evidence["config"]["margin"]) * abs(incumbent)
+    bar = promotion_bar(incumbent, float(evidence["config"]["margin"]))
     if not evidence["promoted"]:
         return True, math.nan, bar
     verdict = next((v for v in evidence["verdicts"] if v["name"] == evidence["candidate"]),

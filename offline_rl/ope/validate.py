@@ -76,7 +76,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from offline_rl.ope.gate import GateConfig, Incumbent, decide
+from offline_rl.ope.gate import GateConfig, Incumbent, decide, promotion_bar
 
 if TYPE_CHECKING:  # the command line builds its parser without importing polars or torch
     from offline_rl.domains import Domain
@@ -397,11 +397,6 @@ def _episodes(count: int, scale: float) -> int:
     return max(20, int(round(count * scale)))
 
 
-def _bar(behavior_truth: float, gate: GateConfig) -> float:
-    """What a candidate must truly exceed to count as better: the gate's margin on truth."""
-    return behavior_truth + gate.margin * abs(behavior_truth)
-
-
 def _decision_record(decision: Any, truths: dict[str, float], bar: float) -> dict[str, Any]:
     """A gate decision next to the truth: promoted, false promotion, missed improvement."""
     promoted = decision.candidate
@@ -484,7 +479,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
     truth_b = true_value(sim, BEHAVIOR, episodes=cfg.truth_episodes, seed=seeds["truth"])
     truths = {name: true_value(sim, policy.predict, episodes=cfg.truth_episodes,
                                seed=seeds["truth"]) for name, policy in policies.items()}
-    bar = _bar(truth_b.mean, cfg.gate)
+    bar = promotion_bar(truth_b.mean, cfg.gate.margin)  # what truly counts as better
     candidates = []
     for ev in evaluations:
         t = truths[ev.name]
@@ -744,7 +739,7 @@ def replay_gate(result: dict[str, Any], gate: GateConfig) -> dict[str, Any]:
                           domain_gate)
         truths = {c["name"]: c["true_value"] for c in run["candidates"]}
         passed = {v.name: v.passed for v in decision.verdicts}
-        bar = _bar(b["true_value"], gate)
+        bar = promotion_bar(b["true_value"], gate.margin)
         runs.append({**run, "bar": bar,
                      "candidates": [{**c, "passed_gate": passed[c["name"]]}
                                     for c in run["candidates"]],
