@@ -97,17 +97,20 @@ def _check(file: Location, digest: str | None, actual: str) -> None:
 
 
 def verify_files(path: Location | str, manifest: dict[str, Any],
-                 skip: frozenset[str] = frozenset()) -> None:
+                 skip: frozenset[str] = frozenset()) -> dict[str, str | None]:
     """Checks every file the manifest lists (and the policy file) against its SHA-256, except
-    the names in ``skip`` (a caller that reads one of them checks the bytes it read)."""
+    the names in ``skip`` (a caller that reads one of them checks the bytes it read); returns
+    the manifest's checksum of every file."""
     path = as_location(path)
-    for name, digest in sorted(_checksums(path, manifest).items()):
+    expected = _checksums(path, manifest)
+    for name, digest in sorted(expected.items()):
         if name in skip:
             continue
         file = path / _plain_name(str(name))
         if not file.is_file():
             raise ExportError(f"{file} missing")
         _check(file, digest, sha256_file(file))
+    return expected
 
 
 @dataclass(frozen=True)
@@ -192,13 +195,12 @@ def load_policy(path: Location | str | os.PathLike[str]) -> LoadedPolicy:
     except json.JSONDecodeError as exc:
         raise ExportError(f"{manifest_path} is not valid JSON: {exc}") from None
     policy_name = str(manifest.get("policy_file", POLICY_FILE))
-    verify_files(path, manifest, skip=frozenset({policy_name}))
+    expected = verify_files(path, manifest, skip=frozenset({policy_name}))
     policy_path = path / _plain_name(policy_name)
     if not policy_path.is_file():
         raise ExportError(f"{policy_path} missing")
     data = policy_path.read_bytes()  # read once: the bytes checked are the bytes loaded
-    _check(policy_path, _checksums(path, manifest)[policy_name],
-           hashlib.sha256(data).hexdigest())
+    _check(policy_path, expected[policy_name], hashlib.sha256(data).hexdigest())
     module = torch.jit.load(io.BytesIO(data), map_location="cpu")
     module.eval()
     return LoadedPolicy(path=path, manifest=manifest, module=module)
