@@ -9,7 +9,7 @@ from pydantic import Field
 from assets import domain_asset_args
 from offline_rl.algos.training import DEFAULT_CANDIDATES, TrainingConfig
 from offline_rl.domains import Domain, all_domains
-from offline_rl.pipeline import train_candidates
+from offline_rl.pipeline import settle_days_for, train_candidates
 from offline_rl.report import markdown_table
 from orchestration.partitions import (
     TRAINING_WINDOW_DAYS,
@@ -66,16 +66,15 @@ def candidates_asset(domain: Domain) -> dg.AssetsDefinition:
                     data_home: DataHome) -> dg.MaterializeResult:
         day = partition_day(context)
         cfg = config.training_config()
-        settle = domain.lookahead_days if config.settle_days is None else config.settle_days
+        settle = settle_days_for(domain, config.settle_days)
         undeclared = days_outside_training_window(config.window_days, settle,
                                                   domain.lookahead_days)
         if undeclared:
             context.log.warning(
                 f"window_days={config.window_days} with settle_days={settle} reads "
-                f"{undeclared} day(s) of {domain.transitions_table} before the "
-                f"{TRAINING_WINDOW_DAYS - 1 + domain.lookahead_days} days the asset declares "
-                "as its dependency: the lineage does not show them, and rebuilding them will "
-                "not mark these candidates stale")
+                f"{undeclared} day(s) of {domain.transitions_table} before the days the asset "
+                "declares as its dependency: the lineage does not show them, and rebuilding "
+                "them will not mark these candidates stale")
 
         def progress(name: str, step: int, metrics: dict[str, float]) -> None:
             context.log.info(f"{domain.name}/{name}: step {step}/{cfg.n_steps} "

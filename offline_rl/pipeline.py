@@ -134,6 +134,15 @@ def split_episodes(frame: pl.DataFrame, eval_fraction: float, seed: int) -> pl.D
     return frame.join(ids.with_columns(is_eval=pl.Series(flags)), on="episode_id", how="left")
 
 
+def settle_days_for(domain: Domain, settle_days: int | None) -> int:
+    """The days between the evaluation window's end and the partition: ``settle_days``, or by
+    default the domain's ``lookahead_days`` (the longest an episode lasts)."""
+    settle = domain.lookahead_days if settle_days is None else int(settle_days)
+    if settle < 0:
+        raise ValueError(f"settle_days: expected a number of days >= 0, got {settle}")
+    return settle
+
+
 def load_window(
     paths: DataPaths, domain: Domain | str, day: dt.date, window_days: int,
     eval_fraction: float, seed: int, settle_days: int | None = None,
@@ -152,9 +161,7 @@ def load_window(
     evaluation window and otherwise trains.
     """
     domain = _domain(domain)
-    settle = domain.lookahead_days if settle_days is None else int(settle_days)
-    if settle < 0:
-        raise ValueError(f"settle_days: expected a number of days >= 0, got {settle}")
+    settle = settle_days_for(domain, settle_days)
     start = day - dt.timedelta(days=window_days - 1)
     eval_end = day - dt.timedelta(days=settle)
     eval_start = eval_end - dt.timedelta(days=window_days - 1)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from offline_rl.argtypes import iso_date, positive_int
+from offline_rl.argtypes import iso_date, nonnegative_int, positive_int
 from offline_rl.data.arrays import DecisionArrays, to_mdp_dataset
 
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--day", type=iso_date, required=True, help="last day of the window")
     p.add_argument("--window-days", type=positive_int, default=7)
     p.add_argument("--eval-fraction", type=float, default=0.3)
-    p.add_argument("--settle-days", type=int, default=None,
+    p.add_argument("--settle-days", type=nonnegative_int, default=None,
                    help="days before --day where the held-out (never trained on) episodes "
                         "end (default: the domain's lookahead days)")
     p.add_argument("--algorithm", default="double_dqn", choices=sorted(ALGORITHMS))
