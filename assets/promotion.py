@@ -8,7 +8,7 @@ from pydantic import Field
 
 from assets import domain_asset_args
 from offline_rl.domains import Domain, all_domains
-from offline_rl.ope.gate import GateConfig, verify_promotion
+from offline_rl.ope.gate import DEFAULT_MAX_WEIGHT_SHARE, GateConfig, verify_promotion
 from offline_rl.pipeline import export_promoted, promote, read_decision
 from offline_rl.report import ope_report, ope_report_html
 from orchestration.partitions import partition_day
@@ -27,7 +27,8 @@ class GateRunConfig(dg.Config):  # type: ignore[misc]
     max_weight_share: float | None = Field(
         default=None, gt=0, le=1,
         description="Maximum importance-weight share of one episode; empty: the domain's "
-                    "calibrated limit (Domain.gate_max_weight_share), else 0.25.")
+                    "calibrated limit (Domain.gate_max_weight_share), else "
+                    f"{DEFAULT_MAX_WEIGHT_SHARE:g}.")
     paired: bool = Field(default=GateConfig.paired,
                          description="Judge the gain over the incumbent paired on the FQE "
                                      "refits' shared resamples.")

@@ -147,14 +147,16 @@ def domain_truth(paths: DataPaths, domain: str, day: dt.date, scenario: str, see
 
 
 def selection_against_truth(behavior_truth: float, candidates: list[dict[str, Any]],
-                            promoted_truth: float | None, headline: str = "dr"
+                            promoted_truth: float | None, headline: str | None = None
                             ) -> dict[str, Any]:
     """Off-policy selection checked against truth: Spearman correlation of the headline
     estimates with the candidates' true values and the regret of the decision
     (``offline_rl.ope.validate.decision_regret``); None where undefined (fewer than three
     candidates, equal values, a behaviour value of 0), so the summary stays valid JSON."""
+    from offline_rl.ope.gate import GateConfig
     from offline_rl.ope.validate import decision_regret, spearman
 
+    headline = headline or GateConfig.headline  # the demo's gate runs with the defaults
     truths = [c["true_value"] for c in candidates]
     estimates = [c["estimates"][headline]["value"] for c in candidates
                  if headline in c["estimates"]]

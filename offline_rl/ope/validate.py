@@ -769,10 +769,10 @@ def format_validation(result: dict[str, Any]) -> str:
             mark = " *" if est == headline else ""
             lines.append(f"{name:<16}{est:<10}{_pct(fig['median_relative_error']):>18}"
                          f"{_num(fig['rank_correlation']):>12}"
-                         f"{_pct(fig.get('pairwise_accuracy')):>13}"
-                         f"{_pct(fig.get('selection_regret')):>10}"
+                         f"{_pct(fig['pairwise_accuracy']):>13}"
+                         f"{_pct(fig['selection_regret']):>10}"
                          f"{_pct(fig['interval_coverage']):>10}{fig['estimates']:>6}{mark}")
-    if result.get("per_scenario"):
+    if result["per_scenario"]:
         lines += ["", f"{'scenario':<20}{'runs':>5}{f'{headline} error':>12}{'rank corr.':>12}"
                       f"{'pairs right':>13}{'regret@1':>10}{f'{level:g}% cov.':>10}"
                       f"{'false prom.':>13}{'missed':>10}{'regret':>9}"]
@@ -794,19 +794,19 @@ def format_validation(result: dict[str, Any]) -> str:
                      f"{g['false_promotions']:>8} ({_pct(g['false_promotion_rate']):>6})"
                      f"{g['missed_improvements']:>5} of {g['improvements_available']:<3}"
                      f"({_pct(g['missed_improvement_rate']):>6})"
-                     f"{_pct(g.get('decision_regret')):>9}")
+                     f"{_pct(g['decision_regret']):>9}")
     o = result["overall"]
     lines += ["", f"overall ({headline} is the gate's headline, marked *): "
                   f"{o['scenarios']} scenarios, {o['decisions']} decisions; "
                   f"median relative error {_pct(o['median_relative_error'])}, "
                   f"rank correlation {_num(o['rank_correlation'])}, "
                   f"pairs a margin apart put in the true order "
-                  f"{_pct(o.get('pairwise_accuracy'))}, "
+                  f"{_pct(o['pairwise_accuracy'])}, "
                   f"interval coverage {_pct(o['interval_coverage'])}, "
                   f"false promotions {_pct(o['false_promotion_rate'])} of decisions, "
                   f"missed improvements {_pct(o['missed_improvement_rate'])}; "
-                  f"regret of the top-estimated candidate {_pct(o.get('selection_regret'))} "
-                  f"and of the decision {_pct(o.get('decision_regret'))} of the behaviour "
+                  f"regret of the top-estimated candidate {_pct(o['selection_regret'])} "
+                  f"and of the decision {_pct(o['decision_regret'])} of the behaviour "
                   f"policy's true value"]
     return "\n".join(lines)
 
