@@ -8,7 +8,12 @@ from pydantic import Field
 
 from assets import domain_asset_args
 from offline_rl.domains import Domain, all_domains
-from offline_rl.ope.gate import DEFAULT_MAX_WEIGHT_SHARE, GateConfig, verify_promotion
+from offline_rl.ope.gate import (
+    DEFAULT_HEADLINE,
+    DEFAULT_MAX_WEIGHT_SHARE,
+    GateConfig,
+    verify_promotion,
+)
 from offline_rl.pipeline import export_promoted, promote, read_decision
 from offline_rl.report import ope_report, ope_report_html
 from orchestration.partitions import partition_day
@@ -18,8 +23,10 @@ from orchestration.resources import TRANSIENT_RETRY, DataHome
 class GateRunConfig(dg.Config):  # type: ignore[misc]
     """Thresholds of the promotion gate (see offline_rl.ope.gate)."""
 
-    headline: str = Field(default=GateConfig.headline,
-                          description="Estimator whose lower bound decides.")
+    headline: str | None = Field(
+        default=None,
+        description="Estimator whose lower bound decides; empty: the domain's "
+                    f"(Domain.gate_headline: replay for inventory), else {DEFAULT_HEADLINE}.")
     margin: float = Field(default=GateConfig.margin, ge=0,
                           description="Required relative improvement over the incumbent.")
     min_ess_fraction: float = Field(default=GateConfig.min_ess_fraction, ge=0, le=1,

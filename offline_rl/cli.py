@@ -190,7 +190,12 @@ def domains_markdown() -> str:
                 f"- Action mask: {', '.join(f'`{m}`' for m in d.mask_features) or 'none'}",
                 "- Segment column (transfer): "
                 + (f"`{d.segment_column}`" if d.segment_column else "none"),
-                f"- Gate's weight-share limit: {_weight_share_doc(d.gate_max_weight_share)}",
+                f"- Gate's headline estimator: `{d.gate_headline}`"
+                + (f" (`{type(d.replay).__module__}`)" if d.gate_headline == "replay"
+                   else ""),
+                f"- Gate's weight-share limit: {_weight_share_doc(d.gate_max_weight_share)}"
+                + (" (not applied to the replay headline)" if d.gate_headline == "replay"
+                   else ""),
                 f"- State features ({len(d.feature_names)}): "
                 + ", ".join(f"`{f}`" for f in d.feature_names), ""]
         doc = inspect.getdoc(module)

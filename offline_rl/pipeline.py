@@ -47,6 +47,7 @@ from offline_rl.ope.evaluate import (
     evaluate_policy,
 )
 from offline_rl.ope.gate import Decision, GateConfig, Incumbent, decide, refit_replicates
+from offline_rl.ope.replay import prepare_replay
 from offline_rl.paths import DataPaths
 
 log = logging.getLogger(__name__)
@@ -186,7 +187,7 @@ def load_window(
     return WindowData(
         start=start, end=day,
         train=decision_arrays(train, domain.feature_columns),
-        evaluation=decision_arrays(held, domain.feature_columns),
+        evaluation=decision_arrays(held, domain.feature_columns, domain.replay_columns),
         train_episodes=train["episode_id"].n_unique(),
         eval_episodes=held["episode_id"].n_unique(),
         eval_start=eval_start, eval_end=eval_end, settle_days=settle,
@@ -351,9 +352,12 @@ def evaluate_candidates(
     if inc is not None and inc.get("model_dir") and Path(inc["model_dir"]).is_dir():
         policies.append((f"incumbent:{inc['candidate']}@{inc['partition_date']}",
                          Path(inc["model_dir"])))
+    replay = prepare_replay(domain.replay, data) if domain.replay is not None else None
+    if replay is not None and not replay.available:
+        log.warning("%s %s: no replay estimate: %s", domain.name, day, replay.reason)
     evaluations = [
         evaluate_policy(name, load_candidate(directory), data, dataset, ope,
-                        n_actions=domain.n_actions)
+                        n_actions=domain.n_actions, replay=replay)
         for name, directory in policies
     ]
     replicates = behavior_replicates(data, ope)
@@ -428,7 +432,7 @@ def promote(paths: DataPaths, domain: Domain | str, day: dt.date, gate: GateConf
     """Runs the gate (with the domain's calibrated settings where ``gate`` leaves them unset)
     on the day's evaluations and records the decision in the registry."""
     domain = _domain(domain)
-    gate = gate.for_domain(domain.gate_max_weight_share)
+    gate = gate.for_domain(domain.gate_max_weight_share, domain.gate_headline)
     behavior, evaluations, behavior_reps = read_evaluations(paths, domain, day)
     incumbents = [e for e in evaluations if e.name.startswith("incumbent:")]
     candidates = [e for e in evaluations if not e.name.startswith("incumbent:")]

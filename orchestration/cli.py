@@ -133,7 +133,8 @@ def domain_truth(paths: DataPaths, domain: str, day: dt.date, scenario: str, see
     if decision["export_version"]:
         export = str(paths.exports / spec.name / decision["export_version"])
     return {
-        "selection": selection_against_truth(behavior_true.mean, candidates, promoted_true),
+        "selection": selection_against_truth(behavior_true.mean, candidates, promoted_true,
+                                             decision.get("headline_estimator")),
         "behavior_true_value": behavior_true.mean,
         "behavior_true_value_stderr": behavior_true.stderr,
         "behavior_logged_value": behavior_est.as_dict(),
@@ -153,10 +154,10 @@ def selection_against_truth(behavior_truth: float, candidates: list[dict[str, An
     estimates with the candidates' true values and the regret of the decision
     (``offline_rl.ope.validate.decision_regret``); None where undefined (fewer than three
     candidates, equal values, a behaviour value of 0), so the summary stays valid JSON."""
-    from offline_rl.ope.gate import GateConfig
+    from offline_rl.ope.gate import DEFAULT_HEADLINE
     from offline_rl.ope.validate import decision_regret, spearman
 
-    headline = headline or GateConfig.headline  # the demo's gate runs with the defaults
+    headline = headline or DEFAULT_HEADLINE  # the estimator the domain's gate decided on
     truths = [c["true_value"] for c in candidates]
     estimates = [c["estimates"][headline]["value"] for c in candidates
                  if headline in c["estimates"]]

@@ -20,7 +20,6 @@ process trains on ``cuda:<LOCAL_RANK>``. Across machines use torchrun's ``--nnod
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -37,9 +36,7 @@ def shard_episodes(arrays: DecisionArrays, rank: int, world_size: int) -> Decisi
     """The rows of the episodes whose index modulo ``world_size`` is ``rank``."""
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} outside [0, {world_size})")
-    keep = arrays.episode % world_size == rank
-    fields = {f.name: getattr(arrays, f.name)[keep] for f in dataclasses.fields(arrays)}
-    return DecisionArrays(**fields)
+    return arrays.select(arrays.episode % world_size == rank)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import polars as pl
@@ -10,7 +11,11 @@ import polars as pl
 
 @dataclass(frozen=True)
 class DecisionArrays:
-    """Transitions as numpy arrays, sorted by (episode, step), for training and OPE."""
+    """Transitions as numpy arrays, sorted by (episode, step), for training and OPE.
+
+    ``extras``: further logged columns by name, row-aligned (what a domain's replay reads,
+    ``Domain.replay``); empty unless asked for.
+    """
 
     observations: np.ndarray
     actions: np.ndarray
@@ -20,12 +25,22 @@ class DecisionArrays:
     behavior_prob: np.ndarray
     episode: np.ndarray
     step: np.ndarray
+    extras: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def select(self, rows: np.ndarray) -> DecisionArrays:
+        """The given rows (a boolean mask or indices) of every array, ``extras`` too."""
+        return DecisionArrays(
+            **{f.name: getattr(self, f.name)[rows] for f in fields(self) if f.name != "extras"},
+            extras={name: values[rows] for name, values in self.extras.items()})
 
 
-def decision_arrays(transitions: pl.DataFrame, feature_columns: list[str]) -> DecisionArrays:
+def decision_arrays(transitions: pl.DataFrame, feature_columns: list[str],
+                    extra_columns: Sequence[str] = ()) -> DecisionArrays:
     """Numpy view of a transitions table (sorted by ``episode_id, step``).
 
-    Raises ``ValueError`` if an episode does not end in exactly one terminal or timeout.
+    ``extra_columns`` present in the table go to ``extras`` (float64; absent ones are left
+    out, for the reader to notice). Raises ``ValueError`` if an episode does not end in
+    exactly one terminal or timeout.
     """
     if transitions.is_empty():
         raise ValueError("no transitions in the requested window")
@@ -51,6 +66,8 @@ def decision_arrays(transitions: pl.DataFrame, feature_columns: list[str]) -> De
         behavior_prob=t["behavior_prob"].to_numpy().astype(np.float64),
         episode=t["_ep"].to_numpy(),
         step=t["step"].to_numpy().astype(np.int64),
+        extras={c: t[c].cast(pl.Float64).to_numpy() for c in extra_columns
+                if c in t.columns},
     )
 
 

@@ -190,6 +190,7 @@ class Warehouse:
                 for name, rows, delete_sql, params in writes:
                     con.register("incoming", rows.to_arrow())
                     con.execute(sql_text("warehouse/create_table_like_incoming", table=name))
+                    self._add_new_columns(con, name)
                     con.execute(sql_text(delete_sql, table=name), params)
                     crash_point("warehouse.after_delete")
                     con.execute(sql_text("warehouse/insert_incoming", table=name))
@@ -204,6 +205,21 @@ class Warehouse:
                                          f"{' '.join(str(exc).split())}") from exc
                 raise
             crash_point("warehouse.after_commit")
+
+    @staticmethod
+    def _add_new_columns(con: duckdb.DuckDBPyConnection, table: str) -> None:
+        """Adds the incoming rows' columns that ``table`` lacks (a table written by an earlier
+        version): their earlier rows read NULL there."""
+        have = {r[0] for r in con.execute(sql_text("warehouse/select_table_columns"),
+                                          {"table": table}).fetchall()}
+        for column, dtype in con.execute(sql_text("warehouse/describe_incoming")).fetchall():
+            if column in have:
+                continue
+            kind = str(dtype).lower()
+            if not _IDENTIFIER.match(column) or not _IDENTIFIER.match(kind):
+                raise WarehouseError(f"{table}: cannot add the new column {column!r} of type "
+                                     f"{dtype} to the existing table; rebuild it")
+            con.execute(sql_text("warehouse/add_column", table=table, column=column, type=kind))
 
     def read_partitions(self, table: str, start: dt.date, end: dt.date) -> pl.DataFrame:
         """Rows of ``table`` with ``start <= partition_date <= end`` (empty if no table)."""

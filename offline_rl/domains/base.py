@@ -107,6 +107,14 @@ class Domain:
             coverage, and the limit is what kept 5 truly worse candidates out. On seeds
             300-301, used for nothing else, it changed two decisions, both to a truly better
             candidate.
+        replay: The domain's replay of held-out episodes under any policy (see
+            ``offline_rl.ope.replay.Replay``), where its decisions do not change the exogenous
+            inputs the logs record (inventory: demand); None: the domain offers none. Its
+            ``columns`` are kept in the transitions and read into ``DecisionArrays.extras``.
+        gate_headline: The estimator the promotion gate decides on for this domain (used when
+            the gate's own ``headline`` is unset, ``GateConfig.for_domain``): ``dr`` unless the
+            domain has a better one (inventory: ``replay``, see
+            ``offline_rl.domains.inventory_replay``).
     """
 
     name: str
@@ -124,8 +132,12 @@ class Domain:
     episode_doc: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
     gate_max_weight_share: float | None = None
+    replay: Any | None = None
+    gate_headline: str = "dr"
 
     def __post_init__(self) -> None:
+        if self.gate_headline == "replay" and self.replay is None:
+            raise ValueError(f"{self.name}: gate_headline 'replay' needs the domain's replay")
         share = self.gate_max_weight_share
         if share is not None and not 0.0 < share <= 1.0:
             raise ValueError(f"{self.name}: gate_max_weight_share must be in (0, 1], got "
@@ -149,6 +161,11 @@ class Domain:
     @property
     def next_feature_columns(self) -> list[str]:
         return [f"next_f_{n}" for n in self.feature_names]
+
+    @property
+    def replay_columns(self) -> tuple[str, ...]:
+        """The logged columns the domain's replay reads (empty without one)."""
+        return tuple(self.replay.columns) if self.replay is not None else ()
 
     @property
     def mask_indices(self) -> list[int] | None:

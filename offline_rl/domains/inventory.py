@@ -67,6 +67,7 @@ from collections.abc import Mapping
 import polars as pl
 
 from offline_rl.domains.base import Domain, next_state_columns, transition_columns
+from offline_rl.domains.inventory_replay import REPLAY_COLUMNS, InventoryReplay
 from offline_rl.simulator.inventory import (
     WEEKDAYS,
     InventoryConfig,
@@ -88,8 +89,11 @@ MASK_FEATURES: tuple[str, ...] = tuple(mask_feature_names(CONFIG))
 FEATURES: tuple[str, ...] = tuple(feature_names()) + MASK_FEATURES
 
 EXTRA_COLUMNS = ("sku_id", "item_id", "location_id", "category_id", "day_index", "quantity",
-                 "demand", "sales", "lost_sales", "stock_end")
-"""Columns kept after the required ones: ids, the segment column and the day's outcome."""
+                 "demand", "sales", "lost_sales", "stock_end", "stock_on_hand",
+                 "inventory_position", "demand_7d_mean", "capacity", "lead_time_days",
+                 "unit_price", "unit_cost")
+"""Columns kept after the required ones: ids, the segment column, the day's outcome and the
+raw fields the demand replay reads (``inventory_replay.REPLAY_COLUMNS``)."""
 
 
 def _feature_exprs() -> dict[str, pl.Expr]:
@@ -116,6 +120,8 @@ def _feature_exprs() -> dict[str, pl.Expr]:
 
 
 _EXPRS = _feature_exprs()
+if not set(REPLAY_COLUMNS) <= set(EXTRA_COLUMNS):  # the replay reads them from the table
+    raise RuntimeError("inventory transitions must keep the replay's columns")
 if tuple(_EXPRS) != FEATURES:  # the simulator's observation and the logs must agree
     raise RuntimeError(f"inventory features from the logs {list(_EXPRS)} differ from the "
                        f"simulator's {list(FEATURES)}")
@@ -250,4 +256,6 @@ DOMAIN = Domain(
                 "day; it ends after its last day.",
     extra={"order_multiples_weeks": list(CONFIG.order_multiples), "reward_unit": "currency",
            "horizon_days": CONFIG.horizon},
+    replay=InventoryReplay(FEATURES, CONFIG.order_multiples, MASK_FEATURES),
+    gate_headline="replay",
 )

@@ -48,6 +48,7 @@ from offline_rl.ope.estimators import (
     estimate_on_counts,
     on_policy_value,
 )
+from offline_rl.ope.replay import REPLAY, ReplayData, replay_estimate
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +318,7 @@ def _refit_intervals(estimates: dict[str, Estimate], arrays: DecisionArrays,
 
 def evaluate_policy(
     name: str, algo: Any, arrays: DecisionArrays, dataset: Any, config: OPEConfig,
-    n_actions: int | None = None,
+    n_actions: int | None = None, replay: ReplayData | None = None,
 ) -> PolicyEvaluation:
     """Estimates the value of a deterministic policy from logged decisions.
 
@@ -332,6 +333,9 @@ def evaluate_policy(
         config: Estimators, bootstrap and FQE settings.
         n_actions: Size of the action set (default: one more than the largest logged or
             chosen action).
+        replay: The evaluation data prepared for the domain's replay
+            (:func:`offline_rl.ope.replay.prepare_replay`): adds the ``replay`` estimate, or,
+            when the data cannot be replayed, records why (``extra["replay"]``).
     """
     target = np.asarray(algo.predict(arrays.observations)).reshape(-1).astype(np.int64)
     if target.shape[0] != arrays.actions.shape[0]:
@@ -372,7 +376,10 @@ def evaluate_policy(
                                                  config)
         if replicates:
             details["refit_replicates"] = {"alpha": config.alpha, "values": replicates}
+    if replay is not None:
+        estimates, details = _with_replay(algo, arrays, replay, estimates, details, config)
     diagnostics = compute_diagnostics(data, logged_action=arrays.actions)
+
     def shares(actions: np.ndarray) -> list[float]:
         counts = np.bincount(actions, minlength=n_actions)
         return (counts / counts.sum()).round(4).tolist()
@@ -385,6 +392,27 @@ def evaluate_policy(
         extra={"action_distribution": shares(target),
                "logged_action_distribution": shares(arrays.actions), **details},
     )
+
+
+def _with_replay(algo: Any, arrays: DecisionArrays, replay: ReplayData,
+                 estimates: dict[str, Estimate], details: dict[str, Any], config: OPEConfig,
+                 ) -> tuple[dict[str, Estimate], dict[str, Any]]:
+    """``estimates`` plus the ``replay`` estimate (its refit-resample replicates in
+    ``details["refit_replicates"]``), or ``details["replay"]`` saying why there is none."""
+    if not replay.available:
+        log.warning("no replay estimate: %s", replay.reason)
+        return estimates, {**details, "replay": replay.reason}
+    assert replay.replay is not None
+    returns = replay.replay.returns(replay.prepared, algo.predict, gamma=config.gamma)
+    est, replicates = replay_estimate(returns, refit_counts(arrays, config),
+                                      n_bootstrap=config.n_bootstrap, alpha=config.alpha,
+                                      seed=config.seed)
+    details = {**details, "replay": "ok"}
+    if replicates:
+        block = details.get("refit_replicates") or {"alpha": config.alpha, "values": {}}
+        details["refit_replicates"] = {**block, "values": {**block["values"],
+                                                           REPLAY: replicates}}
+    return {**estimates, REPLAY: est}, details
 
 
 def evaluate_behavior(arrays: DecisionArrays, config: OPEConfig) -> Estimate:

@@ -65,6 +65,9 @@ if TYPE_CHECKING:
     from offline_rl.ope.evaluate import PolicyEvaluation
 
 
+DEFAULT_HEADLINE = "dr"
+"""The headline estimator of a domain without its own (``GateConfig.headline``)."""
+
 DEFAULT_MAX_WEIGHT_SHARE = 0.25
 """The weight-share limit of a domain without a calibrated one (``GateConfig.max_weight_share``)."""
 
@@ -74,7 +77,11 @@ class GateConfig:
     """Thresholds of the promotion gate.
 
     Attributes:
-        headline: Estimator whose interval decides (default doubly robust).
+        headline: Estimator whose interval decides. ``None`` (the default): the domain's
+            (``Domain.gate_headline``, see :meth:`for_domain`), else doubly robust
+            (``DEFAULT_HEADLINE``). With ``replay`` (a domain's replay of the held-out
+            episodes, :mod:`offline_rl.ope.replay`) rule 2 does not apply: the estimate uses
+            no importance weights.
         margin: Required relative improvement of the lower bound over the incumbent's value.
         min_ess_fraction: Minimum per-decision effective sample size / logged decisions.
         max_weight_share: Maximum share of the total trajectory importance weight on one
@@ -103,7 +110,7 @@ class GateConfig:
             interval against the incumbent's point value.
     """
 
-    headline: str = "dr"
+    headline: str | None = None
     margin: float = 0.02
     min_ess_fraction: float = 0.02
     max_weight_share: float | None = None
@@ -124,13 +131,23 @@ class GateConfig:
         return DEFAULT_MAX_WEIGHT_SHARE if self.max_weight_share is None \
             else self.max_weight_share
 
-    def for_domain(self, calibrated: float | None) -> GateConfig:
-        """This gate with a domain's calibrated weight-share limit where none was set:
-        ``calibrated`` is ``Domain.gate_max_weight_share`` (None: the domain has none)."""
-        if self.max_weight_share is not None:
-            return self
-        return replace(self, max_weight_share=DEFAULT_MAX_WEIGHT_SHARE if calibrated is None
-                       else calibrated)
+    @property
+    def headline_estimator(self) -> str:
+        """``headline``, or ``DEFAULT_HEADLINE`` when left to the domain."""
+        return self.headline or DEFAULT_HEADLINE
+
+    def for_domain(self, calibrated: float | None, headline: str | None = None) -> GateConfig:
+        """This gate with a domain's settings where its own are unset: ``calibrated`` is
+        ``Domain.gate_max_weight_share`` (None: the domain has none), ``headline``
+        ``Domain.gate_headline``."""
+        share = self.max_weight_share if self.max_weight_share is not None else (
+            DEFAULT_MAX_WEIGHT_SHARE if calibrated is None else calibrated)
+        return replace(self, max_weight_share=share,
+                       headline=self.headline or headline or DEFAULT_HEADLINE)
+
+
+UNWEIGHTED: tuple[str, ...] = ("replay",)
+"""Headline estimators that use no importance weights: rule 2 does not apply to them."""
 
 
 def promotion_bar(value: float, margin: float) -> float:
@@ -235,17 +252,20 @@ def judge(candidate: PolicyEvaluation, incumbent: Incumbent, cfg: GateConfig) ->
     """Applies the three rules to one candidate."""
     reasons: list[str] = []
     ok = True
-    if cfg.headline not in candidate.estimates:
+    headline = cfg.headline_estimator
+    if headline not in candidate.estimates:
+        why = candidate.extra.get(headline)
         return CandidateVerdict(candidate.name, False, float("nan"),
-                                [f"{candidate.name}: no {cfg.headline} estimate"])
-    head = candidate.estimates[cfg.headline]
+                                [f"{candidate.name}: no {headline} estimate"
+                                 + (f" ({why})" if isinstance(why, str) else "")])
+    head = candidate.estimates[headline]
     bar = promotion_bar(incumbent.value, cfg.margin)
     required = bar - incumbent.value
-    reps = refit_replicates(candidate, cfg.headline) if cfg.paired else None
+    reps = refit_replicates(candidate, headline) if cfg.paired else None
     gain = paired_gain(head.value, reps[0], incumbent, reps[1]) if reps else None
     lower = head.low if gain is None else incumbent.value + gain.low
     if gain is not None:
-        text = (f"{candidate.name}: {cfg.headline} gain over incumbent {gain.value:+.3f} "
+        text = (f"{candidate.name}: {headline} gain over incumbent {gain.value:+.3f} "
                 f"[{gain.low:+.3f}, {gain.high:+.3f}] (paired on {gain.resamples} refit "
                 f"resamples)")
         if gain.low > required:
@@ -255,19 +275,20 @@ def judge(candidate: PolicyEvaluation, incumbent: Incumbent, cfg: GateConfig) ->
             reasons.append(f"{text}: lower end does not exceed the {cfg.margin:.0%} margin "
                            f"= {required:+.3f}")
     elif head.low > bar:
-        reasons.append(f"{candidate.name}: {cfg.headline} lower bound {head.low:.3f} > "
+        reasons.append(f"{candidate.name}: {headline} lower bound {head.low:.3f} > "
                        f"incumbent {incumbent.value:.3f} + {cfg.margin:.0%} margin = {bar:.3f}")
     else:
         ok = False
-        reasons.append(f"{candidate.name}: {cfg.headline} lower bound {head.low:.3f} does not "
+        reasons.append(f"{candidate.name}: {headline} lower bound {head.low:.3f} does not "
                        f"exceed incumbent {incumbent.value:.3f} + {cfg.margin:.0%} margin "
                        f"= {bar:.3f}")
     diag = candidate.diagnostics
-    if diag.per_decision_ess_fraction < cfg.min_ess_fraction:
+    weighted = headline not in UNWEIGHTED
+    if weighted and diag.per_decision_ess_fraction < cfg.min_ess_fraction:
         ok = False
         reasons.append(f"{candidate.name}: per-decision ESS fraction "
                        f"{diag.per_decision_ess_fraction:.4f} < {cfg.min_ess_fraction}")
-    if diag.max_weight_share > cfg.weight_share_limit:
+    if weighted and diag.max_weight_share > cfg.weight_share_limit:
         ok = False
         reasons.append(f"{candidate.name}: one episode holds {diag.max_weight_share:.1%} of "
                        f"the importance weight (> {cfg.weight_share_limit:.0%})")
@@ -321,6 +342,8 @@ def decide(
 ) -> Decision:
     """Promotes the best passing candidate (``GateConfig.select_by``), or keeps the incumbent."""
     cfg = cfg or GateConfig()
+    if cfg.headline is None:  # the decision records the estimator it decided on
+        cfg = replace(cfg, headline=cfg.headline_estimator)
     verdicts = [judge(c, incumbent, cfg) for c in candidates]
     passing = [v for v in verdicts if v.passed]
     if not passing:

@@ -76,7 +76,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from offline_rl.ope.gate import GateConfig, Incumbent, decide, promotion_bar
+from offline_rl.ope.gate import DEFAULT_HEADLINE, GateConfig, Incumbent, decide, promotion_bar
+from offline_rl.ope.replay import REPLAY
 
 if TYPE_CHECKING:  # the command line builds its parser without importing polars or torch
     from offline_rl.domains import Domain
@@ -335,7 +336,7 @@ class ValidationConfig:
             raise ValueError(f"seeds: expected at least 1, got {self.seeds}")
         if not self.scenarios:
             raise ValueError("scenarios: name at least one validation scenario")
-        if self.gate.headline not in self.ope.estimators:
+        if self.gate.headline not in (None, REPLAY, *self.ope.estimators):
             raise ValueError(f"the gate's headline estimator {self.gate.headline!r} is not "
                              f"among the evaluated estimators {self.ope.estimators}")
         if not 0.0 < self.worse_share <= 1.0:
@@ -378,6 +379,11 @@ def resolve_domain(name: str) -> Domain:
     if not isinstance(domain, Domain) or domain.name != name:
         raise ValueError(f"{module_name} does not define a Domain named {name!r} as DOMAIN")
     return domain
+
+
+def domain_gate(gate: GateConfig, domain: Domain) -> GateConfig:
+    """``gate`` with the domain's calibrated settings where it leaves them unset."""
+    return gate.for_domain(domain.gate_max_weight_share, domain.gate_headline)
 
 
 def run_seeds(seed: int, domain: str, scenario: str) -> dict[str, int]:
@@ -423,6 +429,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
     )
     from offline_rl.data.arrays import to_mdp_dataset
     from offline_rl.ope.evaluate import behavior_replicates, evaluate_behavior, evaluate_policy
+    from offline_rl.ope.replay import prepare_replay
     from offline_rl.simulator.base import true_value
     from offline_rl.simulator.rollouts import behavior_rollouts
 
@@ -466,14 +473,18 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
 
     ope = dataclasses.replace(cfg.ope, seed=seeds["model"])
     behavior = evaluate_behavior(held_out, ope)
+    replay = prepare_replay(domain.replay, held_out) if domain.replay is not None else None
+    if replay is not None and not replay.available:
+        notes.append(f"no replay estimate: {replay.reason}")
     evaluations = []
     for name, policy in policies.items():
         say(f"evaluating {name} on {int(held_out.episode.max()) + 1:,} held-out episodes")
         evaluations.append(evaluate_policy(name, policy, held_out, None, ope,
-                                           n_actions=n_actions))
+                                           n_actions=n_actions, replay=replay))
     incumbent = Incumbent(BEHAVIOR, behavior.value, behavior.low, behavior.high,
                           tuple(behavior_replicates(held_out, ope)))
-    decision = decide(evaluations, incumbent, cfg.gate.for_domain(domain.gate_max_weight_share))
+    gate = domain_gate(cfg.gate, domain)
+    decision = decide(evaluations, incumbent, gate)
 
     say(f"true values ({cfg.truth_episodes:,} rollouts per policy)")
     truth_b = true_value(sim, BEHAVIOR, episodes=cfg.truth_episodes, seed=seeds["truth"])
@@ -495,6 +506,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
         "domain": domain.name,
         "scenario": scenario.name,
         "seed": seed,
+        "headline": gate.headline_estimator,
         "train_decisions": int(train.actions.shape[0]),
         "eval_episodes": int(held_out.episode.max()) + 1,
         "eval_decisions": int(held_out.actions.shape[0]),
@@ -553,10 +565,17 @@ def _ordered_pairs(estimates: Sequence[float], truths: Sequence[float], toleranc
     return int((right & apart).sum()), int(apart.sum())
 
 
-def estimator_figures(runs: Sequence[dict[str, Any]], estimator: str, margin: float = 0.0
-                      ) -> dict[str, Any]:
+def run_headline(run: dict[str, Any]) -> str:
+    """The estimator a run's gate decided on (``dr`` in result files from before the
+    per-domain headline)."""
+    return run.get("headline") or DEFAULT_HEADLINE
+
+
+def estimator_figures(runs: Sequence[dict[str, Any]], estimator: str | None,
+                      margin: float = 0.0) -> dict[str, Any]:
     """Median relative error, mean rank correlation, pairwise order accuracy and coverage of
-    one estimator; ``margin`` (the gate's) sets which pairs count as distinguishable."""
+    one estimator (None: each run's gate headline, :func:`run_headline`); ``margin`` (the
+    gate's) sets which pairs count as distinguishable."""
     errors: list[float] = []
     covered: list[float] = []
     correlations: list[float] = []
@@ -564,8 +583,9 @@ def estimator_figures(runs: Sequence[dict[str, Any]], estimator: str, margin: fl
     regrets: list[float] = []
     for run in runs:
         est, true = [], []
+        name = estimator or run_headline(run)
         for cand in run["candidates"]:
-            e = cand["estimates"].get(estimator)
+            e = cand["estimates"].get(name)
             if e is None or e["value"] is None or not math.isfinite(e["value"]):
                 continue
             truth = cand["true_value"]
@@ -634,24 +654,35 @@ def gate_figures(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def summarise(runs: Sequence[dict[str, Any]], estimators: Sequence[str],
-              headline: str, margin: float = 0.0) -> dict[str, Any]:
-    """Per-domain estimator and gate figures, the headline estimator's and the gate's figures
-    per validation scenario, and the overall headline figures (``margin``: the gate's)."""
+              margin: float = 0.0) -> dict[str, Any]:
+    """Per-domain estimator and gate figures, the headline estimators' and the gate's figures
+    per validation scenario, and the overall headline figures (``margin``: the gate's).
+
+    The headline figures pool each run's own gate headline (:func:`run_headline`: ``replay``
+    for inventory, ``dr`` elsewhere); the per-domain tables add ``replay`` where runs have
+    it. ``headline`` in the result maps each domain to its headline estimator.
+    """
+    def reported(part: Sequence[dict[str, Any]]) -> list[str]:
+        replayed = REPLAY not in estimators and any(
+            REPLAY in c["estimates"] for r in part for c in r["candidates"])
+        return [*estimators, *([REPLAY] if replayed else [])]
+
     def groups(key: str) -> dict[str, list[dict[str, Any]]]:
         return {name: [r for r in runs if r[key] == name]
                 for name in dict.fromkeys(r[key] for r in runs)}
 
     per_domain = {name: {"runs": len(part),
                          "estimators": {e: estimator_figures(part, e, margin)
-                                        for e in estimators},
+                                        for e in reported(part)},
                          "gate": gate_figures(part)}
                   for name, part in groups("domain").items()}
     per_scenario = {name: {"runs": len(part),
-                           "headline": estimator_figures(part, headline, margin),
+                           "headline": estimator_figures(part, None, margin),
                            "gate": gate_figures(part)}
                     for name, part in groups("scenario").items()}
-    head = estimator_figures(runs, headline, margin)
+    head = estimator_figures(runs, None, margin)
     gate = gate_figures(runs)
+    headline = {r["domain"]: run_headline(r) for r in runs}
     overall = {
         "scenarios": len(runs),
         "decisions": gate["decisions"],
@@ -697,7 +728,7 @@ def run_validation(cfg: ValidationConfig, progress: Progress | None = None) -> d
         for note in run["notes"]:
             say(f"{label}: note: {note}")
         runs.append(run)
-    figures = summarise(runs, cfg.ope.estimators, cfg.gate.headline, cfg.gate.margin)
+    figures = summarise(runs, cfg.ope.estimators, cfg.gate.margin)
     return {**figures, "config": dataclasses.asdict(cfg), "runs": runs,
             "seconds": time.perf_counter() - started}
 
@@ -727,26 +758,29 @@ def replay_gate(result: dict[str, Any], gate: GateConfig) -> dict[str, Any]:
     The decisions and gate figures are recomputed from each run's stored estimates,
     diagnostics, refit replicates and true values: no training, FQE or rollouts, so gate
     settings can be compared on the same evaluations in seconds. Estimator figures are
-    unchanged unless ``gate.headline`` changes which estimator the overall figures report.
+    unchanged unless ``gate.headline`` changes which estimator the overall figures report
+    (result files from before the ``replay`` estimator hold none: replayed with the inventory
+    domain's ``replay`` headline, its candidates have no headline estimate and are kept out;
+    set ``gate.headline`` to compare them on ``dr``).
     """
     runs = []
     for run in result["runs"]:
         b = run["behavior"]
         incumbent = Incumbent(BEHAVIOR, _nan(b["value"]), _nan(b["low"]), _nan(b["high"]),
                               tuple(b.get("refit_replicates") or ()))
-        domain_gate = gate.for_domain(resolve_domain(run["domain"]).gate_max_weight_share)
+        run_gate = domain_gate(gate, resolve_domain(run["domain"]))
         decision = decide([_stored_evaluation(c) for c in run["candidates"]], incumbent,
-                          domain_gate)
+                          run_gate)
         truths = {c["name"]: c["true_value"] for c in run["candidates"]}
         passed = {v.name: v.passed for v in decision.verdicts}
         bar = promotion_bar(b["true_value"], gate.margin)
-        runs.append({**run, "bar": bar,
+        runs.append({**run, "bar": bar, "headline": run_gate.headline_estimator,
                      "candidates": [{**c, "passed_gate": passed[c["name"]]}
                                     for c in run["candidates"]],
                      "decision": _decision_record(decision, truths, bar)})
     config = {**result["config"], "gate": dataclasses.asdict(gate)}
     estimators = tuple(config["ope"]["estimators"])
-    return {**summarise(runs, estimators, gate.headline, gate.margin), "config": config,
+    return {**summarise(runs, estimators, gate.margin), "config": config,
             "runs": runs, "seconds": result.get("seconds"), "replayed": True}
 
 
@@ -766,14 +800,14 @@ def format_validation(result: dict[str, Any]) -> str:
              f"{'pairs right':>13}{'regret@1':>10}{f'{level:g}% cov.':>10}{'n':>6}"]
     for name, part in result["per_domain"].items():
         for est, fig in part["estimators"].items():
-            mark = " *" if est == headline else ""
+            mark = " *" if est == headline.get(name) else ""
             lines.append(f"{name:<16}{est:<10}{_pct(fig['median_relative_error']):>18}"
                          f"{_num(fig['rank_correlation']):>12}"
                          f"{_pct(fig['pairwise_accuracy']):>13}"
                          f"{_pct(fig['selection_regret']):>10}"
                          f"{_pct(fig['interval_coverage']):>10}{fig['estimates']:>6}{mark}")
     if result["per_scenario"]:
-        lines += ["", f"{'scenario':<20}{'runs':>5}{f'{headline} error':>12}{'rank corr.':>12}"
+        lines += ["", f"{'scenario':<20}{'runs':>5}{'head. error':>12}{'rank corr.':>12}"
                       f"{'pairs right':>13}{'regret@1':>10}{f'{level:g}% cov.':>10}"
                       f"{'false prom.':>13}{'missed':>10}{'regret':>9}"]
         for name, part in result["per_scenario"].items():
@@ -796,7 +830,8 @@ def format_validation(result: dict[str, Any]) -> str:
                      f"({_pct(g['missed_improvement_rate']):>6})"
                      f"{_pct(g['decision_regret']):>9}")
     o = result["overall"]
-    lines += ["", f"overall ({headline} is the gate's headline, marked *): "
+    heads = ", ".join(f"{d} {e}" for d, e in headline.items())
+    lines += ["", f"overall (the gate's headline estimators, marked *: {heads}): "
                   f"{o['scenarios']} scenarios, {o['decisions']} decisions; "
                   f"median relative error {_pct(o['median_relative_error'])}, "
                   f"rank correlation {_num(o['rank_correlation'])}, "

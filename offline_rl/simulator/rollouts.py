@@ -19,7 +19,9 @@ def behavior_rollouts(sim: Any, episodes: int, seed: int, max_steps: int = 10_00
                       ) -> DecisionArrays:
     """``episodes`` episodes of ``sim`` under its behaviour policy, sorted by (episode, step).
 
-    Every episode runs to its end, so each one's last step is a terminal.
+    Every episode runs to its end, so each one's last step is a terminal. A simulator with
+    ``decision_columns(state)`` and ``outcome_columns(step)`` (the inventory one) also logs
+    those raw fields in ``extras``, as its landing logs would.
     """
     if episodes < 1:
         raise ValueError("episodes must be at least 1")
@@ -27,14 +29,20 @@ def behavior_rollouts(sim: Any, episodes: int, seed: int, max_steps: int = 10_00
     state = sim.reset(episodes, rng)
     alive = np.ones(episodes, dtype=bool)
     obs, act, prob, rew, done, ep, step = [], [], [], [], [], [], []
+    logs_fields = hasattr(sim, "decision_columns") and hasattr(sim, "outcome_columns")
+    fields: dict[str, list[np.ndarray]] = {}
     for t in range(max_steps):
         if not alive.any():
             break
         o = sim.observe(state)
         p = sim.behavior_probs(state)
         a = sample_actions(p, rng)
+        before = sim.decision_columns(state) if logs_fields else {}
         out = sim.step(state, a, rng)
         idx = np.flatnonzero(alive)
+        if logs_fields:
+            for name, values in {**before, **sim.outcome_columns(out)}.items():
+                fields.setdefault(name, []).append(np.asarray(values)[idx])
         obs.append(o[idx])
         act.append(a[idx])
         prob.append(p[idx, a[idx]])
@@ -58,4 +66,6 @@ def behavior_rollouts(sim: Any, episodes: int, seed: int, max_steps: int = 10_00
         behavior_prob=np.concatenate(prob)[order].astype(np.float64),
         episode=episode[order].astype(np.int64),
         step=steps[order].astype(np.int64),
+        extras={name: np.concatenate(parts)[order].astype(np.float64)
+                for name, parts in fields.items()},
     )

@@ -68,3 +68,20 @@ def test_crash_point_kills_at_the_named_hit_only():
     env["OFFLINE_RL_CRASH_AT"] = "nothing"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.split() == ["0", "1", "2"]
+
+
+def test_new_columns_are_added_to_an_existing_table(tmp_path):
+    """A table written by an earlier version gains the columns new rows bring; its older
+    rows read NULL there."""
+    wh = Warehouse(tmp_path / "w.duckdb")
+    other = DAY + dt.timedelta(days=1)
+    wh.replace_partition("t", pl.DataFrame({"partition_date": [DAY], "v": [1]}), day=DAY)
+    wh.replace_partition("t", pl.DataFrame({"partition_date": [other], "v": [2],
+                                            "demand": [3.5]}), day=other)
+    rows = wh.read_partitions("t", DAY, other).sort("v")
+    assert rows["demand"].to_list() == [None, 3.5]
+    odd = pl.DataFrame({"partition_date": [DAY], "v": [1], "when": [dt.datetime(2026, 1, 1)]},
+                       schema_overrides={"when": pl.Datetime("us", "UTC")})
+    with pytest.raises(WarehouseError, match="cannot add the new column 'when'"):
+        wh.replace_partition("t", odd, day=DAY)
+    assert wh.read_partitions("t", DAY, DAY)["v"].to_list() == [1]  # rolled back

@@ -7,6 +7,7 @@ The reference is a 2-state, 2-action MDP whose episodes end at random (probabili
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -19,6 +20,7 @@ from offline_rl.ope.evaluate import (
     evaluate_policy,
     logged_data_for,
     next_rows,
+    refit_counts,
     student_t_quantile,
 )
 from offline_rl.ope.fqe_torch import FQESettings, fit_fqe, fit_fqe_ensemble
@@ -214,3 +216,41 @@ def test_student_t_quantiles():
         assert student_t_quantile(0.975, df) == pytest.approx(exact_q, abs=0.01)
     with pytest.raises(ValueError, match="df: expected at least 1"):
         student_t_quantile(0.975, 0)
+
+
+class _EpisodeReplay:
+    """A replay whose episode ``i`` returns ``i`` times the policy's first action on it."""
+
+    name = "replay"
+    columns = ("x",)
+
+    def prepare(self, arrays):
+        from offline_rl.ope.replay import ReplayUnavailable
+
+        if "x" not in arrays.extras:
+            raise ReplayUnavailable("no x logged")
+        return arrays
+
+    def returns(self, arrays, policy, gamma=1.0):
+        first = arrays.step == 0
+        return arrays.extras["x"][first] * policy(arrays.observations[first])
+
+
+def test_evaluate_policy_adds_the_replay_estimate_with_paired_replicates(logs):
+    from offline_rl.ope.replay import prepare_replay
+
+    episodes = int(logs.episode.max()) + 1
+    with_x = dataclasses.replace(logs, extras={"x": logs.episode.astype(np.float64)})
+    config = OPEConfig(n_bootstrap=200, fqe_steps=200, fqe_hidden_units=(16,), fqe_refits=4)
+    ev = evaluate_policy("always_1", StatePolicy(TARGET), with_x, None, config, n_actions=2,
+                         replay=prepare_replay(_EpisodeReplay(), with_x))
+    replay = ev.estimates["replay"]
+    assert replay.value == pytest.approx((episodes - 1) / 2)  # mean of 0 .. episodes - 1
+    assert replay.low < replay.value < replay.high and ev.extra["replay"] == "ok"
+    counts = refit_counts(with_x, config)
+    expected = counts @ np.arange(episodes) / counts.sum(axis=1)
+    np.testing.assert_allclose(ev.extra["refit_replicates"]["values"]["replay"], expected)
+    assert set(ev.extra["refit_replicates"]["values"]) == {"dm", "dr", "sndr", "replay"}
+    missing = evaluate_policy("always_1", StatePolicy(TARGET), logs, None, config, n_actions=2,
+                              replay=prepare_replay(_EpisodeReplay(), logs))
+    assert "replay" not in missing.estimates and missing.extra["replay"] == "no x logged"

@@ -203,3 +203,30 @@ def test_a_recorded_promotion_is_reverified_from_its_own_numbers():
     kept = json.loads(json.dumps(decide([cand], incumbent, GateConfig(margin=1.0)).as_dict(),
                                  default=str))
     assert verify_promotion(kept)[0] and not kept["promoted"]
+
+
+def test_the_headline_is_the_gates_or_the_domains_and_replay_needs_no_weight_checks():
+    from offline_rl.domains import get_domain
+
+    weak = Diagnostics(ess=3, ess_fraction=0.0003, per_decision_ess_fraction=0.001,
+                       max_weight_share=0.6, rare_action_rate=0.5, action_match_rate=0.01)
+    replayed = _candidate("a", dr=(5.0, 4.0, 6.0), diagnostics=weak)
+    replayed.estimates["replay"] = Estimate("replay", 6.0, 5.6, 6.4, 0.2)
+    inventory = get_domain("inventory")
+    assert inventory.gate_headline == "replay" and get_domain("cart").gate_headline == "dr"
+    gate = GateConfig().for_domain(inventory.gate_max_weight_share, inventory.gate_headline)
+    assert gate.headline == "replay" and gate.max_weight_share == 0.25
+    decision = decide([replayed], INCUMBENT, gate)
+    # importance weights do not enter the replay estimate: their diagnostics do not block
+    assert decision.promoted and decision.config.headline == "replay"
+    assert any("replay lower bound 5.600 > incumbent 5.000" in r for r in decision.reasons)
+    # the same candidate judged on doubly robust is refused (interval and weights)
+    assert not decide([replayed], INCUMBENT, GateConfig()).promoted
+    assert decide([replayed], INCUMBENT, GateConfig()).config.headline == "dr"
+    # a gate's own headline wins over the domain's
+    assert GateConfig(headline="dm").for_domain(None, "replay").headline == "dm"
+    # without a replay estimate the candidate stays out, with the reason it has none
+    missing = dataclasses.replace(_candidate("b"), extra={"replay": "no demand logged"})
+    refused = decide([missing], INCUMBENT, gate)
+    assert not refused.promoted
+    assert "b: no replay estimate (no demand logged)" in refused.reasons

@@ -104,7 +104,7 @@ def test_gate_figures_count_false_promotions_and_missed_improvements():
                  "false_promotion_rate": pytest.approx(1 / 3),
                  "missed_improvement_rate": pytest.approx(1 / 2),
                  "decision_regret": pytest.approx(0.4 / 3)}
-    summary = summarise(RUNS, ["dr"], "dr")
+    summary = summarise(RUNS, ["dr"])
     assert summary["overall"]["scenarios"] == 3 and summary["overall"]["decisions"] == 3
     assert summary["per_domain"]["a"]["gate"]["false_promotions"] == 1
     assert summary["per_domain"]["b"]["gate"]["missed_improvements"] == 1
@@ -113,6 +113,24 @@ def test_gate_figures_count_false_promotions_and_missed_improvements():
     assert scenarios["default"]["gate"]["false_promotions"] == 1
     assert scenarios["default"]["headline"]["rank_correlation"] == pytest.approx(0.0)
     assert scenarios["small_data"]["gate"]["missed_improvements"] == 1
+
+
+def test_headline_figures_follow_each_runs_gate_headline():
+    """A domain deciding on ``replay`` is scored on replay; the others on ``dr``."""
+    replayed = _run("c", [_cand("x", 1.0, 9.0, 0, 20), _cand("y", 2.0, 8.0, 0, 20),
+                          _cand("z", 3.0, 7.0, 0, 20)])  # dr: order reversed
+    for cand, value in zip(replayed["candidates"], (1.1, 2.2, 2.7), strict=True):
+        cand["estimates"]["replay"] = {"value": value, "low": value - 1, "high": value + 1,
+                                       "stderr": 0.1}
+    replayed["headline"] = "replay"
+    summary = summarise([*RUNS, replayed], ["dr"])
+    assert summary["headline"] == {"a": "dr", "b": "dr", "c": "replay"}
+    assert "replay" in summary["per_domain"]["c"]["estimators"]
+    assert "replay" not in summary["per_domain"]["a"]["estimators"]
+    # runs 1 and 2 (dr) give +1 and -1, the replayed run +1 (dr alone would say -1)
+    assert summary["overall"]["rank_correlation"] == pytest.approx(1 / 3)
+    assert estimator_figures([replayed], "dr")["rank_correlation"] == pytest.approx(-1.0)
+    assert estimator_figures([replayed], None)["rank_correlation"] == pytest.approx(1.0)
 
 
 class _Sim:
@@ -184,7 +202,7 @@ def test_validate_ope_command_on_a_tiny_configuration(tmp_path, capsys):
     assert code == 0
     captured = capsys.readouterr()
     assert "[2/2] recommendation/default seed 1" in captured.err
-    assert "overall (dr is the gate's headline" in captured.out
+    assert "overall (the gate's headline estimators, marked *: recommendation dr)" in captured.out
     result = json.loads(out.read_text())
     overall = result["overall"]
     assert set(overall) == {"scenarios", "decisions", "median_relative_error",

@@ -1,0 +1,1 @@
+SELECT column_name, column_type FROM (DESCRIBE incoming)
