@@ -54,6 +54,13 @@ demand noise and the weekly peak, and it keeps ordering when the episode's end i
 Parameters and dynamics (demand, weekly profile, lead times, capacity, costs):
 ``offline_rl.simulator.inventory``.
 
+Evaluation: orders do not change demand, so the gate decides on demand replay
+(``offline_rl.domains.inventory_replay``): every held-out SKU-week is replayed under the
+candidate against its logged demand, with the shop's bookkeeping (lead times, lost sales,
+the cost rates fitted from the logged rewards), after checking that replaying the logged
+orders reproduces the logs. The transitions keep the raw fields it reads
+(``REPLAY_COLUMNS``).
+
 Segment column: ``location_id``, the warehouse or store of the SKU. The same items are stocked
 at every location with their own demand level, lead time and capacity, so holding locations
 out tests whether a policy transfers to a new warehouse.

@@ -132,7 +132,8 @@ def cmd_ope(args: argparse.Namespace) -> int:
 
 def add_validate_ope_parser(subparsers: Any) -> None:
     """Adds ``validate-ope`` to an ``argparse`` subparsers action."""
-    from offline_rl.ope.gate import DEFAULT_MAX_WEIGHT_SHARE, GateConfig
+    from offline_rl.ope.estimators import ESTIMATORS
+    from offline_rl.ope.gate import DEFAULT_MAX_WEIGHT_SHARE, UNWEIGHTED, GateConfig
     from offline_rl.ope.validate import (
         DEFAULT_SCENARIOS,
         VALIDATION_FQE_STEPS,
@@ -185,6 +186,10 @@ def add_validate_ope_parser(subparsers: Any) -> None:
                       help="re-decide the runs of an earlier --json RESULT with the gate "
                            "settings given here, from its stored estimates and truths (no "
                            "training or rollouts), and print the tables")
+    gate.add_argument("--headline", choices=(*ESTIMATORS, *UNWEIGHTED), default=None,
+                      help="the estimator every domain's gate decides on (default: each "
+                           "domain's, replay for inventory, else dr); e.g. dr to re-decide a "
+                           "result file written before the replay estimator existed")
     gate.add_argument("--margin", type=nonnegative_float, default=GateConfig.margin,
                       help=f"required relative gain over the incumbent (default "
                            f"{GateConfig.margin:g})")
@@ -218,7 +223,7 @@ def cmd_validate_ope(args: argparse.Namespace) -> int:
         write_json,
     )
 
-    gate = GateConfig(margin=args.margin, veto_min_ess=args.veto_min_ess,
+    gate = GateConfig(headline=args.headline, margin=args.margin, veto_min_ess=args.veto_min_ess,
                       select_by=args.select_by, paired=not args.unpaired,
                       max_weight_share=args.max_weight_share)
     if args.replay:

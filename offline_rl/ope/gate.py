@@ -1,6 +1,9 @@
 """The promotion gate: a candidate replaces the incumbent only on convincing evidence.
 
-A candidate passes when all of these hold (each failed rule becomes a reason):
+The gate decides on one *headline* estimator: doubly robust, or the domain's own
+(``Domain.gate_headline``; inventory decides on ``replay``, its held-out weeks replayed under
+the candidate against the logged demand, :mod:`offline_rl.ope.replay`). A candidate passes
+when all of these hold (each failed rule becomes a reason):
 
 1. **Lower bound beats the incumbent.** With ``paired`` (the default) and refit replicates
    for both policies: the lower end of the ``1 - alpha`` interval of the *gain*
@@ -14,7 +17,8 @@ A candidate passes when all of these hold (each failed rule becomes a reason):
 2. **Diagnostics.** The per-decision effective sample size fraction is at least
    ``min_ess_fraction`` and no single episode carries more than ``max_weight_share`` of the
    importance weight (unset: the domain's calibrated limit, ``Domain.gate_max_weight_share``,
-   else 25%): the estimate rests on many logged decisions, not a few.
+   else 25%): the estimate rests on many logged decisions, not a few. Not applied to a
+   headline that uses no importance weights (``UNWEIGHTED``: ``replay``).
 3. **No contradiction.** No ``veto_with`` estimator's interval lies wholly below the bar
    (its upper end at or under it): an estimator built on other assumptions (importance
    sampling needs no model) must not say with confidence that the candidate falls short.
@@ -46,7 +50,12 @@ inventory, which is why the limit became per domain (``Domain.gate_max_weight_sh
 seeds 300-301, not used to choose anything, the gate with the per-domain limits promoted one
 candidate that was not truly better (an inventory policy FQE over-valued, with healthy
 weights; the uniform 25% limit promotes it too), and the per-domain limits changed two
-decisions, both to a truly better candidate.
+decisions, both to a truly better candidate. Those inventory over-valuations are a coverage
+gap, not an estimator setting: the shop's rule reorders before the shelf empties, so no
+logged week shows what a candidate that lets it run dry earns, and FQE extrapolates. Demand
+replay needs no such coverage; deciding inventory on it (18 runs: seeds 100-101, 200-201
+and 300-301, three scenarios each) promoted no candidate that was not truly better and ranked
+the candidates with a correlation of 0.97 (doubly robust on the same runs: 0.24).
 
 Among passing candidates the one with the highest headline estimate is promoted
 (``select_by``: every one of them cleared the bar with confidence, and this one is expected

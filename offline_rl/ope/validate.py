@@ -53,11 +53,12 @@ and for the gate (one decision per run), with ``bar = truth(behaviour) * (1 + ma
   (promote the truly best candidate if it beats the behaviour policy, else keep it),
   ``(max(truth(behaviour), max truth) - truth(outcome)) / |truth(behaviour)|``, averaged.
 
-The overall figures pool every domain; their estimator figures are the gate's headline
-estimator's. The same figures per validation scenario (``per_scenario``, headline estimator
-and gate) show how the estimates and the gate fare with little data or a near-deterministic
-logging policy, under which a candidate that leaves the logged actions is valued mostly by
-the model's extrapolation.
+The overall figures pool every domain; their estimator figures are those of each run's gate
+headline (``run_headline``: ``replay`` for inventory, ``dr`` elsewhere; ``headline`` in the
+result maps each domain to it). The same figures per validation scenario (``per_scenario``,
+headline estimators and gate) show how the estimates and the gate fare with little data or
+a near-deterministic logging policy, under which a candidate that leaves the logged actions
+is valued mostly by the model's extrapolation.
 ``offline-rl validate-ope`` runs it and prints the tables.
 """
 

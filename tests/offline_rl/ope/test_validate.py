@@ -250,6 +250,14 @@ def test_validate_ope_command_on_a_tiny_configuration(tmp_path, capsys):
                  "--json", str(limited)]) == 0
     assert json.loads(limited.read_text())["config"]["gate"]["max_weight_share"] == 0.5
     assert again["config"]["gate"]["max_weight_share"] is None  # each domain's own limit
+    on_dm = tmp_path / "on_dm.json"
+    assert main(["validate-ope", "--replay", str(out), "--headline", "dm",
+                 "--json", str(on_dm)]) == 0
+    decided = json.loads(on_dm.read_text())
+    assert decided["headline"] == {"recommendation": "dm"}
+    assert all(r["headline"] == "dm" for r in decided["runs"])
+    assert decided["overall"]["median_relative_error"] == pytest.approx(
+        result["per_domain"]["recommendation"]["estimators"]["dm"]["median_relative_error"])
     capsys.readouterr()
     with pytest.raises(SystemExit):
         main(["validate-ope", "--replay", str(out), "--max-weight-share", "1.5"])
