@@ -180,7 +180,7 @@ def print_summary(summary: dict[str, Any], wall: float) -> None:
               f"{'estimator':<7} {'estimate':>8} {'90% interval':>20}")
         for c in d["candidates"]:
             first = True
-            for name in ("dm", "snpdis", "dr"):
+            for name in ("dm", "snpdis", "dr", "replay"):
                 if name not in c["estimates"]:
                     continue
                 e = c["estimates"][name]

@@ -213,10 +213,12 @@ def _domain_root(args: argparse.Namespace) -> Location:
 
 
 def _summary(manifest: dict[str, Any]) -> str:
-    """One line: algorithm, decision date, candidate, DR estimate, creation time."""
-    dr = (manifest.get("estimates") or {}).get("dr") or {}
-    estimate = (f"dr {dr['value']:.3f} [{dr['low']:.3f}, {dr['high']:.3f}]"
-                if {"value", "low", "high"} <= dr.keys() else "dr -")
+    """One line: algorithm, decision date, candidate, the estimate the gate decided on (dr
+    in manifests from before the per-domain headline), creation time."""
+    name = (manifest.get("decision") or {}).get("headline_estimator") or "dr"
+    head = (manifest.get("estimates") or {}).get(name) or {}
+    estimate = (f"{name} {head['value']:.3f} [{head['low']:.3f}, {head['high']:.3f}]"
+                if {"value", "low", "high"} <= head.keys() else f"{name} -")
     created = str(manifest.get("created_at") or "-")[:19]
     return (f"{manifest.get('algorithm', '?'):<12} "
             f"{(manifest.get('decision') or {}).get('partition_date', '?'):<10}  "

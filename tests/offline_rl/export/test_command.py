@@ -35,6 +35,13 @@ def home(tmp_path, built_double_dqn):
     for i in range(3):
         _publish(root, built_double_dqn, day=f"2026-10-0{i + 5}", dr=(6.0 + i, 5.5 + i, 6.5 + i))
     _publish(root, built_double_dqn, domain="pricing")
+    replayed = {**built_double_dqn.manifest, "candidate": "bc",
+                "decision": {"partition_date": "2026-10-07", "reasons": [],
+                             "headline_estimator": "replay"},
+                "estimates": {"dr": {"value": 1500.0, "low": 1450.0, "high": 1550.0},
+                              "replay": {"value": 1390.0, "low": 1370.0, "high": 1410.0}}}
+    publish(root, "inventory", built_double_dqn.torchscript, replayed,
+            extra_files={"policy.onnx": built_double_dqn.onnx})
     return tmp_path / "home"
 
 
@@ -52,6 +59,8 @@ def test_list_shows_every_domain_and_marks_latest(home, capsys):
     assert lines["v0003"].startswith("* v0003")
     assert "DoubleDQN" in lines["v0003"] and "2026-10-07" in lines["v0003"]
     assert "dr 8.000 [7.500, 8.500]" in lines["v0003"]
+    # the estimate shown is the one the gate decided on
+    assert "inventory: 1 version(s)" in out and "replay 1390.000 [1370.000, 1410.000]" in out
     assert _cli(home, "exports", "list", "--domain", "pricing") == 0
     out = capsys.readouterr().out
     assert "pricing" in out and "recommendation" not in out
