@@ -25,12 +25,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from offline_rl.data.arrays import DecisionArrays
 from offline_rl.ope.estimators import Estimate, on_policy_value
+
+if TYPE_CHECKING:  # validate-ope's parser imports this module without polars
+    from offline_rl.data.arrays import DecisionArrays
 
 REPLAY = "replay"
 """The estimator's name in estimates, reports and the gate's ``headline``."""

@@ -28,3 +28,12 @@ def test_importing_the_library_does_not_load_dagster():
             "print('dagster' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_building_the_command_line_loads_neither_polars_nor_torch():
+    """``offline-rl --help`` and argument errors stay quick: the parser imports only what
+    its defaults need."""
+    code = ("import sys; from offline_rl.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('polars', 'torch', 'd3rlpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
