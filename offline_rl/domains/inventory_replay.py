@@ -149,6 +149,9 @@ class InventoryReplay:
                 "before these columns were kept: rebuild the inventory transitions)")
         ep, step = arrays.episode, arrays.step
         n_ep, days = int(ep.max()) + 1, int(step.max()) + 1
+        if np.unique(ep).shape[0] != n_ep:
+            raise ValueError("inventory replay: episodes must be numbered 0 .. n - 1 (as "
+                             "decision_arrays numbers them): one replayed return per episode")
         starts = np.r_[0, np.flatnonzero(np.diff(ep)) + 1]
         position_in_episode = np.arange(ep.shape[0]) - np.repeat(
             starts, np.diff(np.r_[starts, ep.shape[0]]))
@@ -205,7 +208,7 @@ class InventoryReplay:
                 f"inventory replay: episode {e} day {t}: stock_on_hand {stock:g} is not the "
                 f"previous stock_end plus the arrivals of orders on record (arrival of "
                 f"{exo[e, t]:g} units not explained by the pipeline of {pending0[e]:g})")
-        rates = self._fit_rates(logs, col, valid, rewards)
+        rates = self._fit_rates(col, valid, rewards)
         logs = dataclasses.replace(logs, rates=rates)
         replayed = self.replay(logs, lambda _t, _o: actions[:, _t])
         self._check(logs, replayed, col, rewards, actions)
@@ -223,8 +226,9 @@ class InventoryReplay:
         return out
 
     @staticmethod
-    def _fit_rates(logs: InventoryLogs, col: dict[str, np.ndarray], valid: np.ndarray,
-                   rewards: np.ndarray) -> tuple[float, float, float, float]:
+    def _fit_rates(col: dict[str, np.ndarray], valid: np.ndarray, rewards: np.ndarray
+                   ) -> tuple[float, float, float, float]:
+        """The four ``COST_RATES`` by least squares on the logged rewards less the margin."""
         price, cost = col["unit_price"][valid], col["unit_cost"][valid]
         stock = col["stock_on_hand"][valid]
         end, demand, qty = col["stock_end"][valid], col["demand"][valid], col["quantity"][valid]

@@ -81,6 +81,8 @@ def test_unexplained_arrivals_moving_sku_facts_and_missing_columns_are_refused(a
         REPLAY.prepare(unset)
     data = prepare_replay(REPLAY, old)
     assert not data.available and "lack" in data.reason
+    with pytest.raises(ValueError, match="numbered 0 .. n - 1"):
+        REPLAY.prepare(arrays.select(arrays.episode % 2 == 1))
 
 
 class _PendingAtStart:
@@ -146,3 +148,25 @@ def test_policy_sees_the_replayed_state(arrays):
                            logged_day3[:, FEATURES.index("stock_weeks")])
     with pytest.raises(ValueError, match="outside"):
         REPLAY.returns(logs, lambda obs: np.full(obs.shape[0], 9))
+
+
+def test_another_shops_cost_accounting_is_read_from_its_logs():
+    """The rates are fitted from the logged rewards, so a shop with other costs (dearer
+    holding and freight, a smaller stock-out penalty) is replayed with its own."""
+    from offline_rl.simulator.inventory import (
+        InventoryConfig,
+        InventorySimulator,
+        MaskedInventorySimulator,
+    )
+    from offline_rl.simulator.world import make_world
+
+    costs = InventoryConfig(holding_rate=0.05, order_fixed_cost=60.0, order_unit_cost=1.1,
+                            stockout_penalty_rate=0.02)
+    other = MaskedInventorySimulator(InventorySimulator(make_world(), costs))
+    arrays = behavior_rollouts(other, 300, seed=6)
+    logs = REPLAY.prepare(arrays)
+    np.testing.assert_allclose(logs.rates, (0.05, 60.0, 1.1, 0.02), rtol=1e-6)
+    returns = REPLAY.returns(logs, NEVER)
+    truth = true_value(other, NEVER, episodes=4000, seed=13)
+    se = np.hypot(returns.std() / np.sqrt(returns.shape[0]), truth.stderr)
+    assert abs(returns.mean() - truth.mean) < 4 * se
