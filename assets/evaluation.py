@@ -37,8 +37,9 @@ def ope_asset(domain: Domain) -> dg.AssetsDefinition:
         name=f"{domain.name}_ope",
         **domain_asset_args(domain, "evaluation"),
         kinds={"d3rlpy", "duckdb"},
-        description="FQE, IS, WIS and DR estimates with bootstrap intervals for each candidate "
-                    "and the incumbent, on held-out episodes.",
+        description="FQE, IS, WIS and DR estimates (and replay where the domain offers it) "
+                    "with bootstrap intervals for each candidate and the incumbent, on held-out "
+                    "episodes.",
         deps=[f"{domain.name}_candidates"],
     )
     def _ope(context: dg.AssetExecutionContext, config: EvaluationRunConfig,
@@ -60,9 +61,18 @@ def ope_asset(domain: Domain) -> dg.AssetsDefinition:
             "estimates": dg.MetadataValue.md(markdown_table(table)),
             "diagnostics": dg.MetadataValue.md(markdown_table(
                 [{"policy": ev.name, **ev.diagnostics.as_dict()} for ev in evaluations])),
+            **_replay_status(domain, evaluations),
         })
 
     return _ope
+
+
+def _replay_status(domain: Domain, evaluations) -> dict[str, str]:
+    """``{"replay": "ok"}`` or why the held-out episodes could not be replayed, for a domain
+    that offers replay (its gate decides on it: without it, nothing is promoted)."""
+    if domain.replay is None or not evaluations:
+        return {}
+    return {"replay": str(evaluations[0].extra.get("replay", "not computed"))}
 
 
 def _forest(domain: Domain, day, behavior, evaluations) -> str:
