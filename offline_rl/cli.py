@@ -172,6 +172,7 @@ def domains_markdown() -> str:
 
     from offline_rl.data.schemas import SOURCES
     from offline_rl.domains import all_domains
+    from offline_rl.ope.replay import REPLAY
 
     out = ["# Decision domains", "",
            "Generated from `offline_rl/domains/` (`offline-rl domains --output "
@@ -179,6 +180,7 @@ def domains_markdown() -> str:
            "stage (transitions, training, OPE, gate, export) is generated from it.", ""]
     for d in all_domains():
         module = importlib.import_module(f"offline_rl.domains.{d.name}")
+        replayed = d.gate_headline == REPLAY
         out += [f"## {d.name}", "", d.title, "",
                 f"- Landing data: {', '.join(f'`{s}` → `{SOURCES[s].table}`' for s in d.sources)}",
                 f"- Transitions table: `{d.transitions_table}` (raw days read: "
@@ -191,11 +193,9 @@ def domains_markdown() -> str:
                 "- Segment column (transfer): "
                 + (f"`{d.segment_column}`" if d.segment_column else "none"),
                 f"- Gate's headline estimator: `{d.gate_headline}`"
-                + (f" (`{type(d.replay).__module__}`)" if d.gate_headline == "replay"
-                   else ""),
+                + (f" (`{type(d.replay).__module__}`)" if replayed else ""),
                 f"- Gate's weight-share limit: {_weight_share_doc(d.gate_max_weight_share)}"
-                + (" (not applied to the replay headline)" if d.gate_headline == "replay"
-                   else ""),
+                + (" (not applied to the replay headline)" if replayed else ""),
                 f"- State features ({len(d.feature_names)}): "
                 + ", ".join(f"`{f}`" for f in d.feature_names), ""]
         doc = inspect.getdoc(module)

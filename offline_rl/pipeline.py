@@ -352,7 +352,7 @@ def evaluate_candidates(
     if inc is not None and inc.get("model_dir") and Path(inc["model_dir"]).is_dir():
         policies.append((f"incumbent:{inc['candidate']}@{inc['partition_date']}",
                          Path(inc["model_dir"])))
-    replay = prepare_replay(domain.replay, data) if domain.replay is not None else None
+    replay = prepare_replay(domain.replay, data)
     if replay is not None and not replay.available:
         log.warning("%s %s: no replay estimate: %s", domain.name, day, replay.reason)
     evaluations = [

@@ -43,6 +43,8 @@ from typing import Any
 
 import polars as pl
 
+from offline_rl.ope.replay import REPLAY
+
 TS = pl.Datetime("us", "UTC")
 
 BASE_COLUMNS: dict[str, pl.DataType] = {
@@ -136,8 +138,8 @@ class Domain:
     gate_headline: str = "dr"
 
     def __post_init__(self) -> None:
-        if self.gate_headline == "replay" and self.replay is None:
-            raise ValueError(f"{self.name}: gate_headline 'replay' needs the domain's replay")
+        if self.gate_headline == REPLAY and self.replay is None:
+            raise ValueError(f"{self.name}: gate_headline {REPLAY!r} needs the domain's replay")
         share = self.gate_max_weight_share
         if share is not None and not 0.0 < share <= 1.0:
             raise ValueError(f"{self.name}: gate_max_weight_share must be in (0, 1], got "

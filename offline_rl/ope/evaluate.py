@@ -377,7 +377,7 @@ def evaluate_policy(
         if replicates:
             details["refit_replicates"] = {"alpha": config.alpha, "values": replicates}
     if replay is not None:
-        estimates, details = _with_replay(algo, arrays, replay, estimates, details, config)
+        estimates, details = _with_replay(algo, replay, counts, estimates, details, config)
     diagnostics = compute_diagnostics(data, logged_action=arrays.actions)
 
     def shares(actions: np.ndarray) -> list[float]:
@@ -394,19 +394,17 @@ def evaluate_policy(
     )
 
 
-def _with_replay(algo: Any, arrays: DecisionArrays, replay: ReplayData,
+def _with_replay(algo: Any, replay: ReplayData, counts: np.ndarray,
                  estimates: dict[str, Estimate], details: dict[str, Any], config: OPEConfig,
                  ) -> tuple[dict[str, Estimate], dict[str, Any]]:
-    """``estimates`` plus the ``replay`` estimate (its refit-resample replicates in
-    ``details["refit_replicates"]``), or ``details["replay"]`` saying why there is none."""
+    """``estimates`` plus the ``replay`` estimate (its replicates on the FQE refits'
+    resamples ``counts`` in ``details["refit_replicates"]``), or ``details["replay"]`` saying
+    why there is none (the caller that prepared the replay reports that once)."""
     if not replay.available:
-        log.warning("no replay estimate: %s", replay.reason)
         return estimates, {**details, "replay": replay.reason}
-    assert replay.replay is not None
     returns = replay.replay.returns(replay.prepared, algo.predict, gamma=config.gamma)
-    est, replicates = replay_estimate(returns, refit_counts(arrays, config),
-                                      n_bootstrap=config.n_bootstrap, alpha=config.alpha,
-                                      seed=config.seed)
+    est, replicates = replay_estimate(returns, counts, n_bootstrap=config.n_bootstrap,
+                                      alpha=config.alpha, seed=config.seed)
     details = {**details, "replay": "ok"}
     if replicates:
         block = details.get("refit_replicates") or {"alpha": config.alpha, "values": {}}

@@ -70,6 +70,8 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from offline_rl.ope.replay import REPLAY
+
 if TYPE_CHECKING:
     from offline_rl.ope.evaluate import PolicyEvaluation
 
@@ -155,7 +157,7 @@ class GateConfig:
                        headline=self.headline or headline or DEFAULT_HEADLINE)
 
 
-UNWEIGHTED: tuple[str, ...] = ("replay",)
+UNWEIGHTED: tuple[str, ...] = (REPLAY,)
 """Headline estimators that use no importance weights: rule 2 does not apply to them."""
 
 

@@ -59,23 +59,24 @@ class Replay(Protocol):
 class ReplayData:
     """Held-out logs prepared once for replaying every policy evaluated on them.
 
-    ``prepared`` is the domain's replay input, None when unavailable, with ``reason`` saying
-    why.
+    ``prepared`` is the domain's replay input, None when the logs cannot be replayed, with
+    ``reason`` saying why.
     """
 
-    replay: Replay | None
+    replay: Replay
     prepared: Any
     reason: str = ""
 
     @property
     def available(self) -> bool:
-        return self.replay is not None and self.prepared is not None
+        return self.prepared is not None
 
 
-def prepare_replay(replay: Replay | None, arrays: DecisionArrays) -> ReplayData:
-    """The domain's replay input for ``arrays``, or the reason it cannot be had."""
+def prepare_replay(replay: Replay | None, arrays: DecisionArrays) -> ReplayData | None:
+    """The domain's replay input for ``arrays``, or the reason it cannot be had; None for a
+    domain that offers no replay."""
     if replay is None:
-        return ReplayData(None, None, "the domain offers no replay")
+        return None
     try:
         return ReplayData(replay, replay.prepare(arrays))
     except ReplayUnavailable as exc:

@@ -474,7 +474,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
 
     ope = dataclasses.replace(cfg.ope, seed=seeds["model"])
     behavior = evaluate_behavior(held_out, ope)
-    replay = prepare_replay(domain.replay, held_out) if domain.replay is not None else None
+    replay = prepare_replay(domain.replay, held_out)
     if replay is not None and not replay.available:
         notes.append(f"no replay estimate: {replay.reason}")
     evaluations = []
