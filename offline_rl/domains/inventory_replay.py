@@ -194,12 +194,6 @@ class InventoryReplay:
         exo = np.where(valid, col["stock_on_hand"] - opening, 0.0)
         exo[:, 0] = 0.0
         pending0 = col["inventory_position"][:, 0] - col["stock_on_hand"][:, 0]
-        logs = InventoryLogs(
-            valid=valid, obs=obs, mean7=col["demand_7d_mean"], demand=col["demand"],
-            capacity=col["capacity"][:, 0], lead=lead, price=col["unit_price"][:, 0],
-            cost=col["unit_cost"][:, 0], stock0=col["stock_on_hand"][:, 0],
-            exo_arrivals=exo, exo_pending0=pending0, rates=(0.0, 0.0, 0.0, 0.0),
-            fit_error=np.nan)
         bad = (exo < 0) | (np.cumsum(exo, axis=1) > pending0[:, None] + 1e-9)
         if bad.any():
             e, t = (int(v[0]) for v in np.nonzero(bad))
@@ -208,8 +202,12 @@ class InventoryReplay:
                 f"inventory replay: episode {e} day {t}: stock_on_hand {stock:g} is not the "
                 f"previous stock_end plus the arrivals of orders on record (arrival of "
                 f"{exo[e, t]:g} units not explained by the pipeline of {pending0[e]:g})")
-        rates = self._fit_rates(col, valid, rewards)
-        logs = dataclasses.replace(logs, rates=rates)
+        logs = InventoryLogs(
+            valid=valid, obs=obs, mean7=col["demand_7d_mean"], demand=col["demand"],
+            capacity=col["capacity"][:, 0], lead=lead, price=col["unit_price"][:, 0],
+            cost=col["unit_cost"][:, 0], stock0=col["stock_on_hand"][:, 0],
+            exo_arrivals=exo, exo_pending0=pending0,
+            rates=self._fit_rates(col, valid, rewards), fit_error=np.nan)
         replayed = self.replay(logs, lambda _t, _o: actions[:, _t])
         self._check(logs, replayed, col, rewards, actions)
         error = float(np.abs(np.where(valid, replayed.reward - rewards, 0.0)).max())
