@@ -304,17 +304,15 @@ class InventorySimulator:
         """The raw order fields of each SKU's decision at ``s`` (before the order), named as
         in ``raw_inventory_orders``: what a demand replay reads besides the day's outcome."""
         pool = self.pool
-        return {"stock_on_hand": s.on_hand.astype(np.float64),
-                "inventory_position": self.position(s).astype(np.float64),
-                "demand_7d_mean": self.mean7(s), "capacity": pool.capacity[s.sku] * 1.0,
-                "lead_time_days": pool.lead_time[s.sku] * 1.0,
-                "unit_price": pool.price[s.sku] * 1.0, "unit_cost": pool.cost[s.sku] * 1.0}
+        return {"stock_on_hand": s.on_hand.copy(), "inventory_position": self.position(s),
+                "demand_7d_mean": self.mean7(s), "capacity": pool.capacity[s.sku],
+                "lead_time_days": pool.lead_time[s.sku], "unit_price": pool.price[s.sku],
+                "unit_cost": pool.cost[s.sku]}
 
     @staticmethod
     def outcome_columns(out: InventoryStep) -> dict[str, np.ndarray]:
         """The day's logged outcome fields (``raw_inventory_snapshots``) of a step."""
-        return {"demand": out.demand * 1.0, "quantity": out.quantity * 1.0,
-                "stock_end": out.stock_end * 1.0}
+        return {"demand": out.demand, "quantity": out.quantity, "stock_end": out.stock_end}
 
     # -- dynamics ------------------------------------------------------------------------
     def step(self, s: InventoryBatch, action: np.ndarray,
