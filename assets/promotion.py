@@ -8,6 +8,7 @@ from pydantic import Field
 
 from assets import domain_asset_args
 from offline_rl.domains import Domain, all_domains
+from offline_rl.export.exploration import Exploration
 from offline_rl.ope.gate import (
     DEFAULT_HEADLINE,
     DEFAULT_MAX_WEIGHT_SHARE,
@@ -110,6 +111,31 @@ def gate_asset(domain: Domain) -> dg.AssetsDefinition:
     return _gate
 
 
+class ExportRunConfig(dg.Config):  # type: ignore[misc]
+    """How the exported policy explores when served (offline_rl.export.exploration)."""
+
+    exploration: str | None = Field(
+        default=None,
+        description="'epsilon' (epsilon-uniform over the allowed actions around the greedy "
+                    "one) or 'softmax' (softmax of the action values at temperature, with an "
+                    "epsilon floor); empty: the domain's default (Domain.exploration).")
+    epsilon: float | None = Field(
+        default=None, ge=0, le=1,
+        description="Share of decisions drawn uniformly over the allowed actions; empty: the "
+                    "domain's default.")
+    temperature: float = Field(default=1.0, gt=0,
+                               description="Softmax temperature, in the units of the "
+                                           "export's values.")
+
+    def exploration_for(self, domain: Domain) -> Exploration:
+        default = domain.exploration
+        if self.exploration is None and self.epsilon is None:
+            return default
+        return Exploration(kind=self.exploration or default.kind,
+                           epsilon=default.epsilon if self.epsilon is None else self.epsilon,
+                           temperature=self.temperature)
+
+
 def export_asset(domain: Domain) -> dg.AssetsDefinition:
     """The ``<domain>_export`` asset: the promoted policy published under exports/<domain>/."""
 
@@ -122,10 +148,11 @@ def export_asset(domain: Domain) -> dg.AssetsDefinition:
                     "incumbent).",
         deps=[f"{domain.name}_gate"],
     )
-    def _export(context: dg.AssetExecutionContext, data_home: DataHome) -> dg.MaterializeResult:
+    def _export(context: dg.AssetExecutionContext, config: ExportRunConfig,
+                data_home: DataHome) -> dg.MaterializeResult:
         day = partition_day(context)
         paths = data_home.paths()
-        exported = export_promoted(paths, domain, day)
+        exported = export_promoted(paths, domain, day, config.exploration_for(domain))
         if exported is None:
             latest = paths.exports / domain.name / "latest"
             current = latest.read_text().strip() if latest.is_file() else "(none)"
@@ -138,6 +165,7 @@ def export_asset(domain: Domain) -> dg.AssetsDefinition:
             "version": exported.version,
             "path": dg.MetadataValue.path(str(exported.path)),
             "algorithm": exported.manifest["algorithm"],
+            "exploration": dg.MetadataValue.json(exported.manifest.get("exploration") or {}),
             "manifest": dg.MetadataValue.json(exported.manifest),
         })
 

@@ -35,7 +35,7 @@ from offline_rl.data.warehouse import Warehouse
 from offline_rl.domains import Domain, get_domain
 from offline_rl.domains.base import check_transitions
 from offline_rl.export.build import build_export
-from offline_rl.export.loader import ONNX_FILE
+from offline_rl.export.exploration import Exploration
 from offline_rl.export.registry import ExportedPolicy, current_version, publish
 from offline_rl.ope.diagnostics import Diagnostics
 from offline_rl.ope.estimators import Estimate
@@ -490,13 +490,16 @@ def read_decision(paths: DataPaths, domain: Domain | str, day: dt.date) -> dict[
 
 # ---------------------------------------------------------------- export
 
-def export_promoted(paths: DataPaths, domain: Domain | str, day: dt.date
-                    ) -> ExportedPolicy | None:
-    """Publishes the day's promoted policy (None if the gate kept the incumbent).
+def export_promoted(paths: DataPaths, domain: Domain | str, day: dt.date,
+                    exploration: Exploration | None = None) -> ExportedPolicy | None:
+    """Publishes the day's promoted policy (None if the gate kept the incumbent): the greedy
+    graph and the serving head with ``exploration`` (default: the domain's,
+    ``Domain.exploration``), which the manifest records.
 
     Idempotent: if ``latest`` already holds this day's decision, nothing new is written.
     """
     domain = _domain(domain)
+    exploration = exploration or domain.exploration
     decision = read_decision(paths, domain, day)
     if not decision["promoted"]:
         return None
@@ -535,13 +538,14 @@ def export_promoted(paths: DataPaths, domain: Domain | str, day: dt.date
         built = build_export(load_candidate(model_dir), Path(tmp),
                              feature_names=training["feature_schema"]["names"],
                              action_map=training["action_map"],
-                             action_mask_feature=training.get("action_mask_feature"))
+                             action_mask_feature=training.get("action_mask_feature"),
+                             exploration=exploration)
         manifest = {**manifest, **built.manifest,
                     "algorithm": training["algorithm"],
                     "feature_schema": {**training["feature_schema"],
                                        **built.manifest["feature_schema"]}}
         exported = publish(paths.exports, domain.name, built.torchscript, manifest,
-                           extra_files={ONNX_FILE: built.onnx})
+                           extra_files=built.extra_files)
     Warehouse(paths.warehouse).execute("registry/set_export_version", domain=domain.name,
                                        day=day, version=exported.version)
     return exported

@@ -43,9 +43,15 @@ from typing import Any
 
 import polars as pl
 
+from offline_rl.export.exploration import Exploration, default_exploration
+from offline_rl.ope.gate import GateConfig
 from offline_rl.ope.replay import REPLAY
 
 TS = pl.Datetime("us", "UTC")
+
+SERVING_MIN_ESS = 2 * GateConfig.min_ess_fraction
+"""Per-decision ESS share the default serving exploration keeps for a candidate that
+disagrees with the served greedy action on half the decisions: twice what the gate needs."""
 
 BASE_COLUMNS: dict[str, pl.DataType] = {
     "partition_date": pl.Date(),
@@ -117,6 +123,8 @@ class Domain:
             the gate's own ``headline`` is unset, ``GateConfig.for_domain``): ``dr`` unless the
             domain has a better one (inventory: ``replay``, see
             ``offline_rl.domains.inventory_replay``).
+        serving_exploration: How the exported policy explores when it is served
+            (:mod:`offline_rl.export.exploration`); None: :attr:`exploration`'s default.
     """
 
     name: str
@@ -136,6 +144,7 @@ class Domain:
     gate_max_weight_share: float | None = None
     replay: Any | None = None
     gate_headline: str = "dr"
+    serving_exploration: Exploration | None = None
 
     def __post_init__(self) -> None:
         if self.gate_headline == REPLAY and self.replay is None:
@@ -155,6 +164,16 @@ class Domain:
     @property
     def n_actions(self) -> int:
         return len(self.action_names)
+
+    @property
+    def exploration(self) -> Exploration:
+        """The served policy's exploration: ``serving_exploration``, else epsilon-uniform with
+        the least epsilon that leaves a candidate disagreeing with the served greedy action on
+        half the decisions a per-decision ESS of twice the gate's minimum
+        (``SERVING_MIN_ESS``; :func:`offline_rl.export.exploration.default_exploration`)."""
+        if self.serving_exploration is not None:
+            return self.serving_exploration
+        return default_exploration(self.n_actions, SERVING_MIN_ESS)
 
     @property
     def feature_columns(self) -> list[str]:

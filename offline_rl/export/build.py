@@ -34,13 +34,23 @@ from d3rlpy.algos.qlearning.torch.bc_impl import DiscreteBCImpl
 from d3rlpy.algos.qlearning.torch.bcq_impl import DiscreteBCQImpl
 from d3rlpy.algos.qlearning.torch.dqn_impl import DQNImpl
 
-from offline_rl.export.loader import FORMAT_VERSION, ONNX_FILE, POLICY_FILE, ExportError
+from offline_rl.export.exploration import SOFTMAX, UNIFORM_MAX, Exploration
+from offline_rl.export.loader import (
+    FORMAT_VERSION,
+    ONNX_FILE,
+    POLICY_FILE,
+    SERVING_ONNX_FILE,
+    SERVING_POLICY_FILE,
+    ExportError,
+)
 
 log = logging.getLogger(__name__)
 
 ONNX_OPSET = 17
 INPUT_NAME = "features"
 OUTPUT_NAMES = ("action", "values")
+UNIFORM_NAME = "uniform"
+SERVING_OUTPUT_NAMES = ("action", "propensity", "probs")
 Q_VALUE = "q_value"
 LOG_PROB = "log_prob"
 
@@ -118,6 +128,52 @@ class PolicyGraph(torch.nn.Module):
         return action, values.float()
 
 
+class ServingGraph(torch.nn.Module):
+    """``(features, uniform) -> (served action, its propensity, every action's probability)``.
+
+    The greedy graph's action mixed with ``exploration``
+    (:mod:`offline_rl.export.exploration` gives the formulas): the action is drawn by inverse
+    CDF from the row's uniform number in [0, 1), over the actions the mask allows; a row whose
+    mask allows nothing serves ``-1`` with propensity 1, like the greedy graph.
+    """
+
+    def __init__(self, policy: PolicyGraph, exploration: Exploration) -> None:
+        super().__init__()
+        self.policy = policy
+        self.epsilon = float(exploration.epsilon)
+        self.softmax = exploration.kind == SOFTMAX
+        self.temperature = float(exploration.temperature)
+        self.register_buffer("action_index", torch.arange(policy.n_actions, dtype=torch.long))
+
+    def forward(self, features: torch.Tensor, uniform: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        greedy, values = self.policy(features)
+        if self.policy.has_mask:
+            allowed = features.index_select(1, self.policy.mask_index) > 0
+            any_allowed = allowed.any(dim=1)
+            allowed = allowed | ~any_allowed.unsqueeze(1)
+        else:
+            allowed = torch.ones_like(values, dtype=torch.bool)
+            any_allowed = allowed.any(dim=1)
+        allowed_f = allowed.float()
+        uniform_p = allowed_f / allowed_f.sum(dim=1, keepdim=True)
+        if self.softmax:
+            scores = (values / self.temperature).masked_fill(~allowed, float("-inf"))
+            base = torch.softmax(scores, dim=1)
+        else:
+            best = greedy.clamp(min=0).unsqueeze(1)
+            base = (self.action_index.unsqueeze(0) == best).float()
+        probs = (1.0 - self.epsilon) * base + self.epsilon * uniform_p
+        cdf = torch.cumsum(probs, dim=1)
+        cdf = cdf / cdf[:, -1:]
+        u = uniform.clamp(0.0, UNIFORM_MAX).unsqueeze(1)
+        action = (cdf <= u).long().sum(dim=1).clamp(max=self.policy.n_actions - 1)
+        propensity = probs.gather(1, action.unsqueeze(1)).squeeze(1)
+        action = torch.where(any_allowed, action, torch.full_like(action, -1))
+        propensity = torch.where(any_allowed, propensity, torch.ones_like(propensity))
+        return action, propensity, probs
+
+
 def reward_multiplier(algo: Any) -> float:
     """The reward multiplier the algo was trained with (1.0 without a reward scaler)."""
     scaler = getattr(algo.config, "reward_scaler", None)
@@ -152,10 +208,21 @@ class BuiltExport:
     torchscript: Path
     onnx: Path
     manifest: dict[str, Any]
+    serving_torchscript: Path | None = None
+    serving_onnx: Path | None = None
 
     @property
     def files(self) -> dict[str, Path]:
-        return {POLICY_FILE: self.torchscript, ONNX_FILE: self.onnx}
+        files = {POLICY_FILE: self.torchscript, ONNX_FILE: self.onnx}
+        if self.serving_torchscript is not None and self.serving_onnx is not None:
+            files[SERVING_POLICY_FILE] = self.serving_torchscript
+            files[SERVING_ONNX_FILE] = self.serving_onnx
+        return files
+
+    @property
+    def extra_files(self) -> dict[str, Path]:
+        """Every file but the greedy TorchScript policy (what ``publish`` takes besides it)."""
+        return {k: v for k, v in self.files.items() if k != POLICY_FILE}
 
 
 def build_export(
@@ -167,12 +234,16 @@ def build_export(
     action_mask_feature: str | Sequence[str] | None = None,
     opset: int = ONNX_OPSET,
     verify: bool = True,
+    exploration: Exploration | None = None,
 ) -> BuiltExport:
-    """Writes ``policy.pt`` and ``policy.onnx`` for ``algo`` into ``out_dir``.
+    """Writes ``policy.pt`` and ``policy.onnx`` for ``algo`` into ``out_dir``, and with
+    ``exploration`` the serving head ``serving.pt`` / ``serving.onnx`` (see
+    :mod:`offline_rl.export.exploration`).
 
     Returns the files and the manifest entries (format, feature schema, action map, inputs,
-    outputs) to publish with them. With ``verify``, both files are checked against
-    ``algo.predict`` / ``algo.predict_value`` on random inputs before returning.
+    outputs, exploration) to publish with them. With ``verify``, the greedy files are checked
+    against ``algo.predict`` / ``algo.predict_value`` on random inputs, and the serving files
+    against the exploration's formulas applied to the greedy outputs, before returning.
     """
     if algo.impl is None:
         raise ExportError("the algorithm has no model yet (train or build it first)")
@@ -216,6 +287,9 @@ def build_export(
                           OUTPUT_NAMES[1]: {0: "batch"}},
         )
     _check_onnx(onnx_path)
+    serving_paths: tuple[Path, Path] | None = None
+    if exploration is not None:
+        serving_paths = _write_serving(graph, exploration, dummy, out_dir, opset)
     scaler = algo.config.observation_scaler
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -249,10 +323,116 @@ def build_export(
                         "output_names": list(OUTPUT_NAMES)},
         },
     }
-    built = BuiltExport(torchscript=ts_path, onnx=onnx_path, manifest=manifest)
+    if serving_paths is not None and exploration is not None:
+        manifest["exploration"] = exploration.as_dict()
+        manifest["serving"] = {
+            "files": {SERVING_POLICY_FILE: "torchscript", SERVING_ONNX_FILE: "onnx"},
+            "inputs": {
+                INPUT_NAME: {"dtype": "float32", "shape": ["batch", n_features]},
+                UNIFORM_NAME: {"dtype": "float32", "shape": ["batch"],
+                               "meaning": "one uniform random number in [0, 1) per row; the "
+                                          "caller's random stream makes serving reproducible"},
+            },
+            "outputs": {
+                "action": {"index": 0, "dtype": "int64", "shape": ["batch"],
+                           "meaning": "served action (drawn by inverse CDF from uniform)"
+                                      + ("; -1 where the mask allows no action"
+                                         if mask_names else "")},
+                "propensity": {"index": 1, "dtype": "float32", "shape": ["batch"],
+                               "meaning": "probability of the served action: the propensity "
+                                          "to log with the decision"},
+                "probs": {"index": 2, "dtype": "float32", "shape": ["batch", n_actions],
+                          "meaning": "probability of every action"},
+            },
+        }
+    built = BuiltExport(torchscript=ts_path, onnx=onnx_path, manifest=manifest,
+                        serving_torchscript=serving_paths[0] if serving_paths else None,
+                        serving_onnx=serving_paths[1] if serving_paths else None)
     if verify:
         verify_export(algo, built)
+        if serving_paths is not None and exploration is not None:
+            verify_serving(built, exploration)
     return built
+
+
+def _write_serving(graph: PolicyGraph, exploration: Exploration, dummy: torch.Tensor,
+                   out_dir: Path, opset: int) -> tuple[Path, Path]:
+    """Writes the serving head (TorchScript and ONNX) around the frozen greedy graph."""
+    serving = ServingGraph(graph, exploration)
+    serving.eval()
+    ts_path, onnx_path = out_dir / SERVING_POLICY_FILE, out_dir / SERVING_ONNX_FILE
+    uniform = torch.rand(dummy.shape[0], generator=torch.Generator().manual_seed(1))
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.jit.trace(serving, (dummy, uniform), check_trace=False).save(str(ts_path))
+        torch.onnx.export(
+            serving, (dummy, uniform), str(onnx_path), dynamo=False, opset_version=opset,
+            input_names=[INPUT_NAME, UNIFORM_NAME], output_names=list(SERVING_OUTPUT_NAMES),
+            dynamic_axes={INPUT_NAME: {0: "batch"}, UNIFORM_NAME: {0: "batch"},
+                          **{name: {0: "batch"} for name in SERVING_OUTPUT_NAMES}},
+        )
+    _check_onnx(onnx_path)
+    return ts_path, onnx_path
+
+
+def run_serving_onnx(path: Path, features: np.ndarray, uniform: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs an exported ONNX serving head (onnxruntime, else onnx's reference evaluator)."""
+    feeds = {INPUT_NAME: np.ascontiguousarray(features, dtype=np.float32),
+             UNIFORM_NAME: np.ascontiguousarray(uniform, dtype=np.float32)}
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        from onnx.reference import ReferenceEvaluator
+
+        out = ReferenceEvaluator(str(path)).run(None, feeds)
+    else:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        out = session.run(list(SERVING_OUTPUT_NAMES), feeds)
+    action, propensity, probs = (np.asarray(o) for o in out)
+    return action, propensity, probs
+
+
+def verify_serving(built: BuiltExport, exploration: Exploration, n: int = 256, seed: int = 0,
+                   atol: float = 1e-5) -> None:
+    """Checks the serving files against the exploration's formulas applied to the greedy
+    TorchScript graph's outputs (probabilities within ``atol``, every served action of
+    positive probability and its propensity the probability of that action); TorchScript and
+    ONNX must serve the same actions."""
+    from offline_rl.export.exploration import allowed_actions, serving_probabilities
+
+    if built.serving_torchscript is None or built.serving_onnx is None:
+        raise ExportError("the export has no serving head to verify")
+    names = built.manifest["feature_schema"]["names"]
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, len(names))).astype(np.float32)
+    u = rng.random(n).astype(np.float32)
+    greedy = torch.jit.load(str(built.torchscript), map_location="cpu")
+    serving = torch.jit.load(str(built.serving_torchscript), map_location="cpu")
+    with torch.no_grad():
+        g_action, g_values = (t.numpy() for t in greedy(torch.from_numpy(x)))
+        action, propensity, probs = (t.numpy() for t in serving(torch.from_numpy(x),
+                                                                torch.from_numpy(u)))
+    mask_names = built.manifest.get("action_mask_feature")
+    mask_index = [names.index(m) for m in mask_names] if mask_names else None
+    allowed, any_allowed = allowed_actions(x, mask_index, g_values.shape[1])
+    expected = serving_probabilities(g_action, g_values, allowed, exploration)
+    if not np.allclose(probs, expected, atol=atol):
+        diff = float(np.abs(probs - expected).max())
+        raise ExportError(f"serving head's probabilities differ from the {exploration.kind} "
+                          f"exploration's by {diff:.3g}")
+    rows = np.flatnonzero(any_allowed)
+    if (probs[rows, action[rows]] <= 0).any() or \
+            not np.allclose(propensity[rows], probs[rows, action[rows]], atol=atol):
+        raise ExportError("serving head served an action whose propensity is not its "
+                          "probability")
+    if (action[~any_allowed] != -1).any():
+        raise ExportError("serving head served an action where the mask allows none")
+    if onnx_runner_available():
+        o_action, o_propensity, o_probs = run_serving_onnx(built.serving_onnx, x, u)
+        if not np.array_equal(o_action.astype(np.int64), action.astype(np.int64)) or \
+                not np.allclose(o_probs, probs, atol=atol):
+            raise ExportError("the TorchScript and ONNX serving heads disagree")
 
 
 def _check_onnx(path: Path) -> None:

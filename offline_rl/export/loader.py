@@ -7,6 +7,10 @@ An export directory holds ``manifest.json`` and the policy in one or two formats
   [n, n_actions])``. ``manifest["outputs"]`` says what ``values`` are (Q-values or the
   behaviour-cloning policy's log-probabilities).
 * ``policy.onnx``: the same graph as ONNX (input ``features``, outputs ``action``, ``values``).
+* ``serving.pt`` / ``serving.onnx`` (when ``manifest["exploration"]`` is set): the serving
+  head, inputs ``features`` and ``uniform`` (one number in [0, 1) per row), outputs the served
+  ``action``, its ``propensity`` (what the shop logs) and ``probs`` of every action; see
+  :mod:`offline_rl.export.exploration`.
 
 Exports written before the ONNX format (``format_version`` 1) hold only ``policy.pt`` whose
 graph returns the action alone; they still load, without ``predict_with_values``.
@@ -31,12 +35,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from offline_rl.export.exploration import UNIFORM_MAX, Exploration
 from offline_rl.paths import Location, as_location
 
 LATEST = "latest"
 MANIFEST = "manifest.json"
 POLICY_FILE = "policy.pt"
 ONNX_FILE = "policy.onnx"
+SERVING_POLICY_FILE = "serving.pt"
+SERVING_ONNX_FILE = "serving.onnx"
 FORMAT_VERSION = 2
 """2: TorchScript and ONNX, outputs (action, values), a checksum for every file."""
 
@@ -120,6 +127,7 @@ class LoadedPolicy:
     path: Location
     manifest: dict[str, Any]
     module: torch.jit.ScriptModule
+    serving: torch.jit.ScriptModule | None = None
 
     @property
     def feature_names(self) -> list[str]:
@@ -182,6 +190,50 @@ class LoadedPolicy:
                 f"{self.path} is a format-1 export: its policy returns actions only")
         return actions, values
 
+    @property
+    def exploration(self) -> Exploration | None:
+        """How the serving head explores (None: an export without one)."""
+        record = self.manifest.get("exploration")
+        return Exploration.from_dict(record) if record else None
+
+    def _serve(self, features: Any, uniform: np.ndarray) -> Served:
+        if self.serving is None:
+            raise ExportError(f"{self.path} has no serving head (exported before exploration "
+                              "was recorded); it can only predict greedy actions")
+        x = self._batch(features)
+        u = np.ascontiguousarray(np.minimum(uniform, UNIFORM_MAX), dtype=np.float32)
+        if u.shape != (x.shape[0],):
+            raise ValueError(f"expected one uniform number per row ({x.shape[0]}), got "
+                             f"shape {list(u.shape)}")
+        with torch.no_grad():
+            action, propensity, probs = self.serving(x, torch.from_numpy(u))
+        return Served(action=action.numpy().astype(np.int64),
+                      propensity=propensity.numpy().astype(np.float64),
+                      probs=probs.numpy().astype(np.float64))
+
+    def sample(self, features: Any, rng: np.random.Generator) -> Served:
+        """Serves a batch: each row's action drawn from the serving head's distribution with
+        ``rng`` (one uniform number per row), its propensity and every action's probability.
+        The same ``rng`` state gives the same actions."""
+        n = np.shape(features)[0] if np.ndim(features) else 0
+        return self._serve(features, rng.random(n))
+
+    def action_probs(self, features: Any) -> np.ndarray:
+        """The serving head's probability of every action ``[n, n_actions]``."""
+        n = np.shape(features)[0] if np.ndim(features) else 0
+        return self._serve(features, np.zeros(n)).probs
+
+
+@dataclass(frozen=True)
+class Served:
+    """What the serving head returns for a batch: the served ``action`` (-1 where the mask
+    allows none), its ``propensity`` (to log with the decision) and ``probs`` of every
+    action."""
+
+    action: np.ndarray
+    propensity: np.ndarray
+    probs: np.ndarray
+
 
 def load_policy(path: Location | str | os.PathLike[str]) -> LoadedPolicy:
     """Loads an export directory (a folder or fsspec URI) after checking every file's SHA-256
@@ -195,7 +247,10 @@ def load_policy(path: Location | str | os.PathLike[str]) -> LoadedPolicy:
     except json.JSONDecodeError as exc:
         raise ExportError(f"{manifest_path} is not valid JSON: {exc}") from None
     policy_name = str(manifest.get("policy_file", POLICY_FILE))
-    expected = verify_files(path, manifest, skip=frozenset({policy_name}))
+    # the policy files are checked on the bytes that are loaded, below
+    loaded_files = {policy_name, SERVING_POLICY_FILE} if manifest.get("exploration") \
+        else {policy_name}
+    expected = verify_files(path, manifest, skip=frozenset(loaded_files))
     policy_path = path / _plain_name(policy_name)
     if not policy_path.is_file():
         raise ExportError(f"{policy_path} missing")
@@ -203,7 +258,17 @@ def load_policy(path: Location | str | os.PathLike[str]) -> LoadedPolicy:
     _check(policy_path, expected[policy_name], hashlib.sha256(data).hexdigest())
     module = torch.jit.load(io.BytesIO(data), map_location="cpu")
     module.eval()
-    return LoadedPolicy(path=path, manifest=manifest, module=module)
+    serving = None
+    if manifest.get("exploration"):
+        serving_path = path / SERVING_POLICY_FILE
+        if not serving_path.is_file():
+            raise ExportError(f"{serving_path} missing (the manifest records an exploration)")
+        serving_bytes = serving_path.read_bytes()
+        _check(serving_path, expected.get(SERVING_POLICY_FILE),
+               hashlib.sha256(serving_bytes).hexdigest())
+        serving = torch.jit.load(io.BytesIO(serving_bytes), map_location="cpu")
+        serving.eval()
+    return LoadedPolicy(path=path, manifest=manifest, module=module, serving=serving)
 
 
 def load_latest(export_root: Location | str | os.PathLike[str], domain: str,
