@@ -65,6 +65,7 @@ import polars as pl
 
 from offline_rl.data.schemas import ADS
 from offline_rl.simulator.base import PolicyFn, sample_actions
+from offline_rl.simulator.serving import SHOP, LoggingPolicy
 from offline_rl.simulator.world import CATEGORIES, World
 
 if TYPE_CHECKING:
@@ -420,7 +421,8 @@ of a 7-day window (30% of 7,000) to tell a policy that bids for profit from the 
 
 
 def generate_ads(
-    world: World, scenario: Scenario, day: dt.date, rng: np.random.Generator, events_per_day: int
+    world: World, scenario: Scenario, day: dt.date, rng: np.random.Generator, events_per_day: int,
+    logging: LoggingPolicy = SHOP,
 ) -> dict[str, pl.DataFrame]:
     """One campaign-day per active campaign whose local day starts on ``day`` (UTC date).
 
@@ -430,7 +432,7 @@ def generate_ads(
     UTC date. Each row is one daypart's bid decision with the bidder's decision context (the
     planning estimates the features are built from) and the daypart's delivery.
     """
-    sim = AdsSimulator(world, scenario.ads)
+    sim = logging.wrap(AdsSimulator(world, scenario.ads))
     pool = sim.pool
     n = min(pool.n_campaigns, max(1, int(round(events_per_day / EVENTS_PER_CAMPAIGN))))
     campaign = np.arange(n)

@@ -71,6 +71,7 @@ import polars as pl
 
 from offline_rl.data.schemas import CART
 from offline_rl.simulator.base import PolicyFn, sample_actions
+from offline_rl.simulator.serving import SHOP, LoggingPolicy
 from offline_rl.simulator.world import DEVICES, World
 
 if TYPE_CHECKING:
@@ -390,10 +391,11 @@ def max_cart_minutes(config: CartConfig) -> float:
 
 
 def generate_cart(
-    world: World, scenario: Scenario, day: dt.date, rng: np.random.Generator, events_per_day: int
+    world: World, scenario: Scenario, day: dt.date, rng: np.random.Generator, events_per_day: int,
+    logging: LoggingPolicy = SHOP,
 ) -> dict[str, pl.DataFrame]:
     """Carts opened on ``day`` under the behaviour policy, as ``cart`` events."""
-    sim = CartSimulator(world, scenario.cart)
+    sim = logging.wrap(CartSimulator(world, scenario.cart))
     cfg = sim.config
     n = max(1, int(round(events_per_day / EVENTS_PER_CART)))
     users = rng.integers(0, world.users.n_users, n)

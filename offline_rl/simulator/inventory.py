@@ -59,6 +59,7 @@ import polars as pl
 
 from offline_rl.data.schemas import INVENTORY_ORDERS, INVENTORY_SNAPSHOTS
 from offline_rl.simulator.base import PolicyFn, sample_actions
+from offline_rl.simulator.serving import SHOP, LoggingPolicy
 from offline_rl.simulator.world import World
 
 if TYPE_CHECKING:
@@ -415,7 +416,8 @@ EVENTS_PER_SKU_EPISODE = 200.0
 
 
 def generate_inventory(
-    world: World, scenario: Scenario, day: dt.date, rng: np.random.Generator, events_per_day: int
+    world: World, scenario: Scenario, day: dt.date, rng: np.random.Generator, events_per_day: int,
+    logging: LoggingPolicy = SHOP,
 ) -> dict[str, pl.DataFrame]:
     """Replenishment episodes starting on ``day`` under the behaviour policy.
 
@@ -423,7 +425,8 @@ def generate_inventory(
     starts a new episode on ``day``), so every SKU has one episode at a time; the rows of an
     episode fall on ``day`` and the following ``horizon - 1`` days.
     """
-    sim = InventorySimulator(world, scenario.inventory)
+    # a served policy reads the transitions' layout: the observation followed by the mask
+    sim = logging.wrap(MaskedInventorySimulator(InventorySimulator(world, scenario.inventory)))
     cfg = sim.config
     pool = sim.pool
     per_day = min(pool.n_skus // cfg.horizon,

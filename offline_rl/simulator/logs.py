@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -27,7 +29,11 @@ from offline_rl.simulator.recommendation import (
     simulate_sessions,
 )
 from offline_rl.simulator.scenarios import Scenario, get_scenario
+from offline_rl.simulator.serving import SHOP, LoggingPolicy, logging_policies
 from offline_rl.simulator.world import DEVICES, World, make_world
+
+if TYPE_CHECKING:
+    from offline_rl.paths import Location
 
 EVENTS_PER_SESSION = 8.0
 """Rough clickstream events per session, to turn ``events_per_day`` into sessions."""
@@ -37,9 +43,9 @@ _HOUR_WEIGHTS = np.array(
      4, 2], dtype=float,
 )
 
-DatasetGenerator = Callable[[World, Scenario, dt.date, np.random.Generator, int],
-                            dict[str, pl.DataFrame]]
-"""(world, scenario, day, rng, events_per_day) -> {dataset name: rows}."""
+DatasetGenerator = Callable[..., dict[str, pl.DataFrame]]
+"""(world, scenario, day, rng, events_per_day, logging=SHOP) -> {dataset name: rows}; the
+decisions are served by ``logging`` (the shop's own rule by default)."""
 
 
 def session_start_times(day: dt.date, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -51,10 +57,11 @@ def session_start_times(day: dt.date, n: int, rng: np.random.Generator) -> np.nd
 
 
 def generate_clickstream(
-    world: World, scenario: Scenario, day: dt.date, rng: np.random.Generator, events_per_day: int
+    world: World, scenario: Scenario, day: dt.date, rng: np.random.Generator, events_per_day: int,
+    logging: LoggingPolicy = SHOP,
 ) -> dict[str, pl.DataFrame]:
     """Sessions of one day under the recommendation behaviour policy, as clickstream events."""
-    sim = RecommendationSimulator(world, scenario.recommendation)
+    sim = logging.wrap(RecommendationSimulator(world, scenario.recommendation))
     n_sessions = max(1, int(round(events_per_day / EVENTS_PER_SESSION)))
     users = rng.integers(0, world.users.n_users, n_sessions)
     starts = session_start_times(day, n_sessions, rng)
@@ -138,14 +145,15 @@ def clickstream_events(
     return events.select(CLICKSTREAM.polars_schema.names()).cast(dict(CLICKSTREAM.polars_schema))
 
 
-GENERATORS: list[DatasetGenerator] = [
-    generate_clickstream,
-    generate_cart,
-    generate_inventory,
-    generate_ads,
-    generate_pricing,
-]
-"""One generator per log source; each returns rows for its datasets."""
+GENERATORS: dict[str, DatasetGenerator] = {
+    "recommendation": generate_clickstream,
+    "cart": generate_cart,
+    "inventory": generate_inventory,
+    "ads": generate_ads,
+    "pricing": generate_pricing,
+}
+"""One generator per log source, keyed by the decision domain its decisions belong to; each
+returns rows for its datasets."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +164,8 @@ class LandingSummary:
     days: list[dt.date]
     rows: dict[str, int]
     written: list[Path]
+    served: dict[str, str] = field(default_factory=dict)
+    """Per domain, what served its decisions: ``shop_rule`` or the export version."""
 
     @property
     def files(self) -> int:
@@ -170,8 +180,16 @@ def write_landing(
     seed: int = 0,
     events_per_day: int = 40_000,
     scenario: str = "default",
+    serve: Location | str | PathLike[str] | None = None,
 ) -> LandingSummary:
-    """Simulates ``days`` days from ``start`` and writes every source's landing files."""
+    """Simulates ``days`` days from ``start`` and writes every source's landing files.
+
+    With ``serve`` (an export root), each domain's decisions are served by the version its
+    ``latest`` names, through the export's serving head, and the logs record that head's
+    propensities; a domain with nothing promoted is served by the shop's rule. The customers
+    and dynamics of a day do not depend on what serves it (the same seed gives the same
+    sessions, carts, SKUs and campaigns).
+    """
     if days < 1:
         raise ValueError("days must be at least 1")
     if events_per_day < 1:
@@ -182,11 +200,13 @@ def write_landing(
     rows: dict[str, int] = {name: 0 for name in SOURCES}
     written: list[Path] = []
     day_list = [start + dt.timedelta(days=i) for i in range(days)]
+    policies = logging_policies(list(GENERATORS), serve)
     for day in day_list:
         seq = np.random.SeedSequence([seed, day.toordinal()])
-        for gen, child in zip(GENERATORS, seq.spawn(len(GENERATORS)), strict=True):
+        for (domain, gen), child in zip(GENERATORS.items(), seq.spawn(len(GENERATORS)),
+                                        strict=True):
             for name, frame in gen(world, scen, day, np.random.default_rng(child),
-                                   events_per_day).items():
+                                   events_per_day, logging=policies[domain]).items():
                 schema = SOURCES[name]
                 dated = frame.with_columns(_date=pl.col(schema.time_column).dt.date())
                 for (event_date,), part in dated.group_by("_date", maintain_order=True):
@@ -198,4 +218,5 @@ def write_landing(
                     tmp.replace(target)
                     written.append(target)
                 rows[name] += frame.height
-    return LandingSummary(home=Path(home), days=day_list, rows=rows, written=written)
+    return LandingSummary(home=Path(home), days=day_list, rows=rows, written=written,
+                          served={d: p.name for d, p in policies.items()})

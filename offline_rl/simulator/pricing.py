@@ -68,6 +68,7 @@ import polars as pl
 
 from offline_rl.data.schemas import PRICING_CHANGES, PRICING_SALES
 from offline_rl.simulator.base import PolicyFn, sample_actions
+from offline_rl.simulator.serving import SHOP, LoggingPolicy
 from offline_rl.simulator.world import World
 
 if TYPE_CHECKING:
@@ -345,7 +346,8 @@ decisions."""
 
 
 def generate_pricing(
-    world: World, scenario: Scenario, day: dt.date, rng: np.random.Generator, events_per_day: int
+    world: World, scenario: Scenario, day: dt.date, rng: np.random.Generator, events_per_day: int,
+    logging: LoggingPolicy = SHOP,
 ) -> dict[str, pl.DataFrame]:
     """Pricing episodes starting on ``day`` under the behaviour policy.
 
@@ -355,7 +357,7 @@ def generate_pricing(
     shuffle of the SKU pool (seeded by the world), so every day's episodes mix items and
     markets; ``events_per_day / EVENTS_PER_SKU_EPISODE`` of the cohort's SKUs start.
     """
-    sim = PricingSimulator(world, scenario.pricing)
+    sim = logging.wrap(PricingSimulator(world, scenario.pricing))
     cfg = sim.config
     pool = sim.pool
     per_day = min(pool.n_skus // cfg.horizon,
