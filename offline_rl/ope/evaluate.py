@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
@@ -37,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from offline_rl.data.arrays import DecisionArrays
+from offline_rl.export.exploration import draw
 from offline_rl.ope.bootstrap import resample_counts
 from offline_rl.ope.diagnostics import Diagnostics, compute_diagnostics, estimator_disagreement
 from offline_rl.ope.estimators import (
@@ -168,20 +170,53 @@ def fit_fqe(algo: Any, dataset: Any, config: OPEConfig, reward_scale: float = 1.
     return fqe
 
 
+@dataclass(frozen=True)
+class StochasticTarget:
+    """A target policy that draws its action, given by ``probs(observations) -> [n,
+    n_actions]`` (e.g. a served export's ``LoadedPolicy.action_probs``).
+
+    :func:`evaluate_policy` values it exactly: each logged action is weighted by its target
+    probability, FQE's Bellman targets and doubly robust's control variate average over the
+    distribution, and a replay draws the policy's actions with ``seed``.
+    """
+
+    probs: Callable[[np.ndarray], np.ndarray]
+    seed: int = 0
+
+    def action_probs(self, observations: np.ndarray) -> np.ndarray:
+        return np.asarray(self.probs(observations), dtype=np.float64)
+
+    def predict(self, observations: np.ndarray) -> np.ndarray:
+        """The most probable action (what the reports' action shares count)."""
+        return self.action_probs(observations).argmax(axis=1)
+
+
 def logged_data_for(
     arrays: DecisionArrays, target_actions: np.ndarray, q_logged: np.ndarray | None = None,
-    v_target: np.ndarray | None = None,
+    v_target: np.ndarray | None = None, target_probs: np.ndarray | None = None,
 ) -> LoggedData:
-    """Estimator input for a deterministic target policy's actions at the logged states."""
+    """Estimator input for a target policy at the logged states: a deterministic one's
+    actions, or with ``target_probs`` (``[rows, n_actions]``) a stochastic one's
+    probability of each logged action."""
+    rows = np.arange(arrays.actions.shape[0])
     return LoggedData(
         episode=arrays.episode,
         step=arrays.step,
         reward=arrays.rewards.astype(np.float64),
         behavior_prob=arrays.behavior_prob,
-        target_prob=(target_actions == arrays.actions).astype(np.float64),
+        target_prob=(target_actions == arrays.actions).astype(np.float64)
+        if target_probs is None else target_probs[rows, arrays.actions],
         q_logged=q_logged,
         v_target=v_target,
     )
+
+
+def _model_values(q: np.ndarray, arrays: DecisionArrays, target: np.ndarray,
+                  target_probs: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(Q(s, logged action), V_target(s))`` of one Q matrix ``[rows, n_actions]``."""
+    rows = np.arange(arrays.actions.shape[0])
+    v = q[rows, target] if target_probs is None else (target_probs * q).sum(axis=1)
+    return q[rows, arrays.actions], v
 
 
 def next_rows(arrays: DecisionArrays) -> np.ndarray:
@@ -234,16 +269,21 @@ def refit_counts(arrays: DecisionArrays, config: OPEConfig) -> np.ndarray:
 
 
 def _torch_fqe(policy_actions: np.ndarray, arrays: DecisionArrays, n_actions: int,
-               config: OPEConfig) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """``(q [members, rows, n_actions], resample counts [members - 1, n_episodes], details)``.
+               config: OPEConfig, target_probs: np.ndarray | None = None,
+               ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """``(q [members, rows, n_actions], resample counts [members - 1, n_episodes], details)``
+    of the deterministic policy ``policy_actions`` or, given, of ``target_probs``.
 
     Member 0 is the fit on all episodes; member ``k >= 1`` the refit on resample ``k - 1``.
     """
     from offline_rl.ope.fqe_torch import FQESettings, fit_fqe_ensemble
 
     rows = arrays.actions.shape[0]
-    probs = np.zeros((rows, n_actions))
-    probs[np.arange(rows), policy_actions] = 1.0
+    if target_probs is None:
+        probs = np.zeros((rows, n_actions))
+        probs[np.arange(rows), policy_actions] = 1.0
+    else:
+        probs = target_probs
     weights = [np.ones((1, rows))]
     counts = refit_counts(arrays, config)
     if counts.shape[0]:
@@ -284,7 +324,8 @@ def _estimate_all(data: LoggedData, config: OPEConfig) -> dict[str, Estimate]:
 
 def _refit_intervals(estimates: dict[str, Estimate], arrays: DecisionArrays,
                      target: np.ndarray, q: np.ndarray, counts: np.ndarray,
-                     config: OPEConfig) -> tuple[dict[str, Estimate], dict[str, list[float]]]:
+                     config: OPEConfig, target_probs: np.ndarray | None = None,
+                     ) -> tuple[dict[str, Estimate], dict[str, list[float]]]:
     """Intervals of the model-based estimators from the FQE refits.
 
     Replicate ``k`` of an estimator is its value on resample ``k`` with the model refitted on
@@ -297,11 +338,11 @@ def _refit_intervals(estimates: dict[str, Estimate], arrays: DecisionArrays,
     names = [n for n in config.refit_estimators if n in estimates]
     if not names or counts.shape[0] < 2:
         return estimates, {}
-    rows = np.arange(arrays.actions.shape[0])
     groups = _by_clip(names, config)
     kept: dict[str, list[float]] = {n: [] for subset, _ in groups for n in subset}
     for k in range(1, q.shape[0]):  # member k is the refit on resample k - 1
-        data = logged_data_for(arrays, target, q[k][rows, arrays.actions], q[k][rows, target])
+        data = logged_data_for(arrays, target, *_model_values(q[k], arrays, target,
+                                                              target_probs), target_probs)
         for subset, clip in groups:
             values = estimate_on_counts(data, subset, counts[k - 1:k], gamma=config.gamma,
                                         max_weight=clip)[0]
@@ -337,6 +378,17 @@ def evaluate_policy(
             (:func:`offline_rl.ope.replay.prepare_replay`): adds the ``replay`` estimate, or,
             when the data cannot be replayed, records why (``extra["replay"]``).
     """
+    target_probs: np.ndarray | None = None
+    if isinstance(algo, StochasticTarget):
+        if config.fqe_backend != "torch":
+            raise ValueError(f"{name}: a stochastic target needs the torch FQE backend")
+        target_probs = algo.action_probs(arrays.observations)
+        n_actions = n_actions or (target_probs.shape[1] if target_probs.ndim == 2 else None)
+        if target_probs.shape != (arrays.actions.shape[0], n_actions) or \
+                not np.allclose(target_probs.sum(axis=1), 1.0, atol=1e-4) or \
+                (target_probs < 0).any():
+            raise ValueError(f"{name}: the target's probabilities must be a [rows, n_actions] "
+                             f"distribution per row, got shape {list(target_probs.shape)}")
     target = np.asarray(algo.predict(arrays.observations)).reshape(-1).astype(np.int64)
     if target.shape[0] != arrays.actions.shape[0]:
         raise ValueError(f"{name}: predict returned {target.shape[0]} actions for "
@@ -351,11 +403,10 @@ def evaluate_policy(
     q_all: np.ndarray | None = None
     counts = np.empty((0, 0))
     if config.fqe_backend == "torch":
-        q_all, counts, details = _torch_fqe(target, arrays, n_actions, config)
-        rows = np.arange(arrays.actions.shape[0])
+        q_all, counts, details = _torch_fqe(target, arrays, n_actions, config, target_probs)
         model = q_all.mean(axis=0) if config.fqe_bagging else q_all[0]
         details["fqe_bagged"] = bool(config.fqe_bagging and q_all.shape[0] > 1)
-        q_logged, v_target = model[rows, arrays.actions], model[rows, target]
+        q_logged, v_target = _model_values(model, arrays, target, target_probs)
     else:
         if dataset is None:
             raise ValueError("the d3rlpy FQE backend needs the logged decisions as an "
@@ -369,11 +420,11 @@ def evaluate_policy(
         v_target = np.asarray(fqe.predict_value(arrays.observations, target),
                               dtype=np.float64) / scale
         details = {"fqe_backend": "d3rlpy", "fqe_reward_scale": scale}
-    data = logged_data_for(arrays, target, q_logged, v_target)
+    data = logged_data_for(arrays, target, q_logged, v_target, target_probs)
     estimates = _estimate_all(data, config)
     if q_all is not None and config.n_bootstrap >= 2:
         estimates, replicates = _refit_intervals(estimates, arrays, target, q_all, counts,
-                                                 config)
+                                                 config, target_probs)
         if replicates:
             details["refit_replicates"] = {"alpha": config.alpha, "values": replicates}
     if replay is not None:
@@ -402,7 +453,14 @@ def _with_replay(algo: Any, replay: ReplayData, counts: np.ndarray,
     why there is none (the caller that prepared the replay reports that once)."""
     if not replay.available:
         return estimates, {**details, "replay": replay.reason}
-    returns = replay.replay.returns(replay.prepared, algo.predict, gamma=config.gamma)
+    predict = algo.predict
+    if isinstance(algo, StochasticTarget):  # the replay draws the policy's actions
+        rng = np.random.default_rng([algo.seed, 4242])
+
+        def predict(observations: np.ndarray) -> np.ndarray:
+            return draw(algo.action_probs(observations), rng.random(observations.shape[0]))
+
+    returns = replay.replay.returns(replay.prepared, predict, gamma=config.gamma)
     est, replicates = replay_estimate(returns, counts, n_bootstrap=config.n_bootstrap,
                                       alpha=config.alpha, seed=config.seed)
     details = {**details, "replay": "ok"}

@@ -254,3 +254,35 @@ def test_evaluate_policy_adds_the_replay_estimate_with_paired_replicates(logs):
     missing = evaluate_policy("always_1", StatePolicy(TARGET), logs, None, config, n_actions=2,
                               replay=prepare_replay(_EpisodeReplay(), logs))
     assert "replay" not in missing.estimates and missing.extra["replay"] == "no x logged"
+
+
+def exact_stochastic(pi: np.ndarray) -> float:
+    """True value of the stochastic policy ``pi[s, a]`` (Bellman equations)."""
+    cont = (1 - END)[:, :, None] * P
+    m = np.einsum("sa,sat->st", pi, cont)
+    v = np.linalg.solve(np.eye(2) - m, (pi * R).sum(axis=1))
+    return float(D0 @ v)
+
+
+def test_evaluate_a_stochastic_target_exactly(logs):
+    from offline_rl.ope.evaluate import StochasticTarget
+
+    pi = np.array([[0.3, 0.7], [0.1, 0.9]])  # an epsilon-greedy version of "always 1"
+    value = exact_stochastic(pi)
+    assert abs(value - exact(TARGET)[0]) > 0.05  # distinguishable from the greedy policy
+    target = StochasticTarget(lambda obs: pi[np.asarray(obs).argmax(axis=1)])
+    config = OPEConfig(n_bootstrap=200, fqe_steps=1200, fqe_hidden_units=(16,), fqe_refits=6)
+    ev = evaluate_policy("eps_1", target, logs, None, config, n_actions=2)
+    for name in ("ipw", "pdis", "dm", "dr"):
+        assert ev.estimates[name].value == pytest.approx(value, rel=0.08), name
+    dr = ev.estimates["dr"]
+    assert dr.low <= value <= dr.high
+    # the importance weights are the target's probabilities of the logged actions
+    rows = np.arange(logs.actions.shape[0])
+    data = logged_data_for(logs, np.ones_like(logs.actions), target_probs=pi[logs.observations
+                                                                               .argmax(axis=1)])
+    np.testing.assert_allclose(data.target_prob,
+                               pi[logs.observations.argmax(axis=1)][rows, logs.actions])
+    with pytest.raises(ValueError, match="distribution per row"):
+        evaluate_policy("bad", StochasticTarget(lambda obs: np.full((len(obs), 2), 0.7)), logs,
+                        None, config, n_actions=2)
