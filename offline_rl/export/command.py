@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,32 @@ from offline_rl.paths import Location
 FEATURE_PREFIX = "f_"
 LATEST_NAME = "latest"  # offline_rl.export.loader.LATEST, without importing torch here
 MANIFEST_NAME = "manifest.json"  # offline_rl.export.loader.MANIFEST
+ROWS = "1-based, header excluded"
+"""How row numbers are counted in ``predict``'s output and messages (as in the quarantine)."""
+SHOWN_NAMES = 8
+"""At most this many column names are listed in one message (then "and N more")."""
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:SHOWN_NAMES])
+    return shown + (f" and {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES else "")
+
+
+def check_domain(domain: str, export_root: Location) -> None:
+    """Raises ``UsageError`` for a domain that is neither registered nor has an export folder
+    under ``export_root``, listing the choices (registered domains and exported ones)."""
+    from offline_rl.cli import UsageError
+    from offline_rl.domains import DOMAIN_NAMES
+
+    if not domain or "/" in domain or "\\" in domain or domain.startswith("."):
+        raise UsageError(f"invalid domain {domain!r}", "e.g. --domain recommendation")
+    if domain in DOMAIN_NAMES or (export_root / domain).is_dir():
+        return
+    exported = sorted(p.name for p in export_root.iterdir()
+                      if p.is_dir() and not p.name.startswith(".")) if export_root.is_dir() else []
+    choices = list(DOMAIN_NAMES) + [d for d in exported if d not in DOMAIN_NAMES]
+    raise UsageError(f"unknown domain {domain!r}; choose one of: {', '.join(choices)}",
+                     "offline-rl exports list shows the domains with exports")
 
 
 # ------------------------------------------------------------------ predict
@@ -29,8 +56,8 @@ def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
     """``predict --domain D --features FILE [--version V] [--json OUT]``."""
     p = subparsers.add_parser(
         "predict", help="actions and action values of an exported policy for feature rows",
-        description="Loads an export (checksums verified) and prints, for each row of FILE "
-                    "(counted from 0), the policy's action and the value of every action, "
+        description="Loads an export (checksums verified) and prints, for each data row of "
+                    f"FILE ({ROWS}), the policy's action and the value of every action, "
                     "tab-separated. FILE is Parquet or CSV with one column per feature of the "
                     "export's schema, named NAME or f_NAME; other columns are ignored. "
                     "Missing columns, nulls and non-finite values are refused with the column "
@@ -49,13 +76,19 @@ def read_feature_rows(path: Path, feature_names: list[str]) -> np.ndarray:
     """``float32 [n, len(feature_names)]`` from a Parquet or CSV file, columns in schema order.
 
     A feature may be a column ``name`` or ``f_name`` (not both); other columns are ignored.
-    Raises ``ValueError`` naming the file and the missing, doubly named or non-numeric columns,
-    or the columns holding nulls or non-finite numbers with the first such row (counted from 0,
-    as ``predict`` numbers its output).
+    A file without data rows (a header-only CSV, an empty Parquet file) gives ``[0, n]``.
+    Raises ``ValueError`` naming the file and only the missing, doubly named or non-numeric
+    columns (with how many the schema has), or the columns holding nulls or non-finite numbers
+    with the first such row (1-based data row, header excluded, as ``predict`` numbers its
+    output and the quarantine its rows); ``FileNotFoundError`` when there is no such file,
+    ``IsADirectoryError`` for a folder.
     """
     import polars as pl
 
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"features file {path} is a directory; pass one .parquet, .pq "
+                                "or .csv file")
     if not path.is_file():
         raise FileNotFoundError(f"features file {path} does not exist")
     suffix = path.suffix.lower()
@@ -77,26 +110,29 @@ def read_feature_rows(path: Path, feature_names: list[str]) -> np.ndarray:
             ambiguous.append(f"{found[0]}/{found[1]}")
         columns.append(found[0] if found else None)
     if missing:
-        raise ValueError(f"{path} lacks feature column(s): {', '.join(missing)} "
-                         f"(name them NAME or {FEATURE_PREFIX}NAME)")
+        raise ValueError(f"{path} lacks {len(missing)} of the {len(feature_names)} feature "
+                         f"columns: {_names(missing)} (name them NAME or {FEATURE_PREFIX}NAME)")
     if ambiguous:
         raise ValueError(f"{path} has both spellings of feature column(s): "
                          f"{', '.join(ambiguous)}; keep one of each")
     selected = frame.select(columns)
+    if selected.height == 0:  # a header-only CSV has no types to check (polars reads String)
+        return np.zeros((0, len(columns)), dtype=np.float32)
     non_numeric = [f"{c} ({t})" for c, t in selected.schema.items()
                    if not (t.is_numeric() or t == pl.Boolean)]
     if non_numeric:
-        raise ValueError(f"{path}: non-numeric feature column(s): {', '.join(non_numeric)}")
+        raise ValueError(f"{path}: {len(non_numeric)} of the {len(feature_names)} feature "
+                         f"columns are not numeric: {_names(non_numeric)}")
     x = selected.cast(pl.Float64).to_numpy().reshape(selected.height, len(columns))
     with np.errstate(over="ignore"):  # nulls are NaN here; values beyond float32 become inf
         x = x.astype(np.float32)
     bad = ~np.isfinite(x)
     if bad.any():
         first = bad.argmax(axis=0)
-        where = [f"{c} (first at row {int(first[j])})"
+        where = [f"{c} (first at row {int(first[j]) + 1})"
                  for j, c in enumerate(columns) if bad[:, j].any()]
-        raise ValueError(f"{path}: null or non-finite values in feature column(s): "
-                         f"{', '.join(where)}")
+        raise ValueError(f"{path}: null or non-finite values in feature column(s) "
+                         f"{_names(where)}; rows are {ROWS}")
     return x
 
 
@@ -104,6 +140,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from offline_rl.cli import UsageError, paths_from
     from offline_rl.export.loader import ExportError, load_latest
 
+    check_domain(args.domain, paths_from(args).exports)
     try:
         policy = load_latest(paths_from(args).exports, args.domain, args.version)
     except ExportError as exc:
@@ -113,23 +150,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
                          "predict needs an export made by this version (re-run the export)")
     try:
         x = read_feature_rows(Path(args.features), policy.feature_names)
-    except (ValueError, FileNotFoundError) as exc:
-        raise UsageError(str(exc), f"expected columns: {', '.join(policy.feature_names)}") \
-            from None
+    except (ValueError, OSError) as exc:
+        raise UsageError(str(exc), f"{args.domain} {policy.version} expects "
+                                   f"{len(policy.feature_names)} feature columns; list them "
+                                   f"with: offline-rl exports show --domain {args.domain} "
+                                   f"--version {policy.version}") from None
+    if x.shape[0] == 0:
+        print(f"warning: {args.features} has no data rows; nothing to predict", file=sys.stderr)
     actions, values = policy.predict_with_values(x)
     names = policy.action_names
-    rows = [{"row": i, "action": int(a), "action_name": names[a] if 0 <= a < len(names) else None,
+    rows = [{"row": i, "action": int(a),
+             "action_name": names[a] if 0 <= a < len(names) else None,
              "values": {names[j]: _num(v) for j, v in enumerate(row)}}
-            for i, (a, row) in enumerate(zip(actions.tolist(), values.tolist(), strict=True))]
+            for i, (a, row) in enumerate(zip(actions.tolist(), values.tolist(), strict=True),
+                                         start=1)]
     record = {"domain": args.domain, "version": policy.version, "export": str(policy.path),
               "value_kind": policy.value_kind, "features": str(args.features),
-              "n_rows": len(rows), "rows": rows}
+              "n_rows": len(rows), "row_numbering": ROWS, "rows": rows}
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=2))
         print(f"{args.domain} {policy.version}: {len(rows)} row(s) -> {args.json}")
         return 0
     print(f"# {args.domain} {policy.version} ({policy.manifest.get('algorithm', '?')}); "
-          f"values: {policy.value_kind}")
+          f"values: {policy.value_kind}; rows {ROWS}")
     width = max([len(n) for n in names] + [8])
     print("\t".join(["row", "action", "name".ljust(width), *names]))
     for r in rows:
@@ -162,9 +205,12 @@ def add_exports_parser(subparsers: Any) -> argparse.ArgumentParser:
                                                  else " (default: every domain with exports)"))
 
     p = actions.add_parser("list", help="versions of each domain; * marks latest",
-                           description="Lists every complete version, oldest first, with its "
-                                       "algorithm, decision date, candidate and DR estimate; "
-                                       "* marks the version latest names.")
+                           description="Lists every version, oldest first, with its status "
+                                       "(ok, CORRUPT: a file fails its SHA-256 checksum, or "
+                                       "INCOMPLETE: a file or the manifest is missing), "
+                                       "algorithm, decision date, candidate and the estimate "
+                                       "the gate decided on; * marks the version latest names. "
+                                       "Every file of every version is read to check it.")
     domain_option(p, None)
     p.set_defaults(handler=cmd_list)
 
@@ -180,8 +226,10 @@ def add_exports_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     p = actions.add_parser("rollback", help="point latest at an earlier version",
                            description="Points latest at --version, or at the version before "
-                                       "the current one. The switch is atomic; no files are "
-                                       "deleted.")
+                                       "the current one, after checking every file of that "
+                                       "version against its SHA-256 checksum (a corrupt or "
+                                       "incomplete version is refused and latest is left as "
+                                       "it was). The switch is atomic; no files are deleted.")
     domain_option(p, "recommendation")
     p.add_argument("--version", help="version to serve (default: the one before latest)")
     p.set_defaults(handler=cmd_rollback)
@@ -204,12 +252,9 @@ def _export_root(args: argparse.Namespace) -> Location:
 
 
 def _domain_root(args: argparse.Namespace) -> Location:
-    from offline_rl.cli import UsageError
-
-    domain = args.domain
-    if not domain or "/" in domain or "\\" in domain or domain.startswith("."):
-        raise UsageError(f"invalid domain {domain!r}", "e.g. --domain recommendation")
-    return _export_root(args) / domain
+    root = _export_root(args)
+    check_domain(args.domain, root)
+    return root / args.domain
 
 
 def _summary(manifest: dict[str, Any]) -> str:
@@ -226,7 +271,7 @@ def _summary(manifest: dict[str, Any]) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from offline_rl.export.registry import current_version, list_versions
+    from offline_rl.export.registry import current_version, list_versions, version_problems
 
     root = _export_root(args)
     if args.domain:
@@ -243,15 +288,47 @@ def cmd_list(args: argparse.Namespace) -> int:
         state = "no latest" if current is None else f"latest {current}"
         if current is not None and current not in versions:
             state += " (MISSING: roll back with offline-rl exports rollback --version V)"
+        damaged = {v: problems for v in versions
+                   if (problems := version_problems(root / domain, v))}
+        if damaged:
+            state += f"; {len(damaged)} damaged: roll back only to a version marked ok"
         print(("\n" if i else "") + f"{domain}: {len(versions)} version(s), {state}")
-        for v in versions:
+        for v in sorted([*versions, *_unfinished(root / domain, versions)], key=_number):
+            mark = "*" if v == current else " "
+            if v not in versions:
+                print(f"{mark} {v}  {'INCOMPLETE':<10}  no {MANIFEST_NAME} (an unfinished "
+                      "publish; not servable)")
+                continue
+            status = _status(damaged.get(v, []))
             try:
                 manifest = json.loads((root / domain / v / MANIFEST_NAME).read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                print(f"{'*' if v == current else ' '} {v}  unreadable manifest: {exc}")
-                continue
-            print(f"{'*' if v == current else ' '} {v}  {_summary(manifest)}")
+                summary = _summary(manifest)
+            except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
+                summary = f"unreadable manifest: {exc}"
+            detail = f"  ({'; '.join(damaged[v])})" if v in damaged else ""
+            print(f"{mark} {v}  {status:<10}  {summary}{detail}")
     return 0
+
+
+def _number(version: str) -> int:
+    return int(version[1:])
+
+
+def _status(problems: list[str]) -> str:
+    """``ok``, ``INCOMPLETE`` (a file or the manifest missing) or ``CORRUPT`` (anything else:
+    a file failing its checksum, an unreadable manifest)."""
+    if not problems:
+        return "ok"
+    return "INCOMPLETE" if all(p.endswith("missing") for p in problems) else "CORRUPT"
+
+
+def _unfinished(domain_root: Location, versions: list[str]) -> list[str]:
+    """Folders named like a version that have no manifest (an unfinished publish)."""
+    if not domain_root.is_dir():
+        return []
+    return [p.name for p in domain_root.iterdir()
+            if p.name not in versions and p.name[:1] == "v" and p.name[1:].isdigit()
+            and len(p.name) >= 5 and p.is_dir() and not (p / MANIFEST_NAME).is_file()]
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -288,7 +365,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     try:
         version = rollback(domain_root.parent, domain_root.name, args.version)
     except ExportError as exc:
-        raise UsageError(str(exc), "list versions with: offline-rl exports list") from None
+        raise UsageError(str(exc), "offline-rl exports list shows each version's status; "
+                                   "roll back to one marked ok") from None
     print(f"{domain_root.name}: latest {before or '(none)'} -> {version}")
     return 0
 

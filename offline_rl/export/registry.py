@@ -12,6 +12,12 @@ Crash safety (a process may be killed at any instruction):
   ``.publishing``, names the version in between; a version it names that ``latest`` does not
   is not listed, and the next registry operation removes it, so an interrupted publish
   leaves the registry exactly as before and the next publish reuses the number.
+* Nothing is created with a private mode: folders get ``0777 & ~umask`` and files
+  ``0666 & ~umask`` (0755 and 0644 under the usual umask 022), so a serving process running
+  as another user can read what the umask lets it read.
+* ``latest`` is only ever pointed at a version whose files all match the manifest's SHA-256:
+  rollback (and ``set_latest``) verify every checksum of the target first and refuse a corrupt
+  or incomplete version, leaving ``latest`` as it was.
 * Writers (publish, rollback, prune) hold an exclusive lock on ``<export root>/.<domain>.lock``
   and first clean up what a killed writer left (staging and pruned directories, the journal).
   Readers take no lock.
@@ -48,7 +54,6 @@ import os
 import re
 import shutil
 import signal
-import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -61,6 +66,7 @@ from offline_rl.export.loader import (
     MANIFEST,
     POLICY_FILE,
     ExportError,
+    _checksums,
     resolve_version,
     sha256_file,
 )
@@ -116,6 +122,16 @@ def current_version(domain_root: Location | str) -> str | None:
     return pointer.read_text().strip() if pointer.is_file() else None
 
 
+def resolve_export(path: Location | str | os.PathLike[str]) -> Location:
+    """An export directory given as itself, or as the ``latest`` pointer of a domain's export
+    folder (``<export root>/<domain>/latest``): then the version directory it names. Anything
+    else is returned as given (the loader then says what is wrong with it)."""
+    location = as_location(path)
+    if location.name == LATEST and location.is_file():
+        return resolve_version(location.parent, LATEST)
+    return location
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -124,8 +140,33 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _create_private_name(path: Path) -> tuple[int, Path]:
+    """Opens a new file next to ``path`` under a unique hidden name for writing. Unlike
+    ``mkstemp`` (always 0600) it is created with ``0666 & ~umask``."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name next to {path}")
+
+
+def _make_staging_dir(domain_root: Path, version: str) -> Path:
+    """A new hidden staging folder; unlike ``mkdtemp`` (always 0700) it is created with
+    ``0777 & ~umask``, and keeps that mode when it is renamed into place as the version."""
+    for _ in range(100):
+        staging = domain_root / f".staging-{version}-{uuid.uuid4().hex[:12]}"
+        try:
+            os.mkdir(staging, 0o777)
+            return staging
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free staging folder name in {domain_root}")
+
+
 def _write_atomic(path: Path, text: str, *, crash_point: str | None = None) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = _create_private_name(path)
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
@@ -185,8 +226,57 @@ def _recover(domain_root: Path) -> None:
         (domain_root / JOURNAL).unlink()
 
 
-def _set_latest(domain_root: Location, version: str) -> None:
-    resolve_version(domain_root, version)  # validates that it exists and is complete
+def version_problems(domain_root: Location | str, version: str) -> list[str]:
+    """What is wrong with a version's files, one short phrase each (empty: every file the
+    manifest lists is present and matches its SHA-256). Reads every file once."""
+    path = as_location(domain_root) / version
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except FileNotFoundError:
+        return [f"{MANIFEST} missing"]
+    except (OSError, ValueError) as exc:
+        return [f"{MANIFEST} unreadable ({type(exc).__name__})"]
+    if not isinstance(manifest, dict):
+        return [f"{MANIFEST} is not a JSON object"]
+    try:
+        expected = _checksums(path, manifest)
+    except ExportError as exc:
+        return [str(exc)]
+    problems = []
+    for name, digest in sorted(expected.items(), key=lambda item: str(item[0])):
+        name = str(name)
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            problems.append(f"invalid file name {name!r} in {MANIFEST}")
+        elif not (path / name).is_file():
+            problems.append(f"{name} missing")
+        elif not digest:
+            problems.append(f"{name} has no checksum in {MANIFEST}")
+        elif sha256_file(path / name) != digest:
+            problems.append(f"{name} fails its checksum")
+    return problems
+
+
+def verify_version(domain_root: Location | str, version: str) -> Location:
+    """The directory of ``version`` after checking every file against the manifest's SHA-256;
+    ``ExportError`` (one line naming the version and each problem) otherwise."""
+    path = resolve_version(domain_root, version)
+    problems = version_problems(domain_root, version)
+    if problems:
+        raise ExportError(f"{version} in {as_location(domain_root)} is damaged: "
+                          f"{'; '.join(problems)}")
+    return path
+
+
+def _set_latest(domain_root: Location, version: str, *, verify: bool = True) -> None:
+    """Points ``latest`` at ``version``; with ``verify``, only after every checksum of the
+    version matched (a publish skips it: it has just written and hashed the files)."""
+    if verify:
+        try:
+            verify_version(domain_root, version)
+        except ExportError as exc:
+            raise ExportError(f"refusing to point latest at {exc}") from None
+    else:
+        resolve_version(domain_root, version)  # validates that it exists and has a manifest
     if isinstance(domain_root, RemotePath):
         domain_root.fs.pipe_file((domain_root / LATEST).path, (version + "\n").encode())
         return
@@ -194,7 +284,8 @@ def _set_latest(domain_root: Location, version: str) -> None:
 
 
 def set_latest(domain_root: Location | str, version: str) -> None:
-    """Points ``latest`` at an existing complete version (this is also the rollback)."""
+    """Points ``latest`` at an existing version whose files all pass their checksums (this is
+    also the rollback); a damaged version is refused with ``ExportError``."""
     domain_root = as_location(domain_root)
     with _writer(domain_root.parent, domain_root.name) as root:
         _set_latest(root, version)
@@ -266,12 +357,12 @@ def publish(
         version = f"v{number:04d}"
         if isinstance(domain_root, RemotePath):
             full = _upload_version(domain_root, version, sources, manifest)
-            _set_latest(domain_root, version)
+            _set_latest(domain_root, version, verify=False)
             return ExportedPolicy(version=version, path=domain_root / version, manifest=full)
         target = domain_root / version
         if target.exists():
             raise ExportError(f"{target} already exists")
-        staging = Path(tempfile.mkdtemp(dir=domain_root, prefix=f".staging-{version}-"))
+        staging = _make_staging_dir(domain_root, version)
         try:
             files = []
             for name, source in sources.items():
@@ -288,7 +379,7 @@ def publish(
             shutil.rmtree(staging, ignore_errors=True)
             raise
         _crash_point("export.renamed")
-        _set_latest(domain_root, version)
+        _set_latest(domain_root, version, verify=False)
         (domain_root / JOURNAL).unlink()
         _crash_point("export.published")
     return ExportedPolicy(version=version, path=target, manifest=full)
@@ -329,7 +420,9 @@ def prune(export_root: Location | str, domain: str, keep: int) -> list[str]:
 
 def rollback(export_root: Location | str, domain: str, version: str | None = None) -> str:
     """Points ``latest`` at ``version``, or at the version before the current one; one call,
-    atomic (a consumer sees either the old or the new pointer)."""
+    atomic (a consumer sees either the old or the new pointer). The target's files are
+    checked against their SHA-256 first: a damaged version is refused with ``ExportError``
+    and ``latest`` is left as it was (the previous version is never skipped silently)."""
     with _writer(export_root, domain) as domain_root:
         if version is None:
             versions = list_versions(domain_root)

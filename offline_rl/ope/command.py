@@ -4,7 +4,19 @@
 :func:`offline_rl.ope.public.evaluate_logs`, prints a table of estimates (raw and relative to
 the behaviour policy's on-policy value) and the diagnostics, prints every warning as a
 ``warning:`` line on stderr, and writes the JSON with ``--json``. Malformed input becomes
-``offline_rl.cli.UsageError`` (one ``error:`` line plus a ``hint:``, exit code 2).
+``offline_rl.cli.UsageError`` (one ``error:`` line plus a ``hint:``, exit code 2). Every row
+number it prints is a 1-based data row of the file, header excluded (as in the quarantine).
+
+Before estimating, the command checks the logs for what the estimators would silently
+absorb (the rules, with their constants below):
+
+* refused: an action outside the domain's actions ``0..n-1`` (``n`` from ``--domain`` or the
+  target export's manifest), and rewards so large that their squares overflow float64
+  (``sum(reward**2)`` is inf, roughly ``|reward| > 1e150``): variances, intervals and FQE's
+  loss would be inf or NaN;
+* warned: behaviour probabilities below ``TINY_PROPENSITY`` (importance weights above its
+  inverse; the effective sample size collapses), and rewards whose magnitude exceeds
+  ``REWARD_OUTLIER_FACTOR`` times the median nonzero ``|reward|`` of the logs.
 
 ``add_validate_ope_parser(subparsers)`` adds ``validate-ope``: it runs
 :func:`offline_rl.ope.validate.run_validation` (progress on stderr), prints the per-domain
@@ -17,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +41,13 @@ from offline_rl.argtypes import (
     positive_int,
     share,
 )
+
+ROWS = "1-based, header excluded"
+"""How row numbers are counted in every message of ``ope`` (as in the quarantine)."""
+TINY_PROPENSITY = 1e-4
+"""Behaviour probabilities below this (importance weights above 10,000) are warned about."""
+REWARD_OUTLIER_FACTOR = 1e6
+"""A reward with ``|r|`` above this many times the median nonzero ``|r|`` is warned about."""
 
 
 def _unit_interval(low_open: bool, high_open: bool) -> Any:
@@ -56,8 +76,13 @@ def add_ope_parser(subparsers: Any) -> None:
                    help="logged decisions (.parquet or .csv): episode_id, step, action, reward, "
                         "[behavior_prob], [terminal], [f_<feature> ...]")
     p.add_argument("--target", required=True,
-                   help="export directory (with manifest.json), or a table (.parquet or .csv) "
-                        "episode_id, step, action, prob")
+                   help="export directory (with manifest.json), a domain's latest pointer "
+                        "(exports/DOMAIN/latest: the version it names), or a table (.parquet "
+                        "or .csv) episode_id, step, action, prob")
+    p.add_argument("--domain", default=None,
+                   help="decision domain of the logs: every logged action must be one of its "
+                        "actions (default: the actions of the target export's manifest; "
+                        "unchecked for a table target without --domain)")
     p.add_argument("--json", metavar="OUT", help="also write the result as JSON")
     p.add_argument("--n-bootstrap", type=nonnegative_int, default=1000,
                    help="bootstrap resamples of episodes (default 1000; 0: no intervals)")
@@ -69,10 +94,19 @@ def add_ope_parser(subparsers: Any) -> None:
     p.set_defaults(handler=cmd_ope)
 
 
-def _fmt(value: float | None, width: int = 10) -> str:
+LARGE = 1e9
+"""From this magnitude on, numbers are printed in scientific notation (7 significant digits)."""
+
+
+def _number(value: float | None, sign: str = "") -> str:
+    """A number as printed in the table: 4 decimals, scientific from ``LARGE`` on."""
     if value is None or not math.isfinite(value):
-        return f"{'n/a':>{width}}"
-    return f"{value:>{width}.4f}"
+        return "n/a"
+    return f"{value:{sign}.6e}" if abs(value) >= LARGE else f"{value:{sign}.4f}"
+
+
+def _fmt(value: float | None, width: int = 10) -> str:
+    return f"{_number(value):>{width}}"
 
 
 def _relative(value: float | None, base: float) -> str:
@@ -80,8 +114,21 @@ def _relative(value: float | None, base: float) -> str:
         return "n/a"
     diff = value - base
     if base == 0:
-        return f"{diff:+.4f}"
-    return f"{diff:+.4f} ({100 * diff / abs(base):+.1f}%)"
+        return _number(diff, "+")
+    return f"{_number(diff, '+')} ({100 * diff / abs(base):+.1f}%)"
+
+
+def _columns(rows: list[list[str]]) -> list[str]:
+    """Rows of cells as lines: the first column left-aligned, the others right-aligned, each
+    column as wide as its widest cell and columns two spaces apart, so that they stay
+    separated at any magnitude (the last cell of a row is left as is)."""
+    n = max(len(r) for r in rows)
+    widths = [max(len(r[j]) for r in rows if len(r) > j) for j in range(n - 1)]
+    lines = []
+    for r in rows:
+        cells = [r[0].ljust(widths[0])] + [c.rjust(widths[j]) for j, c in enumerate(r[1:-1], 1)]
+        lines.append("  ".join([*cells, r[-1]] if len(r) > 1 else cells).rstrip())
+    return lines
 
 
 def format_result(record: dict[str, Any], logs: str, target: str) -> str:
@@ -95,33 +142,199 @@ def format_result(record: dict[str, Any], logs: str, target: str) -> str:
         f"({record['n_bootstrap']} resamples); behaviour probabilities "
         f"{record['behavior_prob_source']}",
         "",
-        f"{'estimator':<12}{'value':>10}{'low':>10}{'high':>10}   vs behaviour",
-        f"{'behaviour':<12}{_fmt(base)}{_fmt(record['behavior_interval']['low'])}"
-        f"{_fmt(record['behavior_interval']['high'])}   (on-policy, observed returns)",
     ]
+    table = [["estimator", "value", "low", "high", " vs behaviour"],
+             ["behaviour", _number(base), _number(record["behavior_interval"]["low"]),
+              _number(record["behavior_interval"]["high"]), " (on-policy, observed returns)"]]
     for name, est in record["estimates"].items():
-        lines.append(f"{name:<12}{_fmt(est['value'])}{_fmt(est['low'])}{_fmt(est['high'])}   "
-                     + (_relative(est["value"], base) if base is not None else "n/a"))
+        table.append([name, _number(est["value"]), _number(est["low"]), _number(est["high"]),
+                      " " + (_relative(est["value"], base) if base is not None else "n/a")])
+    lines += _columns([[r[0].ljust(10), *r[1:]] for r in table])
     lines += ["", "diagnostics:"]
-    for key, value in record["diagnostics"].items():
-        lines.append(f"  {key:<28}{_fmt(value, 12)}")
+    lines += _columns([["  " + key.ljust(26), _number(value).rjust(10), ""]
+                       for key, value in record["diagnostics"].items()])
     return "\n".join(lines)
+
+
+_ROW_NUMBER = re.compile(r"\brow (\d+)( \()?")
+
+
+def one_based_rows(message: str) -> str:
+    """``evaluate_logs`` numbers rows from 0 (0-based data rows, header excluded); the command
+    reports them from 1, like the quarantine: every ``row N`` becomes ``row N+1``, the first
+    one marked ``(1-based, header excluded)``."""
+    marked = False
+
+    def shift(match: re.Match[str]) -> str:
+        nonlocal marked
+        number = int(match.group(1)) + 1
+        if marked:
+            return f"row {number}{match.group(2) or ''}"
+        marked = True
+        return f"row {number} ({ROWS}" + ("; " if match.group(2) else ")")
+
+    return _ROW_NUMBER.sub(shift, message)
+
+
+# ------------------------------------------------------------------ checks of the logs
+
+def resolve_target(target: str) -> str:
+    """The target as ``evaluate_logs`` takes it: a domain's ``latest`` pointer becomes the
+    export directory it names; anything else is passed on as given."""
+    from pathlib import PurePath
+
+    if PurePath(target).name != "latest" or not Path(target).is_file():
+        return target
+    from offline_rl.cli import UsageError
+    from offline_rl.export.loader import ExportError
+    from offline_rl.export.registry import resolve_export
+
+    try:
+        return str(resolve_export(target))
+    except ExportError as exc:
+        raise UsageError(f"target {target}: {exc}", "list versions with: offline-rl exports "
+                                                    "list") from None
+
+
+def action_count(target: str, domain: str | None) -> tuple[int, str] | None:
+    """How many actions the logs may use and where that comes from: ``--domain``, else the
+    target export's manifest (``n_actions`` or its ``action_map``); None when neither says."""
+    from offline_rl.cli import UsageError
+
+    manifest: dict[str, Any] = {}
+    path = Path(target)
+    manifest_path = path / "manifest.json" if path.is_dir() else path
+    if manifest_path.name == "manifest.json" and manifest_path.is_file():
+        try:
+            loaded = json.loads(manifest_path.read_text())
+            manifest = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            manifest = {}  # the loader reports a broken manifest
+    if domain is not None:
+        from offline_rl.domains import get_domain
+
+        try:
+            spec = get_domain(domain)
+        except ValueError as exc:
+            raise UsageError(str(exc), "offline-rl domains describes each") from None
+        exported = manifest.get("domain")
+        if exported not in (None, domain):
+            raise UsageError(f"target {target} is a {exported} policy, not {domain}",
+                             f"pass --domain {exported} or a {domain} export")
+        return spec.n_actions, f"domain {domain}"
+    try:
+        n = int(manifest.get("n_actions") or len(manifest.get("action_map") or {}))
+    except (TypeError, ValueError):
+        return None
+    return (n, f"the export's manifest ({target})") if n > 0 else None
+
+
+def _read_logged(path: str) -> Any:
+    """The logs as ``evaluate_logs`` reads them, or None when they cannot be read (it then
+    says why)."""
+    import polars as pl
+
+    suffix = Path(path).suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pl.read_parquet(path)
+        if suffix == ".csv":
+            return pl.read_csv(path, infer_schema_length=None)
+    except (pl.exceptions.PolarsError, OSError):
+        return None
+    return None
+
+
+def _numeric(frame: Any, column: str) -> Any:
+    """A numeric column as float64 (nulls as NaN), or None when absent or not numeric."""
+    import numpy as np
+
+    if frame is None or column not in frame.columns:
+        return None
+    series = frame[column]
+    if not series.dtype.is_numeric():
+        return None
+    return series.cast(float).fill_null(float("nan")).to_numpy().astype(np.float64)
+
+
+def check_logs(frame: Any, name: str, actions: tuple[int, str] | None) -> dict[str, str]:
+    """Refuses (``UsageError``) logged actions outside the domain's actions and rewards whose
+    squares overflow float64; returns the warnings about outlying rewards (``"reward"``) and
+    tiny behaviour probabilities (``"propensity"``; see the module docstring). Rows are
+    reported 1-based."""
+    import numpy as np
+
+    from offline_rl.cli import UsageError
+
+    warnings: dict[str, str] = {}
+    action = _numeric(frame, "action")
+    if action is not None and actions is not None:
+        n, source = actions
+        outside = np.flatnonzero(np.isfinite(action) & (action >= n))
+        if outside.size:
+            i = int(outside[0])
+            raise UsageError(
+                f"{name}: column 'action', row {i + 1} ({ROWS}): action {action[i]:g} is not "
+                f"one of the {n} actions 0..{n - 1} of {source} ({outside.size} such row(s))",
+                "the logs must use the policy's action encoding (see the manifest's "
+                "action_map, or offline-rl domains)")
+    reward = _numeric(frame, "reward")
+    if reward is not None:
+        finite = np.where(np.isfinite(reward), reward, 0.0)  # non-finite: refused by the reader
+        size = np.abs(finite)
+        with np.errstate(over="ignore"):
+            overflow = not math.isfinite(float(np.sum(np.square(finite))))
+        if overflow:
+            i = int(np.argmax(size))
+            raise UsageError(
+                f"{name}: column 'reward', row {i + 1} ({ROWS}): reward {finite[i]:.6g} is too "
+                "large: the sum of squared rewards overflows float64, so variances, intervals "
+                "and the Q-model fit would be inf or NaN",
+                "rescale the rewards (e.g. to currency units) to well below 1e150")
+        nonzero = size[size > 0]
+        if nonzero.size:
+            median = float(np.median(nonzero))
+            far = np.flatnonzero(size > REWARD_OUTLIER_FACTOR * median)
+            if far.size:
+                i = int(far[np.argmax(size[far])])
+                warnings["reward"] = (
+                    f"{far.size} reward(s) exceed {REWARD_OUTLIER_FACTOR:g} x the median "
+                    f"nonzero |reward| ({median:.4g}); the largest, {finite[i]:.6g} at row "
+                    f"{i + 1} ({ROWS}), dominates every estimate: check the reward's unit")
+    prob = _numeric(frame, "behavior_prob")
+    if prob is not None:
+        tiny = np.flatnonzero((prob > 0) & (prob < TINY_PROPENSITY))
+        if tiny.size:
+            i = int(tiny[np.argmin(prob[tiny])])
+            warnings["propensity"] = (
+                f"{tiny.size} row(s) have a behaviour probability below {TINY_PROPENSITY:g}, "
+                f"the smallest {prob[i]:.3g} at row {i + 1} ({ROWS}): their importance weights "
+                f"exceed {1 / TINY_PROPENSITY:,.0f}, so few rows carry every weighted estimate")
+    return warnings
 
 
 def cmd_ope(args: argparse.Namespace) -> int:
     from offline_rl.cli import UsageError
     from offline_rl.ope.public import OPEInputError, evaluate_logs
 
+    target = resolve_target(str(args.target))
+    checks = check_logs(_read_logged(str(args.logs)), str(args.logs),
+                        action_count(target, args.domain))
     try:
-        result = evaluate_logs(args.logs, args.target, gamma=args.gamma,
+        result = evaluate_logs(args.logs, target, gamma=args.gamma,
                                n_bootstrap=args.n_bootstrap, alpha=args.alpha, seed=args.seed)
     except OPEInputError as exc:
-        raise UsageError(str(exc), exc.hint or "see `offline-rl ope --help` for the formats") \
-            from None
+        raise UsageError(one_based_rows(str(exc)),
+                         exc.hint or "see `offline-rl ope --help` for the formats") from None
     record = result.as_json()
-    print(format_result(record, str(args.logs), str(args.target)))
+    if "propensity" in checks:
+        checks["propensity"] += (f" (effective sample size {result.diagnostics.ess:.1f}, "
+                                 f"{100 * result.diagnostics.ess_fraction:.2f}% of the "
+                                 "episodes)")
+    record["warnings"] = [*checks.values(), *record["warnings"]]
+    print(format_result(record, str(args.logs), target))
     sys.stdout.flush()
-    for warning in result.warnings:
+    for warning in record["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")

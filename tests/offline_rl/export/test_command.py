@@ -156,10 +156,13 @@ def test_feature_rows_of_an_empty_file(tmp_path):
 @pytest.mark.parametrize(("frame", "message"), [
     ({"a": [1.0], "f_a": [1.0], "b": [0.0], "c": [0.0]},
      "both spellings of feature column(s): a/f_a"),
-    ({"a": [1.0], "b": ["x"], "c": [0.0]}, "non-numeric feature column(s): b (String)"),
+    ({"a": [1.0], "b": ["x"], "c": [0.0]},
+     "1 of the 3 feature columns are not numeric: b (String)"),
+    ({"a": [1.0], "b": [0.0]}, "lacks 1 of the 3 feature columns: c (name them"),
     ({"a": [1.0, 2.0, None], "b": [0.0] * 3, "c": [0.0, float("inf"), 1.0]},
-     "null or non-finite values in feature column(s): a (first at row 2), c (first at row 1)"),
-    ({"a": [1e39], "b": [0.0], "c": [0.0]}, "a (first at row 0)"),  # beyond float32
+     "null or non-finite values in feature column(s) a (first at row 3), c (first at row 2); "
+     "rows are 1-based, header excluded"),
+    ({"a": [1e39], "b": [0.0], "c": [0.0]}, "a (first at row 1)"),  # beyond float32
 ])
 def test_bad_feature_values_are_named(tmp_path, frame, message):
     path = tmp_path / "rows.parquet"
@@ -184,4 +187,111 @@ def test_predict_reports_a_bad_file_in_one_line(home, tmp_path, capsys, features
     assert _cli(home, "predict", "--features", str(path)) == 2
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("error: ") and "null or non-finite" in err[0]
-    assert err[1] == f"hint: expected columns: {', '.join(features)}" and len(err) == 2
+    assert "f (first at row 2)" in err[0] and "1-based, header excluded" in err[0]
+    # the hint says how many columns are expected, not all their names
+    assert err[1] == (f"hint: recommendation v0003 expects {len(features)} feature columns; "
+                      "list them with: offline-rl exports show --domain recommendation "
+                      "--version v0003") and len(err) == 2
+
+
+def test_feature_rows_name_only_the_missing_columns_of_many(tmp_path):
+    names = [f"x{i}" for i in range(19)]
+    pl.DataFrame({n: [0.0] for n in names[:-2]}).write_csv(tmp_path / "rows.csv")
+    with pytest.raises(ValueError) as error:
+        command.read_feature_rows(tmp_path / "rows.csv", names)
+    assert "lacks 2 of the 19 feature columns: x17, x18 (" in str(error.value)
+    assert "x0" not in str(error.value)
+    with pytest.raises(ValueError) as error:
+        command.read_feature_rows(tmp_path / "rows.csv", [f"y{i}" for i in range(19)])
+    assert "lacks 19 of the 19 feature columns: y0, y1, y2, y3, y4, y5, y6, y7 and 11 more" \
+        in str(error.value)
+
+
+def test_feature_rows_of_a_folder_and_of_a_header_only_csv(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a directory; pass one .parquet"):
+        command.read_feature_rows(tmp_path, FEATURES)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        command.read_feature_rows(tmp_path / "nope.csv", FEATURES)
+    (tmp_path / "header.csv").write_text("a,b,f_c\n")
+    assert command.read_feature_rows(tmp_path / "header.csv", FEATURES).shape == (0, 3)
+
+
+def test_predict_numbers_rows_from_1_and_explains_bad_inputs(home, tmp_path, capsys, features):
+    rows = tmp_path / "rows.csv"
+    pl.DataFrame({n: [0.0, 1.0] for n in features}).write_csv(rows)
+    out = tmp_path / "p.json"
+    assert _cli(home, "predict", "--features", str(rows), "--json", str(out)) == 0
+    record = json.loads(out.read_text())
+    assert [r["row"] for r in record["rows"]] == [1, 2]
+    assert record["row_numbering"] == "1-based, header excluded"
+    capsys.readouterr()
+    assert _cli(home, "predict", "--features", str(rows)) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert "rows 1-based, header excluded" in printed[0]
+    assert [line.split("\t")[0] for line in printed[2:]] == ["1", "2"]
+
+    assert _cli(home, "predict", "--features", str(tmp_path)) == 2
+    assert "is a directory" in capsys.readouterr().err
+    (tmp_path / "header.csv").write_text(",".join(features) + "\n")
+    assert _cli(home, "predict", "--features", str(tmp_path / "header.csv")) == 0
+    captured = capsys.readouterr()
+    assert "has no data rows; nothing to predict" in captured.err
+    assert "non-numeric" not in captured.err
+
+
+def test_an_unknown_domain_is_named_with_the_choices(home, tmp_path, capsys):
+    rows = tmp_path / "rows.csv"
+    rows.write_text("a\n1\n")
+    for argv in (["predict", "--domain", "nosuch", "--features", str(rows)],
+                 ["exports", "show", "--domain", "nosuch"],
+                 ["exports", "list", "--domain", "nosuch"],
+                 ["exports", "rollback", "--domain", "nosuch"],
+                 ["exports", "prune", "--domain", "nosuch", "--keep", "1"]):
+        assert _cli(home, *argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: unknown domain 'nosuch'; choose one of: recommendation, "
+                              "cart, inventory, ads, pricing"), err
+        assert "no promoted policy" not in err
+    # a registered domain nothing was exported for yet
+    assert _cli(home, "predict", "--domain", "cart", "--features", str(rows)) == 2
+    assert "error: no exports of domain 'cart'" in capsys.readouterr().err
+
+
+def _corrupt_policy(home, version):
+    policy = home / "exports" / DOMAIN / version / "policy.pt"
+    policy.write_bytes(policy.read_bytes()[:-1] + b"x")
+
+
+def test_rollback_refuses_a_version_that_fails_its_checksum(home, capsys):
+    root = home / "exports" / DOMAIN
+    _corrupt_policy(home, "v0002")
+    assert _cli(home, "exports", "rollback", "--version", "v0002") == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("error: refusing to point latest at v0002 in ")
+    assert err[0].endswith("is damaged: policy.pt fails its checksum") and len(err) == 2
+    assert "marked ok" in err[1]
+    assert current_version(root) == "v0003"
+    # the previous version is damaged: refused too, never skipped silently
+    assert _cli(home, "exports", "rollback") == 2
+    assert "v0002" in capsys.readouterr().err and current_version(root) == "v0003"
+    (root / "v0001" / "policy.onnx").unlink()
+    assert _cli(home, "exports", "rollback", "--version", "v0001") == 2
+    assert "policy.onnx missing" in capsys.readouterr().err
+    assert current_version(root) == "v0003"
+
+
+def test_list_flags_corrupt_and_incomplete_versions(home, capsys):
+    root = home / "exports" / DOMAIN
+    _corrupt_policy(home, "v0002")
+    (root / "v0001" / "policy.onnx").unlink()
+    (root / "v0004").mkdir()  # a folder without a manifest: not servable
+    assert _cli(home, "exports", "list", "--domain", DOMAIN) == 0
+    out = capsys.readouterr().out
+    lines = {line[2:7]: line for line in out.splitlines() if line[2:4] == "v0"}
+    assert lines["v0001"].split()[1] == "INCOMPLETE" and "(policy.onnx missing)" in \
+        lines["v0001"]
+    assert lines["v0002"].split()[1] == "CORRUPT" and "(policy.pt fails its checksum)" in \
+        lines["v0002"]
+    assert lines["v0003"].startswith("* v0003  ok ")
+    assert lines["v0004"].split()[1] == "INCOMPLETE" and "no manifest.json" in lines["v0004"]
+    assert "recommendation: 3 version(s), latest v0003; 2 damaged" in out

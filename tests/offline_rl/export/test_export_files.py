@@ -181,10 +181,14 @@ def test_predict_errors_name_missing_columns(home, tmp_path, capsys):
     pl.DataFrame({"a": [1.0], "f_b": [2.0], "c": [0.0], "e": [1.0]}).write_csv(csv)
     assert _run(["--home", str(home), "predict", "--features", str(csv)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "lacks feature column(s): d, f" in err
-    assert "hint: expected columns: a, b, c, d, e, f" in err
+    assert err.startswith("error: ") and "lacks 2 of the 6 feature columns: d, f (" in err
+    assert "hint: recommendation v0001 expects 6 feature columns; list them with: " in err
     assert _run(["--home", str(home), "predict", "--features", str(tmp_path / "x.txt")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert _run(["--home", str(home), "predict", "--domain", "cart", "--features",
+                 str(csv)]) == 2
+    assert "no exports of domain 'cart'" in capsys.readouterr().err
+    (home / "exports" / "cart").mkdir()
     assert _run(["--home", str(home), "predict", "--domain", "cart", "--features",
                  str(csv)]) == 2
     assert "no promoted policy yet" in capsys.readouterr().err

@@ -125,12 +125,14 @@ def _corrupt(tmp_path, case):
 
 @pytest.mark.parametrize("case, message", [
     ("missing column", "missing column(s) action"),
-    ("bad behaviour prob", "column 'behavior_prob', row 1"),
-    ("bad target prob", "column 'prob', row 6"),
+    ("bad behaviour prob", "column 'behavior_prob', row 2 (1-based, header excluded; "
+                           "episode_id=11, step=0)"),
+    ("bad target prob", "column 'prob', row 7 (1-based, header excluded; episode_id=13"),
     ("target not summing to 1", "sum to 0.95, not 1"),
     ("unknown action", "action 5 never appears"),
-    ("duplicate step", "duplicate (episode_id, step)"),
-    ("nan reward", "column 'reward', row 1"),
+    ("duplicate step", "row 2 (1-based, header excluded; episode_id=10, step=0): duplicate "
+                       "(episode_id, step): same as row 1"),
+    ("nan reward", "column 'reward', row 2 (1-based, header excluded"),
 ])
 def test_malformed_input_is_one_error_line_with_a_hint(tmp_path, capsys, case, message):
     logs, target = _corrupt(tmp_path, case)
@@ -162,3 +164,123 @@ def test_bad_options_are_rejected_by_the_parser(tmp_path, argv):
     with pytest.raises(SystemExit) as info:
         run(parser(), ["ope", "--logs", str(logs), "--target", str(target), *argv])
     assert info.value.code == 2
+
+
+def _export(tmp_path, n_actions=None):
+    """A published one-feature policy (action 1 where score > 0), optionally with its actions."""
+    src = tmp_path / "src.pt"
+    torch.jit.script(_Sign()).save(str(src))
+    manifest = {"algorithm": "Test", "feature_schema": {"names": ["score"]}}
+    if n_actions:
+        manifest |= {"n_actions": n_actions,
+                     "action_map": {str(i): f"a{i}" for i in range(n_actions)}}
+    return publish(tmp_path / "exports", "recommendation", src, manifest).path
+
+
+def _logs(tmp_path, n=200, **columns):
+    rng = np.random.default_rng(1)
+    frame = pl.DataFrame({"episode_id": np.arange(n), "step": np.zeros(n, dtype=np.int64),
+                          "action": rng.integers(0, 2, n), "reward": rng.normal(1.0, 0.5, n),
+                          "behavior_prob": np.full(n, 0.5), "f_score": rng.normal(size=n)})
+    for name, (row, value) in columns.items():
+        values = frame[name].to_list()
+        values[row] = value
+        frame = frame.with_columns(pl.Series(name, values))
+    path = tmp_path / "logs.csv"
+    frame.write_csv(path)
+    return path
+
+
+def _ope(*argv):
+    return run(parser(), ["ope", "--n-bootstrap", "20", *[str(a) for a in argv]])
+
+
+def test_an_action_outside_the_domains_actions_is_refused(tmp_path, capsys):
+    export = _export(tmp_path, n_actions=4)
+    logs = _logs(tmp_path, action=(2, 9))
+    assert _ope("--logs", logs, "--target", export) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == (f"error: {logs}: column 'action', row 3 (1-based, header excluded): "
+                      f"action 9 is not one of the 4 actions 0..3 of the export's manifest "
+                      f"({export}) (1 such row(s))")
+    # a table target is checked against --domain (recommendation has 6 actions)
+    table = tmp_path / "target.csv"
+    pl.DataFrame({"episode_id": np.arange(200), "step": 0, "action": 0, "prob": 1.0}) \
+        .write_csv(table)
+    assert _ope("--logs", logs, "--target", table, "--domain", "recommendation") == 2
+    assert "action 9 is not one of the 6 actions 0..5 of domain recommendation" in \
+        capsys.readouterr().err
+    assert _ope("--logs", logs, "--target", table, "--domain", "nosuch") == 2
+    assert "unknown domain 'nosuch'; choose one of: recommendation" in capsys.readouterr().err
+
+
+def test_tiny_propensities_are_warned_about(tmp_path, capsys):
+    export = _export(tmp_path)
+    logs = _logs(tmp_path, behavior_prob=(4, 1e-12))
+    out = tmp_path / "ope.json"
+    assert _ope("--logs", logs, "--target", export, "--json", out) == 0
+    err = capsys.readouterr().err
+    assert ("warning: 1 row(s) have a behaviour probability below 0.0001, the smallest 1e-12 "
+            "at row 5 (1-based, header excluded)") in err
+    assert "effective sample size 1.0, 0.50% of the episodes" in err
+    assert any("below 0.0001" in w for w in json.loads(out.read_text())["warnings"])
+
+
+def test_huge_rewards_are_refused_and_outlying_ones_warned_about(tmp_path, capsys):
+    export = _export(tmp_path)
+    assert _ope("--logs", _logs(tmp_path, reward=(7, 1e300)), "--target", export) == 2
+    err = capsys.readouterr().err
+    assert ("column 'reward', row 8 (1-based, header excluded): reward 1e+300 is too large: "
+            "the sum of squared rewards overflows float64") in err
+    assert _ope("--logs", _logs(tmp_path, reward=(7, 1e12)), "--target", export) == 0
+    captured = capsys.readouterr()
+    assert "warning: 1 reward(s) exceed 1e+06 x the median nonzero |reward|" in captured.err
+    assert "the largest, 1e+12 at row 8 (1-based, header excluded)" in captured.err
+    # the table keeps its columns apart at any magnitude
+    rows = [line.split() for line in captured.out.splitlines()
+            if line.split()[:1] in (["behaviour"], ["ipw"], ["dr"])]
+    assert len(rows) == 3 and all(len(r) >= 4 for r in rows)
+    for r in rows:
+        [float(v) for v in r[1:4]]  # each of value, low, high parses on its own
+
+
+def test_table_columns_stay_apart_at_any_magnitude():
+    from offline_rl.ope.command import format_result
+
+    estimate = {"value": 177627.0, "low": 149139.025, "high": 204079.4167}
+    record = {"behavior_value": 1e13, "alpha": 0.05, "n_episodes": 3, "n_decisions": 3,
+              "gamma": 1.0, "n_bootstrap": 10, "behavior_prob_source": "logged",
+              "behavior_interval": {"low": -1e300, "high": None},
+              "estimates": {"ipw": estimate, "dr": {"value": 5.0, "low": 4.0, "high": 6.0}},
+              "diagnostics": {"a_very_long_diagnostic_name_indeed": 123456789.0, "ess": 2.0}}
+    text = format_result(record, "logs.csv", "target")
+    assert "177627.0000149139" not in text
+    lines = {line.split()[0]: line.split() for line in text.splitlines() if line.strip()}
+    assert lines["behaviour"][1:4] == ["1.000000e+13", "-1.000000e+300", "n/a"]
+    assert lines["ipw"][1:4] == ["177627.0000", "149139.0250", "204079.4167"]
+    assert lines["dr"][1:4] == ["5.0000", "4.0000", "6.0000"]
+    assert lines["a_very_long_diagnostic_name_indeed"][1] == "123456789.0000"
+
+
+def test_the_latest_pointer_is_a_target(tmp_path, capsys):
+    export = _export(tmp_path)
+    logs = _logs(tmp_path)
+    out = tmp_path / "ope.json"
+    assert _ope("--logs", logs, "--target", export.parent / "latest", "--json", out) == 0
+    assert f"off-policy evaluation of {export}" in capsys.readouterr().out
+    assert json.loads(out.read_text())["target_kind"] == "export"
+    (export.parent / "latest").write_text("v0042\n")
+    assert _ope("--logs", logs, "--target", export.parent / "latest") == 2
+    assert "has no manifest.json" in capsys.readouterr().err
+
+
+def test_row_numbers_of_evaluate_logs_are_shown_from_1():
+    from offline_rl.ope.command import one_based_rows
+
+    assert one_based_rows("x.csv: column 'step', row 0 (episode_id=1, step=2): duplicate "
+                          "(episode_id, step): same as row 4") == (
+        "x.csv: column 'step', row 1 (1-based, header excluded; episode_id=1, step=2): "
+        "duplicate (episode_id, step): same as row 5")
+    assert one_based_rows("t.csv: column 'prob', row 9: bad") == \
+        "t.csv: column 'prob', row 10 (1-based, header excluded): bad"
+    assert one_based_rows("missing in 3 of 10 rows") == "missing in 3 of 10 rows"
