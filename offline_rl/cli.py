@@ -105,6 +105,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_rollout(args: argparse.Namespace) -> int:
     from offline_rl.export.loader import ExportError, load_policy
+    from offline_rl.export.registry import resolve_export
     from offline_rl.simulator.base import BEHAVIOR
     from offline_rl.simulator.truth import policy_value, read_simulation_manifest
 
@@ -117,14 +118,15 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     label = BEHAVIOR
     if args.policy != BEHAVIOR:
         try:
-            loaded = load_policy(args.policy)
+            loaded = load_policy(resolve_export(args.policy))
         except ExportError as exc:
-            raise UsageError(str(exc), "pass an export directory (with manifest.json) or "
+            raise UsageError(str(exc), "pass an export directory (with manifest.json), a "
+                                       "domain's latest pointer (exports/DOMAIN/latest) or "
                                        "'behavior'") from None
         if loaded.manifest.get("domain") not in (None, args.domain):
             raise UsageError(f"{args.policy} is a {loaded.manifest.get('domain')} policy, not "
                              f"{args.domain}")
-        policy, label = loaded.predict, str(args.policy)
+        policy, label = loaded.predict, str(loaded.path)
     result = policy_value(args.domain, policy, scenario=scenario, episodes=args.episodes,
                           seed=args.seed)
     record = {"domain": args.domain, "policy": label, "scenario": scenario, "seed": args.seed,
@@ -275,7 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["recommendation", "cart", "inventory", "ads", "pricing"],
                    help="decision domain (default recommendation)")
     p.add_argument("--policy", required=True,
-                   help="an export directory (a folder or fsspec URI), or 'behavior'")
+                   help="an export directory (a folder or fsspec URI), a domain's latest "
+                        "pointer (e.g. .data/exports/cart/latest: the version it names), or "
+                        "'behavior'")
     p.add_argument("--episodes", type=positive_int, default=20_000, help="rollouts (default 20000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the rollouts")
     p.add_argument("--scenario", default=None,

@@ -212,3 +212,32 @@ def test_a_step_that_exhausted_its_retries_is_reported_by_its_own_error(capsys):
     assert capsys.readouterr().err.splitlines() == [
         "error: ValueError: no rows for 2026-10-01",
         "hint: run with --debug for the full message and traceback"]
+
+
+def test_rollout_accepts_a_domains_latest_pointer(tmp_path, capsys):
+    import torch
+
+    from offline_rl.domains import get_domain
+    from offline_rl.export.registry import publish
+
+    class First(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(x.shape[0], dtype=torch.int64)
+
+    source = tmp_path / "first.pt"
+    torch.jit.script(First()).save(str(source))
+    names = get_domain("cart").feature_names
+    exported = publish(tmp_path / "exports", "cart", source,
+                       {"algorithm": "Test", "feature_schema": {"names": list(names)}})
+    out = tmp_path / "r.json"
+    code = main(["--home", str(tmp_path), "rollout", "--domain", "cart", "--policy",
+                 str(tmp_path / "exports" / "cart" / "latest"), "--episodes", "200",
+                 "--json", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads(out.read_text())["policy"] == str(exported.path)
+    assert f"cart / {exported.path}: true mean return" in capsys.readouterr().out
+    (tmp_path / "exports" / "cart" / "latest").write_text("v0009\n")
+    assert main(["--home", str(tmp_path), "rollout", "--domain", "cart", "--policy",
+                 str(tmp_path / "exports" / "cart" / "latest")]) == 2
+    err = capsys.readouterr().err
+    assert "v0009 has no manifest.json" in err and "latest pointer" in err
