@@ -13,6 +13,11 @@ raises. No setting of distributed turns the scan off (distributed 2024.10 to 202
 same), so this executor hands ``submit`` the step's arguments inside one :class:`Opaque` box,
 which distributed neither scans nor needs to understand, and opens it on the worker.
 
+Each step's Dask key names its run (:func:`task_key`): dagster-dask keys a task
+``f"{job_name}.{step.key}"``, the same for every run of a job, and Dask treats equal keys as the
+same task, so two runs of a job on one cluster could share a step's result (dagster issue
+21418). With the run id in the key, every run's tasks are its own.
+
 Everything else is dagster-dask's: config schema, cluster types, ``build_dict`` (one thread per
 local worker), step ordering by futures, resource tags, the worker function. Like dagster-dask,
 it runs each step once (no step retries).
@@ -57,6 +62,12 @@ class Opaque:
         self.value = value
 
 
+def task_key(job_name: str, run_id: str, step_key: str) -> str:
+    """The Dask key of one step of one run, ``<job>.<run id>.<step>``: unique per run, so runs
+    of the same job on one cluster never share a task or its result."""
+    return f"{job_name}.{run_id}.{step_key}"
+
+
 def run_step(dependencies: Sequence[Any], boxed: Opaque) -> Sequence[DagsterEvent]:
     """On the worker: runs one step with dagster-dask's worker function. ``dependencies`` are
     the upstream steps' results, passed only so that Dask orders the steps."""
@@ -83,7 +94,8 @@ class BoxedArgumentsDaskExecutor(upstream.DaskExecutor):
                                     plan_context.instance.get_ref(),
                                     execution_plan.known_state))
                     futures[step.key] = client.submit(
-                        run_step, dependencies, boxed, key=f"{job_name}.{step.key}",
+                        run_step, dependencies, boxed,
+                        key=task_key(job_name, plan_context.dagster_run.run_id, step.key),
                         resources=upstream.get_dask_resource_requirements(step.tags))
             done = dask.distributed.as_completed(list(futures.values()), with_results=True)
             for _, events in iterate_with_context(raise_execution_interrupts, done):

@@ -87,3 +87,83 @@ def test_nightly_dask_ingests_and_builds_transitions_on_two_worker_processes(tmp
     wh = Warehouse(DataPaths(home).warehouse)
     assert wh.read_partitions("raw_clickstream", DAY, DAY).height > 0
     assert wh.read_partitions("recommendation_transitions", DAY, DAY).height > 0
+
+
+def test_each_runs_task_keys_name_the_run():
+    from orchestration.dask_executor import task_key
+
+    first, second = (task_key("nightly_dask", run, "raw_clickstream")
+                     for run in ("7f3c0a1e-run-a", "0b9d22c4-run-b"))
+    assert first != second
+    assert first == "nightly_dask.7f3c0a1e-run-a.raw_clickstream"
+
+
+@dg.op(config_schema={"value": int, "delay": float})
+def _slow_value(context) -> int:  # type: ignore[no-untyped-def]
+    import time
+
+    time.sleep(context.op_config["delay"])
+    return context.op_config["value"]
+
+
+@dg.op
+def _record(context, value: int) -> int:  # type: ignore[no-untyped-def]
+    context.log.info(f"value {value}")
+    context.add_output_metadata({"value": value})
+    return value
+
+
+def _two_steps_on_dask():
+    from orchestration.dask_executor import dask_executor
+
+    @dg.job(executor_def=dask_executor)
+    def two_steps() -> None:
+        _record(_slow_value())
+
+    return two_steps
+
+
+def test_two_concurrent_runs_of_one_job_on_one_cluster_keep_their_own_results(tmp_path):
+    """Both runs' steps are in flight on the same scheduler at once; each run gets its own
+    value. With dagster-dask's keys (no run id) the second run's tasks would be the first's."""
+    import threading
+
+    from distributed import LocalCluster
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    class Keys(SchedulerPlugin):
+        def __init__(self) -> None:
+            self.keys: set[str] = set()
+
+        def update_graph(self, scheduler, *, keys, **kwargs):  # type: ignore[no-untyped-def]
+            self.keys.update(str(k) for k in keys)
+
+    (tmp_path / "dagster").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
+    results: dict[int, dg.ExecuteJobResult] = {}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        seen = Keys()
+        cluster.scheduler.add_plugin(seen)
+
+        def run(value: int) -> None:
+            config = {"ops": {"_slow_value": {"config": {"value": value, "delay": 1.5}}},
+                      "execution": {"config": {"cluster": {
+                          "existing": {"address": cluster.scheduler_address}}}}}
+            with dg.execute_job(dg.reconstructable(_two_steps_on_dask), instance=instance,
+                                run_config=config) as result:
+                results[value] = result
+
+        threads = [threading.Thread(target=run, args=(value,)) for value in (1, 2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    assert set(results) == {1, 2} and all(r.success for r in results.values())
+    for value, result in results.items():
+        recorded = [e.step_output_data.metadata["value"].value for e in result.all_events
+                    if e.event_type_value == "STEP_OUTPUT" and e.step_key == "_record"]
+        assert recorded == [value]
+    run_ids = {r.run_id for r in results.values()}
+    assert len(seen.keys) == 4  # two steps of each run, under four distinct keys
+    assert {k.split(".")[1] for k in seen.keys} == run_ids
