@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from offline_rl.data.arrays import DecisionArrays
-from offline_rl.simulator.base import sample_actions
+from offline_rl.simulator.base import rollout_streams, sample_actions
 
 
 def behavior_rollouts(sim: Any, episodes: int, seed: int, max_steps: int = 10_000,
@@ -22,11 +22,16 @@ def behavior_rollouts(sim: Any, episodes: int, seed: int, max_steps: int = 10_00
     Every episode runs to its end, so each one's last step is a terminal. A simulator with
     ``decision_columns(state)`` and ``outcome_columns(step)`` (the inventory one) also logs
     those raw fields in ``extras``, as its landing logs would.
+
+    The episodes are those of ``true_value(sim, "behavior", episodes=episodes, seed=seed)``:
+    the starts and dynamics come from the dynamics stream of ``rollout_streams(seed)`` and the
+    logged actions from its action stream, so the returns logged here are the ones that
+    value averages.
     """
     if episodes < 1:
         raise ValueError("episodes must be at least 1")
-    rng = np.random.default_rng(seed)
-    state = sim.reset(episodes, rng)
+    dynamics, actions = rollout_streams(seed)
+    state = sim.reset(episodes, dynamics)
     alive = np.ones(episodes, dtype=bool)
     obs, act, prob, rew, done, ep, step = [], [], [], [], [], [], []
     logs_fields = hasattr(sim, "decision_columns") and hasattr(sim, "outcome_columns")
@@ -36,9 +41,9 @@ def behavior_rollouts(sim: Any, episodes: int, seed: int, max_steps: int = 10_00
             break
         o = sim.observe(state)
         p = sim.behavior_probs(state)
-        a = sample_actions(p, rng)
+        a = sample_actions(p, actions)
         before = sim.decision_columns(state) if logs_fields else {}
-        out = sim.step(state, a, rng)
+        out = sim.step(state, a, dynamics)
         idx = np.flatnonzero(alive)
         if logs_fields:
             for name, values in {**before, **sim.outcome_columns(out)}.items():

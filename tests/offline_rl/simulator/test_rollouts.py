@@ -23,6 +23,9 @@ def test_rollouts_are_episodes_whose_mean_return_is_the_behaviour_value(domain):
     first = np.r_[True, last[:-1]]
     assert (data.step[first] == 0).all()
     returns = np.bincount(data.episode, weights=data.rewards)
+    # the logged episodes are those the behaviour's truth with the same seed rolls out
+    same = true_value(sim, "behavior", episodes=3000, seed=4)
+    assert returns.mean() == pytest.approx(same.mean, rel=1e-5, abs=1e-6)
     truth = true_value(sim, "behavior", episodes=20_000, seed=9)
     se = np.hypot(returns.std(ddof=1) / np.sqrt(returns.size), truth.stderr)
     assert abs(returns.mean() - truth.mean) < 4 * se
