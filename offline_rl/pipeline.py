@@ -90,7 +90,7 @@ def build_transitions_partition(
         table = SOURCES[source].table
         if not wh.table_exists(table):
             raise ValueError(f"{table} does not exist; ingest {source} for {day} first")
-        frame = wh.read_partitions(table, first, last)
+        frame = SOURCES[source].complete(wh.read_partitions(table, first, last))
         if frame.filter(pl.col("partition_date") == day).is_empty():
             raise ValueError(f"{table} has no rows for {day}; ingest that partition first")
         last_loaded.append(frame["partition_date"].max())

@@ -464,7 +464,8 @@ def _read_jsonl(data: bytes, schema: SourceSchema) -> pl.DataFrame:
         _check_columns([k for k in names if k in seen] + [k for k in seen if k not in names],
                        schema, what="key")
     missing = pl.concat_str(
-        [pl.when(~pl.col("_keys").list.contains(c)).then(pl.lit(c)) for c in names],
+        [pl.when(~pl.col("_keys").list.contains(c)).then(pl.lit(c)) for c in names
+         if c not in schema.optional],
         separator=", ", ignore_nulls=True)
     structure = (
         pl.when(pl.col("_record").str.strip_chars() == "").then(pl.lit("empty line"))
@@ -505,7 +506,7 @@ def _check_columns(names: list[str], schema: SourceSchema, *, what: str) -> None
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise _Rejected(f"duplicate {what}(s) {', '.join(dupes)}")
-    missing = [c for c in expected if c not in names]
+    missing = [c for c in expected if c not in names and c not in schema.optional]
     if missing:
         raise _Rejected(f"missing {what}(s) {', '.join(missing)}")
     extra = [c for c in names if c not in expected]
@@ -566,6 +567,11 @@ def _typed(frame: pl.DataFrame, schema: SourceSchema, got: Mapping[str, pl.DataT
            ) -> pl.DataFrame:
     """``frame`` with every schema column converted to its type; values that do not convert
     become null and are named in ``_parse``. Raises ``_Rejected`` for unconvertible types."""
+    absent = [c for c in schema.optional if c not in frame.columns]
+    if absent:  # optional columns a file leaves out read as null
+        frame = frame.with_columns(pl.lit(None, schema.polars_schema[c]).alias(c)
+                                   for c in absent)
+        got = {**got, **{c: schema.polars_schema[c] for c in absent}}
     exprs, failures = [], []
     for name, want in schema.polars_schema.items():
         have = got[name]

@@ -111,7 +111,8 @@ def build_recommendation_transitions(
     """
     ev = events.select(
         "event_id", "event_ts", "event_type", "session_id", "user_id", "user_segment", "device",
-        "page", "item_id", "category_id", "behavior_prob", "ref_event_id", "margin",
+        "page", "item_id", "category_id", "behavior_prob", "policy_version", "ref_event_id",
+        "margin",
     )
     # clicks and purchases point at the impression they follow: one pass for both
     outcomes = (
@@ -162,7 +163,8 @@ def build_recommendation_transitions(
             pl.col("event_ts").alias("decision_ts"),
             "user_id",
             pl.col("category_id").cast(pl.Int32).alias("action"),
-            "item_id", "behavior_prob", "reward", "clicked", "purchase_margin",
+            "item_id", "behavior_prob", "policy_version", "reward", "clicked",
+            "purchase_margin",
             "terminal", "timeout",
             *feature_cols,
             *[f"next_{c}" for c in feature_cols],

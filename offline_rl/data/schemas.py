@@ -2,8 +2,10 @@
 
 Each dataset lives under ``<data home>/landing/<name>/date=YYYY-MM-DD/*.parquet`` and is
 loaded into the DuckDB table ``raw_<name>``. A file's columns must have exactly these names and
-types (checked at the read); rows are then validated against the key, time and probability
-rules. ``docs/schemas.md`` is generated from this module (``offline-rl schemas``).
+types (checked at the read), except that an *optional* column may be left out (its rows read
+null; the decision datasets' ``policy_version`` is one); rows are then validated against the
+key, time and probability rules. ``docs/schemas.md`` is generated from this module
+(``offline-rl schemas``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ class Column:
     dtype: pl.DataType
     doc: str
     nullable: bool = True
+    optional: bool = False
+    """A file may leave the column out; its rows then read null."""
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,39 @@ class SourceSchema:
     def required(self) -> list[str]:
         return [c.name for c in self.columns if not c.nullable]
 
+    def conform(self, frame: pl.DataFrame, policy_version: str | None = None) -> pl.DataFrame:
+        """``frame``'s schema columns in order and type; where the schema logs the serving
+        policy, its decision rows (those with a probability) name ``policy_version``."""
+        names = self.polars_schema.names()
+        if POLICY_VERSION in names and POLICY_VERSION not in frame.columns:
+            decided = pl.col(self.probability_column or POLICY_VERSION).is_not_null()
+            frame = frame.with_columns(pl.when(decided).then(pl.lit(policy_version))
+                                       .otherwise(None).cast(pl.String).alias(POLICY_VERSION))
+        return frame.select(names).cast(dict(self.polars_schema))
+
+    def complete(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """``frame`` with the optional columns it lacks (a table loaded before they existed)
+        added as nulls."""
+        absent = [c for c in self.optional if c not in frame.columns]
+        return frame.with_columns(pl.lit(None, self.polars_schema[c]).alias(c) for c in absent) \
+            if absent else frame
+
+    @property
+    def optional(self) -> list[str]:
+        """Columns a file may leave out (read as null)."""
+        return [c.name for c in self.columns if c.optional]
+
 
 TS = pl.Datetime("us", "UTC")
+
+POLICY_VERSION = "policy_version"
+
+
+def _policy_version(what: str) -> Column:
+    return Column(POLICY_VERSION, pl.String(),
+                  f"{what}: the policy that served the decision (the export version, e.g. "
+                  "v0003, or shop_rule); optional (a file may leave it out), null when "
+                  "unknown.", optional=True)
 
 CLICKSTREAM = SourceSchema(
     name="clickstream",
@@ -86,6 +121,7 @@ CLICKSTREAM = SourceSchema(
         Column("ref_event_id", pl.String(), "Clicks and purchases: the impression they follow."),
         Column("price", pl.Float64(), "Purchases: unit price paid."),
         Column("margin", pl.Float64(), "Purchases: price minus unit cost."),
+        _policy_version("Impressions"),
     ),
 )
 
@@ -126,6 +162,7 @@ CART = SourceSchema(
                "Checkouts: merchandise margin (price minus unit cost) before the incentive."),
         Column("incentive_cost", pl.Float64(), "Checkouts: cost of the incentive (discount or "
                "absorbed shipping); the reward is margin minus incentive_cost."),
+        _policy_version("Offers"),
     ),
 )
 
@@ -204,6 +241,7 @@ INVENTORY_ORDERS = SourceSchema(
         Column("arrival_date", pl.Date(), "Date the order arrives (null when quantity is 0)."),
         Column("ordering_cost", pl.Float64(), "Fixed plus per-unit ordering cost (0 when no "
                "order).", nullable=False),
+        _policy_version("Orders"),
     ),
 )
 
@@ -258,6 +296,7 @@ ADS = SourceSchema(
                "is conversion_value minus spend.", nullable=False),
         Column("budget_exhausted", pl.Boolean(), "The budget ran out in this daypart "
                "(the campaign stops for the day).", nullable=False),
+        _policy_version("Bids"),
     ),
 )
 
@@ -301,6 +340,7 @@ PRICING_CHANGES = SourceSchema(
                "in days; stock left after it is not sold.", nullable=False),
         Column("behavior_prob", pl.Float64(),
                "Probability the logging policy gave to the action.", nullable=False),
+        _policy_version("Price changes"),
     ),
 )
 

@@ -21,6 +21,7 @@ decision_id        String               id of the logged decision (unique)
 decision_ts        Datetime(us, UTC)    time of the decision
 action             Int32                action id in ``[0, n_actions)``
 behavior_prob      Float64              logging policy's probability of ``action``, (0, 1]
+policy_version     String               the policy that served the decision (null: unknown)
 reward             Float64              reward credited to the decision (finite)
 terminal           Boolean              last decision of an episode that has ended
 timeout            Boolean              last decision we have of an episode cut by the data
@@ -61,6 +62,7 @@ BASE_COLUMNS: dict[str, pl.DataType] = {
     "decision_ts": TS,
     "action": pl.Int32(),
     "behavior_prob": pl.Float64(),
+    "policy_version": pl.String(),
     "reward": pl.Float64(),
     "terminal": pl.Boolean(),
     "timeout": pl.Boolean(),
@@ -270,7 +272,8 @@ def transition_columns(
         pl.col(step).alias("step"),
         pl.col(decision_id).alias("decision_id"),
         pl.col(decision_ts).alias("decision_ts"),
-        *[pl.col(c) for c in ("action", "behavior_prob", "reward", "terminal", "timeout")],
+        *[pl.col(c) for c in ("action", "behavior_prob", "policy_version", "reward", "terminal",
+                              "timeout")],
         *[pl.col(c) for c in feature_columns],
         *[pl.col(f"next_{c}") for c in feature_columns],
         *[pl.col(c) for c in extra],

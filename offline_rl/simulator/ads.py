@@ -498,4 +498,4 @@ def generate_ads(
         event_id=pl.format("{}-h{}", pl.col("episode_id"),
                            pl.col("hour").cast(pl.String).str.zfill(2)),
     ).sort("event_ts", "event_id")
-    return {ADS.name: frame.select(ADS.polars_schema.names()).cast(dict(ADS.polars_schema))}
+    return {ADS.name: ADS.conform(frame, logging.name)}

@@ -498,7 +498,7 @@ def generate_cart(
         .with_columns(pl.col("event_ts").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
         .sort("event_ts", "event_id")
     )
-    return {CART.name: events.select(CART.polars_schema.names()).cast(dict(CART.polars_schema))}
+    return {CART.name: CART.conform(events, logging.name)}
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -507,8 +507,6 @@ def generate_inventory(
     orders = base.with_columns(order_id=pl.format("{}-order", pl.col("_row"))).sort(
         "order_ts", "order_id")
     return {
-        INVENTORY_SNAPSHOTS.name: snapshots.select(INVENTORY_SNAPSHOTS.polars_schema.names())
-        .cast(dict(INVENTORY_SNAPSHOTS.polars_schema)),
-        INVENTORY_ORDERS.name: orders.select(INVENTORY_ORDERS.polars_schema.names())
-        .cast(dict(INVENTORY_ORDERS.polars_schema)),
+        INVENTORY_SNAPSHOTS.name: INVENTORY_SNAPSHOTS.conform(snapshots),
+        INVENTORY_ORDERS.name: INVENTORY_ORDERS.conform(orders, logging.name),
     }

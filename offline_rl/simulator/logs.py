@@ -66,15 +66,17 @@ def generate_clickstream(
     users = rng.integers(0, world.users.n_users, n_sessions)
     starts = session_start_times(day, n_sessions, rng)
     log = simulate_sessions(sim, users, rng)
-    return {CLICKSTREAM.name: clickstream_events(world, log, day, starts, rng)}
+    return {CLICKSTREAM.name: clickstream_events(world, log, day, starts, rng, logging.name)}
 
 
 def clickstream_events(
-    world: World, log: SessionLog, day: dt.date, starts: np.ndarray, rng: np.random.Generator
+    world: World, log: SessionLog, day: dt.date, starts: np.ndarray, rng: np.random.Generator,
+    policy_version: str | None = None,
 ) -> pl.DataFrame:
     """Turns simulated sessions into clickstream rows (page view, impression, click, purchase).
 
-    ``starts`` holds each session's start time in epoch microseconds.
+    ``starts`` holds each session's start time in epoch microseconds; impressions name
+    ``policy_version`` as the policy that chose them.
     """
     n = log.action.shape[0]
     gaps = rng.integers(15_000_000, 120_000_000, n)  # 15 s to 2 min between pages
@@ -142,7 +144,7 @@ def clickstream_events(
         .with_columns(pl.col("event_ts").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
         .sort("event_ts", "event_id")
     )
-    return events.select(CLICKSTREAM.polars_schema.names()).cast(dict(CLICKSTREAM.polars_schema))
+    return CLICKSTREAM.conform(events, policy_version)
 
 
 GENERATORS: dict[str, DatasetGenerator] = {

@@ -429,8 +429,6 @@ def generate_pricing(
     sales = base.with_columns(sales_id=pl.format("{}-sales", pl.col("_row"))).sort(
         "sales_ts", "sales_id")
     return {
-        PRICING_CHANGES.name: changes.select(PRICING_CHANGES.polars_schema.names())
-        .cast(dict(PRICING_CHANGES.polars_schema)),
-        PRICING_SALES.name: sales.select(PRICING_SALES.polars_schema.names())
-        .cast(dict(PRICING_SALES.polars_schema)),
+        PRICING_CHANGES.name: PRICING_CHANGES.conform(changes, logging.name),
+        PRICING_SALES.name: PRICING_SALES.conform(sales),
     }

@@ -71,6 +71,19 @@ def test_every_format_loads_the_same_rows_exactly(folder, clean, name):
     assert result.rows["_source_file"].unique().to_list() == [rel(name)]
 
 
+@pytest.mark.parametrize("name", ["a.parquet", "a.csv.gz", "a.jsonl"])
+def test_a_file_without_the_optional_policy_version_loads_with_nulls(folder, clean, name):
+    assert CLICKSTREAM.optional == ["policy_version"]
+    impressions = clean.filter(pl.col("event_type") == "impression")
+    assert impressions["policy_version"].unique().to_list() == ["shop_rule"]
+    write(clean.drop("policy_version"), folder / name)  # a shop that does not log it
+    result = load(folder)
+    assert result.quarantine.is_empty() and result.rows_read == clean.height
+    assert result.rows["policy_version"].null_count() == clean.height
+    got = result.rows.sort("event_id").select(clean.columns).drop("policy_version")
+    assert got.equals(clean.sort("event_id").drop("policy_version"))
+
+
 @pytest.mark.parametrize("name", ["a.csv", "a.jsonl"])
 def test_a_string_in_a_numeric_column_quarantines_that_row_only(folder, clean, name):
     frame = clean.head(5).with_columns(pl.col(c).cast(pl.String) for c in ("page", "margin"))
@@ -145,8 +158,8 @@ def test_ragged_csv_lines_and_malformed_json_lines_are_row_level(folder, clean):
     result = load(folder)
     q = {(f.rsplit("/", 1)[1], r): reason for f, r, reason in result.quarantine.select(
         "file", "row_number", "reason").iter_rows()}
-    assert q[("a.csv", 2)] == "expected 15 fields, found 16"
-    assert q[("a.csv", 3)] == "expected 15 fields, found 13"
+    assert q[("a.csv", 2)] == "expected 16 fields, found 17"
+    assert q[("a.csv", 3)] == "expected 16 fields, found 14"
     assert q[("a.csv", 4)] == "empty line"
     assert q[("b.jsonl", 2)] == "malformed JSON"
     assert q[("b.jsonl", 4)] == "not a JSON object"
@@ -193,7 +206,8 @@ def test_row_rules_name_every_problem(folder, clean):
 
 
 def test_csv_offsets_space_separator_and_infinity(folder, clean):
-    purchases = clean.filter(pl.col("event_type") == "purchase").head(3)
+    # margin is the last column when the optional policy_version is left out
+    purchases = clean.filter(pl.col("event_type") == "purchase").head(3).drop("policy_version")
     frame = purchases.with_columns(  # the same instants written with a +02:00 offset
         pl.col("event_ts").dt.convert_time_zone("Etc/GMT-2")
         .dt.to_string("%Y-%m-%d %H:%M:%S%.6f%:z"))
