@@ -30,11 +30,14 @@ class Diagnostics:
     Attributes:
         ess: Kish effective sample size of the final trajectory weights
             ``w_i = w_{i,T_i}``: ``(sum_i w_i)^2 / sum_i w_i^2`` (``n`` for equal weights,
-            ``1`` when one episode holds all weight, ``0`` without any support).
+            ``1`` when one episode holds all weight, ``0`` without any support, NaN when a
+            weight is not finite).
         ess_fraction: ``ess / n_episodes``.
         per_decision_ess_fraction: Kish ESS of the single-decision ratios
             ``rho_t = pi(a_t|s_t) / b(a_t|s_t)`` over all rows, divided by the row count.
-        max_weight_share: Largest final trajectory weight over their sum (NaN if the sum is 0).
+        max_weight_share: Largest final trajectory weight over their sum; NaN (undefined) if
+            the sum is 0 (no logged episode followed the target to its end) or a weight is
+            not finite.
         rare_action_rate: Share of logged states where the target policy prefers an action
             (probability >= 0.5, or its argmax) that the behaviour policy takes with probability
             below ``rare_threshold``; see :func:`compute_diagnostics` for the logged-rows-only
@@ -56,9 +59,16 @@ class Diagnostics:
 
 
 def kish_ess(weights: np.ndarray) -> float:
-    """Kish effective sample size ``(sum w)^2 / sum w^2`` of nonnegative weights (0 if all 0)."""
+    """Kish effective sample size ``(sum w)^2 / sum w^2`` of nonnegative weights (0 if all 0;
+    NaN, undefined, if a weight is not finite, e.g. a trajectory weight that overflowed)."""
     w = np.asarray(weights, dtype=np.float64)
-    sq = float(np.dot(w, w))
+    if not np.isfinite(w).all():
+        return math.nan
+    with np.errstate(over="ignore"):
+        sq = float(np.dot(w, w))
+    if not math.isfinite(sq):  # finite weights whose squares overflow: scale them first
+        w = w / w.max()
+        sq = float(np.dot(w, w))
     return float(w.sum() ** 2 / sq) if sq > 0 else 0.0
 
 
@@ -123,8 +133,9 @@ def compute_diagnostics(
     rows = data.n_rows
     weights = data.trajectory_weights()
     ess = kish_ess(weights)
-    total = float(weights.sum())
-    max_share = float(weights.max() / total) if total > 0 else math.nan
+    top = float(weights.max())
+    total = float((weights / top).sum()) if 0 < top < math.inf else math.nan  # in units of top
+    max_share = 1.0 / total if math.isfinite(total) else math.nan
     per_decision = kish_ess(data.ratio) / rows
 
     tp = None if target_probs_all is None else _prob_matrix("target_probs_all",

@@ -17,8 +17,9 @@ when all of these hold (each failed rule becomes a reason):
 2. **Diagnostics.** The per-decision effective sample size fraction is at least
    ``min_ess_fraction`` and no single episode carries more than ``max_weight_share`` of the
    importance weight (unset: the domain's calibrated limit, ``Domain.gate_max_weight_share``,
-   else 25%): the estimate rests on many logged decisions, not a few. Not applied to a
-   headline that uses no importance weights (``UNWEIGHTED``: ``replay``).
+   else 25%): the estimate rests on many logged decisions, not a few. An undefined (NaN)
+   diagnostic fails its check (the weight share's only while its limit is below 1). Not
+   applied to a headline that uses no importance weights (``UNWEIGHTED``: ``replay``).
 3. **No contradiction.** No ``veto_with`` estimator's interval lies wholly below the bar
    (its upper end at or under it): an estimator built on other assumptions (importance
    sampling needs no model) must not say with confidence that the candidate falls short.
@@ -94,16 +95,19 @@ class GateConfig:
             episodes, :mod:`offline_rl.ope.replay`) rule 2 does not apply: the estimate uses
             no importance weights.
         margin: Required relative improvement of the lower bound over the incumbent's value.
-        min_ess_fraction: Minimum per-decision effective sample size / logged decisions.
+        min_ess_fraction: Minimum per-decision effective sample size / logged decisions. An
+            undefined (NaN) fraction does not reach it.
         max_weight_share: Maximum share of the total trajectory importance weight on one
             episode. Deterministic targets over multi-step sessions concentrate trajectory
             weights (the default demo shows ~15% on one of ~10,000 held-out episodes, with a
             per-decision ESS of 15-30%); per-decision estimators lean mostly on early steps,
-            so the limit only refuses estimates that one episode dominates. A share that is
-            undefined (no logged episode followed the candidate to its end, common over long
-            episodes) does not block. ``None`` (the default): the domain's calibrated limit
-            (``Domain.gate_max_weight_share``, see :meth:`for_domain`), else
-            ``DEFAULT_MAX_WEIGHT_SHARE``.
+            so the limit only refuses estimates that one episode dominates. While the limit is
+            active (below 1), an undefined share (NaN: no logged episode followed the
+            candidate to its end, so the trajectory weights sum to 0) blocks too: nothing
+            shows that the weight is spread. A limit of 1 or more turns the check off, and
+            then an undefined share does not block either. ``None`` (the default): the
+            domain's calibrated limit (``Domain.gate_max_weight_share``, see
+            :meth:`for_domain`), else ``DEFAULT_MAX_WEIGHT_SHARE``.
         veto_with: Estimators whose interval's upper end at or below the bar vetoes the
             candidate (one without a finite upper end does not veto).
         veto_min_ess: A veto counts only when at least this many effective episodes (Kish ESS
@@ -295,14 +299,27 @@ def judge(candidate: PolicyEvaluation, incumbent: Incumbent, cfg: GateConfig) ->
                        f"= {bar:.3f}")
     diag = candidate.diagnostics
     weighted = headline not in UNWEIGHTED
-    if weighted and diag.per_decision_ess_fraction < cfg.min_ess_fraction:
+    fraction = diag.per_decision_ess_fraction
+    if weighted and math.isnan(fraction):
         ok = False
-        reasons.append(f"{candidate.name}: per-decision ESS fraction "
-                       f"{diag.per_decision_ess_fraction:.4f} < {cfg.min_ess_fraction}")
-    if weighted and diag.max_weight_share > cfg.weight_share_limit:
+        reasons.append(f"{candidate.name}: per-decision ESS fraction (per_decision_ess_fraction) "
+                       f"is undefined (nan), so it does not reach the minimum "
+                       f"{cfg.min_ess_fraction}")
+    elif weighted and fraction < cfg.min_ess_fraction:
         ok = False
-        reasons.append(f"{candidate.name}: one episode holds {diag.max_weight_share:.1%} of "
-                       f"the importance weight (> {cfg.weight_share_limit:.0%})")
+        reasons.append(f"{candidate.name}: per-decision ESS fraction {fraction:.4f} < "
+                       f"{cfg.min_ess_fraction}")
+    share, limit = diag.max_weight_share, cfg.weight_share_limit
+    if weighted and limit < 1 and math.isnan(share):
+        ok = False
+        reasons.append(f"{candidate.name}: weight share (max_weight_share) is undefined (nan: "
+                       f"the trajectory importance weights sum to 0, no logged episode "
+                       f"followed the candidate to its end), so nothing shows that no episode "
+                       f"holds more than {limit:.0%} of the importance weight")
+    elif weighted and share > limit:
+        ok = False
+        reasons.append(f"{candidate.name}: one episode holds {share:.1%} of "
+                       f"the importance weight (> {limit:.0%})")
     for name in cfg.veto_with:
         est = candidate.estimates.get(name)
         if est is None or not math.isfinite(est.high):

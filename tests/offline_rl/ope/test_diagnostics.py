@@ -56,6 +56,28 @@ def test_one_dominant_weight_and_no_support():
     assert diag.ess == 0.0 and math.isnan(diag.max_weight_share)
 
 
+def test_weights_that_are_not_finite_leave_the_weight_diagnostics_undefined():
+    assert math.isnan(kish_ess(np.array([1.0, float("nan")])))
+    assert math.isnan(kish_ess(np.array([1.0, float("inf")])))
+    # finite weights whose squares overflow: the ESS is still defined
+    assert kish_ess(np.array([1e200, 1e200, 0.0])) == pytest.approx(2.0)
+    # 400 steps of ratio 10: every trajectory weight overflows to inf
+    n, steps = 2, 400
+    data = LoggedData(episode=np.repeat(np.arange(n), steps), step=np.tile(np.arange(steps), n),
+                      reward=np.ones(n * steps), behavior_prob=np.full(n * steps, 0.1),
+                      target_prob=np.ones(n * steps))
+    with np.errstate(over="ignore"):
+        diag = compute_diagnostics(data)
+    assert math.isnan(diag.ess) and math.isnan(diag.max_weight_share)
+    assert diag.per_decision_ess_fraction == pytest.approx(1.0)
+    # 300 steps of ratio 10 in one episode, 1 in the other: finite weights, shares defined
+    data = LoggedData(episode=np.repeat([0, 1], 300), step=np.tile(np.arange(300), 2),
+                      reward=np.ones(600), behavior_prob=np.r_[np.full(300, 0.1), np.ones(300)],
+                      target_prob=np.ones(600))
+    diag = compute_diagnostics(data)
+    assert diag.max_weight_share == pytest.approx(1.0) and diag.ess == pytest.approx(1.0)
+
+
 def test_rare_action_rate_and_action_match_with_full_matrices():
     # 4 logged states, 3 actions.
     target = np.array([

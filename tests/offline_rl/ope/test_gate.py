@@ -110,11 +110,40 @@ def test_decision_serialises_every_number():
     assert d["config"]["veto_with"] == ("pdis",) and d["config"]["confirm_with"] == ()
 
 
-def test_an_undefined_weight_share_does_not_block():
+def test_an_undefined_weight_share_blocks_while_the_limit_is_active():
     no_full_support = Diagnostics(ess=0.0, ess_fraction=0.0, per_decision_ess_fraction=0.2,
                                   max_weight_share=float("nan"), rare_action_rate=0.0,
                                   action_match_rate=0.3)
-    assert decide([_candidate("a", diagnostics=no_full_support)], INCUMBENT).promoted
+    candidate = [_candidate("a", diagnostics=no_full_support)]
+    for gate in (GateConfig(), GateConfig().for_domain(None), GateConfig(max_weight_share=0.9)):
+        refused = decide(candidate, INCUMBENT, gate)
+        assert not refused.promoted and not refused.verdicts[0].passed
+        limit = f"{gate.weight_share_limit:.0%}"
+        assert ("a: weight share (max_weight_share) is undefined (nan: the trajectory "
+                "importance weights sum to 0, no logged episode followed the candidate to its "
+                f"end), so nothing shows that no episode holds more than {limit} of the "
+                "importance weight") in refused.reasons
+    # a limit of 1 turns the check off: an undefined share does not block then
+    for gate in (GateConfig().for_domain(1.0), GateConfig(max_weight_share=1.0)):
+        decision = decide(candidate, INCUMBENT, gate)
+        assert decision.promoted
+        assert not any("max_weight_share" in r for r in decision.reasons)
+    # nor where the headline uses no importance weights
+    replayed = dataclasses.replace(candidate[0], estimates={
+        **candidate[0].estimates, "replay": Estimate("replay", 6.0, 5.6, 6.4, 0.2)})
+    assert decide([replayed], INCUMBENT, GateConfig(headline="replay")).promoted
+
+
+def test_an_undefined_per_decision_ess_fails_the_healthy_weights_rule():
+    undefined = dataclasses.replace(HEALTHY, per_decision_ess_fraction=float("nan"))
+    for gate in (GateConfig(), GateConfig().for_domain(1.0)):
+        refused = decide([_candidate("a", diagnostics=undefined)], INCUMBENT, gate)
+        assert not refused.promoted
+        assert ("a: per-decision ESS fraction (per_decision_ess_fraction) is undefined (nan), "
+                "so it does not reach the minimum 0.02") in refused.reasons
+    low = dataclasses.replace(HEALTHY, per_decision_ess_fraction=0.01)
+    assert "a: per-decision ESS fraction 0.0100 < 0.02" in decide(
+        [_candidate("a", diagnostics=low)], INCUMBENT).reasons
 
 
 def _with_replicates(candidate, values, alpha=0.1):
