@@ -262,8 +262,7 @@ def verify_version(domain_root: Location | str, version: str) -> Location:
     path = resolve_version(domain_root, version)
     problems = version_problems(domain_root, version)
     if problems:
-        raise ExportError(f"{version} in {as_location(domain_root)} is damaged: "
-                          f"{'; '.join(problems)}")
+        raise ExportError(f"{path} is damaged: {'; '.join(problems)}")
     return path
 
 
@@ -274,7 +273,7 @@ def _set_latest(domain_root: Location, version: str, *, verify: bool = True) -> 
         try:
             verify_version(domain_root, version)
         except ExportError as exc:
-            raise ExportError(f"refusing to point latest at {exc}") from None
+            raise ExportError(f"refusing to point latest at {version}: {exc}") from None
     else:
         resolve_version(domain_root, version)  # validates that it exists and has a manifest
     if isinstance(domain_root, RemotePath):

@@ -140,8 +140,8 @@ def test_set_latest_verifies_every_checksum_first(tmp_path):
     for switch in (lambda: set_latest(root / "recommendation", "v0001"),
                    lambda: rollback(root, "recommendation"),
                    lambda: rollback(root, "recommendation", "v0001")):
-        with pytest.raises(ExportError, match=r"refusing to point latest at v0001 .* damaged: "
-                                              r"extra.bin fails its checksum$"):
+        with pytest.raises(ExportError, match=r"refusing to point latest at v0001: .*v0001 is "
+                                              r"damaged: extra.bin fails its checksum$"):
             switch()
         assert current_version(root / "recommendation") == "v0002"
     (root / "recommendation" / "v0001" / "manifest.json").write_text("{")
