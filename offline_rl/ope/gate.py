@@ -62,7 +62,8 @@ Among passing candidates the one with the highest headline estimate is promoted
 (``select_by``: every one of them cleared the bar with confidence, and this one is expected
 to earn most); otherwise the incumbent stays. The incumbent is the behaviour policy (valued
 on-policy from the logs) until a policy has been promoted, then the last promoted policy,
-re-evaluated on the same data.
+re-evaluated on the same data. An incumbent whose re-evaluation lacks the headline estimate
+(inventory's replay, when the logs cannot be replayed) is kept, with that reason.
 """
 
 from __future__ import annotations
@@ -177,7 +178,9 @@ class Incumbent:
 
     ``replicates``: the incumbent's value on each FQE refit resample of the evaluation data
     (its headline estimate's, or the behaviour policy's on-policy value), for the paired
-    rule; empty when unknown.
+    rule; empty when unknown. ``unavailable``: why the incumbent has no value to beat (its
+    evaluation lacks the headline estimate); the gate then keeps the incumbent with that
+    reason and judges no candidate.
     """
 
     name: str
@@ -185,6 +188,23 @@ class Incumbent:
     low: float
     high: float
     replicates: tuple[float, ...] = ()
+    unavailable: str | None = None
+
+
+def evaluated_incumbent(evaluation: PolicyEvaluation, headline: str) -> Incumbent:
+    """The incumbent that ``evaluation`` (the policy in production, re-evaluated on the
+    day's data) gives under the ``headline`` estimator: its estimate and refit replicates,
+    or, without that estimate, an incumbent whose ``unavailable`` says so (with the reason
+    the evaluation recorded in ``extra[headline]``, if any)."""
+    head = evaluation.estimates.get(headline)
+    if head is None:
+        why = evaluation.extra.get(headline)
+        nan = math.nan
+        return Incumbent(evaluation.name, nan, nan, nan, unavailable=(
+            f"the incumbent {evaluation.name} has no {headline} estimate"
+            + (f" ({why})" if isinstance(why, str) else "")))
+    reps = refit_replicates(evaluation, headline)
+    return Incumbent(evaluation.name, head.value, head.low, head.high, reps[0] if reps else ())
 
 
 def refit_replicates(candidate: PolicyEvaluation, estimator: str
@@ -368,10 +388,19 @@ def verify_promotion(evidence: dict[str, Any]) -> tuple[bool, float, float]:
 def decide(
     candidates: list[PolicyEvaluation], incumbent: Incumbent, cfg: GateConfig | None = None
 ) -> Decision:
-    """Promotes the best passing candidate (``GateConfig.select_by``), or keeps the incumbent."""
+    """Promotes the best passing candidate (``GateConfig.select_by``), or keeps the incumbent.
+
+    An incumbent without a value (``Incumbent.unavailable``, or a NaN value) is kept, with the
+    reason, and no candidate is judged: there is no bar to clear.
+    """
     cfg = cfg or GateConfig()
     if cfg.headline is None:  # the decision records the estimator it decided on
         cfg = replace(cfg, headline=cfg.headline_estimator)
+    if incumbent.unavailable is not None or math.isnan(incumbent.value):
+        why = incumbent.unavailable or f"the incumbent {incumbent.name}'s value is undefined"
+        return Decision(False, None, incumbent,
+                        [f"kept incumbent {incumbent.name}: {why}, so no candidate can be "
+                         f"judged against it"], [], cfg)
     verdicts = [judge(c, incumbent, cfg) for c in candidates]
     passing = [v for v in verdicts if v.passed]
     if not passing:

@@ -60,3 +60,66 @@ def test_warm_start_needs_the_incumbent_on_the_current_feature_schema(paths, tmp
     record["feature_schema"]["names"] = ["something", "else"]
     (model_dir / "training.json").write_text(json.dumps(record))
     assert warm_start_model(paths, cart, d2) is None
+
+
+def _estimates(wh: Warehouse, domain: str, day: dt.date,
+               policies: dict[str, tuple[dict[str, float], dict]]) -> None:
+    """Writes a day's ``ope_estimates`` as the evaluation stage does: the behaviour's on-policy
+    row, then per policy one row per estimator (value +- 1) sharing its details."""
+    from offline_rl.pipeline import ESTIMATES_TABLE
+
+    healthy = {"ess": 500.0, "ess_fraction": 0.05, "per_decision_ess_fraction": 0.2,
+               "max_weight_share": 0.01, "rare_action_rate": 0.0, "action_match_rate": 0.3}
+    rows = [{"policy": "behavior", "estimator": "on_policy", "value": 1000.0, "low": 990.0,
+             "high": 1010.0, "stderr": 5.0, "details": "{}"}]
+    for policy, (values, extra) in policies.items():
+        details = json.dumps({"diagnostics": healthy, "disagreement": 0.5, **extra})
+        rows += [{"policy": policy, "estimator": k, "value": v, "low": v - 1.0,
+                  "high": v + 1.0, "stderr": 0.5, "details": details}
+                 for k, v in values.items()]
+    frame = pl.DataFrame(rows).with_columns(
+        domain=pl.lit(domain), partition_date=pl.lit(day, dtype=pl.Date),
+        eval_episodes=pl.lit(100), eval_decisions=pl.lit(2800),
+    ).select("domain", "partition_date", "policy", "estimator", "value", "low", "high", "stderr",
+             "eval_episodes", "eval_decisions", "details")
+    wh.replace([(ESTIMATES_TABLE, frame, "registry/delete_estimates",
+                 {"domain": domain, "day": day})], label="test")
+
+
+def test_an_incumbent_without_the_headline_estimate_is_kept_with_the_reason(paths):
+    from offline_rl.ope.gate import GateConfig
+    from offline_rl.pipeline import promote, read_decision
+
+    wh = Warehouse(paths.warehouse)
+    day = dt.date(2026, 10, 2)
+    why = "the logged orders do not reproduce the logged stock (episode 3, day 2, stock_end)"
+    incumbent = "incumbent:cql@2026-10-01"
+    # inventory decides on replay: neither policy has one; the candidate would clear the bar
+    # on doubly robust, but there is no incumbent value under the headline to judge it by
+    _estimates(wh, "inventory", day, {
+        "bc": ({"dr": 1500.0, "pdis": 1400.0}, {"replay": why}),
+        incumbent: ({"dr": 1100.0, "pdis": 1050.0}, {"replay": why}),
+    })
+    result = promote(paths, "inventory", day, GateConfig())
+    decision = result.decision
+    assert not decision.promoted and decision.candidate is None
+    assert decision.config.headline == "replay"
+    assert decision.incumbent.name == incumbent
+    expected = (f"kept incumbent {incumbent}: the incumbent {incumbent} has no replay estimate "
+                f"({why}), so no candidate can be judged against it")
+    assert decision.reasons == [expected]
+    row = read_decision(paths, "inventory", day)
+    assert not row["promoted"] and row["incumbent"] == incumbent
+    assert json.loads(row["reasons"]) == [expected]
+    assert json.loads(row["evidence"])["incumbent"]["unavailable"].startswith(
+        f"the incumbent {incumbent} has no replay estimate")
+    # with the headline estimate present, the incumbent is its value, and the gate judges
+    _estimates(wh, "inventory", day, {
+        "bc": ({"dr": 1500.0, "replay": 1020.0}, {"replay": "ok"}),
+        incumbent: ({"dr": 1100.0, "replay": 1010.0}, {"replay": "ok"}),
+    })
+    judged = promote(paths, "inventory", day, GateConfig()).decision
+    assert judged.incumbent.value == 1010.0 and judged.incumbent.unavailable is None
+    assert not judged.promoted and judged.verdicts[0].name == "bc"
+    assert any(r.startswith("bc: replay lower bound 1019.000 does not exceed incumbent "
+                            "1010.000") for r in judged.reasons)

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -259,3 +260,26 @@ def test_the_headline_is_the_gates_or_the_domains_and_replay_needs_no_weight_che
     refused = decide([missing], INCUMBENT, gate)
     assert not refused.promoted
     assert "b: no replay estimate (no demand logged)" in refused.reasons
+
+
+def test_an_incumbent_without_a_value_is_kept_and_no_candidate_is_judged():
+    from offline_rl.ope.gate import evaluated_incumbent
+
+    production = dataclasses.replace(_candidate("incumbent:cql@2026-10-01"),
+                                     extra={"replay": "no demand logged"})
+    missing = evaluated_incumbent(production, "replay")
+    assert math.isnan(missing.value) and missing.replicates == ()
+    assert missing.unavailable == ("the incumbent incumbent:cql@2026-10-01 has no replay "
+                                   "estimate (no demand logged)")
+    decision = decide([_candidate("a", dr=(9.0, 8.5, 9.5))], missing, GateConfig())
+    assert not decision.promoted and decision.verdicts == []
+    assert decision.reasons == [f"kept incumbent incumbent:cql@2026-10-01: {missing.unavailable}"
+                                ", so no candidate can be judged against it"]
+    assert verify_promotion(json.loads(json.dumps(decision.as_dict(), default=str)))[0]
+    # a NaN value without a recorded reason is kept too
+    nan = float("nan")
+    assert not decide([_candidate("a")], Incumbent("behavior", nan, nan, nan)).promoted
+    # with the estimate: its value, interval and refit replicates
+    found = evaluated_incumbent(_with_replicates(production, (5.9, 6.1)), "dr")
+    assert (found.value, found.low, found.high, found.replicates) == (6.0, 5.5, 6.5, (5.9, 6.1))
+    assert found.unavailable is None
