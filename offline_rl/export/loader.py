@@ -74,6 +74,9 @@ def resolve_version(domain_root: Location | str, version: str = LATEST) -> Locat
     if version == LATEST:
         pointer = domain_root / LATEST
         if not pointer.is_file():
+            if not domain_root.is_dir():
+                raise ExportError(f"no exports of domain {domain_root.name!r}: "
+                                  f"{domain_root} does not exist")
             raise ExportError(f"no promoted policy yet: {pointer} does not exist")
         version = pointer.read_text().strip()
         via = f" ({pointer} names it)"
