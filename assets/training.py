@@ -59,8 +59,10 @@ def candidates_asset(domain: Domain) -> dg.AssetsDefinition:
         kinds={"d3rlpy", "pytorch"},
         description=f"Candidate policies for {domain.name} (behaviour cloning, DQN family, CQL, "
                     "BCQ) trained on the training episodes of the rolling window.",
+        # the monitor runs first: a rollback it makes changes tonight's incumbent
         deps=[dg.AssetDep(domain.transitions_table,
-                          partition_mapping=training_window(domain.lookahead_days))],
+                          partition_mapping=training_window(domain.lookahead_days)),
+              f"{domain.name}_monitor"],
     )
     def _candidates(context: dg.AssetExecutionContext, config: TrainingRunConfig,
                     data_home: DataHome) -> dg.MaterializeResult:

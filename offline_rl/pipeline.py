@@ -34,7 +34,7 @@ from offline_rl.data.schemas import SOURCES, SourceSchema
 from offline_rl.data.warehouse import Warehouse
 from offline_rl.domains import Domain, get_domain
 from offline_rl.domains.base import check_transitions
-from offline_rl.export.build import build_export
+from offline_rl.export.build import BuiltExport, build_export
 from offline_rl.export.exploration import Exploration
 from offline_rl.export.registry import ExportedPolicy, current_version, publish
 from offline_rl.ope.diagnostics import Diagnostics
@@ -42,13 +42,14 @@ from offline_rl.ope.estimators import Estimate
 from offline_rl.ope.evaluate import (
     OPEConfig,
     PolicyEvaluation,
+    StochasticTarget,
     behavior_replicates,
     evaluate_behavior,
     evaluate_policy,
 )
-from offline_rl.ope.gate import Decision, GateConfig, Incumbent, decide, refit_replicates
+from offline_rl.ope.gate import Decision, GateConfig, Incumbent, decide, evaluated_incumbent
 from offline_rl.ope.replay import prepare_replay
-from offline_rl.paths import DataPaths
+from offline_rl.paths import DataPaths, as_location
 
 log = logging.getLogger(__name__)
 
@@ -321,6 +322,27 @@ def incumbent_record(paths: DataPaths, domain: Domain | str, day: dt.date
     return rows.row(0, named=True) if rows.height else None
 
 
+OPE_CONFIG_FILE = "ope_config.json"
+"""The OPE settings a day's evaluation used, beside its candidates."""
+
+
+def evaluation_window(paths: DataPaths, domain: Domain, day: dt.date
+                      ) -> tuple[Path, list[str], WindowData]:
+    """The day's candidates folder, its candidates' names and the window (with the
+    held-out episodes) their training recorded."""
+    root = candidates_dir(paths, domain, day)
+    names = sorted(p.name for p in root.iterdir() if (p / "model.d3").is_file()) if root.is_dir() \
+        else []
+    if not names:
+        raise ValueError(f"no trained candidates in {root}; run training first")
+    trained = json.loads((root / names[0] / "training.json").read_text())
+    split = trained["split"]
+    window = load_window(paths, domain, day, int(trained["data_window"]["days"]),
+                         float(split["eval_fraction"]), int(split["seed"]),
+                         int(split.get("settle_days", 0)))
+    return root, names, window
+
+
 def evaluate_candidates(
     paths: DataPaths, domain: Domain | str, day: dt.date, ope: OPEConfig
 ) -> tuple[Estimate, list[PolicyEvaluation]]:
@@ -332,21 +354,14 @@ def evaluate_candidates(
     policy's on-policy estimate and the evaluations.
     """
     domain = _domain(domain)
-    root = candidates_dir(paths, domain, day)
-    names = sorted(p.name for p in root.iterdir() if (p / "model.d3").is_file()) if root.is_dir() \
-        else []
-    if not names:
-        raise ValueError(f"no trained candidates in {root}; run training first")
-    trained = json.loads((root / names[0] / "training.json").read_text())
-    split = trained["split"]
-    window = load_window(paths, domain, day, int(trained["data_window"]["days"]),
-                         float(split["eval_fraction"]), int(split["seed"]),
-                         int(split.get("settle_days", 0)))
+    root, names, window = evaluation_window(paths, domain, day)
     data = window.evaluation
     dataset = to_mdp_dataset(data, domain.n_actions)
     behavior = evaluate_behavior(data, ope)
     if ope.fqe_reward_scale is None:  # one scale for every policy evaluated on this data
         ope = dataclasses.replace(ope, fqe_reward_scale=auto_reward_scale(data.rewards))
+    # the export values the served policy with the same settings (its promise)
+    (root / OPE_CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(ope)))
     policies: list[tuple[str, Path]] = [(n, root / n) for n in names]
     inc = incumbent_record(paths, domain, day)
     if inc is not None and inc.get("model_dir") and Path(inc["model_dir"]).is_dir():
@@ -437,10 +452,8 @@ def promote(paths: DataPaths, domain: Domain | str, day: dt.date, gate: GateConf
     incumbents = [e for e in evaluations if e.name.startswith("incumbent:")]
     candidates = [e for e in evaluations if not e.name.startswith("incumbent:")]
     if incumbents:  # evaluation re-valued the policy in production on the same data
-        head = incumbents[0].estimates[gate.headline]
-        reps = refit_replicates(incumbents[0], gate.headline)
-        incumbent = Incumbent(incumbents[0].name, head.value, head.low, head.high,
-                              reps[0] if reps else ())
+        # without the headline estimate the gate keeps it, with the reason
+        incumbent = evaluated_incumbent(incumbents[0], gate.headline)
     else:
         incumbent = Incumbent(BEHAVIOR, behavior.value, behavior.low, behavior.high,
                               behavior_reps)
@@ -489,6 +502,45 @@ def read_decision(paths: DataPaths, domain: Domain | str, day: dt.date) -> dict[
 
 
 # ---------------------------------------------------------------- export
+
+def serving_promise(paths: DataPaths, domain: Domain, day: dt.date, built: BuiltExport,
+                    headline: str) -> dict[str, Any]:
+    """What the promotion promises: the value of the policy as it will be served (the
+    greedy action with its exploration, a stochastic target) on the day's held-out episodes,
+    by the gate's headline estimator with the day's OPE settings. The monitor holds what the
+    served policy then earns against it."""
+    import torch
+
+    from offline_rl.export.loader import LoadedPolicy
+
+    root, _, window = evaluation_window(paths, domain, day)
+    record = root / OPE_CONFIG_FILE
+    ope = OPEConfig(**{k: tuple(v) if isinstance(v, list) else v
+                       for k, v in json.loads(record.read_text()).items()}) \
+        if record.is_file() else OPEConfig()
+    if built.serving_torchscript is None:
+        raise ValueError("the export has no serving head to value")
+    served = LoadedPolicy(path=as_location(built.torchscript.parent), manifest=built.manifest,
+                          module=torch.jit.load(str(built.torchscript), map_location="cpu"),
+                          serving=torch.jit.load(str(built.serving_torchscript),
+                                                 map_location="cpu"))
+    data = window.evaluation
+    replay = prepare_replay(domain.replay, data)
+    ev = evaluate_policy("served", StochasticTarget(served.action_probs, seed=ope.seed), data,
+                         None, ope, n_actions=domain.n_actions, replay=replay)
+    head = ev.estimates.get(headline)
+    return {
+        "estimator": headline,
+        **({"value": head.value, "low": head.low, "high": head.high, "stderr": head.stderr}
+           if head is not None else {"value": None, "low": None, "high": None, "stderr": None,
+                                     "reason": f"no {headline} estimate of the served policy"}),
+        "alpha": ope.alpha,
+        "estimates": {k: e.as_dict() for k, e in ev.estimates.items()},
+        "eval_window": {"start": str(window.eval_start), "end": str(window.eval_end),
+                        "episodes": window.eval_episodes},
+        "exploration": built.manifest.get("exploration"),
+    }
+
 
 def export_promoted(paths: DataPaths, domain: Domain | str, day: dt.date,
                     exploration: Exploration | None = None) -> ExportedPolicy | None:
@@ -543,7 +595,9 @@ def export_promoted(paths: DataPaths, domain: Domain | str, day: dt.date,
         manifest = {**manifest, **built.manifest,
                     "algorithm": training["algorithm"],
                     "feature_schema": {**training["feature_schema"],
-                                       **built.manifest["feature_schema"]}}
+                                       **built.manifest["feature_schema"]},
+                    "promise": serving_promise(paths, domain, day, built,
+                                               decision["headline_estimator"])}
         exported = publish(paths.exports, domain.name, built.torchscript, manifest,
                            extra_files=built.extra_files)
     Warehouse(paths.warehouse).execute("registry/set_export_version", domain=domain.name,

@@ -312,3 +312,42 @@ def data_uri(png: bytes) -> str:
     if not png.startswith(b"\x89PNG\r\n\x1a\n"):
         raise ValueError("png: not PNG data")
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def promised_vs_realized(history: Sequence[Mapping[str, Any]], *, title: str = "") -> bytes:
+    """Per monitored night, the served policy's realized value with its interval next to
+    the value (and interval) its promotion promised: a PNG.
+
+    Args:
+        history: Rows of ``policy_monitor`` (``partition_date``, ``served``,
+            ``realized_value/low/high``, ``promised_value/low/high``), oldest first; nights
+            without a realized value are skipped.
+        title: Title above the plot.
+
+    Returns:
+        PNG bytes, 800 x 360 pixels.
+    """
+    rows = [r for r in history if _finite(r.get("realized_value"))]
+    if not rows:
+        raise ValueError("history: no night with a realized value")
+    fig = Figure(figsize=(WIDTH_IN, 3.6), dpi=DPI)
+    ax = fig.add_axes((0.1, 0.15, 0.86, 0.75))
+    x = np.arange(len(rows))
+    for offset, key, label, color in ((-0.1, "realized", "realized (own episodes)", PALETTE[0]),
+                                      (0.1, "promised", "promised at promotion", PALETTE[1])):
+        pts = [(i + offset, r[f"{key}_value"], r.get(f"{key}_low"), r.get(f"{key}_high"))
+               for i, r in zip(x, rows, strict=True) if _finite(r.get(f"{key}_value"))]
+        if not pts:
+            continue
+        xs, vs, lo, hi = zip(*pts, strict=True)
+        err = np.array([[v - (lo_ if _finite(lo_) else v) for v, lo_ in zip(vs, lo, strict=True)],
+                        [(hi_ if _finite(hi_) else v) - v for v, hi_ in zip(vs, hi, strict=True)]])
+        ax.errorbar(xs, vs, yerr=err, fmt="o", ms=4, lw=1.2, capsize=3, color=color, label=label)
+    ax.set_xticks(x, [f"{r['partition_date']}\n{r.get('served') or ''}" for r in rows],
+                  fontsize=7)
+    ax.set_ylabel("value per episode", fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.grid(color="#eeeeee", lw=0.6)
+    ax.legend(fontsize=8, framealpha=0.85)
+    ax.set_title(title or "served policy: promised vs realized", fontsize=10)
+    return _png(fig)

@@ -15,19 +15,37 @@ default, or a running scheduler with ``execution.config.cluster.existing.address
 
 from __future__ import annotations
 
+import contextlib
+import io
 from importlib.util import find_spec
 
 import dagster as dg
 
-from assets.evaluation import ope_assets
-from assets.ingestion import raw_assets
-from assets.promotion import export_assets, gate_assets
-from assets.training import candidates_assets
-from assets.transitions import transitions_assets
-from orchestration.jobs import ingest_job, nightly_job, transitions_job
-from orchestration.resources import DataHome
-from orchestration.schedules import nightly_schedule
-from orchestration.sensors import landing_sensor, refresh_transitions_sensor
+
+def _import_gym_quietly() -> None:
+    """Imports the retired ``gym`` package (d3rlpy imports it) with its import-time notice
+    swallowed: ``gym`` prints a deprecation notice to stderr on first import, which nobody
+    running this code location can act on (the project's own environments use gymnasium).
+    After this, importing d3rlpy prints nothing, here and in every step process that loads
+    this module. Only that one import's stderr is captured."""
+    if find_spec("gym") is None:
+        return
+    with contextlib.redirect_stderr(io.StringIO()):
+        import gym  # noqa: F401
+
+
+_import_gym_quietly()
+
+from assets.evaluation import ope_assets  # noqa: E402
+from assets.ingestion import raw_assets  # noqa: E402
+from assets.monitoring import monitor_assets  # noqa: E402
+from assets.promotion import export_assets, gate_assets  # noqa: E402
+from assets.training import candidates_assets  # noqa: E402
+from assets.transitions import transitions_assets  # noqa: E402
+from orchestration.jobs import ingest_job, nightly_job, transitions_job  # noqa: E402
+from orchestration.resources import DataHome  # noqa: E402
+from orchestration.schedules import nightly_schedule  # noqa: E402
+from orchestration.sensors import landing_sensor, refresh_transitions_sensor  # noqa: E402
 
 jobs = [nightly_job, ingest_job, transitions_job]
 if find_spec("dagster_dask") is not None:  # the optional `dask` extra
@@ -36,7 +54,6 @@ if find_spec("dagster_dask") is not None:  # the optional `dask` extra
     jobs.append(dg.define_asset_job(
         "nightly_dask",
         selection=nightly_job.selection,
-        partitions_def=nightly_job.partitions_def,
         description="The nightly job with each step a task on a Dask cluster.",
         tags=nightly_job.tags,
         executor_def=dask_executor,
@@ -46,6 +63,7 @@ defs = dg.Definitions(
     assets=[
         *raw_assets,
         *transitions_assets,
+        *monitor_assets,
         *candidates_assets,
         *ope_assets,
         *gate_assets,

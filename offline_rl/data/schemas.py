@@ -88,6 +88,8 @@ class SourceSchema:
 TS = pl.Datetime("us", "UTC")
 
 POLICY_VERSION = "policy_version"
+SHOP_RULE = "shop_rule"
+"""The ``policy_version`` of decisions served by the shop's own rule (no export)."""
 
 
 def _policy_version(what: str) -> Column:

@@ -188,9 +188,9 @@ def write_landing(
 
     With ``serve`` (an export root), each domain's decisions are served by the version its
     ``latest`` names, through the export's serving head, and the logs record that head's
-    propensities; a domain with nothing promoted is served by the shop's rule. The customers
-    and dynamics of a day do not depend on what serves it (the same seed gives the same
-    sessions, carts, SKUs and campaigns).
+    propensities; a domain with nothing promoted is served by the shop's rule. A day's
+    customers do not depend on what serves it (the same seed gives the same sessions, carts,
+    SKUs and campaigns); what they do next does.
     """
     if days < 1:
         raise ValueError("days must be at least 1")

@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from offline_rl.data.schemas import SHOP_RULE
+
 if TYPE_CHECKING:  # the loader (and torch) only load when an export is served
     from offline_rl.export.loader import LoadedPolicy
     from offline_rl.paths import Location
 
 log = logging.getLogger(__name__)
 
-SHOP_RULE = "shop_rule"
-"""Name of the shop's own logging rule (what serves a domain with no promoted export)."""
 
 
 @dataclass(frozen=True)

@@ -58,8 +58,10 @@ def test_replaying_the_logged_orders_gives_the_logged_returns(arrays):
     ("stock_end", "stock_end"), ("quantity", "quantity"), ("demand", "(stock_end|reward)"),
 ])
 def test_logs_the_rules_do_not_reproduce_are_refused_naming_the_field(arrays, column, field):
-    # an order on an episode's last day: a change there reaches no later day
-    last = (arrays.step == CONFIG.horizon - 1) & (arrays.extras["quantity"] > 0)
+    # an order on an episode's last day without a stockout (so the tampered demand is all
+    # sold): a change there reaches no later day and no fitted cost rate
+    last = (arrays.step == CONFIG.horizon - 1) & (arrays.extras["quantity"] > 0) \
+        & (arrays.extras["demand"] + 3 <= arrays.extras["stock_on_hand"])
     row = int(np.flatnonzero(last)[0])
     day = CONFIG.horizon - 1
     with pytest.raises(ReplayUnavailable,
