@@ -53,9 +53,14 @@ $(UI_STAMP): $(STAMP)
 lint: venv
 	$(BIN)/ruff check offline_rl orchestration assets tests
 
+# The code location reads the partitions' first and last day from $(OFFLINE_RL_HOME)/calendar.json
+# (written by `offline-rl demo`) unless OFFLINE_RL_FIRST_DAY is set. `dagster dev` warns on
+# every start that it is superseded by the `dg` CLI (another package, not installed here);
+# only that message is filtered.
 ui: venv
 	@mkdir -p $(DAGSTER_HOME)
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	PYTHONWARNINGS='ignore:Function `dev_command` is superseded' \
+		$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: venv
 	$(BIN)/offline-rl bench --sizes 1000000 10000000 --end-to-end \

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ from offline_rl.cli import (
     run,
     simulate_logs,
 )
-from offline_rl.paths import EXPORTS_ENV, LANDING_ENV, DataPaths
+from offline_rl.paths import DEFAULT_HOME, EXPORTS_ENV, HOME_ENV, LANDING_ENV, DataPaths
 
 DEMO_DAYS = 20
 """Days of logs the demo simulates: the nightly job trains on the last 7 start days and
@@ -51,31 +52,133 @@ def _instance(paths: DataPaths) -> Any:
     return dg.DagsterInstance.get()
 
 
+class Progress:
+    """Progress of a demo stage, driven by the Dagster runs' step events.
+
+    Each finished step (one asset of one partition) prints a line with the stage's elapsed
+    seconds and the steps left. On a terminal, a bar on the last line also shows the running
+    step's latest log message (e.g. a candidate's training step), redrawn in place.
+    """
+
+    def __init__(self, total: int, stream: Any = None) -> None:
+        self.total = total
+        self.done = 0
+        self.failed = 0
+        self.started = time.perf_counter()
+        self.stream = stream if stream is not None else sys.stdout
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._bar = ""
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def on_event(self, entry: Any, partition: str) -> None:
+        """Listener of a run's event log entries (``DagsterInstance.add_event_listener``)."""
+        import dagster as dg
+
+        event = entry.dagster_event
+        if event is None:
+            if self.tty and entry.step_key and entry.user_message:
+                self._draw(f"{entry.step_key} {partition}: {entry.user_message}")
+            return
+        if event.event_type in (dg.DagsterEventType.STEP_SUCCESS,
+                                dg.DagsterEventType.STEP_FAILURE):
+            ok = event.event_type == dg.DagsterEventType.STEP_SUCCESS
+            self.step_finished(event.step_key or "?", partition, ok)
+        elif event.event_type == dg.DagsterEventType.STEP_START and self.tty:
+            self._draw(f"{event.step_key} {partition}: started")
+
+    def step_finished(self, step: str, partition: str, ok: bool) -> None:
+        self.done += 1
+        self.failed += 0 if ok else 1
+        line = (f"      {self.done:>4}/{self.total} {step} {partition} "
+                f"{'done' if ok else 'FAILED'}  ({self.elapsed():.0f} s elapsed, "
+                f"{self.total - self.done} step(s) left)")
+        self._clear()
+        print(line, file=self.stream, flush=True)
+        if self.tty and self.done < self.total:
+            self._draw("")
+
+    def _draw(self, text: str) -> None:
+        width = 24
+        filled = width * self.done // max(self.total, 1)
+        bar = (f"      [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+               f"{self.elapsed():.0f} s {text}")[:119]
+        self._clear()
+        self.stream.write(bar)
+        self.stream.flush()
+        self._bar = bar
+
+    def _clear(self) -> None:
+        if self._bar:
+            self.stream.write("\r" + " " * len(self._bar) + "\r")
+            self._bar = ""
+
+
+def job_selection(name: str, domains: list[str] | None = None) -> list[Any]:
+    """The asset keys a demo run of job ``name`` executes (one step each): with ``domains``,
+    only those domains' assets and the raw tables."""
+    from orchestration.definitions import defs
+
+    job = defs.resolve_job_def(name)
+    keys = sorted(job.asset_layer.executable_asset_keys)
+    if domains is None:
+        return keys
+    graph = defs.resolve_asset_graph()
+    return [key for key in keys if graph.get(key).tags.get("domain") in domains
+            or graph.get(key).group_name == "ingestion"]
+
+
 def run_job(name: str, day: dt.date, run_config: dict[str, Any], instance: Any,
-            verbose: bool = False, domains: list[str] | None = None) -> None:
+            verbose: bool = False, domains: list[str] | None = None,
+            progress: Progress | None = None) -> None:
     """Executes job ``name`` for partition ``day`` in this process; raises if a step fails.
 
-    With ``domains``, only those domains' assets (and the raw tables) are selected.
+    With ``domains``, only those domains' assets (and the raw tables) are selected. With
+    ``progress``, every step event of the run reaches it as it happens.
     """
+    import uuid
 
     from orchestration.definitions import defs
 
     job = defs.resolve_job_def(name)
     level = "DEBUG" if verbose else "WARNING"
     run_config = {**run_config, "loggers": {"console": {"config": {"log_level": level}}}}
-    selection = None
-    if domains is not None:
-        graph = defs.resolve_asset_graph()
-        selection = [
-            key for key in job.asset_layer.executable_asset_keys
-            if graph.get(key).tags.get("domain") in domains
-            or graph.get(key).group_name == "ingestion"
-        ]
+    selection = None if domains is None else job_selection(name, domains)
+    run_id = str(uuid.uuid4())
+    if progress is not None:
+        instance.add_event_listener(
+            run_id, lambda entry: progress.on_event(entry, day.isoformat()))
     result = job.execute_in_process(partition_key=day.isoformat(), run_config=run_config,
                                     instance=instance, raise_on_error=True,
-                                    asset_selection=selection)
+                                    asset_selection=selection, run_id=run_id)
     if not result.success:
         raise RuntimeError(f"job {name} failed for {day}")
+
+
+def demo_calendar(home: Path, days: list[dt.date]) -> Any:
+    """The partition calendar for a demo of ``days``: its first to its last day, widened to
+    the data home's ``calendar.json`` when that holds more days (so partitions an earlier run
+    materialized stay). Written back to the home, where ``make ui``'s code location reads it,
+    and set in this process's environment for the runs the demo makes."""
+    from orchestration import partitions
+
+    calendar = partitions.Calendar(days[0], days[-1], source="offline-rl demo")
+    try:
+        known = partitions.load_calendar({}, home)
+    except ValueError:
+        known = None  # malformed: the demo's days replace it
+    if known is not None and known.source != "default":
+        last = None if known.last_day is None else max(known.last_day, days[-1])
+        calendar = partitions.Calendar(min(known.first_day, days[0]), last,
+                                       source="offline-rl demo")
+    partitions.write_calendar(home, calendar)
+    os.environ[partitions.FIRST_DAY_ENV] = calendar.first_day.isoformat()
+    if calendar.last_day is None:
+        os.environ.pop(partitions.LAST_DAY_ENV, None)
+    else:
+        os.environ[partitions.LAST_DAY_ENV] = calendar.last_day.isoformat()
+    return calendar
 
 
 def nightly_run_config(*, n_steps: int, seed: int, fqe_steps: int, n_bootstrap: int,
@@ -169,6 +272,25 @@ def selection_against_truth(behavior_truth: float, candidates: list[dict[str, An
             "decision_regret": regret if math.isfinite(regret) else None}
 
 
+_REFIT_RESAMPLES = re.compile(r"paired on (\d+) refit resamples")
+
+UNDEFINED_ESTIMATE = {
+    "snpdis": "no logged episode followed the candidate's actions through every step, so a "
+              "later step has no importance weight to normalise by",
+    "replay": "the held-out episodes could not be replayed",
+}
+"""Why an estimator's value is undefined (NaN) in the demo's data, by estimator."""
+
+
+def estimate_text(name: str, e: dict[str, Any]) -> str:
+    """An estimate with its interval, or ``n/a`` and why when it is undefined (NaN)."""
+    if not all(isinstance(e.get(k), (int, float)) and math.isfinite(e[k])
+               for k in ("value", "low", "high")):
+        return "     n/a   " + UNDEFINED_ESTIMATE.get(
+            name, "undefined on these episodes (no finite value)")
+    return f"{e['value']:>8.3f} [{e['low']:>8.3f}, {e['high']:>8.3f}]"
+
+
 def print_summary(summary: dict[str, Any], wall: float) -> None:
     rows = []
     for domain, d in summary["domains"].items():
@@ -186,14 +308,21 @@ def print_summary(summary: dict[str, Any], wall: float) -> None:
                 e = c["estimates"][name]
                 head = (f"{c['name']:<12} {c['algorithm']:<12} {c['true_value']:>7.3f}" if first
                         else " " * 34)
-                print(f"{head}   {name:<7} {e['value']:>8.3f} "
-                      f"[{e['low']:>8.3f}, {e['high']:>8.3f}]")
+                print(f"{head}   {name:<7} " + estimate_text(name, e))
                 first = False
         dec = d["decision"]
         print("decision: " + (f"PROMOTED {dec['candidate']}" if dec["promoted"]
                               else "kept the incumbent"))
         for r in dec["reasons"]:
             print(f"  - {r}")
+        refits = next((m.group(1) for r in dec["reasons"]
+                       if (m := _REFIT_RESAMPLES.search(r))), None)
+        if refits is not None:
+            print(f"    (the {refits} refit resamples are FQE's refits, each on a bootstrap "
+                  "resample of the held-out episodes, with candidate and incumbent valued on "
+                  "the same ones; the estimates' intervals above use "
+                  + (f"{summary['n_bootstrap']} " if summary.get("n_bootstrap") else "")
+                  + "bootstrap resamples of the episodes)")
         if d["promoted_true_value"] is not None:
             uplift = d["promoted_true_value"] / d["behavior_true_value"] - 1.0
             print(f"promoted policy true value {d['promoted_true_value']:.3f} vs behaviour "
@@ -203,7 +332,8 @@ def print_summary(summary: dict[str, Any], wall: float) -> None:
         print(f"selection against truth: rank correlation of {sel['estimator']} with the true "
               f"values {'n/a' if rho is None else f'{rho:+.2f}'}; the decision left "
               f"{'n/a' if regret is None else f'{regret:.1%}'} of the behaviour's true value "
-              "on the table")
+              "on the table (decision regret: the best true value among the behaviour policy "
+              "and the candidates, minus the deployed policy's)")
         print(f"export: {d['export'] or '(none)'}")
         promoted = d["promoted_true_value"]
         rows.append((domain, d["behavior_true_value"], promoted,
@@ -246,23 +376,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(text, flush=True)
 
     print(f"data home: {paths.home}")
+    calendar = demo_calendar(paths.home, days)
+    from orchestration.partitions import loaded_calendar
+
+    loaded = loaded_calendar()
+    if loaded is not None and not (loaded.covers(days[0]) and loaded.covers(days[-1])):
+        raise UsageError(f"this process's partitions ({loaded.first_day} to "
+                         f"{loaded.last_day or 'today'}, from {loaded.source}) do not cover the "
+                         f"demo's days {days[0]} to {days[-1]}",
+                         "run the demo in a fresh process")
+    print(f"partitions: {calendar.first_day} to {calendar.last_day or 'today'} "
+          f"(written to {paths.home / 'calendar.json'}; `make ui` reads it)")
     stage(f"[1/4] simulating {args.days} day(s) of logs from {args.start} (seed {args.seed}) ...")
     summary = simulate_logs(paths, args)
     print(f"      {sum(summary.rows.values()):,} rows in {summary.files} files")
     instance = _instance(paths)
-    stage(f"[2/4] ingesting {len(days)} partition(s) and building transitions (Dagster) ...")
+    ingest_steps = len(job_selection("ingest"))
+    transitions_steps = len(job_selection("transitions", domains))
+    progress = Progress(len(days) * ingest_steps + (len(days) - 1) * transitions_steps)
+    stage(f"[2/4] ingesting {len(days)} partition(s) and building transitions (Dagster, "
+          f"{progress.total} steps) ...")
     for day in days:
-        run_job("ingest", day, {}, instance, args.verbose)
+        run_job("ingest", day, {}, instance, args.verbose, progress=progress)
     for day in days[:-1]:
-        run_job("transitions", day, {}, instance, args.verbose, domains)
+        run_job("transitions", day, {}, instance, args.verbose, domains, progress=progress)
+    progress = Progress(len(job_selection("nightly", domains)))
     stage(f"[3/4] nightly job for {days[-1]}: train, evaluate, gate, export "
-          f"({', '.join(domains)}) ...")
+          f"({', '.join(domains)}; {progress.total} steps) ...")
     run_job("nightly", days[-1], nightly_run_config(
         n_steps=args.n_steps, seed=args.seed, fqe_steps=args.fqe_steps,
         n_bootstrap=args.n_bootstrap, device=args.device, domains=domains),
-        instance, args.verbose, domains)
+        instance, args.verbose, domains, progress=progress)
     stage(f"[4/4] simulator truth ({args.truth_episodes} rollouts per policy) ...")
     result = {"seed": args.seed, "scenario": args.scenario, "partition": days[-1].isoformat(),
+              "n_bootstrap": args.n_bootstrap,
               "domains": {d: domain_truth(paths, d, days[-1], args.scenario, args.seed,
                                           args.truth_episodes) for d in domains}}
     stage(None)
@@ -297,8 +444,55 @@ def build_full_parser() -> argparse.ArgumentParser:
     return parser
 
 
+READS_EXPORTS = frozenset({"exports", "predict"})
+"""Commands that read the data home's export root."""
+
+
+def data_home_note(args: argparse.Namespace) -> str | None:
+    """For a command that reads exports: when the export folder does not exist, a note naming
+    the data home it was looked for in, where that home came from, and how to point
+    elsewhere; None when it exists, is remote, or the command does not read it."""
+    if getattr(args, "command", None) not in READS_EXPORTS:
+        return None
+    paths = paths_from(args)
+    exports = paths.exports
+    if not isinstance(exports, Path) or exports.exists():
+        return None
+    if getattr(args, "home", None):
+        source = "--home"
+    elif os.environ.get(HOME_ENV):
+        source = f"${HOME_ENV}"
+    else:
+        source = f"the default ./{DEFAULT_HOME} of the current directory"
+    return (f"note: {exports} does not exist; data home {paths.home} ({source}). Point "
+            f"elsewhere with --home DIR or {HOME_ENV}=DIR (the export root alone: --exports "
+            f"or {EXPORTS_ENV})")
+
+
+def _noting_data_home(handler: Any) -> Any:
+    def noted(args: argparse.Namespace) -> int:
+        note = data_home_note(args)
+        if note:
+            print(note, file=sys.stderr)
+        return int(handler(args))
+
+    return noted
+
+
+def _wrap_handlers(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                handler = sub.get_default("handler")
+                if handler is not None:
+                    sub.set_defaults(handler=_noting_data_home(handler))
+                _wrap_handlers(sub)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run(build_full_parser(), argv)
+    parser = build_full_parser()
+    _wrap_handlers(parser)
+    return run(parser, argv)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ def test_definitions_load_with_every_stage():
 
 def test_jobs_schedule_and_blocking_gate_check():
     assert {"nightly", "ingest", "transitions"} <= {j.name for j in defs.jobs}
-    schedule = next(iter(defs.schedules))
-    assert schedule.job_name == "nightly"
+    # the jobs take their partitions from their assets, so the schedule resolves with them
+    schedule = defs.resolve_schedule_def("nightly_schedule")
+    assert schedule.job_name == "nightly" and schedule.cron_schedule == "0 2 * * *"
     from assets.promotion import gate_assets
 
     recommendation_gate = next(a for a in gate_assets if a.key.path[-1] == "recommendation_gate")

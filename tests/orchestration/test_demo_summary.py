@@ -46,3 +46,30 @@ def test_print_summary_shows_the_selection_figures(capsys):
     print_summary({"seed": 0, "scenario": "default", "domains": {"cart": truth}}, wall=1.0)
     assert "rank correlation of dr with the true values n/a; the decision left n/a" in \
         capsys.readouterr().out
+
+
+def test_print_summary_explains_undefined_estimates_refits_and_regret(capsys):
+    nan = float("nan")
+    candidate = {"name": "a", "algorithm": "A", "true_value": 12.0,
+                 "estimates": {"snpdis": {"value": nan, "low": nan, "high": nan},
+                               "dr": {"value": 11.0, "low": 10.0, "high": 12.0}}}
+    truth = {"selection": selection_against_truth(10.0, [candidate], 12.0),
+             "behavior_true_value": 10.0,
+             "behavior_logged_value": {"value": 10.2, "low": 9.8, "high": 10.6},
+             "candidates": [candidate],
+             "decision": {"promoted": True, "candidate": "a", "algorithm": "A",
+                          "reasons": ["a: dr gain over incumbent +1.000 [+0.500, +1.500] "
+                                      "(paired on 8 refit resamples): lower end > 2% margin"]},
+             "promoted_true_value": 12.0, "export": None}
+    print_summary({"seed": 0, "scenario": "default", "n_bootstrap": 500,
+                   "domains": {"ads": truth}}, wall=1.0)
+    out = capsys.readouterr().out
+    assert "nan" not in out
+    line = next(line for line in out.splitlines() if "snpdis" in line)
+    words = line.split()
+    assert words[words.index("snpdis") + 1] == "n/a"
+    assert "no logged episode followed the candidate's actions through every step" in line
+    assert "the 8 refit resamples are FQE's refits" in out
+    assert "intervals above use 500 bootstrap resamples" in out
+    assert "(decision regret: the best true value among the behaviour policy and the " \
+           "candidates, minus the deployed policy's)" in out
