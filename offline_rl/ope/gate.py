@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
+from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 from offline_rl.ope.replay import REPLAY
@@ -83,6 +84,13 @@ DEFAULT_HEADLINE = "dr"
 
 DEFAULT_MAX_WEIGHT_SHARE = 0.25
 """The weight-share limit of a domain without a calibrated one (``GateConfig.max_weight_share``)."""
+
+MULTIPLICITY: tuple[str, ...] = ("holm", "none")
+"""Accepted values of ``GateConfig.multiplicity``."""
+
+DEFAULT_ALPHA = 0.1
+"""Two-sided level of the evaluation's intervals when no candidate records one (the default
+``OPEConfig.alpha``; refit replicates record the level their intervals were built at)."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,22 @@ class GateConfig:
         paired: Judge rule 1 on the paired gain over the incumbent when both carry refit
             replicates of the same resamples (see rule 1); False: the candidate's own
             interval against the incumbent's point value.
+        multiplicity: How rule 1 treats the night's ``m`` candidates. ``"holm"`` (the
+            default): Holm's step-down test of the ``m`` hypotheses ``H0_k: gain_k <= margin *
+            |incumbent value|`` at family level ``alpha / 2`` (the one-sided level of the
+            evaluation's ``1 - alpha`` intervals): the candidate with the ``j``-th smallest
+            one-sided p-value is tested at level ``alpha / 2 / (m - j + 1)``, and only while
+            every candidate before it was rejected. Every candidate evaluated that night
+            counts in ``m``, including one that fails another rule or has no headline
+            estimate. Guarantee: if each candidate's p-value is valid (the assumptions in the
+            module docstring), the probability that the gate promotes a candidate that is
+            not truly better than the incumbent by the margin is at most ``alpha / 2`` per
+            night, whatever ``m`` and however the candidates' estimates depend on each other
+            (the promoted candidate's ``H0`` was rejected, and Holm bounds the chance of
+            rejecting any true ``H0``). With one candidate it decides exactly as ``"none"``.
+            Cost: power; a truly better candidate among ``m`` must clear a stricter bound
+            (figures in the module docstring). ``"none"``: each candidate at ``alpha / 2`` on
+            its own (the chance that some not-better candidate passes grows with ``m``).
     """
 
     headline: str | None = None
@@ -135,11 +159,15 @@ class GateConfig:
     select_by: str = "estimate"
     confirm_with: tuple[str, ...] = ()
     paired: bool = True
+    multiplicity: str = "holm"
 
     def __post_init__(self) -> None:
         if self.select_by not in ("estimate", "lower_bound"):
             raise ValueError(f"select_by: expected 'estimate' or 'lower_bound', got "
                              f"{self.select_by!r}")
+        if self.multiplicity not in MULTIPLICITY:
+            raise ValueError(f"multiplicity: expected one of {MULTIPLICITY}, got "
+                             f"{self.multiplicity!r}")
 
     @property
     def weight_share_limit(self) -> float:
@@ -219,12 +247,14 @@ def refit_replicates(candidate: PolicyEvaluation, estimator: str
 
 @dataclass(frozen=True)
 class Gain:
-    """The paired gain of a candidate over the incumbent: estimate and interval."""
+    """The paired gain of a candidate over the incumbent: estimate, interval and the standard
+    deviation ``sd`` of the ``resamples`` finite replicate differences."""
 
     value: float
     low: float
     high: float
     resamples: int
+    sd: float = float("nan")
 
 
 def paired_gain(value: float, replicates: tuple[float, ...], incumbent: Incumbent,
@@ -243,27 +273,233 @@ def paired_gain(value: float, replicates: tuple[float, ...], incumbent: Incumben
     interval = t_interval(gain, diffs, alpha)  # NaN differences are left out
     if interval is None:
         return None
-    low, high, _, resamples = interval
-    return Gain(gain, low, high, resamples)
+    low, high, sd, resamples = interval
+    return Gain(gain, low, high, resamples, sd)
+
+
+def _cornish_fisher(z: float, df: int) -> float:
+    """Student's t quantile for the normal quantile ``z``: the series of
+    :func:`offline_rl.ope.evaluate.student_t_quantile`, as a function of ``z``."""
+    return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
+
+
+def quantile(p: float, df: int | None) -> float:
+    """Quantile ``p`` of Student's t with ``df`` degrees of freedom (the intervals' own,
+    :func:`offline_rl.ope.evaluate.student_t_quantile`), or of the standard normal (``df``
+    None)."""
+    z = NormalDist().inv_cdf(p)
+    return z if df is None else _cornish_fisher(z, df)
+
+
+def upper_tail(t: float, df: int | None) -> float:
+    """``P(T > t)`` for the distribution of :func:`quantile`, its exact inverse:
+    ``upper_tail(quantile(1 - a, df), df) = a`` (to rounding), so a p-value below ``a`` says
+    the same as ``t`` above the quantile ``1 - a`` that the intervals use. NaN ``t``: 1."""
+    if math.isnan(t):
+        return 1.0
+    if math.isinf(t):
+        return 0.0 if t > 0 else 1.0
+    normal = NormalDist()
+    if df is None:
+        return normal.cdf(-t)
+    # the series is an odd polynomial in z with positive coefficients, so strictly increasing
+    # and at least c1 * |z| in size: the z it maps to |t| lies in [0, |t| / c1]
+    c1 = 1 + 1 / (4 * df) + 3 / (96 * df**2) - 15 / (384 * df**3)
+    lo, hi = 0.0, abs(t) / c1
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if mid in (lo, hi):
+            break
+        if _cornish_fisher(mid, df) < abs(t):
+            lo = mid
+        else:
+            hi = mid
+    z = 0.5 * (lo + hi)
+    return normal.cdf(-z) if t > 0 else normal.cdf(z)
+
+
+@dataclass(frozen=True)
+class BarTest:
+    """Rule 1 of one candidate as a one-sided test of ``H0: true gain over the incumbent <=
+    margin * |incumbent value|``.
+
+    Paired: ``estimate`` is the gain (candidate minus incumbent), ``threshold`` the margin
+    ``margin * |incumbent value|``, ``scale`` the standard deviation of the replicate
+    differences with Student's t for ``df = resamples - 1``. Unpaired: ``estimate`` is the
+    candidate's headline estimate, ``threshold`` the bar, and ``scale`` the standard error
+    that the lower half of its own interval implies (``(estimate - low) / quantile(1 - alpha /
+    2)``; Student's t when the candidate's refit replicates reproduce the interval, else
+    normal, as for a percentile bootstrap). ``low``/``high``: the ``1 - alpha`` interval.
+    ``p_value``: ``upper_tail((estimate - threshold) / scale, df)``, below a level ``a``
+    exactly when :meth:`lower_at` ``(a)`` exceeds ``threshold``; at ``a = alpha / 2`` that is
+    the interval's own lower end.
+    """
+
+    paired: bool
+    estimate: float
+    threshold: float
+    low: float
+    high: float
+    alpha: float
+    scale: float
+    df: int | None
+    resamples: int
+    p_value: float
+
+    def lower_at(self, level: float) -> float:
+        """The lower end of the one-sided ``1 - level`` bound (``low`` at ``alpha / 2``)."""
+        if level == self.alpha / 2:
+            return self.low
+        return self.estimate - self.scale * quantile(1.0 - level, self.df)
+
+    def rejects(self, level: float) -> bool:
+        """Whether ``H0`` is rejected at one-sided ``level``: the lower end exceeds the
+        threshold (the rule of a single candidate at ``level = alpha / 2``)."""
+        return bool(self.lower_at(level) > self.threshold)
+
+
+def _p_value(estimate: float, threshold: float, scale: float, df: int | None) -> float:
+    if scale == 0:  # no spread: the estimate is its own bound
+        return 0.0 if estimate > threshold else 1.0
+    return upper_tail((estimate - threshold) / scale, df)
+
+
+def bar_test(candidate: PolicyEvaluation, incumbent: Incumbent, cfg: GateConfig,
+             alpha: float = DEFAULT_ALPHA) -> BarTest | None:
+    """Rule 1's test of ``candidate`` (None without a headline estimate): on the paired gain
+    when ``cfg.paired`` and the replicates pair up, else on the candidate's own interval;
+    ``alpha`` is the level assumed for an interval whose candidate records none."""
+    from offline_rl.ope.evaluate import t_interval
+
+    headline = cfg.headline_estimator
+    head = candidate.estimates.get(headline)
+    if head is None:
+        return None
+    own = refit_replicates(candidate, headline)
+    bar = promotion_bar(incumbent.value, cfg.margin)
+    if cfg.paired and own:
+        gain = paired_gain(head.value, own[0], incumbent, own[1])
+        if gain is not None:
+            required = bar - incumbent.value
+            return BarTest(True, gain.value, required, gain.low, gain.high, own[1], gain.sd,
+                           gain.resamples - 1, gain.resamples,
+                           _p_value(gain.value, required, gain.sd, gain.resamples - 1))
+    level = own[1] if own else alpha
+    df: int | None = None
+    resamples = 0
+    if own:  # a refit interval is value +- t * sd of the replicates: the same t here
+        interval = t_interval(head.value, own[0], level)
+        if interval is not None and math.isclose(interval[0], head.low, rel_tol=1e-9,
+                                                  abs_tol=1e-12):
+            df, resamples = interval[3] - 1, interval[3]
+    half = head.value - head.low
+    scale = half / quantile(1.0 - level / 2, df) if half >= 0 else math.nan
+    return BarTest(False, head.value, bar, head.low, head.high, level, scale, df, resamples,
+                   _p_value(head.value, bar, scale, df))
+
+
+@dataclass(frozen=True)
+class Family:
+    """How rule 1 treated the night's candidates: ``method`` (``GateConfig.multiplicity``),
+    ``alpha`` the two-sided level of the evaluation's intervals, ``level`` the one-sided
+    family level ``alpha / 2``, ``size`` the number of candidates (every one counts)."""
+
+    method: str
+    alpha: float
+    level: float
+    size: int
+
+
+@dataclass(frozen=True)
+class Rule1:
+    """One candidate's place in the family: the ``level`` rule 1 tested it at, its ``rank``
+    (1 = smallest p-value; Holm only) and whether its ``H0`` was ``rejected``;
+    ``stopped_at`` is the rank at which Holm's step-down stopped (None: it did not)."""
+
+    test: BarTest | None
+    level: float
+    rejected: bool
+    rank: int = 1
+    size: int = 1
+    stopped_at: int | None = None
+
+
+def family_alpha(candidates: list[PolicyEvaluation]) -> float:
+    """The two-sided level of the night's intervals: the smallest one the candidates' refit
+    replicates record (they share one evaluation config), else ``DEFAULT_ALPHA``."""
+    levels = [float(block["alpha"]) for c in candidates
+              if isinstance(block := c.extra.get("refit_replicates"), dict) and "alpha" in block]
+    return min(levels) if levels else DEFAULT_ALPHA
+
+
+def holm_levels(p_values: list[float], level: float) -> list[tuple[int, float]]:
+    """``(rank, one-sided level)`` of each hypothesis in Holm's step-down at family ``level``:
+    the ``j``-th smallest p-value (ties in list order; NaN as 1) is tested at
+    ``level / (m - j + 1)``."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: (1.0 if math.isnan(p_values[i]) else p_values[i], i))
+    out = [(0, math.nan)] * m
+    for j, i in enumerate(order):
+        out[i] = (j + 1, level / (m - j))
+    return out
+
+
+def rule1(tests: list[BarTest | None], cfg: GateConfig, alpha: float) -> list[Rule1]:
+    """Rule 1 over the family ``tests`` (None: a candidate without a headline estimate, never
+    rejected). ``"none"``: each at its own interval's ``alpha / 2``. ``"holm"``: Holm's
+    step-down at family level ``alpha / 2``; in rank order, a hypothesis is rejected when its
+    lower bound at its level exceeds the threshold and every earlier one was rejected, so
+    the chance of rejecting any true ``H0`` is at most ``alpha / 2`` when the p-values are
+    valid."""
+    if cfg.multiplicity == "none":
+        out = []
+        for t in tests:
+            level = (t.alpha if t is not None else alpha) / 2
+            out.append(Rule1(t, level, t is not None and t.rejects(level)))
+        return out
+    m = len(tests)
+    ranks = holm_levels([1.0 if t is None else t.p_value for t in tests], alpha / 2)
+    by_rank = sorted(range(m), key=lambda i: ranks[i][0])
+    rejected = [False] * m
+    stopped_at: int | None = None
+    for i in by_rank:
+        rank, level = ranks[i]
+        t = tests[i]
+        if t is not None and t.rejects(level):
+            rejected[i] = True
+        else:
+            stopped_at = rank
+            break
+    return [Rule1(t, ranks[i][1], rejected[i], ranks[i][0], m, stopped_at)
+            for i, t in enumerate(tests)]
 
 
 @dataclass(frozen=True)
 class CandidateVerdict:
     """One candidate's outcome: ``lower_bound`` is the incumbent's value plus the lower end of
-    the paired gain, or the lower end of the headline interval when the rule was not paired;
-    ``estimate`` the headline point estimate. ``GateConfig.select_by`` picks which of the two
-    ranks the passing candidates."""
+    the paired gain, or the lower end of the headline interval when the rule was not paired
+    (both at the intervals' own one-sided ``alpha / 2``); ``estimate`` the headline point
+    estimate. ``GateConfig.select_by`` picks which of the two ranks the passing candidates.
+    ``p_value`` is rule 1's one-sided p-value (1 without a headline estimate), ``level`` the
+    one-sided level rule 1 tested it at (Holm's adjusted level, or ``alpha / 2``), and
+    ``adjusted_lower_bound`` the lower bound at that level, which rule 1 compared with the bar
+    (NaN where the bound is undefined)."""
 
     name: str
     passed: bool
     lower_bound: float
     reasons: list[str]
     estimate: float = float("nan")
+    p_value: float = float("nan")
+    level: float = float("nan")
+    adjusted_lower_bound: float = float("nan")
 
 
 @dataclass(frozen=True)
 class Decision:
-    """The gate's outcome, with every number it used."""
+    """The gate's outcome, with every number it used (``family``: how rule 1 treated the
+    candidates; None when none was judged)."""
 
     promoted: bool
     candidate: str | None
@@ -271,6 +507,7 @@ class Decision:
     reasons: list[str]
     verdicts: list[CandidateVerdict] = field(default_factory=list)
     config: GateConfig = field(default_factory=GateConfig)
+    family: Family | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -280,11 +517,51 @@ class Decision:
             "reasons": self.reasons,
             "verdicts": [asdict(v) for v in self.verdicts],
             "config": asdict(self.config),
+            "family": None if self.family is None else asdict(self.family),
         }
 
 
-def judge(candidate: PolicyEvaluation, incumbent: Incumbent, cfg: GateConfig) -> CandidateVerdict:
-    """Applies the three rules to one candidate."""
+def _rule1_reason(name: str, headline: str, incumbent: Incumbent, cfg: GateConfig,
+                  outcome: Rule1) -> str:
+    t = outcome.test
+    assert t is not None
+    bar = promotion_bar(incumbent.value, cfg.margin)
+    holm = cfg.multiplicity == "holm" and outcome.size > 1
+    where = (f"Holm rank {outcome.rank} of {outcome.size} (p = {t.p_value:.3g}), one-sided "
+             f"level {outcome.level:.4g}")
+    if t.paired:
+        text = (f"{name}: {headline} gain over incumbent {t.estimate:+.3f} "
+                f"[{t.low:+.3f}, {t.high:+.3f}] (paired on {t.resamples} refit resamples)")
+        if not holm:
+            return (f"{text}: lower end > {cfg.margin:.0%} margin = {t.threshold:+.3f}"
+                    if outcome.rejected else f"{text}: lower end does not exceed the "
+                    f"{cfg.margin:.0%} margin = {t.threshold:+.3f}")
+        text = f"{text}; {where}"
+        if outcome.stopped_at is not None and outcome.rank > outcome.stopped_at:
+            return f"{text}: not rejected, the step-down stopped at rank {outcome.stopped_at}"
+        low = t.lower_at(outcome.level)
+        return (f"{text}: lower end {low:+.3f} > {cfg.margin:.0%} margin = {t.threshold:+.3f}"
+                if outcome.rejected else f"{text}: lower end {low:+.3f} does not exceed the "
+                f"{cfg.margin:.0%} margin = {t.threshold:+.3f}")
+    if not holm:
+        return (f"{name}: {headline} lower bound {t.low:.3f} > incumbent "
+                f"{incumbent.value:.3f} + {cfg.margin:.0%} margin = {bar:.3f}"
+                if outcome.rejected else f"{name}: {headline} lower bound {t.low:.3f} does not "
+                f"exceed incumbent {incumbent.value:.3f} + {cfg.margin:.0%} margin = {bar:.3f}")
+    text = f"{name}: {headline} interval [{t.low:.3f}, {t.high:.3f}]; {where}"
+    if outcome.stopped_at is not None and outcome.rank > outcome.stopped_at:
+        return f"{text}: not rejected, the step-down stopped at rank {outcome.stopped_at}"
+    low = t.lower_at(outcome.level)
+    return (f"{text}: lower bound {low:.3f} > incumbent {incumbent.value:.3f} + "
+            f"{cfg.margin:.0%} margin = {bar:.3f}" if outcome.rejected else
+            f"{text}: lower bound {low:.3f} does not exceed incumbent {incumbent.value:.3f} + "
+            f"{cfg.margin:.0%} margin = {bar:.3f}")
+
+
+def judge(candidate: PolicyEvaluation, incumbent: Incumbent, cfg: GateConfig,
+          outcome: Rule1 | None = None) -> CandidateVerdict:
+    """Applies the three rules to one candidate; ``outcome`` is its rule 1 within the night's
+    family (:func:`rule1`; None: judged alone, at its interval's ``alpha / 2``)."""
     reasons: list[str] = []
     ok = True
     headline = cfg.headline_estimator
@@ -292,31 +569,21 @@ def judge(candidate: PolicyEvaluation, incumbent: Incumbent, cfg: GateConfig) ->
         why = candidate.extra.get(headline)
         return CandidateVerdict(candidate.name, False, float("nan"),
                                 [f"{candidate.name}: no {headline} estimate"
-                                 + (f" ({why})" if isinstance(why, str) else "")])
+                                 + (f" ({why})" if isinstance(why, str) else "")],
+                                p_value=1.0, level=math.nan if outcome is None else outcome.level)
     head = candidate.estimates[headline]
     bar = promotion_bar(incumbent.value, cfg.margin)
-    required = bar - incumbent.value
-    reps = refit_replicates(candidate, headline) if cfg.paired else None
-    gain = paired_gain(head.value, reps[0], incumbent, reps[1]) if reps else None
-    lower = head.low if gain is None else incumbent.value + gain.low
-    if gain is not None:
-        text = (f"{candidate.name}: {headline} gain over incumbent {gain.value:+.3f} "
-                f"[{gain.low:+.3f}, {gain.high:+.3f}] (paired on {gain.resamples} refit "
-                f"resamples)")
-        if gain.low > required:
-            reasons.append(f"{text}: lower end > {cfg.margin:.0%} margin = {required:+.3f}")
-        else:
-            ok = False
-            reasons.append(f"{text}: lower end does not exceed the {cfg.margin:.0%} margin "
-                           f"= {required:+.3f}")
-    elif head.low > bar:
-        reasons.append(f"{candidate.name}: {headline} lower bound {head.low:.3f} > "
-                       f"incumbent {incumbent.value:.3f} + {cfg.margin:.0%} margin = {bar:.3f}")
-    else:
+    if outcome is None or outcome.test is None:
+        outcome = rule1([bar_test(candidate, incumbent, cfg, family_alpha([candidate]))],
+                        replace(cfg, multiplicity="none"), family_alpha([candidate]))[0]
+    t = outcome.test
+    assert t is not None
+    base = incumbent.value if t.paired else 0.0
+    lower = base + t.low
+    adjusted = base + t.lower_at(outcome.level)
+    if not outcome.rejected:
         ok = False
-        reasons.append(f"{candidate.name}: {headline} lower bound {head.low:.3f} does not "
-                       f"exceed incumbent {incumbent.value:.3f} + {cfg.margin:.0%} margin "
-                       f"= {bar:.3f}")
+    reasons.append(_rule1_reason(candidate.name, headline, incumbent, cfg, outcome))
     diag = candidate.diagnostics
     weighted = headline not in UNWEIGHTED
     fraction = diag.per_decision_ess_fraction
@@ -362,27 +629,58 @@ def judge(candidate: PolicyEvaluation, incumbent: Incumbent, cfg: GateConfig) ->
             ok = False
             reasons.append(f"{candidate.name}: {name} estimate {est.value:.3f} does not beat "
                            f"the incumbent {incumbent.value:.3f} (estimators contradict)")
-    return CandidateVerdict(candidate.name, ok, lower, reasons, head.value)
+    return CandidateVerdict(candidate.name, ok, lower, reasons, head.value, t.p_value,
+                            outcome.level, adjusted)
+
+
+def _p(verdict: dict[str, Any]) -> float:
+    p = float(verdict.get("p_value", math.nan))
+    return 1.0 if math.isnan(p) else p
 
 
 def verify_promotion(evidence: dict[str, Any]) -> tuple[bool, float, float]:
     """Re-checks a recorded decision (``Decision.as_dict()``) from its own numbers.
 
-    Returns ``(ok, lower_bound, bar)``: a decision that kept the incumbent is ok; a promotion
-    is ok when the promoted candidate's verdict passed and its lower bound (the incumbent's
-    value plus the paired gain's lower end, or the headline's lower end) exceeds the bar
-    ``incumbent + margin * |incumbent|`` of the recorded config.
+    Returns ``(ok, lower_bound, bar)``: a decision that kept the incumbent is ok. A promotion
+    is ok when the promoted candidate's verdict passed and its lower bound exceeds the bar
+    ``incumbent + margin * |incumbent|`` of the recorded config. Under Holm
+    (``config["multiplicity"] == "holm"``) that bound is the ``adjusted_lower_bound`` at the
+    level recorded for it, and the record must show Holm's step-down reaching and rejecting
+    it: the family (``evidence["family"]``) holds every verdict at level ``alpha / 2``; ordered
+    by the recorded p-values, the verdicts up to the promoted one carry the levels ``family
+    level / (m - j + 1)`` and each of their adjusted bounds exceeds the bar (the promoted
+    one's ``lower_bound`` too). A record without the setting (written before it existed) and
+    ``"none"`` are checked on ``lower_bound``, the one-sided ``alpha / 2`` bound.
     """
     incumbent = float(evidence["incumbent"]["value"])
     bar = promotion_bar(incumbent, float(evidence["config"]["margin"]))
     if not evidence["promoted"]:
         return True, math.nan, bar
-    verdict = next((v for v in evidence["verdicts"] if v["name"] == evidence["candidate"]),
-                   None)
+    verdicts = evidence["verdicts"]
+    verdict = next((v for v in verdicts if v["name"] == evidence["candidate"]), None)
     if verdict is None:
         return False, math.nan, bar
-    lower = float(verdict["lower_bound"])
-    return bool(verdict["passed"]) and lower > bar, lower, bar
+    if evidence["config"].get("multiplicity", "none") == "none":
+        lower = float(verdict["lower_bound"])
+        return bool(verdict["passed"]) and lower > bar, lower, bar
+    lower = float(verdict.get("adjusted_lower_bound", math.nan))
+    family = evidence.get("family") or {}
+    m = int(family.get("size", -1))
+    level = float(family.get("level", math.nan))
+    alpha = float(family.get("alpha", math.nan))
+    if family.get("method") != "holm" or m != len(verdicts) or not level == alpha / 2:
+        return False, lower, bar
+    ranks = holm_levels([_p(v) for v in verdicts], level)
+    for i in sorted(range(m), key=lambda i: ranks[i][0]):
+        v = verdicts[i]
+        expected = ranks[i][1]
+        bound = float(v.get("adjusted_lower_bound", math.nan))
+        if not math.isclose(float(v.get("level", math.nan)), expected, rel_tol=1e-12) \
+                or not bound > bar:
+            return False, lower, bar  # a level other than Holm's, or the step-down stops
+        if v is verdict:  # its alpha / 2 bound is above the adjusted one: both clear the bar
+            return bool(verdict["passed"]) and float(v["lower_bound"]) > bar, lower, bar
+    return False, lower, bar
 
 
 def decide(
@@ -390,8 +688,10 @@ def decide(
 ) -> Decision:
     """Promotes the best passing candidate (``GateConfig.select_by``), or keeps the incumbent.
 
-    An incumbent without a value (``Incumbent.unavailable``, or a NaN value) is kept, with the
-    reason, and no candidate is judged: there is no bar to clear.
+    Rule 1 treats the candidates as one family (``GateConfig.multiplicity``); every candidate
+    counts in it, whatever the other rules say of it. An incumbent without a value
+    (``Incumbent.unavailable``, or a NaN value) is kept, with the reason, and no candidate is
+    judged: there is no bar to clear.
     """
     cfg = cfg or GateConfig()
     if cfg.headline is None:  # the decision records the estimator it decided on
@@ -401,14 +701,20 @@ def decide(
         return Decision(False, None, incumbent,
                         [f"kept incumbent {incumbent.name}: {why}, so no candidate can be "
                          f"judged against it"], [], cfg)
-    verdicts = [judge(c, incumbent, cfg) for c in candidates]
+    alpha = family_alpha(candidates)
+    family = Family(cfg.multiplicity, alpha, alpha / 2, len(candidates))
+    outcomes = rule1([bar_test(c, incumbent, cfg, alpha) for c in candidates], cfg, alpha)
+    verdicts = [judge(c, incumbent, cfg, o) for c, o in zip(candidates, outcomes, strict=True)]
+    note = [f"rule 1: Holm's step-down over {family.size} candidates at family level "
+            f"{family.level:g} (one-sided)"] if cfg.multiplicity == "holm" and \
+        family.size > 1 else []
     passing = [v for v in verdicts if v.passed]
     if not passing:
         reasons = [f"kept incumbent {incumbent.name}: no candidate passed the gate"]
-        reasons += [r for v in verdicts for r in v.reasons]
-        return Decision(False, None, incumbent, reasons, verdicts, cfg)
+        reasons += [r for v in verdicts for r in v.reasons] + note
+        return Decision(False, None, incumbent, reasons, verdicts, cfg, family)
     best = max(passing, key=lambda v: v.estimate if cfg.select_by == "estimate"
                else v.lower_bound)
     reasons = [f"promoted {best.name} over {incumbent.name}"] + best.reasons
-    reasons += [r for v in verdicts if v is not best for r in v.reasons]
-    return Decision(True, best.name, incumbent, reasons, verdicts, cfg)
+    reasons += [r for v in verdicts if v is not best for r in v.reasons] + note
+    return Decision(True, best.name, incumbent, reasons, verdicts, cfg, family)
