@@ -61,8 +61,10 @@ def simulate_logs(paths: DataPaths, args: argparse.Namespace) -> Any:
     from offline_rl.simulator.logs import write_landing
     from offline_rl.simulator.truth import write_simulation_manifest
 
+    serve = getattr(args, "serve", None)
     summary = write_landing(paths.home, days=args.days, start=args.start, seed=args.seed,
-                            events_per_day=args.events_per_day, scenario=args.scenario)
+                            events_per_day=args.events_per_day, scenario=args.scenario,
+                            serve=(serve or paths.exports) if serve is not None else None)
     write_simulation_manifest(paths.simulation_manifest, {
         "scenario": args.scenario, "seed": args.seed, "start": args.start, "days": args.days,
         "events_per_day": args.events_per_day})
@@ -98,6 +100,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
           f"into {paths.landing}")
     for name, rows in summary.rows.items():
         print(f"  {name:<22} {rows:>10,} rows")
+    if getattr(args, "serve", None) is not None:
+        print("served: " + ", ".join(f"{d} {v}" for d, v in summary.served.items()))
     return 0
 
 
@@ -270,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="write simulated landing files into the data home")
     add_simulation_args(p, days_default=None, seed_help="seed of the logs (default 0)")
+    p.add_argument("--serve", nargs="?", const="", default=None, metavar="EXPORTS",
+                   help="serve each domain's decisions with the export that EXPORTS' latest "
+                        "names (default: the data home's exports), logging its serving "
+                        "head's propensities; the shop's own rule where nothing is promoted")
     p.set_defaults(handler=cmd_simulate)
 
     p = sub.add_parser("rollout", help="true value of a policy by simulator rollouts")

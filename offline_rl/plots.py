@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 DPI = 100
 """Pixels per inch of every image."""
@@ -350,4 +351,46 @@ def promised_vs_realized(history: Sequence[Mapping[str, Any]], *, title: str = "
     ax.grid(color="#eeeeee", lw=0.6)
     ax.legend(fontsize=8, framealpha=0.85)
     ax.set_title(title or "served policy: promised vs realized", fontsize=10)
+    return _png(fig)
+
+
+def loop_values(records: Mapping[str, Sequence[Mapping[str, Any]]]) -> bytes:
+    """Per domain, the true value of what was served each night of a loop, relative to the
+    shop's own rule (1.0), with the nights a promotion or a rollback took effect: a PNG.
+
+    Args:
+        records: ``{domain: nights}``, each night with ``served_true``, ``shop_true``,
+            ``decision.promoted`` and ``monitor.rolled_back_to`` (``offline-rl loop``).
+
+    Returns:
+        PNG bytes, 800 pixels wide, 180 per domain.
+    """
+    domains = [d for d, nights in records.items() if nights]
+    if not domains:
+        raise ValueError("records: no night to plot")
+    fig = Figure(figsize=(WIDTH_IN, 1.8 * len(domains) + 0.6), dpi=DPI)
+    axes = fig.subplots(len(domains), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, domain in zip(axes, domains, strict=True):
+        nights = records[domain]
+        x = np.arange(1, len(nights) + 1)
+        shop = float(nights[0]["shop_true"]) or 1.0
+        ax.plot(x, [float(n["served_true"]) / shop for n in nights], "-o", ms=3, lw=1.4,
+                color=PALETTE[0], label="served (true, as served)")
+        ax.axhline(1.0, color="#888888", lw=0.8, ls="--", label="shop's rule")
+        promoted = [i for i, n in zip(x, nights, strict=True) if n["decision"]["promoted"]]
+        rolled = [i for i, n in zip(x, nights, strict=True)
+                  if (n.get("monitor") or {}).get("rolled_back_to")]
+        for i in promoted:
+            ax.axvline(i + 0.5, color=PALETTE[1], lw=0.8, alpha=0.6)
+        for i in rolled:
+            ax.axvline(i + 0.5, color=PALETTE[3], lw=1.2, ls=":")
+        ax.set_ylabel(domain, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(color="#eeeeee", lw=0.6)
+    axes[0].legend(fontsize=7, framealpha=0.85, loc="lower right")
+    axes[0].set_title("true value of the served policy per night / shop's rule "
+                      "(lines: promotion takes effect; dotted: rollback)", fontsize=9)
+    axes[-1].set_xlabel("night", fontsize=8)
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
     return _png(fig)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from offline_rl.argtypes import positive_int
+from offline_rl.argtypes import iso_date, positive_int
 from offline_rl.cli import (
     UsageError,
     add_simulation_args,
@@ -441,7 +441,90 @@ def build_full_parser() -> argparse.ArgumentParser:
     p.add_argument("--domains", nargs="+", metavar="DOMAIN",
                    help="decision domains to train and gate (default: all)")
     p.set_defaults(handler=cmd_demo)
+
+    p = sub.add_parser("loop", help="run N nights of the closed loop in the simulated shop: "
+                                    "serve what is exported, learn from it, monitor it")
+    add_loop_args(p)
+    p.set_defaults(handler=cmd_loop)
     return parser
+
+
+def add_loop_args(p: argparse.ArgumentParser) -> None:
+    """The options of ``offline-rl loop`` (defaults: ``orchestration.loop.LoopSettings``)."""
+    from orchestration.loop import LoopSettings
+
+    d = LoopSettings(nights=1, domains=())
+    p.add_argument("--nights", type=positive_int, required=True, help="nights to run")
+    p.add_argument("--domains", nargs="+", metavar="DOMAIN",
+                   help="decision domains in the loop (default: all)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of logs, training and OPE")
+    p.add_argument("--start", type=iso_date, default=d.start,
+                   help=f"first warm-up day, YYYY-MM-DD (default {d.start})")
+    p.add_argument("--warmup-days", type=positive_int, default=d.warmup_days,
+                   help=f"days served by the shop's rule before the first night "
+                        f"(default {d.warmup_days}: full windows for every domain)")
+    p.add_argument("--events-per-day", type=positive_int, default=d.events_per_day,
+                   help=f"approximate clickstream events per day (default {d.events_per_day})")
+    p.add_argument("--scenario", default=d.scenario, help="simulator scenario")
+    p.add_argument("--n-steps", type=positive_int, default=d.n_steps,
+                   help=f"training steps per candidate (default {d.n_steps})")
+    p.add_argument("--fqe-steps", type=positive_int, default=d.fqe_steps,
+                   help=f"FQE steps per policy (default {d.fqe_steps})")
+    p.add_argument("--n-bootstrap", type=positive_int, default=d.n_bootstrap,
+                   help=f"bootstrap resamples (default {d.n_bootstrap})")
+    p.add_argument("--truth-episodes", type=positive_int, default=d.truth_episodes,
+                   help=f"simulator rollouts per policy for true values "
+                        f"(default {d.truth_episodes})")
+    p.add_argument("--device", default=d.device, help="auto (CUDA if available), cpu or cuda:N")
+    p.add_argument("--no-rollback", action="store_true",
+                   help="the monitor only alerts; it never rolls a policy back")
+    p.add_argument("--min-nights", type=positive_int, default=d.min_nights,
+                   help=f"start days of evidence before an automatic rollback "
+                        f"(default {d.min_nights})")
+    p.add_argument("--json", type=Path, help="also write the loop's record here")
+
+
+def cmd_loop(args: argparse.Namespace) -> int:
+    from offline_rl.domains import DOMAIN_NAMES
+    from orchestration.loop import LoopSettings, run_loop
+
+    paths = paths_from(args)
+    domains = tuple(args.domains or DOMAIN_NAMES)
+    unknown = sorted(set(domains) - set(DOMAIN_NAMES))
+    if unknown:
+        raise UsageError(f"unknown domain(s) {', '.join(unknown)}",
+                         f"choose from {', '.join(DOMAIN_NAMES)}")
+    settings = LoopSettings(
+        nights=args.nights, domains=domains, seed=args.seed, start=args.start,
+        warmup_days=args.warmup_days, events_per_day=args.events_per_day,
+        scenario=args.scenario, n_steps=args.n_steps, fqe_steps=args.fqe_steps,
+        n_bootstrap=args.n_bootstrap, truth_episodes=args.truth_episodes, device=args.device,
+        auto_rollback=not args.no_rollback, min_nights=args.min_nights)
+    print(f"data home: {paths.home}")
+    result = run_loop(paths, settings, verbose=args.verbose)
+    print_loop_summary(result)
+    print(f"record: {paths.reports / 'loop.json'}" + (f", plot: {paths.reports / 'loop.png'}"
+                                                       if (paths.reports / 'loop.png').exists()
+                                                       else ""))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def print_loop_summary(result: dict[str, Any]) -> None:
+    def pct(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:+.1%}"
+
+    print(f"\n{'domain':<15} {'nights':>6} {'uplift':>8} {'of best':>8} {'promoted':>8} "
+          f"{'rollbacks':>9} {'bad':>4} {'bad twice':>9} {'coverage':>8}")
+    for domain, s in result["summary"].items():
+        share = s["share_of_hindsight_gain"]
+        cover = s["promise_coverage"]
+        print(f"{domain:<15} {s['nights']:>6} {pct(s['cumulative_uplift']):>8} "
+              f"{'n/a' if share is None else f'{share:.0%}':>8} {s['promotions']:>8} "
+              f"{s['rollbacks']:>9} {s['bad_nights']:>4} {s['bad_nights_followed_by_bad']:>9} "
+              f"{'n/a' if cover is None else f'{cover:.0%}':>8}")
+    print(f"wall time {result['wall_seconds']:.0f} s")
 
 
 READS_EXPORTS = frozenset({"exports", "predict"})

@@ -1,0 +1,311 @@
+"""``offline-rl loop``: the nightly loop, closed, in the simulated shop.
+
+Night after night: the shop serves each domain with what ``exports/<domain>/latest`` names
+(its own rule where nothing is promoted), logging the served policy's version and
+propensities; the day's logs are ingested, the transitions of earlier days whose episodes the
+day completes are rebuilt, and the nightly job runs (monitor, train, evaluate, gate, export)
+through Dagster. Every episode is served by the policy that was live when it started.
+
+Before the first night, ``warmup_days`` days are served by the shop's rule, so the first
+night has full training and evaluation windows. Per night and domain the loop records the
+served version, its true value as served (simulator rollouts of the serving head, common
+random numbers with the shop's rule), the value its promotion promised, the monitor's
+realized value, the gate's decision with the true values of the night's candidates, and any
+rollback; at the end, per domain, the cumulative true value against the shop's rule and
+against the best served policy in hindsight, and how well the headline estimator did on
+nights with several loggers in the window against the first night.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from offline_rl.paths import EXPORTS_ENV, HOME_ENV, LANDING_ENV, DataPaths
+
+MARGIN = 0.02
+"""A served policy truly worse than the shop's rule by more than this share is a bad night
+(the gate's default margin)."""
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """What the loop runs: ``nights`` nights after ``warmup_days`` days of the shop's rule."""
+
+    nights: int
+    domains: tuple[str, ...]
+    seed: int = 0
+    start: dt.date = dt.date(2026, 10, 1)
+    warmup_days: int = 20
+    events_per_day: int = 20_000
+    scenario: str = "default"
+    n_steps: int = 2000
+    fqe_steps: int = 1500
+    n_bootstrap: int = 200
+    truth_episodes: int = 5000
+    device: str = "auto"
+    auto_rollback: bool = True
+    min_nights: int = 2
+
+    @property
+    def days(self) -> list[dt.date]:
+        total = self.warmup_days + self.nights - 1
+        return [self.start + dt.timedelta(days=i) for i in range(total)]
+
+    @property
+    def nights_days(self) -> list[dt.date]:
+        return self.days[self.warmup_days - 1:]
+
+
+def use_home(paths: DataPaths) -> None:
+    """Points the jobs' ``DataHome`` resource (read from the environment) at ``paths``."""
+    os.environ[HOME_ENV] = str(paths.home)
+    for name, value in ((LANDING_ENV, paths.landing_uri), (EXPORTS_ENV, paths.exports_uri)):
+        if value:
+            os.environ[name] = value
+
+
+def loop_run_config(settings: LoopSettings) -> dict[str, Any]:
+    """The nightly job's run config: the demo's training and OPE settings, and the monitor's
+    rollback settings, for every domain of the loop."""
+    from orchestration.cli import nightly_run_config
+
+    config = nightly_run_config(n_steps=settings.n_steps, seed=settings.seed,
+                                fqe_steps=settings.fqe_steps, n_bootstrap=settings.n_bootstrap,
+                                device=settings.device, domains=list(settings.domains))
+    for name in settings.domains:
+        config["ops"][f"{name}_monitor"] = {"config": {
+            "auto_rollback": settings.auto_rollback, "min_nights": settings.min_nights}}
+    return config
+
+
+class Truth:
+    """True values in the simulated shop, cached by policy (an export version is immutable):
+    every policy of a domain is rolled out on the same seed, so differences are paired."""
+
+    def __init__(self, paths: DataPaths, settings: LoopSettings) -> None:
+        self.paths = paths
+        self.settings = settings
+        self.cache: dict[tuple[str, str], float] = {}
+
+    def simulator(self, domain: str) -> Any:
+        from offline_rl.domains import get_domain
+
+        return get_domain(domain).make_simulator(self.settings.scenario)
+
+    def _value(self, domain: str, key: str, policy: Any) -> float:
+        from offline_rl.simulator.base import true_value
+
+        if (domain, key) not in self.cache:
+            self.cache[(domain, key)] = true_value(
+                self.simulator(domain), policy, episodes=self.settings.truth_episodes,
+                seed=self.settings.seed).mean
+        return self.cache[(domain, key)]
+
+    def shop(self, domain: str) -> float:
+        from offline_rl.simulator.base import BEHAVIOR
+
+        return self._value(domain, "shop_rule", BEHAVIOR)
+
+    def served(self, domain: str, version: str) -> float:
+        """The value of ``version`` as served (its serving head), or of the shop's rule."""
+        from offline_rl.data.schemas import SHOP_RULE
+        from offline_rl.export.loader import load_latest
+        from offline_rl.simulator.base import StochasticPolicy
+
+        if version == SHOP_RULE:
+            return self.shop(domain)
+        if (domain, version) not in self.cache:
+            policy = load_latest(self.paths.exports, domain, version)
+            return self._value(domain, version, StochasticPolicy(policy.action_probs))
+        return self.cache[(domain, version)]
+
+    def candidates(self, domain: str, day: dt.date) -> dict[str, float]:
+        """The greedy true value of each of the night's candidates (what the gate judged)."""
+        from offline_rl.algos.training import load_candidate
+        from offline_rl.pipeline import candidates_dir
+
+        root = candidates_dir(self.paths, domain, day)
+        out = {}
+        for directory in sorted(p for p in root.iterdir() if (p / "model.d3").is_file()):
+            algo = load_candidate(directory)
+            out[directory.name] = self._value(domain, f"{day}/{directory.name}", algo.predict)
+        return out
+
+
+def night_record(paths: DataPaths, truth: Truth, domain: str, day: dt.date, served: str
+                 ) -> dict[str, Any]:
+    """What one night did in one domain, next to the truth."""
+    from offline_rl.domains import get_domain
+    from offline_rl.monitor import monitor_history, promise_of
+    from offline_rl.pipeline import read_decision, read_evaluations
+
+    spec = get_domain(domain)
+    decision = read_decision(paths, spec, day)
+    headline = decision.get("headline_estimator")
+    _, evaluations, _ = read_evaluations(paths, spec, day)
+    candidates = truth.candidates(domain, day)
+    estimates = {ev.name: ev.estimates[headline].value for ev in evaluations
+                 if ev.name in candidates and headline in ev.estimates}
+    rows = [r for r in monitor_history(paths, spec).to_dicts() if r["partition_date"] == day]
+    monitor = rows[0] if rows else {}
+    promise = promise_of(paths, spec, served) or {}
+    return {
+        "night": str(day),
+        "served": served,
+        "served_true": truth.served(domain, served),
+        "shop_true": truth.shop(domain),
+        "promised": {k: promise.get(k) for k in ("estimator", "value", "low", "high")},
+        "monitor": {k: monitor.get(k) for k in (
+            "served", "last_start_day", "realized_value", "realized_low", "realized_high",
+            "promised_value", "promised_low", "promised_high", "below_promise",
+            "below_previous", "rolled_back_to")},
+        "decision": {"promoted": bool(decision["promoted"]),
+                     "candidate": decision["candidate"],
+                     "export_version": decision["export_version"],
+                     "headline": headline,
+                     "reason": (json.loads(decision["reasons"]) or [""])[0]},
+        "candidates": {name: {"true": candidates[name], "estimate": estimates.get(name)}
+                       for name in candidates},
+    }
+
+
+def summarise(records: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per domain: cumulative true value against the shop's rule and the best served policy
+    in hindsight, bad nights and repeats, estimation quality on the first night and on the
+    nights after it, and coverage of realized values by the promised intervals."""
+    from offline_rl.ope.validate import spearman
+
+    out = {}
+    for domain, nights in records.items():
+        shop = nights[0]["shop_true"]
+        served = np.array([n["served_true"] for n in nights])
+        best = max([shop, *served])
+        bad = served < shop * (1 - MARGIN) if shop > 0 else served > shop * (1 - MARGIN)
+        repeats = int(np.sum(bad[1:] & bad[:-1]))
+        gain = float(served.sum() - shop * len(nights))
+        headroom = (best - shop) * len(nights)
+
+        def quality(part: list[dict[str, Any]]) -> dict[str, float | None]:
+            errors, rhos = [], []
+            for n in part:
+                pairs = [(c["estimate"], c["true"]) for c in n["candidates"].values()
+                         if c["estimate"] is not None and math.isfinite(c["estimate"])]
+                errors += [abs(e - t) / abs(t) for e, t in pairs if t]
+                if len(pairs) >= 3:
+                    rho = spearman([e for e, _ in pairs], [t for _, t in pairs])
+                    if math.isfinite(rho):
+                        rhos.append(rho)
+            return {"median_relative_error": float(np.median(errors)) if errors else None,
+                    "mean_rank_correlation": float(np.mean(rhos)) if rhos else None,
+                    "nights": len(part)}
+
+        checked = [n["monitor"] for n in nights
+                   if n["monitor"].get("realized_value") is not None
+                   and n["monitor"].get("promised_low") is not None]
+        covered = [m["promised_low"] <= m["realized_value"] <= m["promised_high"]
+                   for m in checked]
+        out[domain] = {
+            "nights": len(nights),
+            "shop_true": shop,
+            "cumulative_true": float(served.sum()),
+            "cumulative_gain_over_shop": gain,
+            "cumulative_uplift": gain / (abs(shop) * len(nights)) if shop else None,
+            "best_served_true": best,
+            "share_of_hindsight_gain": gain / headroom if headroom > 0 else None,
+            "bad_nights": int(bad.sum()),
+            "bad_nights_followed_by_bad": repeats,
+            "promotions": sum(n["decision"]["promoted"] for n in nights),
+            "rollbacks": sum(bool(n["monitor"].get("rolled_back_to")) for n in nights),
+            "alerts": sum(bool(n["monitor"].get("below_promise")
+                               or n["monitor"].get("below_previous")) for n in nights),
+            "estimation_first_night": quality(nights[:1]),
+            "estimation_later_nights": quality(nights[1:]),
+            "promise_coverage": float(np.mean(covered)) if covered else None,
+            "promise_checks": len(covered),
+        }
+    return out
+
+
+def run_loop(paths: DataPaths, settings: LoopSettings, *, verbose: bool = False,
+             say: Any = print) -> dict[str, Any]:
+    """Runs the loop and returns its record (also written to ``reports/loop.json``)."""
+    from offline_rl.simulator.logs import write_landing
+    from orchestration.cli import Progress, _instance, demo_calendar, job_selection, run_job
+
+    started = time.perf_counter()
+    use_home(paths)
+    days = settings.days
+    demo_calendar(paths.home, days + [days[-1] + dt.timedelta(days=1)])
+    from offline_rl.domains import get_domain
+    from orchestration.partitions import loaded_calendar
+
+    loaded = loaded_calendar()
+    if loaded is not None and not (loaded.covers(days[0]) and loaded.covers(days[-1])):
+        raise ValueError(f"this process's partitions ({loaded.first_day} to "
+                         f"{loaded.last_day or 'today'}, from {loaded.source}) do not cover the "
+                         f"loop's days {days[0]} to {days[-1]}; run the loop in a fresh process")
+
+    lookahead = max(get_domain(d).lookahead_days for d in settings.domains)
+    instance = _instance(paths)
+    warm = days[:settings.warmup_days]
+    say(f"warm-up: {len(warm)} day(s) served by the shop's rule from {warm[0]} ...")
+    write_landing(paths.home, days=len(warm), start=warm[0], seed=settings.seed,
+                  events_per_day=settings.events_per_day, scenario=settings.scenario,
+                  serve=paths.exports)
+    progress = Progress(len(warm) * len(job_selection("ingest"))
+                        + (len(warm) - 1) * len(job_selection("transitions",
+                                                             list(settings.domains))))
+    for day in warm:
+        run_job("ingest", day, {}, instance, verbose, progress=progress)
+    for day in warm[:-1]:
+        run_job("transitions", day, {}, instance, verbose, list(settings.domains),
+                progress=progress)
+    truth = Truth(paths, settings)
+    records: dict[str, list[dict[str, Any]]] = {d: [] for d in settings.domains}
+    run_config = loop_run_config(settings)
+    for n, day in enumerate(settings.nights_days, start=1):
+        night_started = time.perf_counter()
+        if n == 1:
+            served = {d: "shop_rule" for d in settings.domains}
+        else:
+            summary = write_landing(paths.home, days=1, start=day, seed=settings.seed,
+                                    events_per_day=settings.events_per_day,
+                                    scenario=settings.scenario, serve=paths.exports)
+            served = {d: summary.served[d] for d in settings.domains}
+            run_job("ingest", day, {}, instance, verbose)
+            # the day completes episodes that started up to `lookahead` days before it
+            for earlier in range(lookahead, 0, -1):
+                run_job("transitions", day - dt.timedelta(days=earlier), {}, instance,
+                        verbose, list(settings.domains))
+        run_job("nightly", day, run_config, instance, verbose, list(settings.domains))
+        line = []
+        for domain in settings.domains:
+            record = night_record(paths, truth, domain, day, served[domain])
+            records[domain].append(record)
+            dec = record["decision"]
+            line.append(f"{domain} {record['served']} true {record['served_true']:.4g}"
+                        + (f" -> {dec['export_version']}" if dec["promoted"] else "")
+                        + (" ROLLBACK" if record["monitor"].get("rolled_back_to") else ""))
+        say(f"night {n}/{settings.nights} {day} ({time.perf_counter() - night_started:.0f} s): "
+            + "; ".join(line))
+    result = {"settings": {**asdict(settings), "start": str(settings.start)},
+              "nights": records, "summary": summarise(records),
+              "wall_seconds": round(time.perf_counter() - started, 1)}
+    out = paths.reports / "loop.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
+    try:
+        from offline_rl.plots import loop_values
+
+        (paths.reports / "loop.png").write_bytes(loop_values(records))
+    except ValueError:
+        pass
+    return result
