@@ -253,7 +253,7 @@ def run_loop(paths: DataPaths, settings: LoopSettings, *, verbose: bool = False,
                          f"{loaded.last_day or 'today'}, from {loaded.source}) do not cover the "
                          f"loop's days {days[0]} to {days[-1]}; run the loop in a fresh process")
 
-    lookahead = max(get_domain(d).lookahead_days for d in settings.domains)
+    lookahead = {d: get_domain(d).lookahead_days for d in settings.domains}
     instance = _instance(paths)
     warm = days[:settings.warmup_days]
     say(f"warm-up: {len(warm)} day(s) served by the shop's rule from {warm[0]} ...")
@@ -281,10 +281,11 @@ def run_loop(paths: DataPaths, settings: LoopSettings, *, verbose: bool = False,
                                     scenario=settings.scenario, serve=paths.exports)
             served = {d: summary.served[d] for d in settings.domains}
             run_job("ingest", day, {}, instance, verbose)
-            # the day completes episodes that started up to `lookahead` days before it
-            for earlier in range(lookahead, 0, -1):
+            # the day completes each domain's episodes that started up to its lookahead before
+            for earlier in range(max(lookahead.values()), 0, -1):
+                completed = [d for d in settings.domains if lookahead[d] >= earlier]
                 run_job("transitions", day - dt.timedelta(days=earlier), {}, instance,
-                        verbose, list(settings.domains))
+                        verbose, completed)
         run_job("nightly", day, run_config, instance, verbose, list(settings.domains))
         line = []
         for domain in settings.domains:

@@ -68,6 +68,9 @@ def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="Parquet (.parquet/.pq) or CSV (.csv) file of feature rows")
     p.add_argument("--version", default="latest", help="export version (default latest)")
     p.add_argument("--json", metavar="OUT", help="write the predictions as JSON to OUT")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the serving head's draws: with a serving head, each row also "
+                        "gets the served action and its propensity (default 0)")
     p.set_defaults(handler=cmd_predict)
     return p
 
@@ -164,20 +167,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
              "values": {names[j]: _num(v) for j, v in enumerate(row)}}
             for i, (a, row) in enumerate(zip(actions.tolist(), values.tolist(), strict=True),
                                          start=1)]
+    served = None
+    if policy.serving is not None:  # what the shop serves and logs for these rows
+        served = policy.sample(x, np.random.default_rng(args.seed))
+        for r, a, p in zip(rows, served.action.tolist(), served.propensity.tolist(),
+                           strict=True):
+            r.update(served_action=int(a), propensity=_num(p))
     record = {"domain": args.domain, "version": policy.version, "export": str(policy.path),
               "value_kind": policy.value_kind, "features": str(args.features),
-              "n_rows": len(rows), "row_numbering": ROWS, "rows": rows}
+              "n_rows": len(rows), "row_numbering": ROWS, "rows": rows,
+              "exploration": policy.manifest.get("exploration"),
+              "seed": args.seed if served is not None else None}
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=2))
         print(f"{args.domain} {policy.version}: {len(rows)} row(s) -> {args.json}")
         return 0
+    explore = policy.manifest.get("exploration")
     print(f"# {args.domain} {policy.version} ({policy.manifest.get('algorithm', '?')}); "
-          f"values: {policy.value_kind}; rows {ROWS}")
+          f"values: {policy.value_kind}; rows {ROWS}"
+          + (f"; served with {explore['kind']} exploration (epsilon {explore['epsilon']:g}), "
+             f"draws seeded {args.seed}" if served is not None and explore else ""))
     width = max([len(n) for n in names] + [8])
-    print("\t".join(["row", "action", "name".ljust(width), *names]))
+    serving_cols = ["served", "propensity"] if served is not None else []
+    print("\t".join(["row", "action", "name".ljust(width), *serving_cols, *names]))
     for r in rows:
+        extra = [str(r["served_action"]), f"{r['propensity']:.6g}"] if served is not None else []
         print("\t".join([str(r["row"]), str(r["action"]), str(r["action_name"]).ljust(width),
-                         *(f"{v:.6g}" for v in r["values"].values())]))
+                         *extra, *(f"{v:.6g}" for v in r["values"].values())]))
     return 0
 
 

@@ -140,3 +140,34 @@ def test_exploration_validation_and_ess_figure():
     w = (logged == target) / probs[np.arange(n), logged]
     assert w.mean() ** 2 / (w ** 2).mean() == pytest.approx(per_decision_ess(eps, k, d),
                                                               rel=0.03)
+
+
+def test_predict_prints_the_served_action_and_its_propensity(trained, tmp_path, capsys):
+    from offline_rl.cli import build_parser, run
+    from offline_rl.export.loader import POLICY_FILE
+    from offline_rl.export.registry import publish
+
+    built = _build(trained, tmp_path / "b")
+    home = tmp_path / "home"
+    publish(home / "exports", "cart", built.files[POLICY_FILE], built.manifest,
+            extra_files=built.extra_files)
+    x = np.random.default_rng(4).normal(size=(50, len(FEATURES))).astype(np.float32)
+    pl_frame = __import__("polars").DataFrame(x, schema=FEATURES)
+    pl_frame.write_csv(tmp_path / "rows.csv")
+    out = tmp_path / "pred.json"
+    argv = ["--home", str(home), "predict", "--domain", "cart", "--features",
+            str(tmp_path / "rows.csv"), "--seed", "3"]
+    assert run(build_parser(), [*argv, "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["exploration"]["epsilon"] == 0.2 and record["seed"] == 3
+    served = np.array([r["served_action"] for r in record["rows"]])
+    propensity = np.array([r["propensity"] for r in record["rows"]])
+    greedy = np.array([r["action"] for r in record["rows"]])
+    # epsilon 0.2 over 4 actions: 0.85 on the greedy action, 0.05 on the others
+    np.testing.assert_allclose(propensity, np.where(served == greedy, 0.85, 0.05), atol=1e-6)
+    assert 0 < (served != greedy).sum() < 25
+    assert run(build_parser(), argv) == 0
+    text = capsys.readouterr().out
+    assert "served with epsilon exploration (epsilon 0.2), draws seeded 3" in text
+    header = next(line for line in text.splitlines() if line.startswith("row\t"))
+    assert header.split("\t")[3:5] == ["served", "propensity"]
