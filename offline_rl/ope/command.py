@@ -1,11 +1,14 @@
 """``offline-rl ope`` and ``offline-rl validate-ope`` from the command line.
 
 ``add_ope_parser(subparsers)`` adds ``ope``: it calls
-:func:`offline_rl.ope.public.evaluate_logs`, prints a table of estimates (raw and relative to
-the behaviour policy's on-policy value) and the diagnostics, prints every warning as a
-``warning:`` line on stderr, and writes the JSON with ``--json``. Malformed input becomes
-``offline_rl.cli.UsageError`` (one ``error:`` line plus a ``hint:``, exit code 2). Every row
-number it prints is a 1-based data row of the file, header excluded (as in the quarantine).
+:func:`offline_rl.ope.public.evaluate_logs` with the nightly evaluation's settings
+(``OPEConfig``; the fields of ``OPE_SETTINGS`` as options, their defaults read from it) and the
+action count of ``--domain`` or the target export's manifest, prints a table of estimates
+(raw and relative to the behaviour policy's on-policy value) and the diagnostics, prints every
+warning as a ``warning:`` line on stderr, and writes the JSON with ``--json``. Malformed input
+becomes ``offline_rl.cli.UsageError`` (one ``error:`` line plus a ``hint:``, exit code 2).
+Every row number it prints is a 1-based data row of the file, header excluded (as in the
+quarantine).
 
 Before estimating, the command checks the logs for what the estimators would silently
 absorb (the rules, with their constants below):
@@ -84,14 +87,38 @@ def add_ope_parser(subparsers: Any) -> None:
                         "actions (default: the actions of the target export's manifest; "
                         "unchecked for a table target without --domain)")
     p.add_argument("--json", metavar="OUT", help="also write the result as JSON")
-    p.add_argument("--n-bootstrap", type=nonnegative_int, default=1000,
-                   help="bootstrap resamples of episodes (default 1000; 0: no intervals)")
-    p.add_argument("--seed", type=int, default=0, help="seed of FQE and the bootstrap")
-    p.add_argument("--alpha", type=_unit_interval(True, True), default=0.05,
-                   help="intervals are two-sided 1 - alpha (default 0.05)")
-    p.add_argument("--gamma", type=_unit_interval(False, False), default=1.0,
-                   help="discount factor (default 1: undiscounted return per episode)")
+    settings = p.add_argument_group(
+        "evaluation settings", "the nightly evaluation's (offline_rl.ope.evaluate.OPEConfig), "
+                               "with its defaults: the same settings give the same numbers")
+    for name, default, kind, text in ope_settings():
+        settings.add_argument("--" + name.replace("_", "-"), type=kind, default=default,
+                              help=f"{text} (default {default:g})")
     p.set_defaults(handler=cmd_ope)
+
+
+OPE_SETTINGS: tuple[tuple[str, Any, str], ...] = (
+    ("alpha", _unit_interval(True, True), "intervals are two-sided 1 - alpha"),
+    ("n_bootstrap", nonnegative_int, "bootstrap resamples of the episodes (0: no intervals)"),
+    ("fqe_steps", positive_int, "FQE gradient steps"),
+    ("fqe_refits", nonnegative_int, "FQE refits on bootstrap resamples of the episodes, whose "
+                                    "spread gives the dm/dr/sndr intervals (below 2: those "
+                                    "resample the episodes around one fit)"),
+    ("seed", int, "seed of FQE and the bootstrap"),
+    ("gamma", _unit_interval(False, False), "discount factor (1: undiscounted return per "
+                                            "episode)"),
+)
+"""``OPEConfig`` fields ``ope`` takes as ``--name-with-dashes``: (field, parser, help)."""
+
+
+def ope_settings() -> list[tuple[str, Any, Any, str]]:
+    """``(field, default, parser, help)`` of each ``OPE_SETTINGS`` field, the default read from
+    ``OPEConfig`` (declared there only)."""
+    import dataclasses
+
+    from offline_rl.ope.evaluate import OPEConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(OPEConfig)}
+    return [(name, defaults[name], kind, text) for name, kind, text in OPE_SETTINGS]
 
 
 LARGE = 1e9
@@ -135,12 +162,14 @@ def format_result(record: dict[str, Any], logs: str, target: str) -> str:
     """The human-readable report of an :meth:`OPEResult.as_json` record."""
     base = record["behavior_value"]
     level = 100 * (1 - record["alpha"])
+    refits = (record.get("details") or {}).get("fqe", {}).get("refits")
+    model = f", FQE refitted on {refits} of them for dm/dr/sndr" if refits else ""
     lines = [
         f"off-policy evaluation of {target}",
         f"  on {logs}: {record['n_episodes']:,} episodes, {record['n_decisions']:,} decisions; "
         f"gamma {record['gamma']:g}; {level:g}% bootstrap intervals "
-        f"({record['n_bootstrap']} resamples); behaviour probabilities "
-        f"{record['behavior_prob_source']}",
+        f"({record['n_bootstrap']} resamples of the episodes{model}); behaviour "
+        f"probabilities {record['behavior_prob_source']}",
         "",
     ]
     table = [["estimator", "value", "low", "high", " vs behaviour"],
@@ -318,11 +347,11 @@ def cmd_ope(args: argparse.Namespace) -> int:
     from offline_rl.ope.public import OPEInputError, evaluate_logs
 
     target = resolve_target(str(args.target))
-    checks = check_logs(_read_logged(str(args.logs)), str(args.logs),
-                        action_count(target, args.domain))
+    actions = action_count(target, args.domain)
+    checks = check_logs(_read_logged(str(args.logs)), str(args.logs), actions)
     try:
-        result = evaluate_logs(args.logs, target, gamma=args.gamma,
-                               n_bootstrap=args.n_bootstrap, alpha=args.alpha, seed=args.seed)
+        result = evaluate_logs(args.logs, target, n_actions=actions[0] if actions else None,
+                               **{name: getattr(args, name) for name, *_ in OPE_SETTINGS})
     except OPEInputError as exc:
         raise UsageError(one_based_rows(str(exc)),
                          exc.hint or "see `offline-rl ope --help` for the formats") from None

@@ -378,6 +378,34 @@ def evaluate_policy(
             (:func:`offline_rl.ope.replay.prepare_replay`): adds the ``replay`` estimate, or,
             when the data cannot be replayed, records why (``extra["replay"]``).
     """
+    return evaluate_target(name, algo, arrays, config, n_actions=n_actions, replay=replay,
+                           dataset=dataset)
+
+
+NO_FEATURES = "the logged decisions have no state features to fit a Q-model (FQE) on"
+"""``extra["model"]`` of an evaluation without features: dm, dr and sndr are left out."""
+
+
+def evaluate_target(
+    name: str, algo: Any, arrays: DecisionArrays, config: OPEConfig, *,
+    n_actions: int | None = None, replay: ReplayData | None = None, dataset: Any = None,
+    behavior_probs_all: np.ndarray | None = None,
+) -> PolicyEvaluation:
+    """The evaluation core behind the nightly evaluation (:func:`evaluate_policy`) and
+    ``offline-rl ope`` (:func:`offline_rl.ope.public.evaluate_logs`): the same estimators,
+    intervals, refits, weight clipping and diagnostics for the same ``config`` and data.
+
+    Arguments as :func:`evaluate_policy` (``algo`` may also be a :class:`StochasticTarget`),
+    and:
+
+    * ``arrays.observations`` with no columns (no state features): no FQE is fitted, the
+      model-based estimators (dm, dr, sndr) are left out and ``extra["model"]`` is
+      :data:`NO_FEATURES`; every other estimate is what it is with features.
+    * ``behavior_probs_all``: ``[rows, n_actions]`` behaviour probabilities of every action
+      (e.g. an estimated behaviour model); the overlap diagnostics then use the full target
+      and behaviour distributions (see :func:`compute_diagnostics`). The estimates use
+      ``arrays.behavior_prob`` either way.
+    """
     target_probs: np.ndarray | None = None
     if isinstance(algo, StochasticTarget):
         if config.fqe_backend != "torch":
@@ -402,7 +430,11 @@ def evaluate_policy(
                          f"[0, {n_actions})")
     q_all: np.ndarray | None = None
     counts = np.empty((0, 0))
-    if config.fqe_backend == "torch":
+    if arrays.observations.ndim != 2 or arrays.observations.shape[1] == 0:
+        q_logged = v_target = None
+        counts = refit_counts(arrays, config)  # the replay's replicates pair on these
+        details = {"model": NO_FEATURES}
+    elif config.fqe_backend == "torch":
         q_all, counts, details = _torch_fqe(target, arrays, n_actions, config, target_probs)
         model = q_all.mean(axis=0) if config.fqe_bagging else q_all[0]
         details["fqe_bagged"] = bool(config.fqe_bagging and q_all.shape[0] > 1)
@@ -429,7 +461,13 @@ def evaluate_policy(
             details["refit_replicates"] = {"alpha": config.alpha, "values": replicates}
     if replay is not None:
         estimates, details = _with_replay(algo, replay, counts, estimates, details, config)
-    diagnostics = compute_diagnostics(data, logged_action=arrays.actions)
+    if behavior_probs_all is None:
+        diagnostics = compute_diagnostics(data, logged_action=arrays.actions)
+    else:
+        full = target_probs if target_probs is not None else np.eye(n_actions)[target]
+        diagnostics = compute_diagnostics(data, target_probs_all=full,
+                                          behavior_probs_all=behavior_probs_all,
+                                          logged_action=arrays.actions)
 
     def shares(actions: np.ndarray) -> list[float]:
         counts = np.bincount(actions, minlength=n_actions)

@@ -1,8 +1,16 @@
 """Evaluate any policy on any logged decisions: the public off-policy evaluation entry point.
 
 :func:`evaluate_logs` reads a table of logged decisions and a target policy, checks both, and
-returns every estimator of :mod:`offline_rl.ope.estimators` with bootstrap intervals, the
-behaviour policy's on-policy value, and diagnostics. ``offline-rl ope`` is its command line.
+returns every estimator of :mod:`offline_rl.ope.estimators` with intervals, the behaviour
+policy's on-policy value, and diagnostics. ``offline-rl ope`` is its command line.
+
+The estimates come from the nightly evaluation's core
+(:func:`offline_rl.ope.evaluate.evaluate_target`) with an :class:`OPEConfig` (default: the
+nightly defaults): the same estimators, intervals (FQE refits for dm/dr/sndr), weight
+clipping and diagnostics, so a night's held-out episodes exported as logs, with that night's
+settings and the domain's action count, reproduce that night's estimates of a policy.
+What this module adds: reading and checking files, target tables, estimating the behaviour
+policy when ``behavior_prob`` is missing, and logs without features (no dm/dr/sndr).
 
 **Logs** (Parquet or CSV, or a polars DataFrame), one row per logged decision:
 
@@ -32,6 +40,7 @@ row (0-based data row of the file as read, header excluded).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Iterable
@@ -42,10 +51,16 @@ from typing import Any, NoReturn
 import numpy as np
 import polars as pl
 
+from offline_rl.data.arrays import DecisionArrays
 from offline_rl.ope.behavior_model import BehaviorEstimate, estimate_behavior
-from offline_rl.ope.diagnostics import Diagnostics, compute_diagnostics, estimator_disagreement
-from offline_rl.ope.estimators import ESTIMATORS, Estimate, LoggedData, estimate, on_policy_value
-from offline_rl.ope.fqe_torch import FQEResult, FQESettings, fit_fqe
+from offline_rl.ope.diagnostics import Diagnostics
+from offline_rl.ope.estimators import ESTIMATORS, Estimate
+from offline_rl.ope.evaluate import (
+    OPEConfig,
+    StochasticTarget,
+    evaluate_behavior,
+    evaluate_target,
+)
 
 LOG_COLUMNS: tuple[str, ...] = ("episode_id", "step", "action", "reward")
 """Required columns of the logs (``behavior_prob``, ``terminal`` and ``f_*`` are optional)."""
@@ -109,9 +124,11 @@ class OPEResult:
         n_decisions: Logged decisions (rows).
         gamma: Discount factor.
         alpha: Intervals are two-sided ``1 - alpha``.
-        n_bootstrap: Bootstrap resamples.
+        n_bootstrap: Bootstrap resamples of the episodes (the model-based estimators'
+            intervals come from the FQE refits, ``details["config"]["fqe_refits"]``).
         target_kind: ``"export"`` or ``"table"``.
-        details: Extra information (behaviour model, FQE fit, action counts).
+        details: Extra information (behaviour model, FQE fit, refit replicates, action
+            counts, and ``config``: every :class:`OPEConfig` setting used).
     """
 
     behavior: Estimate
@@ -303,6 +320,8 @@ class _Logs:
     next_index: np.ndarray
     n_actions: int
     action_set: np.ndarray
+    actions_named: str = "the logged actions"
+    """How messages name ``action_set``: the logged actions, or a given action count's."""
 
     @property
     def rows(self) -> int:
@@ -421,6 +440,8 @@ class _Target:
     """``[rows, n_actions]`` ``pi(a|s_t)`` at each (sorted) logged decision."""
     kind: str
     description: str
+    actions: np.ndarray | None = None
+    """An export's chosen action at each (sorted) logged decision (None for a table)."""
 
 
 def _actions_text(action_set: np.ndarray) -> str:
@@ -459,12 +480,13 @@ def _export_target(path: Path, logs: _Logs) -> _Target:
         i = int(np.flatnonzero(unknown)[0])
         raise OPEInputError(
             f"target {path}: the policy chose action {int(chosen[i])} at {logs.table.name} "
-            f"{logs.where(i)}, which is not among the logged actions "
+            f"{logs.where(i)}, which is not among {logs.actions_named} "
             f"{_actions_text(logs.action_set)}",
             "the logs must use the policy's action encoding (see the manifest's action_map)")
+    chosen = chosen.astype(np.int64)
     probs = np.zeros((logs.rows, logs.n_actions))
     probs[np.arange(logs.rows), chosen] = 1.0
-    return _Target(probs, "export", f"exported policy {path}")
+    return _Target(probs, "export", f"exported policy {path}", chosen)
 
 
 def _table_target(source: Source, logs: _Logs) -> _Target:
@@ -480,7 +502,9 @@ def _table_target(source: Source, logs: _Logs) -> _Target:
     unknown = ~np.isin(action, logs.action_set)
     if unknown.any():
         pos = int(np.flatnonzero(unknown)[0])
-        t.fail("action", pos, f"action {int(action[pos])} never appears in the logs' actions "
+        where = "never appears in the logs' actions" if logs.actions_named == \
+            _Logs.actions_named else f"is not one of {logs.actions_named}"
+        t.fail("action", pos, f"action {int(action[pos])} {where} "
                               f"{_actions_text(logs.action_set)}",
                "target actions must use the logs' action encoding")
     id_type = logs.episode_ids.dtype
@@ -547,59 +571,145 @@ def _load_target(source: Any, logs: _Logs) -> _Target:
 # --------------------------------------------------------------------------------------------
 
 
+def _with_action_count(logs: _Logs, n_actions: int | None) -> _Logs:
+    """``logs`` whose allowed actions are ``0..n_actions-1`` (a domain's or an export's
+    actions: a target may choose an action the logs never hold); unchanged for None."""
+    if n_actions is None:
+        return logs
+    if isinstance(n_actions, bool) or not isinstance(n_actions, int | np.integer) \
+            or n_actions < 1:
+        raise ValueError(f"n_actions: expected a positive integer, got {n_actions!r}")
+    outside = np.flatnonzero(logs.action >= n_actions)
+    if outside.size:
+        i = int(outside[np.argmin(logs.source_row[outside])])
+        logs.fail("action", i, f"action {int(logs.action[i])} is not one of the {n_actions} "
+                               f"actions 0..{n_actions - 1}",
+                  "the logs must use the policy's action encoding")
+    return dataclasses.replace(logs, n_actions=int(n_actions),
+                               action_set=np.arange(int(n_actions)),
+                               actions_named=f"the {n_actions} actions")
+
+
+def _config(config: OPEConfig | None, settings: dict[str, Any]) -> OPEConfig:
+    """``config`` (default :class:`OPEConfig`) with ``settings`` replacing its fields, checked
+    as ``evaluate_logs`` needs them."""
+    fields = {f.name for f in dataclasses.fields(OPEConfig)}
+    unknown = sorted(set(settings) - fields)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {', '.join(unknown)}; OPEConfig's fields are "
+                         f"{', '.join(sorted(fields))}")
+    if "estimators" in settings:
+        names = settings["estimators"]
+        names = (names,) if isinstance(names, str) else tuple(dict.fromkeys(names))
+        bad = [n for n in names if n not in ESTIMATORS]
+        if bad:
+            raise ValueError(f"estimators: unknown {bad}; choose from {ESTIMATORS}")
+        settings = {**settings, "estimators": names}
+    config = dataclasses.replace(config or OPEConfig(), **settings)
+    if not (0.0 <= config.gamma <= 1.0):
+        raise ValueError(f"gamma: expected a number in [0, 1], got {config.gamma!r}")
+    for name, low in (("fqe_steps", 1), ("n_bootstrap", 0), ("fqe_refits", 0)):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+            raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+    if not (0.0 < config.alpha < 1.0):
+        raise ValueError(f"alpha: expected a number in (0, 1), got {config.alpha!r}")
+    if config.fqe_backend != "torch":
+        raise ValueError(f"fqe_backend: evaluate_logs fits FQE with the torch backend (any "
+                         f"policy), got {config.fqe_backend!r}")
+    return config
+
+
+def _arrays(logs: _Logs, behavior_prob: np.ndarray) -> DecisionArrays:
+    """The checked logs as the evaluation core reads them (rows sorted by episode and step;
+    no features: an observation matrix without columns).
+
+    The features are column-major, as ``decision_arrays`` gives the nightly evaluation its
+    observations: FQE's feature standardisation sums in memory order, so the same layout is
+    what makes the two paths agree to the last bit.
+    """
+    features = np.asfortranarray(logs.features) if logs.features is not None \
+        else np.empty((logs.rows, 0))
+    last = (logs.next_index < 0).astype(np.float32)
+    return DecisionArrays(observations=features, actions=logs.action, rewards=logs.reward,
+                          terminals=last, timeouts=np.zeros(logs.rows, dtype=np.float32),
+                          behavior_prob=behavior_prob, episode=logs.episode, step=logs.step)
+
+
+@dataclass(frozen=True)
+class _Chosen:
+    """A deterministic target given by its action at each logged decision (an export's,
+    computed on the columns its manifest names)."""
+
+    actions: np.ndarray
+
+    def predict(self, observations: np.ndarray) -> np.ndarray:
+        if observations.shape[0] != self.actions.shape[0]:
+            raise ValueError(f"the target's actions are known at {self.actions.shape[0]} "
+                             f"logged decisions, asked for {observations.shape[0]}")
+        return self.actions
+
+
+def _row_probs(probs: np.ndarray) -> Any:
+    """A table target's ``pi(.|s_t)`` at the logged decisions, as ``StochasticTarget.probs``."""
+
+    def at_logged(observations: np.ndarray) -> np.ndarray:
+        if observations.shape[0] != probs.shape[0]:
+            raise ValueError(f"the target table gives probabilities at {probs.shape[0]} "
+                             f"logged decisions, asked for {observations.shape[0]}")
+        return probs
+
+    return at_logged
+
+
 def evaluate_logs(
     logs: Source,
     target: Source,
+    config: OPEConfig | None = None,
     *,
-    gamma: float = 1.0,
-    n_bootstrap: int = 1000,
-    alpha: float = 0.05,
-    seed: int = 0,
-    fqe_steps: int = 3000,
-    estimators: Iterable[str] = ESTIMATORS,
+    n_actions: int | None = None,
+    **settings: Any,
 ) -> OPEResult:
-    """Estimates the value of ``target`` from ``logs`` (see the module docstring for formats).
+    """Estimates the value of ``target`` from ``logs`` (see the module docstring for formats)
+    with the nightly evaluation's core, :func:`offline_rl.ope.evaluate.evaluate_target`.
 
     Steps: check and sort the logs; build ``pi(a|s_t)`` for every action at every logged
     decision; take the logged ``behavior_prob`` or, if it is absent or has nulls, estimate the
-    behaviour policy (:mod:`offline_rl.ope.behavior_model`, with a warning); with ``f_``
-    features fit FQE (:mod:`offline_rl.ope.fqe_torch`) for ``dm``/``dr``/``sndr``; compute the
-    estimators with episode-bootstrap intervals, the on-policy behaviour value, and the
-    diagnostics.
+    behaviour policy (:mod:`offline_rl.ope.behavior_model`, with a warning); then the core:
+    with ``f_`` features FQE of the target (refitted on ``fqe_refits`` bootstrap resamples of
+    the episodes, bagged) for ``dm``/``dr``/``sndr``, whose intervals come from the refits;
+    the importance-weighted estimators with episode-bootstrap intervals; ``dr``/``sndr``
+    with their cumulative weights clipped at ``model_max_weight``; the diagnostics. Plus the
+    behaviour policy's on-policy value (``evaluate_behavior``).
+
+    The same logs, ``n_actions`` and settings as a night's evaluation (its held-out episodes
+    with their ``f_`` columns in the domain's feature order, the domain's action count, the
+    night's ``OPEConfig``) give that night's estimates of the same policy exactly.
 
     Args:
         logs: Logged decisions: Parquet/CSV path or polars DataFrame.
-        target: Export directory, or target table (Parquet/CSV path or DataFrame).
-        gamma: Discount factor in ``[0, 1]``.
-        n_bootstrap: Bootstrap resamples (0 or 1: no intervals).
-        alpha: Two-sided interval level ``1 - alpha``.
-        seed: Seed of FQE and the bootstrap.
-        fqe_steps: Gradient steps of FQE.
-        estimators: Estimator names (subset of ``ESTIMATORS``).
+        target: Export directory (its greedy policy), or target table (Parquet/CSV path or
+            DataFrame).
+        config: Evaluation settings (default: ``OPEConfig()``, the nightly evaluation's
+            defaults). Only the torch FQE backend is accepted.
+        n_actions: Size of the action set (a domain's or an export's), so the target may
+            choose actions the logs do not hold; default: one more than the largest logged
+            action, and the target must stay within the logged actions.
+        **settings: Fields of :class:`OPEConfig` that replace ``config``'s, e.g. ``alpha``,
+            ``n_bootstrap`` (0 or 1: no intervals), ``fqe_steps``, ``fqe_refits``, ``seed``,
+            ``gamma``, ``estimators`` (any iterable of names).
 
     Returns:
         :class:`OPEResult`.
 
     Raises:
         OPEInputError: Malformed logs or target.
-        ValueError: Parameters out of range or unknown estimator names.
+        ValueError: Settings out of range, unknown settings or estimator names.
     """
-    names = tuple(dict.fromkeys(estimators))
-    unknown = [n for n in names if n not in ESTIMATORS]
-    if unknown:
-        raise ValueError(f"estimators: unknown {unknown}; choose from {ESTIMATORS}")
-    if not (0.0 <= gamma <= 1.0):
-        raise ValueError(f"gamma: expected a number in [0, 1], got {gamma!r}")
-    if isinstance(fqe_steps, bool) or not isinstance(fqe_steps, int) or fqe_steps < 1:
-        raise ValueError(f"fqe_steps: expected a positive integer, got {fqe_steps!r}")
-    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int | np.integer) \
-            or n_bootstrap < 0:
-        raise ValueError(f"n_bootstrap: expected an integer >= 0, got {n_bootstrap!r}")
-    if not (0.0 < alpha < 1.0):
-        raise ValueError(f"alpha: expected a number in (0, 1), got {alpha!r}")
-    log_data = _load_logs(logs)
+    config = _config(config, settings)
+    names = config.estimators
+    log_data = _with_action_count(_load_logs(logs), n_actions)
     pi = _load_target(target, log_data)
-    rows = np.arange(log_data.rows)
     warnings: list[str] = []
     details: dict[str, Any] = {"target": pi.description}
 
@@ -609,9 +719,12 @@ def evaluate_logs(
         b_logged = log_data.behavior_prob
     else:
         source = "estimated"
+        logged_actions = int(log_data.action.max()) + 1
         model: BehaviorEstimate = estimate_behavior(log_data.action, log_data.step,
-                                                    log_data.n_actions, log_data.features)
-        b_all, b_logged = model.probs, model.logged(log_data.action)
+                                                    logged_actions, log_data.features)
+        b_logged = model.logged(log_data.action)
+        b_all = np.zeros((log_data.rows, log_data.n_actions))  # never-logged actions: 0
+        b_all[:, :logged_actions] = model.probs
         why = ("the logs have no behavior_prob column" if log_data.behavior_prob is None else
                f"behavior_prob is missing in {log_data.behavior_null} of {log_data.rows} rows")
         warnings.append(
@@ -622,54 +735,55 @@ def evaluate_logs(
                                      "train_accuracy": model.train_accuracy,
                                      "mean_log_likelihood": model.mean_log_likelihood}
 
-    q_logged = v_target = None
+    arrays = _arrays(log_data, b_logged)
+    policy = _Chosen(pi.actions) if pi.actions is not None else \
+        StochasticTarget(_row_probs(pi.probs), seed=config.seed)
+    ev = evaluate_target("target", policy, arrays, config, n_actions=log_data.n_actions,
+                         behavior_probs_all=b_all)
+    estimates = ev.estimates
     if log_data.features is not None:
-        fit: FQEResult = fit_fqe(log_data.features, log_data.action, log_data.reward,
-                                 log_data.next_index, pi.probs, gamma=gamma,
-                                 horizon=log_data.horizon,
-                                 settings=FQESettings(steps=fqe_steps, seed=seed))
-        q_logged, v_target = fit.q_logged(log_data.action), fit.v_target(pi.probs)
-        details["fqe"] = {"steps": fqe_steps, "iterations": fit.n_iterations,
-                          "reward_scale": fit.reward_scale,
-                          "final_bellman_mse_scaled": fit.final_loss,
+        details["fqe"] = {"steps": config.fqe_steps, "iterations": ev.extra["fqe_iterations"],
+                          "refits": ev.extra["fqe_refits"], "bagged": ev.extra["fqe_bagged"],
+                          "reward_scale": ev.extra["fqe_reward_scale"],
+                          "final_bellman_mse_scaled": ev.extra["fqe_bellman_mse_scaled"],
                           "features": log_data.feature_columns}
+        if "refit_replicates" in ev.extra:
+            details["refit_replicates"] = ev.extra["refit_replicates"]
     elif any(n in MODEL_ESTIMATORS for n in names):
         omitted = ", ".join(n for n in names if n in MODEL_ESTIMATORS)
         warnings.append(f"{omitted} omitted: the logs have no f_ feature columns to fit a "
                         "Q-model (FQE) on")
-
-    data = LoggedData(episode=log_data.episode, step=log_data.step, reward=log_data.reward,
-                      behavior_prob=b_logged, target_prob=pi.probs[rows, log_data.action],
-                      q_logged=q_logged, v_target=v_target)
-    estimates = estimate(data, names, gamma=gamma, n_bootstrap=n_bootstrap, alpha=alpha,
-                         seed=seed)
-    base = on_policy_value(log_data.reward, log_data.episode, step=log_data.step, gamma=gamma,
-                    n_bootstrap=n_bootstrap, alpha=alpha, seed=seed)
-    diagnostics = compute_diagnostics(data, target_probs_all=pi.probs, behavior_probs_all=b_all,
-                                      logged_action=log_data.action)
+    base = evaluate_behavior(arrays, config)
+    diagnostics = ev.diagnostics
     if diagnostics.ess_fraction < LOW_ESS_FRACTION:
         warnings.append(
             f"effective sample size {diagnostics.ess:.1f} is only "
-            f"{100 * diagnostics.ess_fraction:.1f}% of {data.n_episodes} episodes: "
+            f"{100 * diagnostics.ess_fraction:.1f}% of {log_data.episode[-1] + 1} episodes: "
             "importance-weighted estimates rest on few episodes")
     nan = [n for n, e in estimates.items() if not math.isfinite(e.value)]
     if nan:
         warnings.append(f"{', '.join(nan)} undefined: no logged episode supports the target "
                         "policy at some step")
-    counts = np.bincount(np.argmax(pi.probs, axis=1), minlength=log_data.n_actions)
-    details["target_greedy_action_share"] = (counts / counts.sum()).round(4).tolist()
+    details["target_greedy_action_share"] = ev.extra["action_distribution"]
+    details["config"] = _json_config(config)
     return OPEResult(
         behavior=base,
         estimates=estimates,
         diagnostics=diagnostics,
-        disagreement=estimator_disagreement(estimates) if estimates else math.nan,
+        disagreement=ev.disagreement if estimates else math.nan,
         warnings=tuple(warnings),
         behavior_prob_source=source,
-        n_episodes=data.n_episodes,
-        n_decisions=data.n_rows,
-        gamma=float(gamma),
-        alpha=float(alpha),
-        n_bootstrap=int(n_bootstrap),
+        n_episodes=int(log_data.episode[-1]) + 1,
+        n_decisions=log_data.rows,
+        gamma=float(config.gamma),
+        alpha=float(config.alpha),
+        n_bootstrap=int(config.n_bootstrap),
         target_kind=pi.kind,
         details=details,
     )
+
+
+def _json_config(config: OPEConfig) -> dict[str, Any]:
+    """The settings of an evaluation as JSON values (tuples as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(config).items()}

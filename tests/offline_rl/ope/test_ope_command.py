@@ -91,7 +91,8 @@ def test_exported_policy_target_through_the_cli(tmp_path, capsys):
                      {"algorithm": "Test", "feature_schema": {"names": ["score"]}}).path
     out = tmp_path / "ope.json"
     code = run(parser(), ["ope", "--logs", str(tmp_path / "logs.parquet"), "--target",
-                          str(export), "--json", str(out), "--n-bootstrap", "100"])
+                          str(export), "--json", str(out), "--n-bootstrap", "100",
+                          "--fqe-steps", "500"])
     assert code == 0
     record = json.loads(out.read_text())
     assert record["target_kind"] == "export"
@@ -192,7 +193,8 @@ def _logs(tmp_path, n=200, **columns):
 
 
 def _ope(*argv):
-    return run(parser(), ["ope", "--n-bootstrap", "20", *[str(a) for a in argv]])
+    return run(parser(), ["ope", "--n-bootstrap", "20", "--fqe-steps", "200",
+                          *[str(a) for a in argv]])
 
 
 def test_an_action_outside_the_domains_actions_is_refused(tmp_path, capsys):
@@ -284,3 +286,38 @@ def test_row_numbers_of_evaluate_logs_are_shown_from_1():
     assert one_based_rows("t.csv: column 'prob', row 9: bad") == \
         "t.csv: column 'prob', row 10 (1-based, header excluded): bad"
     assert one_based_rows("missing in 3 of 10 rows") == "missing in 3 of 10 rows"
+
+
+def test_settings_are_the_nightly_evaluations_and_recorded(tmp_path, capsys):
+    """The options default to OPEConfig's values and the JSON records every setting used;
+    dm/dr/sndr intervals come from the FQE refits, which the report says."""
+    import dataclasses
+
+    from offline_rl.ope.evaluate import OPEConfig
+
+    export = _export(tmp_path, n_actions=2)
+    logs = _logs(tmp_path)
+    out = tmp_path / "ope.json"
+    assert run(parser(), ["ope", "--logs", str(logs), "--target", str(export), "--json",
+                          str(out), "--fqe-steps", "150", "--fqe-refits", "3", "--seed",
+                          "2"]) == 0
+    text = capsys.readouterr().out
+    record = json.loads(out.read_text())
+    expected = dataclasses.replace(OPEConfig(), fqe_steps=150, fqe_refits=3, seed=2)
+    assert record["details"]["config"] == {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in dataclasses.asdict(expected).items()}
+    assert record["alpha"] == OPEConfig.alpha and record["n_bootstrap"] == OPEConfig.n_bootstrap
+    assert record["details"]["fqe"]["refits"] == 3
+    assert set(record["details"]["refit_replicates"]["values"]) == {"dm", "dr", "sndr"}
+    assert all(len(v) == 3 for v in record["details"]["refit_replicates"]["values"].values())
+    assert f"{100 * (1 - OPEConfig.alpha):g}% bootstrap intervals ({OPEConfig.n_bootstrap} " \
+        "resamples of the episodes, FQE refitted on 3 of them for dm/dr/sndr)" in text
+
+
+@pytest.mark.parametrize("argv", [["--fqe-steps", "0"], ["--fqe-refits", "-1"]])
+def test_bad_fqe_options_are_rejected_by_the_parser(tmp_path, argv):
+    logs, target = bandit(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        run(parser(), ["ope", "--logs", str(logs), "--target", str(target), *argv])
+    assert info.value.code == 2
