@@ -109,6 +109,13 @@ def test_decision_serialises_every_number():
     assert d["verdicts"][0]["lower_bound"] == 5.5
     assert d["config"]["headline"] == "dr"
     assert d["config"]["veto_with"] == ("pdis",) and d["config"]["confirm_with"] == ()
+    # rule 1's family: Holm over every candidate at one-sided alpha / 2, and each verdict's
+    # p-value, the level it was tested at and its bound there (a family of one: alpha / 2)
+    assert d["config"]["multiplicity"] == "holm"
+    assert d["family"] == {"method": "holm", "alpha": 0.1, "level": 0.05, "size": 1}
+    verdict = d["verdicts"][0]
+    assert verdict["level"] == 0.05 and verdict["adjusted_lower_bound"] == 5.5
+    assert 0 < verdict["p_value"] < 0.05
 
 
 def test_an_undefined_weight_share_blocks_while_the_limit_is_active():
