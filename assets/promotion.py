@@ -46,12 +46,17 @@ class GateRunConfig(dg.Config):  # type: ignore[misc]
     select_by: str = Field(default=GateConfig.select_by,
                            description="Rank passing candidates by 'estimate' or "
                                        "'lower_bound'.")
+    multiplicity: str = Field(default=GateConfig.multiplicity,
+                              description="Rule 1 over the night's candidates: 'holm' "
+                                          "(family-wise error at most alpha/2 per night) or "
+                                          "'none' (each candidate at alpha/2).")
 
     def gate_config(self) -> GateConfig:
         return GateConfig(headline=self.headline, margin=self.margin,
                           min_ess_fraction=self.min_ess_fraction,
                           max_weight_share=self.max_weight_share, paired=self.paired,
-                          veto_min_ess=self.veto_min_ess, select_by=self.select_by)
+                          veto_min_ess=self.veto_min_ess, select_by=self.select_by,
+                          multiplicity=self.multiplicity)
 
 
 def gate_asset(domain: Domain) -> dg.AssetsDefinition:
