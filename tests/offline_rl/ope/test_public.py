@@ -167,7 +167,7 @@ def test_multi_step_estimates_land_near_the_simulator_truth(recommendation):
     world, sim, log, logs = recommendation
     uniform = lambda obs: np.full((obs.shape[0], sim.n_actions), 1.0 / sim.n_actions)  # noqa: E731
     truth = true_value(sim, _sampler(uniform, 1), episodes=50_000, seed=5).mean
-    result = evaluate_logs(logs, _table(log, uniform), n_bootstrap=200)
+    result = evaluate_logs(logs, _table(log, uniform), n_bootstrap=200, fqe_refits=4)
     est = result.estimates
     assert set(est) == {"ipw", "snipw", "pdis", "snpdis", "dm", "dr", "sndr"}
     for name in ("dr", "sndr", "dm", "pdis", "snpdis"):
@@ -178,6 +178,9 @@ def test_multi_step_estimates_land_near_the_simulator_truth(recommendation):
     assert result.as_json()["relative_to_behavior"]["dr"]["difference"] < 0
     assert result.behavior_prob_source == "logged"
     assert result.details["fqe"]["iterations"] == 10  # longest episode (8) + 2 backups
+    # the model-based intervals come from the 4 refits: each estimator's replicates are kept
+    assert {k: len(v) for k, v in result.details["refit_replicates"]["values"].items()} == \
+        {"dm": 4, "dr": 4, "sndr": 4}
 
     # a state-dependent stochastic table policy, farther from the logging policy
     favourite = _segment_favourite(world, sim, 0.3)
@@ -380,3 +383,48 @@ def test_missing_files_and_unknown_formats_are_input_errors(tmp_path):
     (tmp_path / "dir").mkdir()
     with pytest.raises(OPEInputError, match="directory without manifest.json"):
         evaluate_logs(bandit_logs(), tmp_path / "dir")
+
+
+# --------------------------------------------------------------------------------------------
+# Settings and the action set
+# --------------------------------------------------------------------------------------------
+
+
+def test_settings_default_to_the_nightly_evaluations_and_can_be_replaced():
+    from offline_rl.ope.evaluate import OPEConfig
+
+    result = evaluate_logs(bandit_logs(), bandit_target())
+    assert result.details["config"]["alpha"] == OPEConfig.alpha
+    assert result.n_bootstrap == OPEConfig.n_bootstrap
+    assert result.details["config"]["model_max_weight"] == OPEConfig.model_max_weight
+    wider = evaluate_logs(bandit_logs(), bandit_target(), OPEConfig(alpha=0.5), n_bootstrap=80)
+    assert (wider.alpha, wider.n_bootstrap) == (0.5, 80)
+    ipw, narrow = result.estimates["ipw"], wider.estimates["ipw"]
+    assert narrow.high - narrow.low < ipw.high - ipw.low
+    with pytest.raises(ValueError, match="unknown setting"):
+        evaluate_logs(bandit_logs(), bandit_target(), n_boot=10)
+    with pytest.raises(ValueError, match="torch backend"):
+        evaluate_logs(bandit_logs(), bandit_target(), fqe_backend="d3rlpy")
+    with pytest.raises(ValueError, match="fqe_refits"):
+        evaluate_logs(bandit_logs(), bandit_target(), fqe_refits=-1)
+
+
+def test_an_action_count_lets_the_target_choose_actions_the_logs_lack():
+    target = bandit_target()
+    # e1's target puts 0.5 on action 2, which no logged decision took
+    three = pl.concat([target.with_columns(
+        pl.when((pl.col("episode_id") == "e1") & (pl.col("action") == 1)).then(0.25)
+        .otherwise(pl.col("prob")).alias("prob")),
+        pl.DataFrame({"episode_id": ["e1"], "step": [0], "action": [2], "prob": [0.5]})])
+    with pytest.raises(OPEInputError, match=r"action 2 never appears in the logs' actions"):
+        evaluate_logs(bandit_logs(), three, n_bootstrap=0)
+    result = evaluate_logs(bandit_logs(), three, n_actions=3, n_bootstrap=0)
+    assert result.estimates["ipw"].value == pytest.approx(IPW)  # e1's logged action: still 0.25
+    assert result.details["target_greedy_action_share"] == [0.0, 0.75, 0.25]
+    with pytest.raises(OPEInputError, match=r"action 4 is not one of the 3 actions"):
+        evaluate_logs(bandit_logs(), three.with_columns(
+            pl.when(pl.col("action") == 2).then(4).otherwise(pl.col("action"))
+            .alias("action")), n_actions=3, n_bootstrap=0)
+    with pytest.raises(OPEInputError, match=r"column 'action', row 1 .*action 1 is not one of "
+                                            r"the 1 actions 0\.\.0"):
+        evaluate_logs(bandit_logs(), bandit_target(), n_actions=1, n_bootstrap=0)
