@@ -375,7 +375,7 @@ def cmd_ope(args: argparse.Namespace) -> int:
 def add_validate_ope_parser(subparsers: Any) -> None:
     """Adds ``validate-ope`` to an ``argparse`` subparsers action."""
     from offline_rl.ope.estimators import ESTIMATORS
-    from offline_rl.ope.gate import DEFAULT_MAX_WEIGHT_SHARE, UNWEIGHTED, GateConfig
+    from offline_rl.ope.gate import DEFAULT_MAX_WEIGHT_SHARE, MULTIPLICITY, UNWEIGHTED, GateConfig
     from offline_rl.ope.validate import (
         DEFAULT_SCENARIOS,
         VALIDATION_FQE_STEPS,
@@ -449,6 +449,11 @@ def add_validate_ope_parser(subparsers: Any) -> None:
     gate.add_argument("--unpaired", action="store_true",
                       help="judge a candidate's own interval against the incumbent's value "
                            "instead of the paired gain")
+    gate.add_argument("--multiplicity", choices=MULTIPLICITY, default=GateConfig.multiplicity,
+                      help="rule 1 over a night's candidates: holm (family-wise error at most "
+                           "alpha/2 per night) or none (each candidate at alpha/2; the rule the "
+                           f"stored validation runs were first decided with); default "
+                           f"{GateConfig.multiplicity}")
     p.set_defaults(handler=cmd_validate_ope)
 
 
@@ -467,7 +472,7 @@ def cmd_validate_ope(args: argparse.Namespace) -> int:
 
     gate = GateConfig(headline=args.headline, margin=args.margin, veto_min_ess=args.veto_min_ess,
                       select_by=args.select_by, paired=not args.unpaired,
-                      max_weight_share=args.max_weight_share)
+                      max_weight_share=args.max_weight_share, multiplicity=args.multiplicity)
     if args.replay:
         path = Path(args.replay)
         try:

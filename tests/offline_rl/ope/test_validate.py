@@ -250,6 +250,11 @@ def test_validate_ope_command_on_a_tiny_configuration(tmp_path, capsys):
                  "--json", str(limited)]) == 0
     assert json.loads(limited.read_text())["config"]["gate"]["max_weight_share"] == 0.5
     assert again["config"]["gate"]["max_weight_share"] is None  # each domain's own limit
+    assert again["config"]["gate"]["multiplicity"] == "holm"
+    each = tmp_path / "each.json"
+    assert main(["validate-ope", "--replay", str(out), "--multiplicity", "none",
+                 "--json", str(each)]) == 0
+    assert json.loads(each.read_text())["config"]["gate"]["multiplicity"] == "none"
     on_dm = tmp_path / "on_dm.json"
     assert main(["validate-ope", "--replay", str(out), "--headline", "dm",
                  "--json", str(on_dm)]) == 0
