@@ -234,6 +234,20 @@ def summarise(records: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     return out
 
 
+def _write_record(paths: DataPaths, settings: LoopSettings,
+                  records: dict[str, list[dict[str, Any]]], started: float, *, complete: bool
+                  ) -> dict[str, Any]:
+    """The loop's record so far, written to ``reports/loop.json`` after every night (a loop
+    stopped early leaves the nights it ran; ``complete`` says whether all ran)."""
+    result = {"settings": {**asdict(settings), "start": str(settings.start)},
+              "complete": complete, "nights": records, "summary": summarise(records),
+              "wall_seconds": round(time.perf_counter() - started, 1)}
+    out = paths.reports / "loop.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
 def run_loop(paths: DataPaths, settings: LoopSettings, *, verbose: bool = False,
              say: Any = print) -> dict[str, Any]:
     """Runs the loop and returns its record (also written to ``reports/loop.json``)."""
@@ -271,6 +285,7 @@ def run_loop(paths: DataPaths, settings: LoopSettings, *, verbose: bool = False,
     truth = Truth(paths, settings)
     records: dict[str, list[dict[str, Any]]] = {d: [] for d in settings.domains}
     run_config = loop_run_config(settings)
+    result: dict[str, Any] = {}
     for n, day in enumerate(settings.nights_days, start=1):
         night_started = time.perf_counter()
         if n == 1:
@@ -297,12 +312,7 @@ def run_loop(paths: DataPaths, settings: LoopSettings, *, verbose: bool = False,
                         + (" ROLLBACK" if record["monitor"].get("rolled_back_to") else ""))
         say(f"night {n}/{settings.nights} {day} ({time.perf_counter() - night_started:.0f} s): "
             + "; ".join(line))
-    result = {"settings": {**asdict(settings), "start": str(settings.start)},
-              "nights": records, "summary": summarise(records),
-              "wall_seconds": round(time.perf_counter() - started, 1)}
-    out = paths.reports / "loop.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str))
+        result = _write_record(paths, settings, records, started, complete=n == settings.nights)
     try:
         from offline_rl.plots import loop_values
 

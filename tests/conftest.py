@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from offline_rl.paths import DataPaths
+from offline_rl.paths import HOME_ENV, DataPaths
+
+# The suite never reads the developer's data home: a demo's calendar.json there would set the
+# partitions every test of the code location sees (and $OFFLINE_RL_HOME, e.g. from the
+# Makefile, would point the jobs' resource at it). Tests that need a home make their own.
+os.environ[HOME_ENV] = tempfile.mkdtemp(prefix="offline-rl-tests-")
+for _name in ("OFFLINE_RL_FIRST_DAY", "OFFLINE_RL_LAST_DAY", "OFFLINE_RL_LANDING",
+              "OFFLINE_RL_EXPORTS"):
+    os.environ.pop(_name, None)
 
 START = dt.date(2026, 10, 1)
 
