@@ -87,6 +87,10 @@ def add_ope_parser(subparsers: Any) -> None:
                         "actions (default: the actions of the target export's manifest; "
                         "unchecked for a table target without --domain)")
     p.add_argument("--json", metavar="OUT", help="also write the result as JSON")
+    p.add_argument("--served", action="store_true",
+                   help="value an export as the shop serves it (its serving head: greedy plus "
+                        "the manifest's exploration, a stochastic target) instead of its greedy "
+                        "policy: what a promotion promises")
     settings = p.add_argument_group(
         "evaluation settings", "the nightly evaluation's (offline_rl.ope.evaluate.OPEConfig), "
                                "with its defaults: the same settings give the same numbers")
@@ -351,6 +355,7 @@ def cmd_ope(args: argparse.Namespace) -> int:
     checks = check_logs(_read_logged(str(args.logs)), str(args.logs), actions)
     try:
         result = evaluate_logs(args.logs, target, n_actions=actions[0] if actions else None,
+                               served=args.served,
                                **{name: getattr(args, name) for name, *_ in OPE_SETTINGS})
     except OPEInputError as exc:
         raise UsageError(one_based_rows(str(exc)),

@@ -449,7 +449,7 @@ def _actions_text(action_set: np.ndarray) -> str:
     return "{" + shown + (", ..." if action_set.size > 20 else "") + "}"
 
 
-def _export_target(path: Path, logs: _Logs) -> _Target:
+def _export_target(path: Path, logs: _Logs, served: bool = False) -> _Target:
     from offline_rl.export.loader import ExportError, load_policy
 
     try:
@@ -469,6 +469,22 @@ def _export_target(path: Path, logs: _Logs) -> _Target:
             f"exported policy {path}",
             "add one f_<name> column per name of the manifest's feature_schema.names")
     x = logs.features[:, [logs.feature_columns.index(c) for c in wanted]]  # type: ignore[index]
+    if served:  # the policy as the shop serves it: its serving head's distribution
+        if policy.serving is None:
+            raise OPEInputError(f"target {path}: the export has no serving head to value as "
+                                "served", "value its greedy policy (leave out --served)")
+        probs = np.concatenate([policy.action_probs(x[i:i + 65536])
+                                for i in range(0, x.shape[0], 65536)])
+        if probs.shape[1] > logs.n_actions and (probs[:, logs.n_actions:] > 0).any():
+            raise OPEInputError(f"target {path}: the served policy gives probability to actions "
+                                f"beyond the {logs.n_actions} the logs know",
+                                "pass --domain so every action of the policy is known")
+        probs = np.pad(probs[:, :logs.n_actions],
+                       ((0, 0), (0, max(0, logs.n_actions - probs.shape[1]))))
+        explore = policy.exploration
+        return _Target(probs, "export",
+                       f"exported policy {path} as served ({explore.kind}, epsilon "
+                       f"{explore.epsilon:g})" if explore else f"exported policy {path}")
     try:
         chosen = np.concatenate([policy.predict(x[i:i + 65536])
                                  for i in range(0, x.shape[0], 65536)])
@@ -553,16 +569,16 @@ def _table_target(source: Source, logs: _Logs) -> _Target:
     return _Target(probs, "table", f"target table {t.name}")
 
 
-def _load_target(source: Any, logs: _Logs) -> _Target:
+def _load_target(source: Any, logs: _Logs, served: bool = False) -> _Target:
     if isinstance(source, pl.DataFrame):
         return _table_target(source, logs)
     path = Path(source)
     if path.is_dir():
         if not (path / "manifest.json").is_file():
             raise OPEInputError(f"target {path}: directory without manifest.json", _TARGET_HINT)
-        return _export_target(path, logs)
+        return _export_target(path, logs, served)
     if path.name == "manifest.json":
-        return _export_target(path.parent, logs)
+        return _export_target(path.parent, logs, served)
     return _table_target(path, logs)
 
 
@@ -668,6 +684,7 @@ def evaluate_logs(
     config: OPEConfig | None = None,
     *,
     n_actions: int | None = None,
+    served: bool = False,
     **settings: Any,
 ) -> OPEResult:
     """Estimates the value of ``target`` from ``logs`` (see the module docstring for formats)
@@ -688,8 +705,9 @@ def evaluate_logs(
 
     Args:
         logs: Logged decisions: Parquet/CSV path or polars DataFrame.
-        target: Export directory (its greedy policy), or target table (Parquet/CSV path or
-            DataFrame).
+        target: Export directory (its greedy policy; with ``served``, the policy as the shop
+            serves it: its serving head's distribution, valued as a stochastic target), or
+            target table (Parquet/CSV path or DataFrame).
         config: Evaluation settings (default: ``OPEConfig()``, the nightly evaluation's
             defaults). Only the torch FQE backend is accepted.
         n_actions: Size of the action set (a domain's or an export's), so the target may
@@ -709,7 +727,7 @@ def evaluate_logs(
     config = _config(config, settings)
     names = config.estimators
     log_data = _with_action_count(_load_logs(logs), n_actions)
-    pi = _load_target(target, log_data)
+    pi = _load_target(target, log_data, served)
     warnings: list[str] = []
     details: dict[str, Any] = {"target": pi.description}
 

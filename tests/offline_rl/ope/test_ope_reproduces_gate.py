@@ -190,3 +190,36 @@ def test_the_options_default_to_the_nightly_settings():
     names = [name for name, *_ in OPE_SETTINGS]
     assert {"alpha", "n_bootstrap", "fqe_steps", "fqe_refits", "seed"} <= set(names)
     assert {n: getattr(args, n) for n in names} == {n: defaults[n] for n in names}
+
+
+def test_ope_served_on_the_held_out_episodes_gives_the_promise(night, tmp_path):
+    """A promotion's promise (the policy valued as served) is what ``ope --served`` says on
+    the night's held-out episodes with the night's settings."""
+    from offline_rl.export.exploration import Exploration
+    from offline_rl.pipeline import serving_promise
+
+    paths, root, _, logs_file = night
+    training = json.loads((root / "double_dqn" / "training.json").read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        built = build_export(load_candidate(root / "double_dqn"), Path(tmp),
+                             feature_names=training["feature_schema"]["names"],
+                             action_map=training["action_map"],
+                             exploration=Exploration("epsilon", 0.15))
+        promise = serving_promise(paths, DOMAIN, NIGHT, built, "dr")
+        target = publish(paths.home / "served_exports", DOMAIN.name, built.torchscript,
+                         {**built.manifest, "algorithm": training["algorithm"]},
+                         extra_files=built.extra_files).path
+    out = tmp_path / "ope.json"
+    assert _ope(["--logs", str(logs_file), "--target", str(target), "--served", "--json",
+                 str(out), *_night_settings(root)]) == 0
+    record = json.loads(out.read_text())
+    assert "as served (epsilon, epsilon 0.15)" in record["details"]["target"]
+    for estimator in ("ipw", "pdis", "dm", "dr"):
+        got, promised = record["estimates"][estimator], promise["estimates"][estimator]
+        assert (got["value"], got["low"], got["high"]) == \
+            (promised["value"], promised["low"], promised["high"]), estimator
+    assert (promise["value"], promise["low"]) == (promise["estimates"]["dr"]["value"],
+                                                  promise["estimates"]["dr"]["low"])
+    # the served policy explores, so it is worth something else than the greedy one
+    greedy = _gate_rows(paths, "double_dqn")["ipw"]["value"]
+    assert record["estimates"]["ipw"]["value"] != greedy
