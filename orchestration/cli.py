@@ -27,7 +27,7 @@ from offline_rl.cli import (
     run,
     simulate_logs,
 )
-from offline_rl.paths import DEFAULT_HOME, EXPORTS_ENV, HOME_ENV, LANDING_ENV, DataPaths
+from offline_rl.paths import DEFAULT_HOME, EXPORTS_ENV, HOME_ENV, DataPaths
 
 DEMO_DAYS = 20
 """Days of logs the demo simulates: the nightly job trains on the last 7 start days and
@@ -349,22 +349,26 @@ def print_summary(summary: dict[str, Any], wall: float) -> None:
     print(f"\nwall time {wall:.0f} s")
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def chosen_domains(args: argparse.Namespace) -> list[str]:
+    """``--domains`` (default: every domain); an unknown name is a usage error."""
     from offline_rl.domains import DOMAIN_NAMES
 
-    started = time.perf_counter()
-    paths = paths_from(args)
     domains = list(args.domains or DOMAIN_NAMES)
     unknown = sorted(set(domains) - set(DOMAIN_NAMES))
     if unknown:
         raise UsageError(f"unknown domain(s) {', '.join(unknown)}",
                          f"choose from {', '.join(DOMAIN_NAMES)}")
+    return domains
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from orchestration.loop import use_home
+
+    started = time.perf_counter()
+    paths = paths_from(args)
+    domains = chosen_domains(args)
     days = [args.start + dt.timedelta(days=i) for i in range(args.days)]
-    # the jobs' DataHome resource reads the data home from the environment
-    os.environ["OFFLINE_RL_HOME"] = str(paths.home)
-    for name, value in ((LANDING_ENV, paths.landing_uri), (EXPORTS_ENV, paths.exports_uri)):
-        if value:
-            os.environ[name] = value
+    use_home(paths)  # the jobs' DataHome resource reads the data home from the environment
     stage_started: list[float] = []
 
     def stage(text: str | None) -> None:
@@ -485,15 +489,10 @@ def add_loop_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_loop(args: argparse.Namespace) -> int:
-    from offline_rl.domains import DOMAIN_NAMES
     from orchestration.loop import LoopSettings, run_loop
 
     paths = paths_from(args)
-    domains = tuple(args.domains or DOMAIN_NAMES)
-    unknown = sorted(set(domains) - set(DOMAIN_NAMES))
-    if unknown:
-        raise UsageError(f"unknown domain(s) {', '.join(unknown)}",
-                         f"choose from {', '.join(DOMAIN_NAMES)}")
+    domains = tuple(chosen_domains(args))
     settings = LoopSettings(
         nights=args.nights, domains=domains, seed=args.seed, start=args.start,
         warmup_days=args.warmup_days, events_per_day=args.events_per_day,
