@@ -33,11 +33,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from offline_rl.data.arrays import DecisionArrays
 from offline_rl.export.exploration import draw
 from offline_rl.ope.bootstrap import resample_counts
 from offline_rl.ope.diagnostics import Diagnostics, compute_diagnostics, estimator_disagreement
@@ -51,6 +50,9 @@ from offline_rl.ope.estimators import (
     on_policy_value,
 )
 from offline_rl.ope.replay import REPLAY, ReplayData, replay_estimate
+
+if TYPE_CHECKING:  # annotations only: the command line's defaults load this module
+    from offline_rl.data.arrays import DecisionArrays
 
 log = logging.getLogger(__name__)
 
