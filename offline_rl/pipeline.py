@@ -503,6 +503,13 @@ def read_decision(paths: DataPaths, domain: Domain | str, day: dt.date) -> dict[
 
 # ---------------------------------------------------------------- export
 
+def feature_ranges(window: WindowData, names: list[str]) -> dict[str, list[float]]:
+    """Each feature's smallest and largest value in the window's training decisions (what
+    the loader warns outside of)."""
+    x = window.train.observations
+    return {name: [float(x[:, j].min()), float(x[:, j].max())] for j, name in enumerate(names)}
+
+
 def serving_promise(paths: DataPaths, domain: Domain, day: dt.date, built: BuiltExport,
                     headline: str) -> dict[str, Any]:
     """What the promotion promises: the value of the policy as it will be served (the
@@ -597,7 +604,10 @@ def export_promoted(paths: DataPaths, domain: Domain | str, day: dt.date,
                     "feature_schema": {**training["feature_schema"],
                                        **built.manifest["feature_schema"]},
                     "promise": serving_promise(paths, domain, day, built,
-                                               decision["headline_estimator"])}
+                                               decision["headline_estimator"]),
+                    "feature_ranges": feature_ranges(
+                        evaluation_window(paths, domain, day)[2],
+                        list(training["feature_schema"]["names"]))}
         exported = publish(paths.exports, domain.name, built.torchscript, manifest,
                            extra_files=built.extra_files)
     Warehouse(paths.warehouse).execute("registry/set_export_version", domain=domain.name,

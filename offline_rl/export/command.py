@@ -68,6 +68,9 @@ def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="Parquet (.parquet/.pq) or CSV (.csv) file of feature rows")
     p.add_argument("--version", default="latest", help="export version (default latest)")
     p.add_argument("--json", metavar="OUT", help="write the predictions as JSON to OUT")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse rows with a feature outside the range of the policy's training "
+                        "data (default: predict and warn)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the serving head's draws: with a serving head, each row also "
                         "gets the served action and its propensity (default 0)")
@@ -160,6 +163,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                    f"--version {policy.version}") from None
     if x.shape[0] == 0:
         print(f"warning: {args.features} has no data rows; nothing to predict", file=sys.stderr)
+    outside = policy.outside_training_ranges(x)
+    if outside:
+        row, name, value = outside[0]
+        lo, hi = policy.manifest["feature_ranges"][name]
+        rows = len({r for r, _, _ in outside})
+        text = (f"{rows} row(s) of {args.features} have features outside the range of the "
+                f"policy's training data, first row {row + 1} ({ROWS}): {name} = {value:.6g} "
+                f"outside [{lo:.6g}, {hi:.6g}]; the model extrapolates there")
+        if args.strict:
+            raise UsageError(text, "check the features' units and encoding, or leave out "
+                                   "--strict to predict anyway")
+        print(f"warning: {text}", file=sys.stderr)
     actions, values = policy.predict_with_values(x)
     names = policy.action_names
     rows = [{"row": i, "action": int(a),

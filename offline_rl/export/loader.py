@@ -193,6 +193,22 @@ class LoadedPolicy:
                 f"{self.path} is a format-1 export: its policy returns actions only")
         return actions, values
 
+    def outside_training_ranges(self, features: Any) -> list[tuple[int, str, float]]:
+        """``(row, feature, value)`` of every value outside the range the policy's training
+        decisions covered (``manifest["feature_ranges"]``; rows 0-based), where a model
+        extrapolates; empty for an export without recorded ranges."""
+        ranges = self.manifest.get("feature_ranges") or {}
+        x = np.asarray(features, dtype=np.float64)
+        out: list[tuple[int, str, float]] = []
+        for j, name in enumerate(self.feature_names):
+            if name not in ranges:
+                continue
+            lo, hi = ranges[name]
+            slack = 1e-6 * max(1.0, abs(hi - lo))
+            bad = np.flatnonzero(~((x[:, j] >= lo - slack) & (x[:, j] <= hi + slack)))
+            out += [(int(i), name, float(x[i, j])) for i in bad]
+        return sorted(out)
+
     @property
     def exploration(self) -> Exploration | None:
         """How the serving head explores (None: an export without one)."""

@@ -118,6 +118,20 @@ def test_promoted_policy_is_exported_and_loadable(run_home):
     assert set(policy.manifest["estimates"]) >= {"dm", "dr", "snpdis"}
     actions = policy.predict(np.zeros((4, 19), dtype=np.float32))
     assert actions.shape == (4,) and ((actions >= 0) & (actions < 6)).all()
+    # served with the domain's exploration, promising its value as served, and knowing
+    # what its training data covered
+    assert policy.manifest["exploration"] == RECOMMENDATION.exploration.as_dict()
+    promise = policy.manifest["promise"]
+    assert promise["estimator"] == decision["headline_estimator"]
+    assert promise["low"] <= promise["value"] <= promise["high"]
+    served = policy.sample(np.zeros((4, 19), dtype=np.float32), np.random.default_rng(0))
+    assert ((served.propensity > 0) & (served.propensity <= 1)).all()
+    ranges = policy.manifest["feature_ranges"]
+    assert set(ranges) == set(policy.feature_names)
+    assert all(lo <= hi for lo, hi in ranges.values())
+    far = np.zeros((2, 19), dtype=np.float32)
+    far[1, 0] = 1e30
+    assert [row for row, _, _ in policy.outside_training_ranges(far)] == [1]
 
 
 def test_rerunning_the_nightly_partition_is_idempotent(run_home):

@@ -171,3 +171,25 @@ def test_predict_prints_the_served_action_and_its_propensity(trained, tmp_path, 
     assert "served with epsilon exploration (epsilon 0.2), draws seeded 3" in text
     header = next(line for line in text.splitlines() if line.startswith("row\t"))
     assert header.split("\t")[3:5] == ["served", "propensity"]
+
+
+def test_predict_warns_or_refuses_outside_the_training_ranges(trained, tmp_path, capsys):
+    from offline_rl.cli import build_parser, run
+    from offline_rl.export.loader import POLICY_FILE
+    from offline_rl.export.registry import publish
+
+    built = _build(trained, tmp_path / "b")
+    home = tmp_path / "home"
+    ranges = {name: [-5.0, 5.0] for name in FEATURES}
+    publish(home / "exports", "cart", built.files[POLICY_FILE],
+            {**built.manifest, "feature_ranges": ranges}, extra_files=built.extra_files)
+    x = np.zeros((3, len(FEATURES)), dtype=np.float32)
+    x[2, 1] = 1e30
+    __import__("polars").DataFrame(x, schema=FEATURES).write_csv(tmp_path / "rows.csv")
+    argv = ["--home", str(home), "predict", "--domain", "cart", "--features",
+            str(tmp_path / "rows.csv")]
+    assert run(build_parser(), argv) == 0
+    err = capsys.readouterr().err
+    assert "1 row(s)" in err and "first row 3" in err and "b = 1e+30 outside [-5, 5]" in err
+    assert run(build_parser(), [*argv, "--strict"]) == 2
+    assert "outside the range of the policy's training data" in capsys.readouterr().err
