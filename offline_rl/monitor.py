@@ -27,6 +27,11 @@ each at level ``alpha`` (default 5%):
   in the same shop; a drift between their periods (season, traffic) is not corrected for,
   so a shop with strong weekly swings should pool a whole week (``window_days``).
 
+The level holds per night. The tests are repeated every night on overlapping windows, so
+over a policy's life the chance that some night alarms falsely grows with the nights it
+serves (a sequential test with an alpha-spending boundary would bound that; this one does
+not), which is why a rollback waits for ``min_nights`` of evidence.
+
 With ``auto_rollback``, a served policy that fails either test after at least
 ``min_nights`` start days of its own episodes is rolled back: ``latest`` goes back to the
 previous version (an export; the shop's rule cannot be restored this way and is reported),
