@@ -13,9 +13,9 @@ of the partition still loads:
 
 * unreadable, truncated or corrupt Parquet, a gzip stream that ends early, text that is not
   UTF-8, an empty file (0 bytes, or no header line);
-* columns that do not match the schema: a missing or unexpected column (CSV header, Parquet
-  schema, or the keys seen across a JSON-lines file), a Parquet column whose type cannot be
-  converted (e.g. a naive timestamp, a float where an integer is expected);
+* columns that do not match the schema: a missing or unexpected column in a CSV header or a
+  Parquet schema, a column whose key no line of a JSON-lines file has, a Parquet column whose
+  type cannot be converted (e.g. a naive timestamp, a float where an integer is expected);
 * an unsupported file type, something that is not a regular file, or a symbolic link leading
   out of the landing zone.
 
@@ -33,8 +33,9 @@ header is not a row).
 Row rules (each broken rule is named in the reason, ``"; "``-joined):
 
 * text records: blank line, malformed quoting, wrong number of fields (CSV); malformed JSON or
-  not an object, missing or unexpected keys (JSON lines); a last record without a line break
-  (the file was cut off);
+  not an object, missing keys (of non-optional columns) or unexpected keys, each named (JSON
+  lines: a line has no header to reject, so an extra key quarantines only its line); a last
+  record without a line break (the file was cut off);
 * a value that does not parse as the column's type (``"abc"`` in a numeric column); text
   timestamps must be ISO 8601 with an offset (``Z``, ``+00:00`` or ``+0000``);
 * null in a non-nullable column (the key included);
@@ -461,17 +462,25 @@ def _read_jsonl(data: bytes, schema: SourceSchema) -> pl.DataFrame:
         valid = is_object = pl.lit(True)
     seen = body.filter(is_object)["_keys"].explode().drop_nulls().unique().to_list()
     if seen:
-        _check_columns([k for k in names if k in seen] + [k for k in seen if k not in names],
-                       schema, what="key")
+        # a JSON-lines file has no header: a column is missing from the file only when no line
+        # has its key (file-level); a key no column has is a problem of the lines that carry it
+        _check_columns([k for k in names if k in seen], schema, what="key")
     missing = pl.concat_str(
         [pl.when(~pl.col("_keys").list.contains(c)).then(pl.lit(c)) for c in names
          if c not in schema.optional],
         separator=", ", ignore_nulls=True)
+    unexpected = pl.col("_keys").list.eval(
+        pl.element().filter(~pl.element().is_in(names)).unique(maintain_order=True)
+    ).list.join(", ")
+    keys = _join_reasons([
+        pl.when(missing != "").then(pl.format("missing key(s) {}", missing)),
+        pl.when(unexpected != "").then(pl.format("unexpected key(s) {}", unexpected)),
+    ])
     structure = (
         pl.when(pl.col("_record").str.strip_chars() == "").then(pl.lit("empty line"))
         .when(~valid).then(pl.lit("malformed JSON"))
         .when(~is_object).then(pl.lit("not a JSON object"))
-        .when(missing != "").then(pl.format("missing key(s) {}", missing))
+        .when(keys.is_not_null()).then(keys)
     )
     body = body.with_columns(_parse=_text_problems(structure, terminated, body.height))
     keep = body["_parse"].is_null()
