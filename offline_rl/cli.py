@@ -232,22 +232,9 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def cmd_schemas(args: argparse.Namespace) -> int:
-    from offline_rl.data.schemas import SOURCES
+    from offline_rl.data.schemas import schemas_markdown
 
-    out = ["# Landing-zone schemas", "",
-           "Files: `<data home>/landing/<dataset>/date=YYYY-MM-DD/*.parquet`; the folder date is "
-           "the UTC date of each row's time column. Columns must match names and types exactly.",
-           ""]
-    for schema in SOURCES.values():
-        out += [f"## `{schema.name}` → `{schema.table}` ({schema.source})", "", schema.doc, "",
-                f"Key: `{schema.key}`; partition by `{schema.time_column}`"
-                + (f"; behaviour probability: `{schema.probability_column}`"
-                   if schema.probability_column else ""), "",
-                "| column | type | required | meaning |", "|---|---|---|---|"]
-        out += [f"| `{c.name}` | {c.dtype} | {'yes' if not c.nullable else ''} | "
-                f"{c.doc.replace('|', '/')} |" for c in schema.columns]
-        out.append("")
-    return _emit("\n".join(out), args.output)
+    return _emit(schemas_markdown(), args.output)
 
 
 # ------------------------------------------------------------------ parser

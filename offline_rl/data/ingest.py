@@ -156,6 +156,16 @@ class ValueRule:
             bad = bad | (c > self.maximum)
         return c.is_not_null() & bad
 
+    def allowed_text(self) -> str:
+        """The values the rule accepts, for the schema doc, e.g. ``one of a, b`` or ``>= 0``."""
+        if self.allowed is not None:
+            return "one of " + ", ".join(str(v) for v in self.allowed)
+        if self.minimum is not None and self.maximum is not None:
+            return f"{self.minimum:g} to {self.maximum:g}"
+        if self.minimum is not None:
+            return f">= {self.minimum:g}"
+        return f"<= {self.maximum:g}"
+
     def describe(self) -> str:
         """What a violating value is, e.g. ``is negative`` or ``is not one of a, b``."""
         if self.allowed is not None:
@@ -340,7 +350,8 @@ def _join_reasons(reasons: list[pl.Expr]) -> pl.Expr:
     return pl.when(joined != "").then(joined)
 
 
-def _duration(delta: dt.timedelta) -> str:
+def duration_text(delta: dt.timedelta) -> str:
+    """``delta`` in words, e.g. ``1 day`` (row reasons and the schema doc)."""
     seconds = int(delta.total_seconds())
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds and seconds % size == 0:
@@ -626,7 +637,7 @@ def _rules(schema: SourceSchema, day: dt.date, config: IngestConfig
     rules.append((ts > horizon, pl.format(
         # no load time in the text: reloading the same files must give the same rows
         f"{schema.time_column} {{}} is in the future (beyond the load time plus "
-        f"{_duration(config.future_tolerance)})",
+        f"{duration_text(config.future_tolerance)})",
         shown_ts)))
     rules.append(((ts <= horizon) & (ts.dt.date() != day), pl.format(
         f"{schema.time_column} {{}} outside partition {day:%Y-%m-%d}", shown_ts)))

@@ -1,11 +1,13 @@
 """Schemas of the landing-zone datasets: the contract between log producers and the pipeline.
 
-Each dataset lives under ``<data home>/landing/<name>/date=YYYY-MM-DD/*.parquet`` and is
-loaded into the DuckDB table ``raw_<name>``. A file's columns must have exactly these names and
-types (checked at the read), except that an *optional* column may be left out (its rows read
-null; the decision datasets' ``policy_version`` is one); rows are then validated against the
-key, time and probability rules. ``docs/schemas.md`` is generated from this module
-(``offline-rl schemas``).
+Each dataset lives under ``<data home>/landing/<name>/date=YYYY-MM-DD/`` as Parquet, CSV or
+JSON-lines files (CSV and JSON lines optionally gzip-compressed; ``offline_rl.data.ingest``
+reads them) and is loaded into the DuckDB table ``raw_<name>``. A file has these columns by
+name; an *optional* column may be left out (its rows read null; the decision datasets'
+``policy_version`` is one). Text values are parsed to the column's type, Parquet types are
+converted where no value is lost. Rows are then validated against the key, time, probability
+and value rules. ``docs/schemas.md`` is generated from this module by :func:`schemas_markdown`
+(``offline-rl schemas``), with the reader's formats and rules taken from the reader itself.
 """
 
 from __future__ import annotations
@@ -373,3 +375,90 @@ SOURCES: dict[str, SourceSchema] = {
 }
 """Every landing dataset, by name."""
 
+
+
+# ---------------------------------------------------------------- the generated doc
+
+_TYPE_NAMES = {pl.String(): "string", pl.Int32(): "int32", pl.Int64(): "int64",
+               pl.Float64(): "float64", pl.Boolean(): "boolean", pl.Date(): "date",
+               TS: "timestamp (UTC)"}
+
+
+def _type_name(dtype: pl.DataType) -> str:
+    return _TYPE_NAMES.get(dtype, str(dtype))
+
+
+def schemas_markdown() -> str:
+    """``docs/schemas.md``: the landing contract as the reader applies it (formats, column and
+    row rules from ``offline_rl.data.ingest``) and every dataset's columns."""
+    from offline_rl.data.ingest import FORMATS, IngestConfig, duration_text, value_rules
+
+    config = IngestConfig()
+    kinds = {"parquet": "Parquet", "csv": "CSV", "jsonl": "JSON lines"}
+    formats = "; ".join(
+        f"{kinds[kind]}: " + ", ".join(f"`*{s}`" for s, k in FORMATS.items() if k == kind)
+        for kind in dict.fromkeys(FORMATS.values()))
+    out = [
+        "# Landing-zone schemas", "",
+        "Generated from `offline_rl/data/schemas.py` and the reader's rules in "
+        "`offline_rl/data/ingest.py` (`offline-rl schemas --output docs/schemas.md`).", "",
+        "## Files", "",
+        "- Folder: `<landing>/<dataset>/date=YYYY-MM-DD/` (the landing zone is "
+        "`<data home>/landing` unless `--landing` or `$OFFLINE_RL_LANDING` names another "
+        "folder or an fsspec URI); the folder date is the UTC date of each row's time column.",
+        f"- Formats, by file name ({formats}); `.gz` files are gzip-compressed. Other names are "
+        "rejected as an unsupported file type.",
+        "- Names starting with `.` or `_` are skipped as files still being written or markers of "
+        "the producer.",
+        "- Text files: UTF-8 (a byte-order mark is ignored), one record per line (`\\n` or "
+        "`\\r\\n`). CSV: a header line, `,` separators, `\"` quoting, an empty field for null. "
+        "JSON lines: one object per line with a key per column, `null` for null. Text values "
+        "are parsed to the column's type: timestamps ISO 8601 with an offset (`Z`, `+00:00` "
+        "or `+0000`), dates `YYYY-MM-DD`, booleans `true`/`false`.",
+        "- Parquet: the column types below, or a type that converts without loss (any integer "
+        "type for an integer column, an integer or float type for a float column, a string "
+        "parsed as in text files); timestamps must carry the UTC time zone.", "",
+        "## Columns", "",
+        "- Columns are matched by name, in any order. A column marked *may be left out* is "
+        "optional: a file without it loads, its rows read null. Every other column must be "
+        "there.",
+        "- A file with a header (a CSV header line, a Parquet schema) whose columns are "
+        "missing, unexpected, duplicated, or of a type that cannot be converted is rejected "
+        "whole: one quarantine row with the reason, and the rest of the day still loads.",
+        "- A JSON-lines file has no header: a (non-optional) key that no line of the file has "
+        "rejects the file; a line that lacks a non-optional key, or has an unexpected key, "
+        "quarantines only that line, with the keys named in the reason.",
+        "- Unreadable, truncated or empty files, gzip streams that end early and text that is "
+        "not UTF-8 are rejected whole too.", "",
+        "## Rows", "",
+        "A row that breaks a rule goes to the warehouse's `quarantine` table with its file, "
+        "1-based row number (the CSV header is not a row), the reasons and the raw record "
+        "(`offline-rl quarantine` lists it); the rest of the file loads. The rules:", "",
+        "- a value that does not parse as the column's type;",
+        "- null where the column's *nullable* is `no` (the key included);",
+        "- the time column outside the partition's UTC day, or later than the load time plus "
+        f"{duration_text(config.future_tolerance)};",
+        "- the behaviour probability outside (0, 1];",
+        "- NaN or infinity in a float column;",
+        "- a value outside the column's *allowed values*;",
+        f"- a string longer than {config.max_string_length:,} UTF-8 bytes;",
+        "- text records: an empty line, malformed quoting, a wrong number of fields (CSV), "
+        "malformed JSON or not an object (JSON lines), a last record without a line break;",
+        "- a key seen earlier in the partition with different content (the first is kept); an "
+        "exact re-delivery of a key is dropped and counted as a duplicate.", "",
+    ]
+    for schema in SOURCES.values():
+        rules = {name: rule.allowed_text() for name, rule in value_rules(schema).items()}
+        if schema.probability_column:
+            rules[schema.probability_column] = "(0, 1]"
+        out += [f"## `{schema.name}` → `{schema.table}` ({schema.source})", "", schema.doc, "",
+                f"Key: `{schema.key}`; partition by `{schema.time_column}`"
+                + (f"; behaviour probability: `{schema.probability_column}`"
+                   if schema.probability_column else ""), "",
+                "| column | type | nullable | may be left out | allowed values | meaning |",
+                "|---|---|---|---|---|---|"]
+        out += [f"| `{c.name}` | {_type_name(c.dtype)} | {'yes' if c.nullable else 'no'} | "
+                f"{'yes' if c.optional else ''} | {rules.get(c.name, '')} | "
+                f"{c.doc.replace('|', '/')} |" for c in schema.columns]
+        out.append("")
+    return "\n".join(out)
