@@ -1,4 +1,5 @@
-"""``offline-rl``: the command line of the library (simulate, rollout, exports, schemas).
+"""``offline-rl``: the command line of the library (simulate, rollout, exports, schemas,
+quarantine).
 
 Commands that need Dagster (``demo``) are added by ``orchestration.cli``, which is the
 installed console script; this module never imports dagster.
@@ -237,6 +238,75 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return _emit(schemas_markdown(), args.output)
 
 
+# ------------------------------------------------------------------ quarantine
+
+_RECORD_CHARS = 80
+"""Characters of a raw record shown in the quarantine listing (the JSON output has it whole)."""
+
+
+def _cut(text: str | None, limit: int) -> str:
+    text = " ".join(str(text or "").split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    """Lists the warehouse's ``quarantine`` table: every row is a quarantined row (with its
+    1-based row number in its file) or a file rejected whole (no row number)."""
+    from offline_rl.data.ingest import QUARANTINE_TABLE
+    from offline_rl.data.schemas import SOURCES
+    from offline_rl.data.warehouse import Warehouse
+
+    if args.dataset is not None and args.dataset not in SOURCES:
+        raise UsageError(f"unknown dataset {args.dataset!r}",
+                         f"choose one of: {', '.join(SOURCES)}")
+    paths = paths_from(args)
+    hint = (f"ingest a day first (dagster asset materialize), or point --home / ${HOME_ENV} "
+            "at the data home that holds the warehouse")
+    if not paths.warehouse.is_file():  # checked first: opening would create an empty one
+        raise UsageError(f"no warehouse in data home {paths.home} (looked for "
+                         f"{paths.warehouse})", hint)
+    wh = Warehouse(paths.warehouse)
+    if not wh.table_exists(QUARANTINE_TABLE):
+        raise UsageError(f"no quarantine table in the warehouse {paths.warehouse} of data home "
+                         f"{paths.home}: no landing partition has been ingested", hint)
+    filters = {"dataset": args.dataset, "day": args.day}
+    summary = wh.query("quarantine/summary", **filters)
+    rows = wh.query("quarantine/select_rows", limit=args.limit, **filters)
+    total = int(summary["n"].sum()) if summary.height else 0
+    quarantined = int(summary["rows"].sum()) if summary.height else 0
+    where = ", ".join(f"{k} {v}" for k, v in filters.items() if v is not None)
+    heading = f"quarantine of {paths.warehouse}" + (f" ({where})" if where else "")
+    if args.json:
+        record = {"warehouse": str(paths.warehouse), "dataset": args.dataset,
+                  "day": str(args.day) if args.day else None, "total": total,
+                  "rows_quarantined": quarantined, "files_rejected": total - quarantined,
+                  "rows": rows.with_columns(rows["day"].cast(str)).to_dicts(),
+                  "summary": summary.with_columns(summary["day"].cast(str)).to_dicts()}
+        Path(args.json).write_text(json.dumps(record, indent=2))
+    if not total:
+        print(f"{heading}: nothing quarantined")
+        return 0
+    print(f"{heading}: {quarantined} quarantined row(s), {total - quarantined} rejected "
+          "file(s)\n")
+    width = max(len("file"), *(len(f) for f in summary["file"].head(args.limit)),
+                *(len(f) for f in rows["file"]))
+    print(f"{'file':<{width}}  {'row':>6}  reason  |  record")
+    for file, row, reason, record in rows.select("file", "row_number", "reason",
+                                                 "record").iter_rows():
+        number = "file" if row is None else str(row)
+        shown = f"  |  {_cut(record, _RECORD_CHARS)}" if record else ""
+        print(f"{file:<{width}}  {number:>6}  {reason}{shown}")
+    if rows.height < total:
+        print(f"showing {rows.height} of {total} (--limit to see more)")
+    print("\nby file and reason:")
+    print(f"{'count':>7}  {'file':<{width}}  reason")
+    for file, reason, n in summary.head(args.limit).select("file", "reason", "n").iter_rows():
+        print(f"{n:>7}  {file:<{width}}  {_cut(reason, 200)}")
+    if summary.height > args.limit:
+        print(f"{summary.height - args.limit} more file/reason group(s) (--limit, --json)")
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -321,6 +391,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schemas", help="print the landing-zone schemas as markdown")
     p.add_argument("--output", help="write to this file instead of stdout")
     p.set_defaults(handler=cmd_schemas)
+
+    p = sub.add_parser("quarantine", help="list quarantined rows and rejected landing files "
+                       "with their reasons",
+                       description="Lists the warehouse's quarantine table: file, 1-based row "
+                                   "number in the file (file: rejected whole), reason and the "
+                                   "raw record (cut), then the count per file and reason.")
+    p.add_argument("--dataset", help="only this landing dataset (e.g. clickstream)")
+    p.add_argument("--day", type=iso_date, help="only this partition, YYYY-MM-DD")
+    p.add_argument("--limit", type=positive_int, default=50,
+                   help="most rows listed (default 50); the summary counts all")
+    p.add_argument("--json", metavar="OUT", help="also write the rows listed (records whole) "
+                   "and the summary as JSON")
+    p.set_defaults(handler=cmd_quarantine)
 
     p = sub.add_parser("bench", help="benchmark each stage against this machine's floor",
                        description="Times ingestion, transitions, training and OPE side by side "
