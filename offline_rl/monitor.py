@@ -32,11 +32,14 @@ over a policy's life the chance that some night alarms falsely grows with the ni
 serves (a sequential test with an alpha-spending boundary would bound that; this one does
 not), which is why a rollback waits for ``min_nights`` of evidence.
 
-With ``auto_rollback``, a served policy that fails either test after at least
-``min_nights`` start days of its own episodes is rolled back: ``latest`` goes back to the
-previous version (an export; the shop's rule cannot be restored this way and is reported),
-the rollback is recorded with its reason, and the next stage's incumbent is the restored
-policy.
+With ``auto_rollback``, a served policy that earns significantly less than the previous
+policy, after at least ``min_nights`` start days of its own episodes, is rolled back:
+``latest`` goes back to the previous version (an export; the shop's rule cannot be restored
+this way and is reported), the rollback is recorded with its reason, and the next stage's
+incumbent is the restored policy. A broken promise alone fails the check but rolls nothing
+back: the policy may still earn more than the one before it (in a 15-night loop an ads
+policy promised 187 [165, 210] and worth 151 was rolled back to one worth 135 when a broken
+promise was enough).
 """
 
 from __future__ import annotations
@@ -247,8 +250,11 @@ def monitor(paths: DataPaths, domain: Domain, day: dt.date, config: MonitorConfi
                        + (" and " if below_promise and below_previous else "")
                        + ("the previous policy" if below_previous else "")
                        + f" (one-sided level {config.alpha:g})")
-        if config.auto_rollback:
+        if config.auto_rollback and below_previous:
             rolled = _roll_back(paths, domain, served, previous, config, reasons)
+        elif config.auto_rollback:
+            reasons.append("no rollback: a broken promise alone does not show the previous "
+                           "policy would earn more")
     report = MonitorReport(
         domain=domain.name, day=day, start_days=(first, last), served=served,
         previous=previous, promise=promise, p_below_promise=p_promise,

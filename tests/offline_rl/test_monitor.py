@@ -102,6 +102,20 @@ def test_no_rollback_before_enough_nights_nor_to_the_shops_rule(paths, tmp_path)
     assert any("previous policy is not an export" in r for r in report.reasons)
 
 
+def test_a_broken_promise_alone_alerts_but_rolls_nothing_back(paths, tmp_path):
+    rng = np.random.default_rng(3)
+    v1 = _publish(paths, tmp_path, _promise(10.0, 9.0, 11.0))
+    v2 = _publish(paths, tmp_path, _promise(20.0, 18.0, 22.0))  # over-promised, still better
+    _load(paths, {DAY - dt.timedelta(days=2): [(v1, rng.normal(10.0, 2.0, 400))],
+                  DAY - dt.timedelta(days=1): [(v2, rng.normal(14.0, 2.0, 400))],
+                  DAY: [(v2, rng.normal(14.0, 2.0, 400))]})
+    config = MonitorConfig(settle_days=0, auto_rollback=True, min_nights=1)
+    report = monitor(paths, CART, DAY, config)
+    assert report.below_promise and not report.below_previous and not report.ok
+    assert report.rolled_back_to is None and current_version(paths.exports / "cart") == v2
+    assert any("a broken promise alone" in r for r in report.reasons)
+
+
 def test_nothing_to_monitor_is_said_not_failed(paths):
     report = monitor(paths, CART, DAY, MonitorConfig(settle_days=0))
     assert report.ok and report.served is None
