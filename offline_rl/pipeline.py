@@ -511,7 +511,8 @@ def feature_ranges(window: WindowData, names: list[str]) -> dict[str, list[float
 
 
 def serving_promise(paths: DataPaths, domain: Domain, day: dt.date, built: BuiltExport,
-                    headline: str) -> dict[str, Any]:
+                    headline: str, evaluation: tuple[Path, WindowData] | None = None,
+                    ) -> dict[str, Any]:
     """What the promotion promises: the value of the policy as it will be served (the
     greedy action with its exploration, a stochastic target) on the day's held-out episodes,
     by the gate's headline estimator with the day's OPE settings. The monitor holds what the
@@ -520,7 +521,10 @@ def serving_promise(paths: DataPaths, domain: Domain, day: dt.date, built: Built
 
     from offline_rl.export.loader import LoadedPolicy
 
-    root, _, window = evaluation_window(paths, domain, day)
+    if evaluation is None:
+        root, _, window = evaluation_window(paths, domain, day)
+    else:  # the caller's (its candidates folder and window) instead of reading them again
+        root, window = evaluation
     record = root / OPE_CONFIG_FILE
     ope = OPEConfig(**{k: tuple(v) if isinstance(v, list) else v
                        for k, v in json.loads(record.read_text()).items()}) \
@@ -591,6 +595,7 @@ def export_promoted(paths: DataPaths, domain: Domain | str, day: dt.date,
                      "config": training["training_config"], "device": training["device"]},
         "created_at": dt.datetime.now(dt.UTC).isoformat(),
     }
+    root, _, window = evaluation_window(paths, domain, day)
     with tempfile.TemporaryDirectory(prefix="export-") as tmp:
         # TorchScript + ONNX with scaling inside, outputs (action, values); both files are
         # checked against the model before they are published
@@ -604,10 +609,10 @@ def export_promoted(paths: DataPaths, domain: Domain | str, day: dt.date,
                     "feature_schema": {**training["feature_schema"],
                                        **built.manifest["feature_schema"]},
                     "promise": serving_promise(paths, domain, day, built,
-                                               decision["headline_estimator"]),
+                                               decision["headline_estimator"],
+                                               evaluation=(root, window)),
                     "feature_ranges": feature_ranges(
-                        evaluation_window(paths, domain, day)[2],
-                        list(training["feature_schema"]["names"]))}
+                        window, list(training["feature_schema"]["names"]))}
         exported = publish(paths.exports, domain.name, built.torchscript, manifest,
                            extra_files=built.extra_files)
     Warehouse(paths.warehouse).execute("registry/set_export_version", domain=domain.name,
