@@ -234,8 +234,9 @@ def damage_partition(folder: Path, landing: Path, schema: SourceSchema, rng: ran
         rel = target.relative_to(landing).as_posix()
         keys = frame[schema.key]
         fate = rng.random()
-        if fate < 0.08:  # schema drift: a column missing, the file is rejected whole
-            _write(frame.drop(frame.columns[-1]), target)
+        if fate < 0.08:  # schema drift: a required column missing, the file is rejected whole
+            required = [c for c in frame.columns if c not in schema.optional]
+            _write(frame.drop(required[-1]), target)
             counts["files with a missing column"] = counts.get(
                 "files with a missing column", 0) + 1
         elif fate < 0.2 and frame.height > 2:
