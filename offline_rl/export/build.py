@@ -98,15 +98,19 @@ class PolicyGraph(torch.nn.Module):
             raw = raw.masked_fill(~allowed, float("-inf"))
         return torch.log_softmax(raw, dim=1)
 
+    def allowed(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(allowed [n, n_actions], any_allowed [n])`` from the mask features; a state that
+        allows nothing (after a terminal) is scored over every action. Only with a mask."""
+        allowed = features.index_select(1, self.mask_index) > 0
+        any_allowed = allowed.any(dim=1)
+        return allowed | ~any_allowed.unsqueeze(1), any_allowed
+
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         obs = self.scaler.transform(features) if self.scaler is not None else features
         allowed: torch.Tensor | None = None
         any_allowed: torch.Tensor | None = None
         if self.has_mask:
-            allowed = features.index_select(1, self.mask_index) > 0
-            any_allowed = allowed.any(dim=1)
-            # a state that allows nothing (after a terminal) is scored over every action
-            allowed = allowed | ~any_allowed.unsqueeze(1)
+            allowed, any_allowed = self.allowed(features)
         if self.kind == LOG_PROB:
             values = self._logits(obs)
             scores = values
@@ -149,9 +153,7 @@ class ServingGraph(torch.nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         greedy, values = self.policy(features)
         if self.policy.has_mask:
-            allowed = features.index_select(1, self.policy.mask_index) > 0
-            any_allowed = allowed.any(dim=1)
-            allowed = allowed | ~any_allowed.unsqueeze(1)
+            allowed, any_allowed = self.policy.allowed(features)
         else:
             allowed = torch.ones_like(values, dtype=torch.bool)
             any_allowed = allowed.any(dim=1)
