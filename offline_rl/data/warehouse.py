@@ -1,9 +1,10 @@
 """DuckDB warehouse access: SQL from ``sql/`` files, named parameters, atomic partition writes.
 
-Every statement lives in its own file under ``sql/`` and values are always bound as named
-``$parameters``. Table names cannot be bound, so files that work on several tables use a
-``{{table}}`` placeholder that is filled only from code-side constants checked against
-``_IDENTIFIER`` and ``ALLOWED_TABLES``; nothing from input ever reaches SQL text.
+Every statement lives in its own file under ``sql/`` (data files of the ``sql`` package, read
+through ``importlib.resources``, so a non-editable install finds them too) and values are always
+bound as named ``$parameters``. Table names cannot be bound, so files that work on several
+tables use a ``{{table}}`` placeholder that is filled only from code-side constants checked
+against ``_IDENTIFIER`` and ``ALLOWED_TABLES``; nothing from input ever reaches SQL text.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ import os
 import re
 import signal
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import polars as pl
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+SQL_PACKAGE = "sql"
+"""The package whose data files are the statements: ``<folder>/<name>.sql``."""
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -60,7 +63,7 @@ def sql_text(name: str, *, table: str | None = None, **identifiers: str) -> str:
 
     Identifiers come from code-side constants only and must match ``_IDENTIFIER``.
     """
-    path = SQL_DIR / f"{name}.sql"
+    path = resources.files(SQL_PACKAGE).joinpath(*f"{name}.sql".split("/"))
     if not path.is_file():
         raise WarehouseError(f"SQL file not found: {path}")
     text = path.read_text()
