@@ -154,6 +154,7 @@ def night_record(paths: DataPaths, truth: Truth, domain: str, day: dt.date, serv
     candidates = truth.candidates(domain, day)
     estimates = {ev.name: ev.estimates[headline].value for ev in evaluations
                  if ev.name in candidates and headline in ev.estimates}
+    loggers = window_loggers(paths, spec, day)
     rows = [r for r in monitor_history(paths, spec).to_dicts() if r["partition_date"] == day]
     monitor = rows[0] if rows else {}
     promise = promise_of(paths, spec, served) or {}
@@ -161,6 +162,7 @@ def night_record(paths: DataPaths, truth: Truth, domain: str, day: dt.date, serv
         "night": str(day),
         "served": served,
         "served_true": truth.served(domain, served),
+        "window_loggers": loggers,
         "shop_true": truth.shop(domain),
         "promised": {k: promise.get(k) for k in ("estimator", "value", "low", "high")},
         "monitor": {k: monitor.get(k) for k in (
@@ -177,10 +179,31 @@ def night_record(paths: DataPaths, truth: Truth, domain: str, day: dt.date, serv
     }
 
 
+def window_loggers(paths: DataPaths, domain: Any, day: dt.date) -> dict[str, int]:
+    """Episodes per serving policy in the night's held-out evaluation window (what the
+    gate's estimates were computed on); episodes whose logs name no policy count as the
+    shop's rule."""
+    import polars as pl
+
+    from offline_rl.data.schemas import SHOP_RULE
+    from offline_rl.data.warehouse import Warehouse
+    from offline_rl.pipeline import evaluation_window
+
+    _, _, window = evaluation_window(paths, domain, day)
+    frame = Warehouse(paths.warehouse).read_partitions(domain.transitions_table,
+                                                       window.eval_start, window.eval_end)
+    counts = (frame.group_by("episode_id")
+              .agg(policy=pl.col("policy_version").drop_nulls().first())
+              .with_columns(pl.col("policy").fill_null(SHOP_RULE))
+              .group_by("policy").len().sort("policy"))
+    return dict(zip(counts["policy"].to_list(), counts["len"].to_list(), strict=True))
+
+
 def summarise(records: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Per domain: cumulative true value against the shop's rule and the best served policy
-    in hindsight, bad nights and repeats, estimation quality on the first night and on the
-    nights after it, and coverage of realized values by the promised intervals."""
+    in hindsight, bad nights and repeats, estimation quality on the first night, on the
+    nights after it and on those of them whose evaluation window several policies logged,
+    and coverage of realized values by the promised intervals."""
     from offline_rl.ope.validate import spearman
 
     out = {}
@@ -228,6 +251,8 @@ def summarise(records: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
                                or n["monitor"].get("below_previous")) for n in nights),
             "estimation_first_night": quality(nights[:1]),
             "estimation_later_nights": quality(nights[1:]),
+            "estimation_multi_logger_nights": quality(
+                [n for n in nights[1:] if len(n.get("window_loggers") or {}) > 1]),
             "promise_coverage": float(np.mean(covered)) if covered else None,
             "promise_checks": len(covered),
         }
@@ -235,13 +260,16 @@ def summarise(records: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 
 def _write_record(paths: DataPaths, settings: LoopSettings,
-                  records: dict[str, list[dict[str, Any]]], started: float, *, complete: bool
-                  ) -> dict[str, Any]:
+                  records: dict[str, list[dict[str, Any]]], started: float, *, complete: bool,
+                  timings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The loop's record so far, written to ``reports/loop.json`` after every night (a loop
-    stopped early leaves the nights it ran; ``complete`` says whether all ran)."""
+    stopped early leaves the nights it ran; ``complete`` says whether all ran), with each
+    night's wall and CPU seconds (CPU: this process's, all threads)."""
     result = {"settings": {**asdict(settings), "start": str(settings.start)},
               "complete": complete, "nights": records, "summary": summarise(records),
-              "wall_seconds": round(time.perf_counter() - started, 1)}
+              "wall_seconds": round(time.perf_counter() - started, 1),
+              "cpu_seconds": round(time.process_time(), 1),
+              "night_seconds": timings or []}
     out = paths.reports / "loop.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
@@ -286,8 +314,9 @@ def run_loop(paths: DataPaths, settings: LoopSettings, *, verbose: bool = False,
     records: dict[str, list[dict[str, Any]]] = {d: [] for d in settings.domains}
     run_config = loop_run_config(settings)
     result: dict[str, Any] = {}
+    timings: list[dict[str, Any]] = []
     for n, day in enumerate(settings.nights_days, start=1):
-        night_started = time.perf_counter()
+        night_started, night_cpu = time.perf_counter(), time.process_time()
         if n == 1:
             served = {d: "shop_rule" for d in settings.domains}
         else:
@@ -310,9 +339,14 @@ def run_loop(paths: DataPaths, settings: LoopSettings, *, verbose: bool = False,
             line.append(f"{domain} {record['served']} true {record['served_true']:.4g}"
                         + (f" -> {dec['export_version']}" if dec["promoted"] else "")
                         + (" ROLLBACK" if record["monitor"].get("rolled_back_to") else ""))
-        say(f"night {n}/{settings.nights} {day} ({time.perf_counter() - night_started:.0f} s): "
+        say(f"night {n}/{settings.nights} {day} ({time.perf_counter() - night_started:.0f} s, "
+            f"{time.process_time() - night_cpu:.0f} s CPU): "
             + "; ".join(line))
-        result = _write_record(paths, settings, records, started, complete=n == settings.nights)
+        timings.append({"night": str(day),
+                        "wall": round(time.perf_counter() - night_started, 1),
+                        "cpu": round(time.process_time() - night_cpu, 1)})
+        result = _write_record(paths, settings, records, started, complete=n == settings.nights,
+                               timings=timings)
     try:
         from offline_rl.plots import loop_values
 

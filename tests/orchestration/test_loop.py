@@ -28,6 +28,9 @@ def test_three_nights_of_cart(tmp_path, monkeypatch):
     nights = result["nights"]["cart"]
     assert [n["night"] for n in nights] == ["2026-10-08", "2026-10-09", "2026-10-10"]
     assert nights[0]["served"] == "shop_rule"
+    # the first night's held-out window was logged by the shop's rule alone
+    assert list(nights[0]["window_loggers"]) == ["shop_rule"]
+    assert all(sum(n["window_loggers"].values()) > 0 for n in nights)
     assert len([line for line in lines if line.startswith("night ")]) == 3
     # what a night promoted serves the next one, and the logs name it
     raw = Warehouse(home / "warehouse.duckdb").read_partitions("raw_cart", dt.date(2026, 10, 9),
@@ -56,7 +59,11 @@ def test_three_nights_of_cart(tmp_path, monkeypatch):
     assert summary["nights"] == 3 and summary["promotions"] == sum(
         n["decision"]["promoted"] for n in nights)
     assert summary["cumulative_true"] == pytest.approx(sum(n["served_true"] for n in nights))
+    assert summary["estimation_multi_logger_nights"]["nights"] == sum(
+        len(n["window_loggers"]) > 1 for n in nights[1:])
     record = json.loads((home / "reports" / "loop.json").read_text())
+    assert [t["night"] for t in record["night_seconds"]] == [n["night"] for n in nights]
+    assert all(t["cpu"] > 0 for t in record["night_seconds"])
     assert record["summary"] == json.loads(json.dumps(result["summary"]))
     assert (home / "reports" / "loop.png").read_bytes()[:4] == b"\x89PNG"
     assert served_versions <= {n["decision"]["export_version"] for n in nights}
