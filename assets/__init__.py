@@ -1,8 +1,10 @@
 """Dagster assets: thin wrappers that read through resources, call offline_rl, and report."""
 
+from collections.abc import Callable
 from typing import Any
 
 from offline_rl.domains import Domain
+from offline_rl.tracking import Tracked, Tracker
 
 OWNERS = ["team:ml-platform"]
 
@@ -14,3 +16,15 @@ def domain_asset_args(domain: Domain, stage: str, **kwargs: Any) -> dict[str, An
 
     return {"partitions_def": daily, "group_name": domain.name, "owners": OWNERS,
             "tags": {"domain": domain.name, "stage": stage}, **kwargs}
+
+
+def track(context: Any, tracker: Tracker | None, call: Callable[[Tracker], Tracked]
+          ) -> dict[str, str]:
+    """Runs one MLflow tracking call when tracking is on (``DataHome.tracker``) and returns
+    its outcome as asset metadata; a failure is a warning in the run's log, never an error."""
+    if tracker is None:
+        return {}
+    outcome = call(tracker)
+    if not outcome.ok:
+        context.log.warning(outcome.message)
+    return outcome.metadata()

@@ -4,7 +4,7 @@
 import dagster as dg
 from pydantic import Field
 
-from assets import domain_asset_args
+from assets import domain_asset_args, track
 from offline_rl.domains import Domain, all_domains
 from offline_rl.ope.evaluate import OPEConfig
 from offline_rl.pipeline import evaluate_candidates
@@ -45,8 +45,8 @@ def ope_asset(domain: Domain) -> dg.AssetsDefinition:
     def _ope(context: dg.AssetExecutionContext, config: EvaluationRunConfig,
              data_home: DataHome) -> dg.MaterializeResult:
         day = partition_day(context)
-        behavior, evaluations = evaluate_candidates(data_home.paths(), domain, day,
-                                                    config.ope_config())
+        ope = config.ope_config()
+        behavior, evaluations = evaluate_candidates(data_home.paths(), domain, day, ope)
         table = [
             {"policy": ev.name, "estimator": k, "value": e.value, "low": e.low, "high": e.high}
             for ev in evaluations for k, e in ev.estimates.items()
@@ -62,6 +62,8 @@ def ope_asset(domain: Domain) -> dg.AssetsDefinition:
             "diagnostics": dg.MetadataValue.md(markdown_table(
                 [{"policy": ev.name, **ev.diagnostics.as_dict()} for ev in evaluations])),
             **_replay_status(domain, evaluations),
+            **track(context, data_home.tracker(), lambda t: t.log_evaluation(
+                domain.name, day, behavior, evaluations, ope)),
         })
 
     return _ope

@@ -5,7 +5,7 @@ automatic rollback (offline_rl.monitor)."""
 import dagster as dg
 from pydantic import Field
 
-from assets import domain_asset_args
+from assets import domain_asset_args, track
 from offline_rl.domains import Domain, all_domains
 from offline_rl.monitor import MonitorConfig, MonitorReport, monitor, monitor_history
 from orchestration.partitions import partition_day, raw_days
@@ -61,8 +61,12 @@ def monitor_asset(domain: Domain) -> dg.AssetsDefinition:
         for reason in report.reasons:
             context.log.info(f"{domain.name} monitor {day}: {reason}")
         history = monitor_history(paths, domain).to_dicts()
+        # a rollback moves the registered model's champion alias with latest
+        champion = track(context, data_home.tracker(),
+                         lambda t: t.sync_champion(paths.exports, domain.name)) \
+            if report.rolled_back_to else {}
         return dg.MaterializeResult(
-            metadata=monitor_metadata(report, history),
+            metadata={**monitor_metadata(report, history), **champion},
             check_results=[dg.AssetCheckResult(
                 check_name="promise_kept", passed=report.ok,
                 severity=dg.AssetCheckSeverity.ERROR,

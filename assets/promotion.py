@@ -6,7 +6,7 @@ import json
 import dagster as dg
 from pydantic import Field
 
-from assets import domain_asset_args
+from assets import domain_asset_args, track
 from offline_rl.domains import Domain, all_domains
 from offline_rl.export.exploration import Exploration
 from offline_rl.ope.gate import (
@@ -105,6 +105,8 @@ def gate_asset(domain: Domain) -> dg.AssetsDefinition:
                 "report": dg.MetadataValue.md(report),
                 "report_path": dg.MetadataValue.path(str(report_path)),
                 "report_html": dg.MetadataValue.path(str(html_path)),
+                **track(context, data_home.tracker(), lambda t: t.log_decision(
+                    domain.name, day, decision, [report_path, html_path])),
             },
             check_results=[dg.AssetCheckResult(
                 check_name="promotion_evidence", passed=bool(evidence_ok),
@@ -158,13 +160,17 @@ def export_asset(domain: Domain) -> dg.AssetsDefinition:
         day = partition_day(context)
         paths = data_home.paths()
         exported = export_promoted(paths, domain, day, config.exploration_for(domain))
+        # the registered model's champion alias follows latest (registered on promotion)
+        champion = track(context, data_home.tracker(),
+                         lambda t: t.sync_champion(paths.exports, domain.name))
         if exported is None:
             latest = paths.exports / domain.name / "latest"
             current = latest.read_text().strip() if latest.is_file() else "(none)"
             return dg.MaterializeResult(metadata={
                 "partition": day.isoformat(), "exported": False, "latest": current,
-                "note": "the gate kept the incumbent; latest is unchanged"})
+                "note": "the gate kept the incumbent; latest is unchanged", **champion})
         return dg.MaterializeResult(metadata={
+            **champion,
             "partition": day.isoformat(),
             "exported": True,
             "version": exported.version,

@@ -6,7 +6,7 @@ import dataclasses
 import dagster as dg
 from pydantic import Field
 
-from assets import domain_asset_args
+from assets import domain_asset_args, track
 from offline_rl.algos.training import DEFAULT_CANDIDATES, TrainingConfig
 from offline_rl.domains import Domain, all_domains
 from offline_rl.pipeline import settle_days_for, train_candidates
@@ -88,7 +88,11 @@ def candidates_asset(domain: Domain) -> dg.AssetsDefinition:
             settle_days=config.settle_days,
             warm_start=config.warm_start, progress=progress,
         )
-        return dg.MaterializeResult(metadata=training_metadata(day, window, trained, cfg))
+        return dg.MaterializeResult(metadata={
+            **training_metadata(day, window, trained, cfg),
+            **track(context, data_home.tracker(), lambda t: t.log_training(
+                domain.name, day, [c.directory for c in trained])),
+        })
 
     return _candidates
 

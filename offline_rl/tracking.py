@@ -113,25 +113,31 @@ class Tracker:
         return self._guard(f"{domain} {day} training", body)
 
     def log_evaluation(self, domain: str, day: Any, behavior: Any, evaluations: Sequence[Any],
-                       config: Mapping[str, Any] | None = None,
-                       forest_png: bytes | None = None) -> Tracked:
-        """The night's OPE: a parent run with the behaviour policy's value (and the forest
-        plot), a child run per evaluated policy with its estimates and diagnostics."""
+                       config: Any = None, forest_png: bytes | None = None) -> Tracked:
+        """The night's OPE: a parent run with the behaviour policy's value, the settings
+        (``config``: an ``OPEConfig`` or a mapping) and the forest plot (``forest_png``, drawn
+        here when not given), a child run per evaluated policy with its estimates and
+        diagnostics."""
         def body() -> str:
             client = self._client()
             experiment = self._experiment(client, domain)
             tags = {"stage": "evaluation", "domain": domain, "partition_date": str(day)}
             metrics = {f"behavior_{k}": v for k, v in behavior.as_dict().items()}
+            png = forest_png
+            if png is None:
+                from offline_rl.report import ope_forest_plot
+
+                png = ope_forest_plot(domain, str(day), behavior, evaluations)
             with self._run(client, experiment, f"ope {day}", tags) as run_id:
-                self._log(client, run_id, params=_flat(dict(config or {})), metrics=metrics)
+                self._log(client, run_id, params=_flat(_record(config)), metrics=metrics)
                 estimates = {ev.name: {k: e.as_dict() for k, e in ev.estimates.items()}
                              for ev in evaluations}
                 with tempfile.TemporaryDirectory(prefix="mlflow-ope-") as tmp:
                     files = {"estimates.json": json.dumps(
                         {"behavior": behavior.as_dict(), "policies": estimates}, indent=2)}
                     _write(Path(tmp), files)
-                    if forest_png:
-                        (Path(tmp) / "forest_plot.png").write_bytes(forest_png)
+                    if png:
+                        (Path(tmp) / "forest_plot.png").write_bytes(png)
                     client.log_artifacts(run_id, tmp, "ope")
                 for ev in evaluations:
                     child = {**tags, "policy": ev.name, "mlflow.parentRunId": run_id}
@@ -397,6 +403,15 @@ def _local_copy(path: Location, target: Path) -> Path:
         if child.is_file():
             (target / child.name).write_bytes(child.read_bytes())
     return target
+
+
+def _record(config: Any) -> dict[str, Any]:
+    """A config dataclass or mapping as a dict (empty for None)."""
+    if config is None:
+        return {}
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return dataclasses.asdict(config)
+    return dict(config)
 
 
 def _write(folder: Path, files: Mapping[str, str]) -> None:

@@ -1,10 +1,12 @@
-"""Resources: where the data home is. Resolved when a run starts, never at import."""
+"""Resources: where the data home is (and where MLflow tracks it). Resolved when a run
+starts, never at import."""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from offline_rl.paths import DataPaths
+from offline_rl.tracking import Tracker
 
 
 class DataHome(dg.ConfigurableResource):  # type: ignore[misc]
@@ -19,9 +21,20 @@ class DataHome(dg.ConfigurableResource):  # type: ignore[misc]
     """Export root, a folder or fsspec URI; empty means $OFFLINE_RL_EXPORTS, else
     <home>/exports."""
 
+    mlflow_uri: str = ""
+    """MLflow tracking URI (offline_rl.tracking); empty means $OFFLINE_RL_MLFLOW_URI, else no
+    tracking."""
+    mlflow_artifacts: str = ""
+    """Artifact root of the MLflow experiments created here; empty means
+    $OFFLINE_RL_MLFLOW_ARTIFACTS, else the tracking server's default."""
+
     def paths(self) -> DataPaths:
         return DataPaths.resolve(self.home or None, landing=self.landing or None,
                                  exports=self.exports or None)
+
+    def tracker(self) -> Tracker | None:
+        """The MLflow tracker, or None when tracking is off."""
+        return Tracker.resolve(self.mlflow_uri or None, self.mlflow_artifacts or None)
 
 
 

@@ -260,9 +260,15 @@ def add_exports_parser(subparsers: Any) -> argparse.ArgumentParser:
                                        "the current one, after checking every file of that "
                                        "version against its SHA-256 checksum (a corrupt or "
                                        "incomplete version is refused and latest is left as "
-                                       "it was). The switch is atomic; no files are deleted.")
+                                       "it was). The switch is atomic; no files are deleted. "
+                                       "With MLflow tracking on, the registered model's "
+                                       "champion alias moves to that version too (a failure "
+                                       "there is a warning; latest has moved).")
     domain_option(p, "recommendation")
     p.add_argument("--version", help="version to serve (default: the one before latest)")
+    p.add_argument("--mlflow-uri", default=None, metavar="URI",
+                   help="MLflow tracking URI whose champion alias follows (default: "
+                        "$OFFLINE_RL_MLFLOW_URI; unset: none)")
     p.set_defaults(handler=cmd_rollback)
 
     p = actions.add_parser("prune", help="delete old versions, keeping the newest N",
@@ -399,6 +405,15 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         raise UsageError(str(exc), "offline-rl exports list shows each version's status; "
                                    "roll back to one marked ok") from None
     print(f"{domain_root.name}: latest {before or '(none)'} -> {version}")
+    from offline_rl.tracking import Tracker
+
+    tracker = Tracker.resolve(args.mlflow_uri)
+    if tracker is not None:
+        outcome = tracker.sync_champion(domain_root.parent, domain_root.name)
+        if outcome.ok:
+            print(f"{domain_root.name}: {outcome.message}")
+        else:
+            print(f"warning: {outcome.message}", file=sys.stderr)
     return 0
 
 
