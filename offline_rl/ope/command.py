@@ -392,13 +392,15 @@ def add_validate_ope_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "validate-ope", help="check off-policy estimates and gate decisions against simulator "
                              "truth",
-        description="Over seeded simulator scenarios (behaviour-policy logs, cheap trained "
-                    "candidates, a secretly worse and a rare-action candidate), runs train -> "
+        description="Over seeded simulator scenarios (behaviour-policy logs, candidates "
+                    "trained as the nightly job trains them, a secretly worse, a rare-action "
+                    "and two near-bar candidates), runs train -> "
                     "evaluate -> gate and compares with the simulator's true values: per "
                     "estimator the median relative error, rank correlation, share of "
                     "candidate pairs a margin apart put in the true order, and interval "
                     "coverage; for the gate the false promotion and missed improvement "
-                    "rates; per domain and per scenario.",
+                    "rates with exact upper bounds, and a power curve; per domain and per "
+                    "scenario.",
         epilog="scenarios: " + "; ".join(f"{s.name} ({s.doc.rstrip('.')})"
                                          for s in VALIDATION_SCENARIOS.values()) + ".")
     p.add_argument("--domains", nargs="+", metavar="DOMAIN", default=None,
@@ -422,6 +424,9 @@ def add_validate_ope_parser(subparsers: Any) -> None:
                    help=f"FQE gradient steps per candidate (default {VALIDATION_FQE_STEPS})")
     p.add_argument("--truth-episodes", type=positive_int, default=defaults.truth_episodes,
                    help=f"simulator rollouts per true value (default {defaults.truth_episodes})")
+    p.add_argument("--indifference", type=nonnegative_float, default=defaults.indifference,
+                   help="improvements count as missed beyond this share of the incumbent's "
+                        f"true value above the bar (default {defaults.indifference:g})")
     p.add_argument("--episode-scale", type=positive_float, default=defaults.episode_scale,
                    help="multiplies the scenarios' episode counts (default "
                         f"{defaults.episode_scale:g}; e.g. 0.1 for a quick check)")
@@ -494,6 +499,7 @@ def cmd_validate_ope(args: argparse.Namespace) -> int:
                 seeds=args.seeds, first_seed=args.first_seed,
                 candidates=tuple(args.candidates), train_steps=args.train_steps,
                 truth_episodes=args.truth_episodes, episode_scale=args.episode_scale,
+                indifference=args.indifference,
                 ope=dataclasses.replace(defaults.ope, fqe_steps=args.fqe_steps), gate=gate)
             cfg.check()
         except ValueError as exc:

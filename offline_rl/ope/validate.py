@@ -17,11 +17,19 @@ ground truth is known:
      than the behaviour policy: the gate must not promote it.
    * ``rare``: always the allowed action the training logs contain least often; its value
      rests on a handful of logged decisions.
+   * ``near_bar_above`` / ``near_bar_below``: blends of the truly best and the truly worst
+     of those (the best's action in a share of states chosen by a hash of the observation),
+     the share bisected with simulator truth until the blend is worth within 1% of the
+     incumbent's value of a point half a percent above / below the bar: the decisions a
+     margin exists for, where a false promotion is easiest.
 
 3. **Estimates and decision.** Every candidate is evaluated on the held-out episodes with
    :func:`offline_rl.ope.evaluate.evaluate_policy`; the gate
-   (:func:`offline_rl.ope.gate.decide`) compares them with the behaviour policy, valued
-   on-policy from the same held-out logs, as the incumbent.
+   (:func:`offline_rl.ope.gate.decide`) compares them with the incumbent: the behaviour
+   policy, valued on-policy from the same held-out logs, or (scenario ``promoted_incumbent``)
+   an earlier promoted policy trained on an earlier log and valued off-policy, as the nightly
+   job values the policy in production. Training and evaluation use the nightly job's
+   settings (``NIGHTLY_TRAIN_STEPS``, ``OPEConfig``'s defaults).
 4. **Truth.** :func:`offline_rl.simulator.base.true_value` of the behaviour policy and of
    every candidate (seeded rollouts, common random numbers across policies).
 
@@ -42,13 +50,19 @@ Figures, per domain and estimator (``summarise``):
   estimate instead of the truly best candidate, ``(max truth - truth(argmax estimate)) /
   |truth(behaviour)|``, averaged over runs (off-policy selection's regret at 1);
 
-and for the gate (one decision per run), with ``bar = truth(behaviour) * (1 + margin)``
+and for the gate (one decision per run), with ``bar = truth(incumbent) * (1 + margin)``
 (``margin * |truth|`` for a negative value):
 
 * ``false_promotion_rate``: promotions of a candidate whose true value does not exceed the
   bar, over all decisions;
 * ``missed_improvement_rate``: decisions that kept the incumbent although some candidate's
-  true value exceeded the bar, over the decisions where such a candidate existed;
+  true value exceeded the bar, over the decisions where such a candidate existed; and
+  ``missed_beyond_zone_rate``, the same above ``bar + indifference * |truth(incumbent)|``
+  (just above the bar, keeping the incumbent costs less than the zone);
+* ``false_promotion_upper`` / ``missed_beyond_zone_upper``: exact one-sided 95%
+  (Clopper-Pearson) upper bounds of those rates, what a claim from few decisions may say;
+* ``power_curve``: the share of decisions that promoted, per bin of the best candidate's
+  true gain over the incumbent, with exact 95% intervals;
 * ``decision_regret``: truth lost by the decision against the best the gate could have done
   (promote the truly best candidate if it beats the behaviour policy, else keep it),
   ``(max(truth(behaviour), max truth) - truth(outcome)) / |truth(behaviour)|``, averaged.
@@ -76,6 +90,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scipy import stats
 
 from offline_rl.ope.gate import DEFAULT_HEADLINE, GateConfig, Incumbent, decide, promotion_bar
 from offline_rl.ope.replay import REPLAY
@@ -86,14 +101,37 @@ if TYPE_CHECKING:  # the command line builds its parser without importing polars
 
 Progress = Callable[[str], None]
 
-CONSTRUCTED: tuple[str, ...] = ("worse", "rare")
+CONSTRUCTED: tuple[str, ...] = ("worse", "rare", "near_bar")
 """Names of the constructed candidates (see the module docstring)."""
 
 BEHAVIOR = "behavior"
 """The behaviour policy's name (``offline_rl.simulator.base.BEHAVIOR``)."""
 
-VALIDATION_FQE_STEPS = 1500
-"""FQE gradient steps per candidate in validation runs."""
+NIGHTLY_TRAIN_STEPS = 4000
+"""Gradient steps per candidate of the nightly job (``TrainingConfig.n_steps``; a test keeps
+them equal): validation trains what production trains."""
+
+NIGHTLY_TRAIN_BATCH_SIZE = 256
+"""Mini-batch size of the nightly job's training (``TrainingConfig.batch_size``)."""
+
+VALIDATION_FQE_STEPS = 3000
+"""FQE gradient steps per candidate: the nightly evaluation's (``OPEConfig.fqe_steps``)."""
+
+NEAR_BAR_OFFSET = 0.005
+"""``near_bar_above``/``near_bar_below`` are aimed this share of the incumbent's true value
+above and below the bar; they are kept when their true value lands within ``NEAR_BAR_BAND``
+of the bar."""
+
+NEAR_BAR_BAND = 0.01
+"""Largest distance from the bar, as a share of the incumbent's true value, of a kept
+near-bar candidate."""
+
+NEAR_BAR_SEARCH = 8
+"""Bisection steps of the blend share of a near-bar candidate."""
+
+POWER_BINS: tuple[float, ...] = (-math.inf, 0.0, 0.02, 0.03, 0.05, 0.10, math.inf)
+"""Edges of the power curve's bins: the best candidate's true gain over the incumbent, as a
+share of the incumbent's true value."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,6 +154,10 @@ class ValidationScenario:
             action: ``b'(a|s) = greed * 1[a = argmax b(.|s)] + (1 - greed) * b(a|s)``; 0 keeps
             the simulator's behaviour policy. The logs and the behaviour's true value both
             come from ``b'``.
+        promoted_incumbent: The incumbent is an earlier promoted policy (the first trained
+            algorithm, trained on an earlier, separate log of the same size) valued off-policy
+            on the held-out episodes as the nightly job values the policy in production;
+            False: the behaviour policy, valued on-policy.
     """
 
     name: str
@@ -124,6 +166,7 @@ class ValidationScenario:
     train_episodes: int = 10_000
     eval_episodes: int = 10_000
     behavior_greed: float = 0.0
+    promoted_incumbent: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.behavior_greed < 1.0:
@@ -150,11 +193,16 @@ VALIDATION_SCENARIOS: dict[str, ValidationScenario] = {
             "little_to_gain", "Customer segments barely differ (the weak_personalisation "
             "shop): candidates are close to the behaviour policy and the margin decides.",
             simulator_scenario="weak_personalisation"),
+        ValidationScenario(
+            "promoted_incumbent", "Production after a promotion: the incumbent is an earlier "
+            "promoted policy, valued off-policy on the held-out episodes like the candidates.",
+            promoted_incumbent=True),
     )
 }
 """Named validation scenarios."""
 
-DEFAULT_SCENARIOS: tuple[str, ...] = ("default", "small_data", "near_deterministic")
+DEFAULT_SCENARIOS: tuple[str, ...] = ("default", "small_data", "near_deterministic",
+                                      "little_to_gain", "promoted_incumbent")
 """Scenarios run when ``--scenarios`` is not given."""
 
 
@@ -234,10 +282,8 @@ class PerturbedPolicy:
 
     def _perturbed(self, obs: np.ndarray) -> np.ndarray:
         if self._projection is None:
-            rng = np.random.default_rng(self._seed)
-            self._projection = rng.normal(size=obs.shape[1])
-        h = np.abs(obs.astype(np.float64) @ self._projection) * 7919.0
-        return (h - np.floor(h)) < self.share
+            self._projection = np.random.default_rng(self._seed).normal(size=obs.shape[1])
+        return state_hash(obs, self._projection) < self.share
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float32)
@@ -248,6 +294,52 @@ class PerturbedPolicy:
         best = np.where(allowed, values, -np.inf).argmax(axis=1)
         worst = np.where(allowed, values, np.inf).argmin(axis=1)
         return np.where(self._perturbed(obs), worst, best).astype(np.int64)
+
+
+def state_hash(obs: np.ndarray, projection: np.ndarray) -> np.ndarray:
+    """A number in [0, 1) per observation: the fractional part of a scaled random projection,
+    so the same state always gets the same number and shares of states can be chosen."""
+    h = np.abs(np.asarray(obs, dtype=np.float64) @ projection) * 7919.0
+    return h - np.floor(h)
+
+
+class BlendPolicy:
+    """``first``'s action in ``share`` of states (chosen by :func:`state_hash`), ``second``'s
+    elsewhere: a deterministic policy whose value moves from ``second``'s (share 0) towards
+    ``first``'s (share 1)."""
+
+    def __init__(self, first: Any, second: Any, share: float, seed: int) -> None:
+        self.first, self.second, self.share = first, second, float(share)
+        self._seed = seed
+        self._projection: np.ndarray | None = None
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float32)
+        if self._projection is None:
+            self._projection = np.random.default_rng(self._seed).normal(size=obs.shape[1])
+        pick = state_hash(obs, self._projection) < self.share
+        return np.where(pick, self.first.predict(obs), self.second.predict(obs)).astype(np.int64)
+
+
+def near_bar_blend(value_of: Callable[[Any], float], best: Any, low: Any, target: float,
+                   band: float, seed: int, steps: int = NEAR_BAR_SEARCH
+                   ) -> tuple[BlendPolicy, float] | None:
+    """A blend of ``best`` (truly above ``target``) and ``low`` (truly below) whose true value
+    (``value_of``) is within ``band`` of ``target``, by bisection on the blend share; None
+    when the bisection ends farther away (the value need not be monotone in the share)."""
+    lo, hi = 0.0, 1.0
+    found: tuple[BlendPolicy, float] | None = None
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        policy = BlendPolicy(best, low, mid, seed)
+        value = value_of(policy)
+        if found is None or abs(value - target) < abs(found[1] - target):
+            found = (policy, value)
+        if value < target:
+            lo = mid
+        else:
+            hi = mid
+    return found if found is not None and abs(found[1] - target) <= band else None
 
 
 class RarePolicy:
@@ -277,7 +369,7 @@ class RarePolicy:
 def _default_ope() -> OPEConfig:
     from offline_rl.ope.evaluate import OPEConfig
 
-    return OPEConfig(n_bootstrap=500, fqe_steps=VALIDATION_FQE_STEPS, device="cpu")
+    return OPEConfig(fqe_steps=VALIDATION_FQE_STEPS, device="cpu")
 
 
 @dataclass(frozen=True)
@@ -297,13 +389,13 @@ class ValidationConfig:
             ``offline_rl.algos.training.ALGORITHMS``, checked by :meth:`check`).
         constructed: Constructed candidates per run (subset of ``CONSTRUCTED``); ``worse``
             needs a trained candidate with action values.
-        train_steps: Gradient steps per trained candidate: cheaper than the nightly's 4,000,
-            but enough for the candidates to be policies a nightly run would produce (at 600
-            steps behaviour cloning in inventory had learned only the most common action,
-            "order nothing", everywhere).
-        train_batch_size: Mini-batch size of that training.
+        train_steps: Gradient steps per trained candidate (default: the nightly job's).
+        train_batch_size: Mini-batch size of that training (default: the nightly job's).
         worse_share: Share of states in which ``worse`` takes its base's least-valued action.
         truth_episodes: Simulator rollouts per true value.
+        indifference: Improvements count as missed only when a candidate is truly better than
+            the bar by more than this share of the incumbent's true value (the indifference
+            zone: just above the bar, keeping the incumbent is no error worth counting).
         episode_scale: Multiplies every scenario's episode counts (below 1 for quick checks;
             at least 20 episodes are kept).
         ope: Estimators, bootstrap and FQE settings of the evaluation.
@@ -316,10 +408,11 @@ class ValidationConfig:
     first_seed: int = 0
     candidates: tuple[str, ...] = ("bc", "cql", "double_dqn")
     constructed: tuple[str, ...] = CONSTRUCTED
-    train_steps: int = 2000
-    train_batch_size: int = 64
+    train_steps: int = NIGHTLY_TRAIN_STEPS
+    train_batch_size: int = NIGHTLY_TRAIN_BATCH_SIZE
     worse_share: float = 0.5
     truth_episodes: int = 20_000
+    indifference: float = 0.01
     episode_scale: float = 1.0
     ope: OPEConfig = field(default_factory=_default_ope)
     gate: GateConfig = field(default_factory=GateConfig)
@@ -342,6 +435,8 @@ class ValidationConfig:
                              f"among the evaluated estimators {self.ope.estimators}")
         if not 0.0 < self.worse_share <= 1.0:
             raise ValueError(f"worse_share: expected a number in (0, 1], got {self.worse_share}")
+        if self.indifference < 0:
+            raise ValueError(f"indifference: expected a number >= 0, got {self.indifference}")
         if self.episode_scale <= 0:
             raise ValueError(f"episode_scale: expected a positive number, got "
                              f"{self.episode_scale}")
@@ -390,8 +485,8 @@ def domain_gate(gate: GateConfig, domain: Domain) -> GateConfig:
 def run_seeds(seed: int, domain: str, scenario: str) -> dict[str, int]:
     """Independent seeds of one run's logs, training, evaluation and truth."""
     state = np.random.SeedSequence(
-        [seed, zlib.crc32(domain.encode()), zlib.crc32(scenario.encode())]).generate_state(5)
-    keys = ("train_logs", "eval_logs", "model", "truth", "perturbation")
+        [seed, zlib.crc32(domain.encode()), zlib.crc32(scenario.encode())]).generate_state(6)
+    keys = ("train_logs", "eval_logs", "model", "truth", "perturbation", "earlier_logs")
     return {k: int(v % 2**31) for k, v in zip(keys, state, strict=True)}
 
 
@@ -404,10 +499,14 @@ def _episodes(count: int, scale: float) -> int:
     return max(20, int(round(count * scale)))
 
 
-def _decision_record(decision: Any, truths: dict[str, float], bar: float) -> dict[str, Any]:
-    """A gate decision next to the truth: promoted, false promotion, missed improvement."""
+def _decision_record(decision: Any, truths: dict[str, float], bar: float, zone: float = 0.0
+                     ) -> dict[str, Any]:
+    """A gate decision next to the truth: promoted, false promotion, missed improvement (and
+    missed improvement beyond the indifference zone: some candidate truly above
+    ``bar + zone``)."""
     promoted = decision.candidate
     improving = any(t > bar for t in truths.values())
+    beyond = any(t > bar + zone for t in truths.values())
     return {
         "promoted": decision.promoted,
         "candidate": promoted,
@@ -415,6 +514,8 @@ def _decision_record(decision: Any, truths: dict[str, float], bar: float) -> dic
         "false_promotion": bool(promoted is not None and truths[promoted] <= bar),
         "improvement_available": improving,
         "missed_improvement": bool(promoted is None and improving),
+        "improvement_beyond_zone": beyond,
+        "missed_beyond_zone": bool(promoted is None and beyond),
         "reasons": decision.reasons,
     }
 
@@ -430,6 +531,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
     )
     from offline_rl.data.arrays import to_mdp_dataset
     from offline_rl.ope.evaluate import behavior_replicates, evaluate_behavior, evaluate_policy
+    from offline_rl.ope.gate import evaluated_incumbent
     from offline_rl.ope.replay import prepare_replay
     from offline_rl.simulator.base import true_value
     from offline_rl.simulator.rollouts import behavior_rollouts
@@ -473,34 +575,81 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
         raise ValueError(f"{domain.name}/{scenario.name}: no candidate to evaluate")
 
     ope = dataclasses.replace(cfg.ope, seed=seeds["model"])
-    behavior = evaluate_behavior(held_out, ope)
+    gate = domain_gate(cfg.gate, domain)
     replay = prepare_replay(domain.replay, held_out)
     if replay is not None and not replay.available:
         notes.append(f"no replay estimate: {replay.reason}")
+
+    def truth_of(policy: Any) -> Any:
+        return true_value(sim, policy, episodes=cfg.truth_episodes, seed=seeds["truth"])
+
+    say(f"true values ({cfg.truth_episodes:,} rollouts per policy)")
+    truth_b = truth_of(BEHAVIOR)
+    truths = {name: truth_of(policy.predict) for name, policy in policies.items()}
+    behavior = evaluate_behavior(held_out, ope)
+    behavior_reps = tuple(behavior_replicates(held_out, ope))
+    if scenario.promoted_incumbent:
+        if not cfg.candidates:
+            raise ValueError(f"{scenario.name}: the earlier promoted policy is a trained "
+                             "candidate; name at least one algorithm")
+        algo = cfg.candidates[0]
+        earlier = behavior_rollouts(sim, _episodes(scenario.train_episodes, cfg.episode_scale),
+                                    seed=seeds["earlier_logs"])
+        say(f"training the earlier promoted policy ({algo}, {cfg.train_steps} steps)")
+        train_candidate(algo, to_mdp_dataset(earlier, n_actions), dataclasses.replace(
+            tcfg, reward_scale=auto_reward_scale(earlier.rewards)), workdir / "incumbent",
+            mask_indices=mask)
+        incumbent_policy = GreedyPolicy(load_candidate(workdir / "incumbent"), n_actions, mask)
+        incumbent_name = f"earlier:{algo}"
+        incumbent_eval = evaluate_policy(incumbent_name, incumbent_policy, held_out, None, ope,
+                                         n_actions=n_actions, replay=replay)
+        incumbent = evaluated_incumbent(incumbent_eval, gate.headline_estimator)
+        truth_i = truth_of(incumbent_policy.predict)
+        incumbent_record: dict[str, Any] = {
+            "name": incumbent_name, "true_value": truth_i.mean, "true_stderr": truth_i.stderr,
+            **_evaluation_record(incumbent_eval)}
+    else:
+        incumbent = Incumbent(BEHAVIOR, behavior.value, behavior.low, behavior.high,
+                              behavior_reps)
+        truth_i = truth_b
+        incumbent_record = {"name": BEHAVIOR, "true_value": truth_b.mean,
+                            "true_stderr": truth_b.stderr}
+    bar = promotion_bar(truth_i.mean, cfg.gate.margin)  # what truly counts as better
+    scale = abs(truth_i.mean)
+    if "near_bar" in cfg.constructed:
+        ranked = sorted(truths, key=lambda n: truths[n].mean)
+        low, best = ranked[0], ranked[-1]
+        for name, offset in (("near_bar_above", NEAR_BAR_OFFSET),
+                             ("near_bar_below", -NEAR_BAR_OFFSET)):
+            target = bar + offset * scale
+            if not truths[low].mean < target < truths[best].mean:
+                notes.append(f"{name} left out: no candidate truly above and one below "
+                             f"{target:.4g}")
+                continue
+            say(f"constructing {name}: a blend of {best} and {low} truly worth about "
+                f"{target:.4g}")
+            found = near_bar_blend(lambda policy: truth_of(policy.predict).mean,
+                                   policies[best], policies[low], target,
+                                   NEAR_BAR_BAND * scale, seeds["perturbation"])
+            if found is None:
+                notes.append(f"{name} left out: no blend of {best} and {low} within "
+                             f"{NEAR_BAR_BAND:.0%} of the bar")
+                continue
+            policies[name], kinds[name] = found[0], "constructed"
+            truths[name] = truth_of(found[0].predict)
+
     evaluations = []
     for name, policy in policies.items():
         say(f"evaluating {name} on {int(held_out.episode.max()) + 1:,} held-out episodes")
         evaluations.append(evaluate_policy(name, policy, held_out, None, ope,
                                            n_actions=n_actions, replay=replay))
-    incumbent = Incumbent(BEHAVIOR, behavior.value, behavior.low, behavior.high,
-                          tuple(behavior_replicates(held_out, ope)))
-    gate = domain_gate(cfg.gate, domain)
     decision = decide(evaluations, incumbent, gate)
-
-    say(f"true values ({cfg.truth_episodes:,} rollouts per policy)")
-    truth_b = true_value(sim, BEHAVIOR, episodes=cfg.truth_episodes, seed=seeds["truth"])
-    truths = {name: true_value(sim, policy.predict, episodes=cfg.truth_episodes,
-                               seed=seeds["truth"]) for name, policy in policies.items()}
-    bar = promotion_bar(truth_b.mean, cfg.gate.margin)  # what truly counts as better
     candidates = []
     for ev in evaluations:
         t = truths[ev.name]
         candidates.append({
-            "name": ev.name, "kind": kinds[ev.name], "true_value": t.mean,
-            "true_stderr": t.stderr,
-            "estimates": {k: e.as_dict() for k, e in ev.estimates.items()},
-            "diagnostics": ev.diagnostics.as_dict(),
-            "refit_replicates": ev.extra.get("refit_replicates"),
+            "kind": kinds[ev.name], "true_value": t.mean, "true_stderr": t.stderr,
+            **_evaluation_record(ev),
             "passed_gate": next(v.passed for v in decision.verdicts if v.name == ev.name),
         })
     return {
@@ -512,13 +661,27 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
         "eval_episodes": int(held_out.episode.max()) + 1,
         "eval_decisions": int(held_out.actions.shape[0]),
         "behavior": {"true_value": truth_b.mean, "true_stderr": truth_b.stderr,
-                     **behavior.as_dict(), "refit_replicates": list(incumbent.replicates)},
+                     **behavior.as_dict(), "refit_replicates": list(behavior_reps)},
+        "incumbent": incumbent_record,
         "bar": bar,
         "candidates": candidates,
-        "decision": _decision_record(decision, {n: t.mean for n, t in truths.items()}, bar),
+        "decision": _decision_record(decision, {n: t.mean for n, t in truths.items()}, bar,
+                                     cfg.indifference * scale),
         "notes": notes,
         "seconds": time.perf_counter() - started,
     }
+
+
+def _evaluation_record(ev: Any) -> dict[str, Any]:
+    """What :func:`_stored_evaluation` rebuilds an evaluation from."""
+    return {"name": ev.name, "estimates": {k: e.as_dict() for k, e in ev.estimates.items()},
+            "diagnostics": ev.diagnostics.as_dict(),
+            "refit_replicates": ev.extra.get("refit_replicates")}
+
+
+def incumbent_truth(run: dict[str, Any]) -> float:
+    """The incumbent's true value (the behaviour policy's in runs from before incumbents)."""
+    return (run.get("incumbent") or run["behavior"])["true_value"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -526,25 +689,26 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
 # --------------------------------------------------------------------------------------------
 
 
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks ``0..n-1`` with ties given their average rank."""
-    order = np.argsort(values, kind="stable")
-    ranks = np.empty(values.shape[0])
-    ranks[order] = np.arange(values.shape[0])
-    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    return (np.bincount(inverse, weights=ranks) / counts)[inverse]
-
-
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman rank correlation of two equally long sequences (NaN if either is constant)."""
+    """Spearman rank correlation of two equally long sequences (``scipy.stats.spearmanr``;
+    ties share their average rank).
+
+    NaN if either sequence is constant or shorter than two. A NaN value ranks above every
+    number and ties with the other NaNs (numpy's sort order), so it does not make the result
+    NaN.
+    """
     a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"spearman: expected two 1-D arrays of one length, got {a.shape} and "
                          f"{b.shape}")
-    ra, rb = _ranks(a), _ranks(b)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    den = math.sqrt(float(ra @ ra) * float(rb @ rb))
-    return float(ra @ rb / den) if den > 0 else math.nan
+    if a.shape[0] < 2:
+        return math.nan
+    # np.unique's codes keep the order and the ties (NaNs last, as one value), so their rank
+    # correlation is the values' own, and spearmanr never meets a NaN
+    codes = [np.unique(v, return_inverse=True)[1] for v in (a, b)]
+    if any(c.max() == 0 for c in codes):  # constant: the correlation is undefined
+        return math.nan
+    return float(stats.spearmanr(*codes).statistic)
 
 
 def _median(values: list[float]) -> float:
@@ -600,7 +764,7 @@ def estimator_figures(runs: Sequence[dict[str, Any]], estimator: str | None,
             rho = spearman(est, true)
             if math.isfinite(rho):
                 correlations.append(rho)
-        scale = abs(run["behavior"]["true_value"])
+        scale = abs(incumbent_truth(run))
         right, total = _ordered_pairs(est, true, margin * scale)
         right_pairs += right
         pairs += total
@@ -619,6 +783,41 @@ def estimator_figures(runs: Sequence[dict[str, Any]], estimator: str | None,
     }
 
 
+def clopper_pearson_upper(events: int, trials: int, confidence: float = 0.95) -> float:
+    """Exact one-sided upper confidence bound of a rate from ``events`` in ``trials``
+    (Clopper-Pearson): 0 in 30 gives 9.5% at 95%. NaN without trials."""
+    from scipy import stats
+
+    if trials <= 0:
+        return math.nan
+    if events >= trials:
+        return 1.0
+    return float(stats.beta.ppf(confidence, events + 1, trials - events))
+
+
+def power_curve(runs: Sequence[dict[str, Any]], edges: Sequence[float] = POWER_BINS
+                ) -> list[dict[str, Any]]:
+    """Probability of promotion against the best candidate's true gain over the incumbent
+    (a share of its true value), per bin of ``edges``: decisions, promotions, the rate and
+    its exact 95% interval (one-sided bounds each at 97.5%)."""
+    gains, promoted = [], []
+    for run in runs:
+        base = incumbent_truth(run)
+        if base == 0 or not run["candidates"]:
+            continue
+        gains.append((max(c["true_value"] for c in run["candidates"]) - base) / abs(base))
+        promoted.append(bool(run["decision"]["promoted"]))
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        inside = [p for g, p in zip(gains, promoted, strict=True) if lo <= g < hi]
+        n, k = len(inside), sum(inside)
+        out.append({"gain_from": lo, "gain_to": hi, "decisions": n, "promotions": k,
+                    "rate": k / n if n else math.nan,
+                    "low": 1.0 - clopper_pearson_upper(n - k, n, 0.975) if n else math.nan,
+                    "high": clopper_pearson_upper(k, n, 0.975)})
+    return out
+
+
 def decision_regret(behavior_truth: float, candidate_truths: Sequence[float],
                     promoted_truth: float | None) -> float:
     """Truth a decision left behind, as a share of the behaviour policy's true value: the best
@@ -633,13 +832,17 @@ def decision_regret(behavior_truth: float, candidate_truths: Sequence[float],
 
 
 def gate_figures(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Promotions, false promotions and missed improvements of the gate's decisions."""
+    """Promotions, false promotions (with their rate's exact 95% upper bound), missed
+    improvements (all, and beyond the indifference zone, with its upper bound), the
+    decisions' regret and the power curve."""
     decisions = len(runs)
     promoted = sum(r["decision"]["promoted"] for r in runs)
     false = sum(r["decision"]["false_promotion"] for r in runs)
     available = sum(r["decision"]["improvement_available"] for r in runs)
     missed = sum(r["decision"]["missed_improvement"] for r in runs)
-    regrets = [decision_regret(r["behavior"]["true_value"],
+    beyond = sum(r["decision"].get("improvement_beyond_zone", False) for r in runs)
+    missed_beyond = sum(r["decision"].get("missed_beyond_zone", False) for r in runs)
+    regrets = [decision_regret(incumbent_truth(r),
                                [c["true_value"] for c in r["candidates"]],
                                r["decision"]["promoted_true_value"]) for r in runs]
     return {
@@ -650,7 +853,13 @@ def gate_figures(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "missed_improvements": missed,
         "false_promotion_rate": false / decisions if decisions else math.nan,
         "missed_improvement_rate": missed / available if available else 0.0,
+        "false_promotion_upper": clopper_pearson_upper(false, decisions),
+        "improvements_beyond_zone": beyond,
+        "missed_beyond_zone": missed_beyond,
+        "missed_beyond_zone_rate": missed_beyond / beyond if beyond else math.nan,
+        "missed_beyond_zone_upper": clopper_pearson_upper(missed_beyond, beyond),
         "decision_regret": _mean([r for r in regrets if math.isfinite(r)]),
+        "power_curve": power_curve(runs),
     }
 
 
@@ -692,7 +901,10 @@ def summarise(runs: Sequence[dict[str, Any]], estimators: Sequence[str],
         "pairwise_accuracy": head["pairwise_accuracy"],
         "interval_coverage": head["interval_coverage"],
         "false_promotion_rate": gate["false_promotion_rate"],
+        "false_promotion_upper": gate["false_promotion_upper"],
         "missed_improvement_rate": gate["missed_improvement_rate"],
+        "missed_beyond_zone_rate": gate["missed_beyond_zone_rate"],
+        "missed_beyond_zone_upper": gate["missed_beyond_zone_upper"],
         "selection_regret": head["selection_regret"],
         "decision_regret": gate["decision_regret"],
     }
@@ -764,21 +976,30 @@ def replay_gate(result: dict[str, Any], gate: GateConfig) -> dict[str, Any]:
     domain's ``replay`` headline, its candidates have no headline estimate and are kept out;
     set ``gate.headline`` to compare them on ``dr``).
     """
+    from offline_rl.ope.gate import evaluated_incumbent
+
+    zone = float(result["config"].get("indifference", 0.0))
     runs = []
     for run in result["runs"]:
         b = run["behavior"]
-        incumbent = Incumbent(BEHAVIOR, _nan(b["value"]), _nan(b["low"]), _nan(b["high"]),
-                              tuple(b.get("refit_replicates") or ()))
         run_gate = domain_gate(gate, resolve_domain(run["domain"]))
+        stored = run.get("incumbent") or {}
+        if stored.get("estimates") is not None:  # an earlier promoted policy, off-policy
+            incumbent = evaluated_incumbent(_stored_evaluation(stored),
+                                            run_gate.headline_estimator)
+        else:
+            incumbent = Incumbent(BEHAVIOR, _nan(b["value"]), _nan(b["low"]), _nan(b["high"]),
+                                  tuple(b.get("refit_replicates") or ()))
         decision = decide([_stored_evaluation(c) for c in run["candidates"]], incumbent,
                           run_gate)
         truths = {c["name"]: c["true_value"] for c in run["candidates"]}
         passed = {v.name: v.passed for v in decision.verdicts}
-        bar = promotion_bar(b["true_value"], gate.margin)
+        base = incumbent_truth(run)
+        bar = promotion_bar(base, gate.margin)
         runs.append({**run, "bar": bar, "headline": run_gate.headline_estimator,
                      "candidates": [{**c, "passed_gate": passed[c["name"]]}
                                     for c in run["candidates"]],
-                     "decision": _decision_record(decision, truths, bar)})
+                     "decision": _decision_record(decision, truths, bar, zone * abs(base))})
     config = {**result["config"], "gate": dataclasses.asdict(gate)}
     estimators = tuple(config["ope"]["estimators"])
     return {**summarise(runs, estimators, gate.margin), "config": config,
@@ -830,6 +1051,17 @@ def format_validation(result: dict[str, Any]) -> str:
                      f"{g['missed_improvements']:>5} of {g['improvements_available']:<3}"
                      f"({_pct(g['missed_improvement_rate']):>6})"
                      f"{_pct(g['decision_regret']):>9}")
+    zone = result["config"].get("indifference", 0.0)
+    lines += ["", f"power curve: promotions by the best candidate's true gain over the "
+                  f"incumbent (bar: +{100 * result['config']['gate']['margin']:g}%, "
+                  f"indifference zone to +{100 * (result['config']['gate']['margin'] + zone):g}%)",
+              f"{'true gain':<18}{'decisions':>10}{'promoted':>10}{'rate':>8}{'95% interval':>18}"]
+    for b in power_curve(result["runs"]):
+        span = (f"< {100 * b['gain_to']:+g}%" if not math.isfinite(b["gain_from"]) else
+                f">= {100 * b['gain_from']:+g}%" if not math.isfinite(b["gain_to"]) else
+                f"{100 * b['gain_from']:+g}% to {100 * b['gain_to']:+g}%")
+        lines.append(f"{span:<18}{b['decisions']:>10}{b['promotions']:>10}{_pct(b['rate']):>8}"
+                     f"{'':>4}{_pct(b['low']):>6} - {_pct(b['high']):<6}")
     o = result["overall"]
     heads = ", ".join(f"{d} {e}" for d, e in headline.items())
     lines += ["", f"overall (the gate's headline estimators, marked *: {heads}): "
@@ -839,11 +1071,14 @@ def format_validation(result: dict[str, Any]) -> str:
                   f"pairs a margin apart put in the true order "
                   f"{_pct(o['pairwise_accuracy'])}, "
                   f"interval coverage {_pct(o['interval_coverage'])}, "
-                  f"false promotions {_pct(o['false_promotion_rate'])} of decisions, "
-                  f"missed improvements {_pct(o['missed_improvement_rate'])}; "
+                  f"false promotions {_pct(o['false_promotion_rate'])} of decisions "
+                  f"(exact 95% upper bound {_pct(o['false_promotion_upper'])}), "
+                  f"missed improvements {_pct(o['missed_improvement_rate'])}, beyond the "
+                  f"indifference zone {_pct(o['missed_beyond_zone_rate'])} (upper bound "
+                  f"{_pct(o['missed_beyond_zone_upper'])}); "
                   f"regret of the top-estimated candidate {_pct(o['selection_regret'])} "
-                  f"and of the decision {_pct(o['decision_regret'])} of the behaviour "
-                  f"policy's true value"]
+                  f"and of the decision {_pct(o['decision_regret'])} of the incumbent's "
+                  f"true value"]
     return "\n".join(lines)
 
 

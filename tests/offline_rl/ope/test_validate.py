@@ -10,13 +10,21 @@ import pytest
 
 from offline_rl.ope.gate import GateConfig
 from offline_rl.ope.validate import (
+    DEFAULT_SCENARIOS,
+    NIGHTLY_TRAIN_BATCH_SIZE,
+    NIGHTLY_TRAIN_STEPS,
+    VALIDATION_FQE_STEPS,
     VALIDATION_SCENARIOS,
+    BlendPolicy,
     GreedierBehavior,
     PerturbedPolicy,
     RarePolicy,
     ValidationConfig,
+    clopper_pearson_upper,
     estimator_figures,
     gate_figures,
+    near_bar_blend,
+    power_curve,
     replay_gate,
     run_seeds,
     spearman,
@@ -99,11 +107,19 @@ def test_gate_figures_count_false_promotions_and_missed_improvements():
     g = gate_figures(RUNS)
     # regret against the best of behaviour (10) and candidates: run 1 promoted the best (20);
     # run 2 promoted z (8) below the behaviour: 2 / 10; run 3 kept 10 with x at 12: 2 / 10
+    curve = g.pop("power_curve")
     assert g == {"decisions": 3, "promotions": 2, "false_promotions": 1,
                  "improvements_available": 2, "missed_improvements": 1,
                  "false_promotion_rate": pytest.approx(1 / 3),
                  "missed_improvement_rate": pytest.approx(1 / 2),
+                 "false_promotion_upper": pytest.approx(clopper_pearson_upper(1, 3)),
+                 "improvements_beyond_zone": 0, "missed_beyond_zone": 0,
+                 "missed_beyond_zone_rate": pytest.approx(math.nan, nan_ok=True),
+                 "missed_beyond_zone_upper": pytest.approx(math.nan, nan_ok=True),
                  "decision_regret": pytest.approx(0.4 / 3)}
+    # best gains over the incumbent (10): +100% (promoted), -20% (promoted), +20% (kept)
+    assert [(b["decisions"], b["promotions"]) for b in curve if b["decisions"]] == [
+        (1, 1), (2, 1)]
     summary = summarise(RUNS, ["dr"])
     assert summary["overall"]["scenarios"] == 3 and summary["overall"]["decisions"] == 3
     assert summary["per_domain"]["a"]["gate"]["false_promotions"] == 1
@@ -203,12 +219,14 @@ def test_validate_ope_command_on_a_tiny_configuration(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "[2/2] recommendation/default seed 1" in captured.err
     assert "overall (the gate's headline estimators, marked *: recommendation dr)" in captured.out
+    assert "power curve: promotions by the best candidate's true gain" in captured.out
     result = json.loads(out.read_text())
     overall = result["overall"]
     assert set(overall) == {"scenarios", "decisions", "median_relative_error",
                             "rank_correlation", "pairwise_accuracy", "interval_coverage",
-                            "false_promotion_rate", "missed_improvement_rate",
-                            "selection_regret", "decision_regret"}
+                            "false_promotion_rate", "false_promotion_upper",
+                            "missed_improvement_rate", "missed_beyond_zone_rate",
+                            "missed_beyond_zone_upper", "selection_regret", "decision_regret"}
     assert overall["selection_regret"] >= 0.0 and overall["decision_regret"] >= 0.0
     assert "near_deterministic" not in captured.out and "\ndefault " in captured.out
     assert result["per_scenario"]["default"]["runs"] == 2
@@ -225,7 +243,9 @@ def test_validate_ope_command_on_a_tiny_configuration(tmp_path, capsys):
         "ipw", "snipw", "pdis", "snpdis", "dm", "dr", "sndr"}
     for run in result["runs"]:
         assert run["eval_episodes"] == 100
-        assert [c["name"] for c in run["candidates"]] == ["double_dqn", "worse", "rare"]
+        names = [c["name"] for c in run["candidates"]]
+        assert names[:3] == ["double_dqn", "worse", "rare"]
+        assert set(names[3:]) <= {"near_bar_above", "near_bar_below"}
         d = run["decision"]
         assert d["false_promotion"] == (d["promoted"] and d["promoted_true_value"] <= run["bar"])
         assert all(math.isfinite(c["true_value"]) for c in run["candidates"])
@@ -269,3 +289,98 @@ def test_validate_ope_command_on_a_tiny_configuration(tmp_path, capsys):
     assert "must be a share in (0, 1]: 1.5" in capsys.readouterr().err
     assert main(["validate-ope", "--replay", str(tmp_path / "missing.json")]) == 2
     assert "missing.json: cannot replay it (FileNotFoundError" in capsys.readouterr().err
+
+
+def test_clopper_pearson_upper_bounds():
+    # 0 events: 1 - 0.05 ** (1 / n); the figures the docs quote
+    assert clopper_pearson_upper(0, 30) == pytest.approx(1 - 0.05 ** (1 / 30))
+    assert clopper_pearson_upper(0, 30) == pytest.approx(0.0950, abs=1e-4)
+    assert clopper_pearson_upper(0, 120) == pytest.approx(0.0247, abs=1e-4)
+    assert clopper_pearson_upper(3, 150) == pytest.approx(0.0509, abs=2e-4)
+    assert clopper_pearson_upper(5, 5) == 1.0
+    assert math.isnan(clopper_pearson_upper(0, 0))
+
+
+def test_power_curve_bins_decisions_by_the_best_true_gain():
+    runs = [_run("a", [_cand("x", t, t, t, t)], promoted="x" if promoted else None, bar=100.0)
+            for t, promoted in ((99.0, False), (101.0, False), (104.0, True), (104.5, False),
+                                (120.0, True))]
+    curve = {(b["gain_from"], b["gain_to"]): b for b in power_curve(runs)}
+    assert curve[(-math.inf, 0.0)]["decisions"] == 1 and curve[(-math.inf, 0.0)]["rate"] == 0
+    assert curve[(0.0, 0.02)]["promotions"] == 0
+    assert curve[(0.03, 0.05)]["decisions"] == 2 and curve[(0.03, 0.05)]["rate"] == 0.5
+    high = curve[(0.10, math.inf)]
+    assert high["rate"] == 1.0 and high["low"] == pytest.approx(0.025) and high["high"] == 1.0
+
+
+class _Const:
+    def __init__(self, action):
+        self.action = action
+
+    def predict(self, obs):
+        return np.full(np.asarray(obs).shape[0], self.action, dtype=np.int64)
+
+
+def test_blend_policy_takes_the_first_policy_in_its_share_of_states():
+    obs = np.random.default_rng(0).normal(size=(4000, 3))
+    blend = BlendPolicy(_Const(1), _Const(0), 0.3, seed=5)
+    actions = blend.predict(obs)
+    assert actions.mean() == pytest.approx(0.3, abs=0.03)
+    assert (blend.predict(obs) == actions).all()  # deterministic per state
+
+
+def test_near_bar_blend_bisects_to_the_target_value():
+    obs = np.random.default_rng(1).normal(size=(4000, 3))
+
+    def value(policy):  # the first policy is worth 20, the second 10: linear in the share
+        return 10.0 + 10.0 * policy.predict(obs).mean()
+
+    policy, v = near_bar_blend(value, _Const(1), _Const(0), target=14.2, band=0.2, seed=3)
+    assert v == pytest.approx(14.2, abs=0.2) and value(policy) == v
+    # a target no blend reaches within the band is reported as not found
+    assert near_bar_blend(value, _Const(1), _Const(0), target=14.2, band=1e-9, seed=3,
+                          steps=2) is None
+
+
+def test_validation_defaults_are_the_nightly_jobs_settings():
+    from offline_rl.algos.training import TrainingConfig
+    from offline_rl.ope.evaluate import OPEConfig
+
+    cfg = ValidationConfig()
+    assert cfg.train_steps == NIGHTLY_TRAIN_STEPS == TrainingConfig().n_steps
+    assert cfg.train_batch_size == NIGHTLY_TRAIN_BATCH_SIZE == TrainingConfig().batch_size
+    nightly = OPEConfig()
+    assert cfg.ope.fqe_steps == VALIDATION_FQE_STEPS == nightly.fqe_steps
+    for name in ("n_bootstrap", "alpha", "fqe_refits", "estimators", "fqe_hidden_units"):
+        assert getattr(cfg.ope, name) == getattr(nightly, name), name
+    assert cfg.gate == GateConfig()
+    assert "little_to_gain" in DEFAULT_SCENARIOS and "promoted_incumbent" in DEFAULT_SCENARIOS
+
+
+def test_promoted_incumbent_run_is_judged_against_the_earlier_policy(tmp_path):
+    from offline_rl.domains import get_domain
+    from offline_rl.ope.evaluate import OPEConfig
+    from offline_rl.ope.validate import run_one
+
+    cfg = ValidationConfig(domains=("cart",), scenarios=("promoted_incumbent",), seeds=1,
+                           candidates=("double_dqn",), train_steps=30, truth_episodes=300,
+                           episode_scale=0.02, constructed=("worse", "near_bar"),
+                           ope=OPEConfig(fqe_steps=40, n_bootstrap=20, device="cpu"))
+    run = run_one(get_domain("cart"), VALIDATION_SCENARIOS["promoted_incumbent"], 0, cfg,
+                  tmp_path)
+    inc = run["incumbent"]
+    assert inc["name"] == "earlier:double_dqn" and inc["estimates"]["dr"]["value"] is not None
+    assert run["bar"] == pytest.approx(inc["true_value"] + 0.02 * abs(inc["true_value"]))
+    assert inc["true_value"] != run["behavior"]["true_value"]
+    names = [c["name"] for c in run["candidates"]]
+    assert names[:2] == ["double_dqn", "worse"]
+    for c in run["candidates"]:
+        if c["name"].startswith("near_bar"):  # kept only within 1% of the bar
+            assert abs(c["true_value"] - run["bar"]) <= 0.01 * abs(inc["true_value"]) + 1e-9
+    assert any(n.startswith("near_bar") for n in names) or any(
+        "near_bar" in note for note in run["notes"])
+    # replaying the stored run rebuilds the off-policy incumbent and the same decision
+    result = {"runs": [run], "config": {"gate": {}, "indifference": cfg.indifference,
+                                        "ope": {"estimators": list(cfg.ope.estimators)}}}
+    again = replay_gate(result, GateConfig())
+    assert again["runs"][0]["decision"] == run["decision"]
