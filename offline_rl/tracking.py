@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
 import math
@@ -223,7 +224,22 @@ class Tracker:
     def _client(self) -> Any:
         from mlflow import MlflowClient
 
-        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        database = _sqlite_file(self.uri)
+        if database is None:
+            return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        # the first use of a SQLite store creates its tables; the nightly job's parallel steps
+        # would race to (alembic fails on a half-migrated database), so the stores are opened
+        # one process at a time
+        database.parent.mkdir(parents=True, exist_ok=True)
+        with open(database.with_name(database.name + ".lock"), "a+b") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+                client.search_experiments(max_results=1)
+                client.search_registered_models(max_results=1)
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return client
 
     def _experiment(self, client: Any, domain: str) -> str:
         found = client.get_experiment_by_name(domain)
@@ -403,6 +419,14 @@ def _local_copy(path: Location, target: Path) -> Path:
         if child.is_file():
             (target / child.name).write_bytes(child.read_bytes())
     return target
+
+
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (None for any other store)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    return None if not path or path == ":memory:" else Path(path)
 
 
 def _record(config: Any) -> dict[str, Any]:

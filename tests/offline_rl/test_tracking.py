@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,6 +25,7 @@ from offline_rl.tracking import (  # noqa: E402
     CHAMPION,
     MLFLOW_ARTIFACTS_ENV,
     MLFLOW_URI_ENV,
+    Tracked,
     Tracker,
 )
 
@@ -185,3 +188,29 @@ def test_an_unreachable_server_is_a_quick_warning(tmp_path, built, caplog):
     assert not outcome.ok
     assert "not logged to MLflow at http://127.0.0.1:9" in outcome.message
     assert "http://127.0.0.1:9" in caplog.text
+
+
+def _log_one_training(args: tuple[str, str, int]) -> Tracked:
+    """A step process of the nightly job: one candidate's training run."""
+    uri, folder, i = args
+    directory = Path(folder) / f"c{i}"
+    directory.mkdir()
+    (directory / "training.json").write_text(json.dumps(
+        {"name": f"c{i}", "algorithm": "DQN", "learning_curve": [{"step": 5, "loss": 0.5}]}))
+    return Tracker(uri).log_training(f"domain{i % 2}", DAY, [directory])
+
+
+def test_parallel_steps_share_a_new_sqlite_store(tmp_path):
+    """The first use of a SQLite store creates its tables: parallel steps take turns."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    tracker = tracker_at(tmp_path)
+    context = multiprocessing.get_context("fork")  # the children use mlflow only
+    with ProcessPoolExecutor(3, mp_context=context) as pool:
+        outcomes = list(pool.map(_log_one_training,
+                                 [(tracker.uri, str(tmp_path), i) for i in range(3)]))
+    assert [o.ok for o in outcomes] == [True] * 3, [o.message for o in outcomes]
+    client = _client(tracker)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert sorted(r.info.run_name for r in runs) == [f"train c{i} {DAY}" for i in range(3)]
