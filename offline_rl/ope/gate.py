@@ -111,7 +111,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
-from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 from offline_rl.ope.replay import REPLAY
@@ -318,46 +317,24 @@ def paired_gain(value: float, replicates: tuple[float, ...], incumbent: Incumben
     return Gain(gain, low, high, resamples, sd)
 
 
-def _cornish_fisher(z: float, df: int) -> float:
-    """Student's t quantile for the normal quantile ``z``: the series of
-    :func:`offline_rl.ope.evaluate.student_t_quantile`, as a function of ``z``."""
-    return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
-
-
 def quantile(p: float, df: int | None) -> float:
     """Quantile ``p`` of Student's t with ``df`` degrees of freedom (the intervals' own,
     :func:`offline_rl.ope.evaluate.student_t_quantile`), or of the standard normal (``df``
     None)."""
-    z = NormalDist().inv_cdf(p)
-    return z if df is None else _cornish_fisher(z, df)
+    from scipy import stats
+
+    return float(stats.norm.ppf(p) if df is None else stats.t.ppf(p, df))
 
 
 def upper_tail(t: float, df: int | None) -> float:
-    """``P(T > t)`` for the distribution of :func:`quantile`, its exact inverse:
+    """``P(T > t)`` for the distribution of :func:`quantile`, its inverse:
     ``upper_tail(quantile(1 - a, df), df) = a`` (to rounding), so a p-value below ``a`` says
     the same as ``t`` above the quantile ``1 - a`` that the intervals use. NaN ``t``: 1."""
+    from scipy import stats
+
     if math.isnan(t):
         return 1.0
-    if math.isinf(t):
-        return 0.0 if t > 0 else 1.0
-    normal = NormalDist()
-    if df is None:
-        return normal.cdf(-t)
-    # the series is an odd polynomial in z with positive coefficients, so strictly increasing
-    # and at least c1 * |z| in size: the z it maps to |t| lies in [0, |t| / c1]
-    c1 = 1 + 1 / (4 * df) + 3 / (96 * df**2) - 15 / (384 * df**3)
-    lo, hi = 0.0, abs(t) / c1
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if mid in (lo, hi):
-            break
-        if _cornish_fisher(mid, df) < abs(t):
-            lo = mid
-        else:
-            hi = mid
-    z = 0.5 * (lo + hi)
-    return normal.cdf(-z) if t > 0 else normal.cdf(z)
+    return float(stats.norm.sf(t) if df is None else stats.t.sf(t, df))
 
 
 @dataclass(frozen=True)

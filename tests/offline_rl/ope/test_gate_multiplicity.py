@@ -120,13 +120,16 @@ def test_with_one_candidate_holm_decides_exactly_as_the_lower_bound_rule():
         assert h.lower_bound == n.lower_bound == h.adjusted_lower_bound
         assert verify_promotion(_roundtrip(holm)) == verify_promotion(_roundtrip(none))
     assert seen == {True, False}
-    # at the boundary itself: a gain whose lower end equals the margin passes neither rule
+    # at the boundary: a gain whose lower end is a hair below the margin passes neither
+    # rule, a hair above passes both (p-value 0.05 there)
     diffs = np.array([-1.0, 1.0, -1.0, 1.0, -1.0, 1.0, -1.0, 1.0])
     half = student_t_quantile(0.95, 7) * diffs.std(ddof=1)
-    edge = _paired("a", incumbent, diffs, gain=bar - incumbent.value + half)
-    for method in ("holm", "none"):
-        verdict = decide([edge], incumbent, GateConfig(multiplicity=method)).verdicts[0]
-        assert not verdict.passed and verdict.p_value == pytest.approx(0.05, rel=1e-9)
+    for nudge, passes in ((-1e-9, False), (1e-9, True)):
+        edge = _paired("a", incumbent, diffs, gain=bar - incumbent.value + half + nudge)
+        for method in ("holm", "none"):
+            verdict = decide([edge], incumbent, GateConfig(multiplicity=method)).verdicts[0]
+            assert verdict.passed == passes
+            assert verdict.p_value == pytest.approx(0.05, rel=1e-6)
 
 
 def _close_calls(incumbent, n=4):
