@@ -200,8 +200,9 @@ def window_loggers(paths: DataPaths, domain: Any, day: dt.date) -> dict[str, int
 
 
 def summarise(records: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Per domain: cumulative true value against the shop's rule and the best served policy
-    in hindsight, bad nights and repeats, estimation quality on the first night, on the
+    """Per domain: cumulative true value against the shop's rule, the best served policy in
+    hindsight and the best candidate of any night in hindsight (greedy, as the gate judged
+    it; served with exploration it is worth somewhat less), bad nights and repeats, estimation quality on the first night, on the
     nights after it and on those of them whose evaluation window several policies logged,
     and coverage of realized values by the promised intervals."""
     from offline_rl.ope.validate import spearman
@@ -215,6 +216,9 @@ def summarise(records: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         repeats = int(np.sum(bad[1:] & bad[:-1]))
         gain = float(served.sum() - shop * len(nights))
         headroom = (best - shop) * len(nights)
+        best_candidate = max([shop, *(c["true"] for n in nights
+                                      for c in n["candidates"].values())])
+        candidate_headroom = (best_candidate - shop) * len(nights)
 
         def quality(part: list[dict[str, Any]]) -> dict[str, float | None]:
             errors, rhos = [], []
@@ -243,6 +247,9 @@ def summarise(records: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "cumulative_uplift": gain / (abs(shop) * len(nights)) if shop else None,
             "best_served_true": best,
             "share_of_hindsight_gain": gain / headroom if headroom > 0 else None,
+            "best_candidate_true": best_candidate,
+            "share_of_best_candidate_gain": (gain / candidate_headroom
+                                             if candidate_headroom > 0 else None),
             "bad_nights": int(bad.sum()),
             "bad_nights_followed_by_bad": repeats,
             "promotions": sum(n["decision"]["promoted"] for n in nights),

@@ -84,5 +84,7 @@ def test_summary_counts_bad_nights_and_their_repeats():
     assert s["bad_nights"] == 2 and s["bad_nights_followed_by_bad"] == 1
     assert s["cumulative_gain_over_shop"] == pytest.approx(3.2)
     assert s["share_of_hindsight_gain"] == pytest.approx(3.2 / (2.0 * 5))
+    assert s["best_candidate_true"] == 12.0
+    assert s["share_of_best_candidate_gain"] == pytest.approx(3.2 / (2.0 * 5))
     assert s["estimation_first_night"]["mean_rank_correlation"] == 1.0
     assert s["promise_coverage"] == 1.0 and s["promise_checks"] == 1
