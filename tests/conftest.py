@@ -15,8 +15,9 @@ from offline_rl.paths import HOME_ENV, DataPaths
 # partitions every test of the code location sees (and $OFFLINE_RL_HOME, e.g. from the
 # Makefile, would point the jobs' resource at it). Tests that need a home make their own.
 os.environ[HOME_ENV] = tempfile.mkdtemp(prefix="offline-rl-tests-")
+# (nor the developer's MLflow server: tests that track make their own store)
 for _name in ("OFFLINE_RL_FIRST_DAY", "OFFLINE_RL_LAST_DAY", "OFFLINE_RL_LANDING",
-              "OFFLINE_RL_EXPORTS"):
+              "OFFLINE_RL_EXPORTS", "OFFLINE_RL_MLFLOW_URI", "OFFLINE_RL_MLFLOW_ARTIFACTS"):
     os.environ.pop(_name, None)
 
 START = dt.date(2026, 10, 1)

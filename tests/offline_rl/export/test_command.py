@@ -113,6 +113,31 @@ def test_rollback_to_the_previous_or_a_named_version(home, capsys):
     assert list_versions(root) == ["v0001", "v0002", "v0003"]  # nothing was deleted
 
 
+def test_rollback_moves_the_mlflow_champion_and_survives_an_unreachable_server(
+        home, capsys, monkeypatch):
+    pytest.importorskip("mlflow")
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    monkeypatch.setenv("OFFLINE_RL_MLFLOW_URI", uri)
+    monkeypatch.setenv("OFFLINE_RL_MLFLOW_ARTIFACTS", (home / "mlartifacts").as_uri())
+    assert _cli(home, "exports", "rollback") == 0
+    out = capsys.readouterr().out
+    assert "latest v0003 -> v0002" in out
+    assert "registered and models:/recommendation@champion -> version 1 (export v0002)" in out
+    champion = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias(
+        DOMAIN, "champion")
+    assert champion.tags["export_version"] == "v0002"
+    # the alias is a warning's worth: latest moves even when MLflow cannot be reached
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    assert _cli(home, "exports", "rollback", "--mlflow-uri", "http://127.0.0.1:9") == 0
+    captured = capsys.readouterr()
+    assert "latest v0002 -> v0001" in captured.out
+    assert captured.err.startswith("warning: recommendation champion alias not logged to "
+                                   "MLflow at http://127.0.0.1:9: ")
+    assert current_version(home / "exports" / DOMAIN) == "v0001"
+
+
 def test_prune_keeps_the_newest_and_latest(home, capsys):
     assert _cli(home, "exports", "rollback", "--version", "v0001") == 0
     assert _cli(home, "exports", "prune", "--keep", "1") == 0
