@@ -8,9 +8,10 @@ export serves. Loading needs mlflow, torch and this project's package (for the l
 
 ``predict(features, params={"seed": s})``:
 
-* ``features``: a DataFrame with the manifest's feature columns (any order; other columns
-  are ignored) or an array ``[n, n_features]`` in the manifest's order. An optional column
-  ``uniform`` gives each row's serving draw in [0, 1), as the shop's serving passes it;
+* ``features``: a DataFrame with the manifest's feature columns, as the model's signature
+  names them (any order; other columns are ignored; :func:`serve` itself also takes an
+  array ``[n, n_features]`` in the manifest's order). An optional column ``uniform`` gives
+  each row's serving draw in [0, 1), as the shop's serving passes it;
   without it the draws come from ``numpy.random.default_rng(seed)`` (``seed`` unset: fresh
   entropy), exactly as ``LoadedPolicy.sample(features, default_rng(seed))`` draws them.
 * Returns a DataFrame, one row per input row: ``action`` (the served action; -1 where the
