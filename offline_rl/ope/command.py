@@ -107,6 +107,8 @@ OPE_SETTINGS: tuple[tuple[str, Any, str], ...] = (
     ("fqe_refits", nonnegative_int, "FQE refits on bootstrap resamples of the episodes, whose "
                                     "spread gives the dm/dr/sndr intervals (below 2: those "
                                     "resample the episodes around one fit)"),
+    ("fqe_folds", positive_int, "cross-fitting folds of FQE: each row's model value comes from "
+                                "fits on the other folds' episodes (1: off)"),
     ("seed", int, "seed of FQE and the bootstrap"),
     ("gamma", _unit_interval(False, False), "discount factor (1: undiscounted return per "
                                             "episode)"),
@@ -422,6 +424,8 @@ def add_validate_ope_parser(subparsers: Any) -> None:
                    help=f"gradient steps per trained candidate (default {defaults.train_steps})")
     p.add_argument("--fqe-steps", type=positive_int, default=VALIDATION_FQE_STEPS,
                    help=f"FQE gradient steps per candidate (default {VALIDATION_FQE_STEPS})")
+    p.add_argument("--fqe-folds", type=positive_int, default=1,
+                   help="cross-fitting folds of FQE (OPEConfig.fqe_folds; default 1: off)")
     p.add_argument("--truth-episodes", type=positive_int, default=defaults.truth_episodes,
                    help=f"simulator rollouts per true value (default {defaults.truth_episodes})")
     p.add_argument("--indifference", type=nonnegative_float, default=defaults.indifference,
@@ -500,7 +504,8 @@ def cmd_validate_ope(args: argparse.Namespace) -> int:
                 candidates=tuple(args.candidates), train_steps=args.train_steps,
                 truth_episodes=args.truth_episodes, episode_scale=args.episode_scale,
                 indifference=args.indifference,
-                ope=dataclasses.replace(defaults.ope, fqe_steps=args.fqe_steps), gate=gate)
+                ope=dataclasses.replace(defaults.ope, fqe_steps=args.fqe_steps,
+                                        fqe_folds=args.fqe_folds), gate=gate)
             cfg.check()
         except ValueError as exc:
             raise UsageError(str(exc), "see `offline-rl validate-ope --help`") from None

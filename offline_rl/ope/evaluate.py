@@ -82,6 +82,13 @@ class OPEConfig:
             interval includes the model's own estimation error.
         fqe_bagging: Torch backend with refits: the model is the average of the full-data
             fit and the refits' Q-values (False: the full-data fit alone).
+        fqe_folds: Torch backend: cross-fitting. With ``k >= 2`` the episodes are split into
+            ``k`` seeded folds and every fit (the full-data one and each refit) becomes ``k``
+            fits, each on the other folds' episodes, whose Q-values are used on the left-out
+            fold's rows only: no row's model value comes from a model fitted on its own
+            episode, so the doubly robust correction is not fitted to the noise it
+            corrects. All folds train in one batched network (``k`` times the members); 1:
+            off, every model value comes from fits on all episodes.
         model_max_weight: Clip of the cumulative importance weights in ``dr`` and ``sndr``
             (None: no clip); the importance-sampling estimators are never clipped.
         fqe_target_update_interval: d3rlpy backend: steps between target-network syncs.
@@ -105,6 +112,7 @@ class OPEConfig:
     fqe_refits: int = 8
     refit_estimators: tuple[str, ...] = ("dm", "dr", "sndr")
     fqe_bagging: bool = True
+    fqe_folds: int = 1
     model_max_weight: float | None = 10.0
     fqe_target_update_interval: int = 200
     fqe_reward_scale: float | None = None
@@ -124,6 +132,8 @@ class OPEConfig:
                              f"{self.model_max_weight!r}")
         if self.fqe_refits < 0:
             raise ValueError(f"fqe_refits: expected an integer >= 0, got {self.fqe_refits!r}")
+        if self.fqe_folds < 1:
+            raise ValueError(f"fqe_folds: expected an integer >= 1, got {self.fqe_folds!r}")
 
 
 FQE_BACKENDS: tuple[str, ...] = ("torch", "d3rlpy")
@@ -265,6 +275,22 @@ def refit_counts(arrays: DecisionArrays, config: OPEConfig) -> np.ndarray:
     return np.concatenate(list(resample_counts(n_episodes, config.fqe_refits, rng)))
 
 
+MIN_FOLD_EPISODES = 10
+"""Fewest episodes per fold for cross-fitting; with fewer, the fits use every episode."""
+
+
+def fold_of_episode(n_episodes: int, config: OPEConfig) -> np.ndarray | None:
+    """``[n_episodes]`` cross-fitting fold of each episode (balanced, a function of the seed
+    and the number of episodes only, so every policy evaluated on the same data has the same
+    folds); None when cross-fitting is off or there are fewer than ``MIN_FOLD_EPISODES``
+    episodes per fold."""
+    folds = config.fqe_folds
+    if folds < 2 or n_episodes < folds * MIN_FOLD_EPISODES:
+        return None
+    rng = np.random.default_rng([config.seed, 104_729])
+    return rng.permutation(n_episodes) % folds
+
+
 def _torch_fqe(policy_actions: np.ndarray, arrays: DecisionArrays, n_actions: int,
                config: OPEConfig, target_probs: np.ndarray | None = None,
                ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -285,17 +311,40 @@ def _torch_fqe(policy_actions: np.ndarray, arrays: DecisionArrays, n_actions: in
     counts = refit_counts(arrays, config)
     if counts.shape[0]:
         weights.append(counts[:, arrays.episode])
+    members = np.concatenate(weights)
+    fold = fold_of_episode(int(arrays.episode.max()) + 1, config)
+    folds = 1 if fold is None else config.fqe_folds
+    row_fold = None if fold is None else fold[arrays.episode]
+    if row_fold is not None:  # member (f, k): fit k on the episodes outside fold f
+        stacked = np.concatenate([members * (row_fold != f) for f in range(folds)])
+        # a resample may hold no episode outside a fold: that member fits the fold's
+        # complement in the full data instead (never its own fold's rows)
+        empty = stacked.sum(axis=1) <= 0
+        if empty.any():
+            outside = np.concatenate([np.broadcast_to((row_fold != f).astype(np.float64),
+                                                      members.shape) for f in range(folds)])
+            stacked[empty] = outside[empty]
+    else:
+        stacked = members
     settings = FQESettings(steps=config.fqe_steps, batch_size=config.fqe_batch_size,
                            learning_rate=config.fqe_learning_rate,
                            hidden_units=tuple(config.fqe_hidden_units), seed=config.seed)
     fit = fit_fqe_ensemble(arrays.observations, arrays.actions,
                            arrays.rewards.astype(np.float64), next_rows(arrays), probs,
-                           np.concatenate(weights), gamma=config.gamma,
+                           stacked, gamma=config.gamma,
                            horizon=int(arrays.step.max()) + 1, settings=settings)
+    q_all = fit.q_all
+    if row_fold is not None:  # each row's values from the fits that left its fold out
+        m = members.shape[0]
+        q_all = np.empty((m, *fit.q_all.shape[1:]))
+        for f in range(folds):
+            rows_f = row_fold == f
+            q_all[:, rows_f] = fit.q_all[f * m:(f + 1) * m][:, rows_f]
     details = {"fqe_backend": "torch", "fqe_iterations": fit.n_iterations,
                "fqe_bellman_mse_scaled": float(fit.final_loss[0]),
-               "fqe_reward_scale": fit.reward_scale, "fqe_refits": int(counts.shape[0])}
-    return fit.q_all, counts, details
+               "fqe_reward_scale": fit.reward_scale, "fqe_refits": int(counts.shape[0]),
+               "fqe_folds": folds}
+    return q_all, counts, details
 
 
 CLIPPED = ("dr", "sndr")

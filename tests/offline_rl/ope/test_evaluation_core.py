@@ -93,3 +93,29 @@ def test_full_behaviour_probabilities_give_the_exact_rare_action_rate():
     # the estimates use the logged probabilities only
     same = evaluate_target("one", always_one, arrays, CONFIG, behavior_probs_all=behavior)
     assert same.estimates == logged_only.estimates
+
+
+def test_cross_fitting_never_uses_a_rows_own_episode_for_its_model_value():
+    from offline_rl.ope.evaluate import _torch_fqe, fold_of_episode
+
+    logs = three_step_logs(n=60, seed=3)
+    config = dataclasses.replace(CONFIG, fqe_folds=2)
+    folds = fold_of_episode(60, config)
+    assert folds is not None and np.bincount(folds).tolist() == [30, 30]
+    target = SignPolicy().predict(logs.observations)
+    q, _, details = _torch_fqe(target, logs, 2, config)
+    assert details["fqe_folds"] == 2 and q.shape == (3, 180, 2)
+    # flip the 0/1 rewards of one episode (the reward scale stays 1): the model values of
+    # that episode's fold come from fits on the other fold only, so they do not move
+    episode = int(np.flatnonzero(folds == 0)[0])
+    changed = logs.rewards.copy()
+    changed[logs.episode == episode] = 1.0 - changed[logs.episode == episode]
+    q2, _, _ = _torch_fqe(target, dataclasses.replace(logs, rewards=changed), 2, config)
+    own_fold = folds[logs.episode] == 0
+    np.testing.assert_array_equal(q2[:, own_fold], q[:, own_fold])
+    assert not np.array_equal(q2[:, ~own_fold], q[:, ~own_fold])  # the other fold's fits
+    # without cross-fitting every fit sees every episode
+    plain, _, details = _torch_fqe(target, logs, 2, CONFIG)
+    assert details["fqe_folds"] == 1 and plain.shape == q.shape
+    # too few episodes per fold: cross-fitting is off
+    assert fold_of_episode(15, config) is None
