@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import os
 import re
 import signal
@@ -22,6 +21,7 @@ from typing import Any
 
 import duckdb
 import polars as pl
+from filelock import ReadWriteLock
 
 SQL_PACKAGE = "sql"
 """The package whose data files are the statements: ``<folder>/<name>.sql``."""
@@ -82,36 +82,35 @@ def sql_text(name: str, *, table: str | None = None, **identifiers: str) -> str:
     return text
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path, *, shared: bool) -> Iterator[None]:
-    """An advisory ``flock`` on ``path`` (created if needed), released on exit or process death."""
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 class Warehouse:
     """The DuckDB file of one data home.
 
     DuckDB allows one writing process at a time and refuses (rather than waits for) a
-    conflicting open. Each method therefore opens a short-lived connection under an advisory
-    file lock next to the database (``<file>.lock``): shared for readers, exclusive for
-    writers. Processes of one machine (Dagster's multiprocess executor, a local Dask cluster)
-    queue for the writer slot instead of failing, and readers never see a lock error.
+    conflicting open. Each method therefore opens a short-lived connection under a file lock
+    next to the database (``<file>.lock``, filelock's ``ReadWriteLock``): readers
+    (``query``, ``read_partitions``, ``table_exists``, ``digest``) share it and open the
+    database read-only, writers (``execute``, ``replace``, ``replace_partition``) hold it
+    alone. Processes of one machine (Dagster's multiprocess executor, a local Dask cluster)
+    and threads of one process queue instead of failing, a waiting writer keeps new readers
+    out, a process that dies releases what it held, and readers never see a lock error.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
     @contextlib.contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection under the shared lock (``read_only``) or the exclusive one."""
         if read_only and not self.path.exists():
             raise WarehouseError(f"warehouse {self.path} does not exist yet; run ingestion first")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with _file_lock(self.path.with_name(self.path.name + ".lock"), shared=read_only):
+        # One lock object per connection: the lock coordinates processes and threads alike.
+        lock = ReadWriteLock(self.lock_path, is_singleton=False)
+        with lock.read_lock() if read_only else lock.write_lock():
             con = duckdb.connect(str(self.path), read_only=read_only)
             try:
                 con.execute("SET TimeZone = 'UTC'")
@@ -138,15 +137,18 @@ class Warehouse:
             raise WarehouseError(f"{name}.sql on {table or '-'} failed: {exc}") from exc
 
     def table_exists(self, table: str) -> bool:
-        with self.connect() as con:
+        if not self.path.exists():
+            return False
+        with self.connect(read_only=True) as con:
             return self._exists(con, table)
 
     def query(
         self, name: str, *, table: str | None = None, identifiers: dict[str, str] | None = None,
         **params: Any,
     ) -> pl.DataFrame:
-        """Runs ``sql/<name>.sql`` with named ``params`` and returns a polars frame."""
-        with self.connect() as con:
+        """Runs the read-only statement ``sql/<name>.sql`` with named ``params`` and returns a
+        polars frame."""
+        with self.connect(read_only=True) as con:
             return self._select(con, name, table, identifiers, params)
 
     def execute(self, name: str, *, table: str | None = None, **params: Any) -> None:
@@ -226,7 +228,9 @@ class Warehouse:
 
     def read_partitions(self, table: str, start: dt.date, end: dt.date) -> pl.DataFrame:
         """Rows of ``table`` with ``start <= partition_date <= end`` (empty if no table)."""
-        with self.connect() as con:  # one connection for the check and the read
+        if not self.path.exists():
+            return pl.DataFrame()
+        with self.connect(read_only=True) as con:  # one connection for the check and the read
             if not self._exists(con, table):
                 return pl.DataFrame()
             return self._select(con, "warehouse/select_partition_range", table, None,

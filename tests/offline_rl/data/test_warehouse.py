@@ -85,3 +85,56 @@ def test_new_columns_are_added_to_an_existing_table(tmp_path):
     with pytest.raises(WarehouseError, match="cannot add the new column 'when'"):
         wh.replace_partition("t", odd, day=DAY)
     assert wh.read_partitions("t", DAY, DAY)["v"].to_list() == [1]  # rolled back
+
+
+def test_readers_share_the_lock_and_a_writer_waits_for_them(tmp_path):
+    import threading
+
+    wh = Warehouse(tmp_path / "w.duckdb")
+    wh.replace_partition("t", pl.DataFrame({"partition_date": [DAY], "v": [1]}), day=DAY)
+    both_in = threading.Barrier(3, timeout=10)  # passes only while both readers are inside
+    release = threading.Event()
+    events: list[str] = []
+
+    def hold_a_read() -> None:
+        with wh.connect(read_only=True) as con:
+            both_in.wait()
+            release.wait(10)
+            events.append(f"read {con.sql('SELECT max(v) FROM t').fetchall()[0][0]}")
+
+    def write() -> None:
+        wh.replace_partition("t", pl.DataFrame({"partition_date": [DAY], "v": [2]}), day=DAY)
+        events.append("written")
+
+    def read_through_the_api() -> None:
+        assert wh.table_exists("t")
+        assert wh.read_partitions("t", DAY, DAY)["v"].to_list() == [1]
+        assert wh.query("warehouse/select_partition_range", table="t", start=DAY,
+                        end=DAY).height == 1
+        events.append("api read")
+
+    readers = [threading.Thread(target=hold_a_read) for _ in range(2)]
+    for thread in readers:
+        thread.start()
+    both_in.wait()  # both readers hold the shared lock at once
+    api = threading.Thread(target=read_through_the_api)
+    api.start()
+    api.join(10)
+    assert not api.is_alive() and events == ["api read"]  # readers do not wait for readers
+    writer = threading.Thread(target=write)
+    writer.start()
+    writer.join(0.5)
+    assert writer.is_alive() and "written" not in events  # the writer waits for the readers
+    release.set()
+    for thread in [*readers, writer]:
+        thread.join(10)
+    assert events[1:] == ["read 1", "read 1", "written"]
+    assert wh.read_partitions("t", DAY, DAY)["v"].to_list() == [2]
+
+
+def test_readers_of_a_missing_warehouse_create_nothing(tmp_path):
+    wh = Warehouse(tmp_path / "w.duckdb")
+    assert not wh.table_exists("t") and wh.read_partitions("t", DAY, DAY).is_empty()
+    with pytest.raises(WarehouseError, match="does not exist yet"):
+        wh.query("warehouse/table_exists", table_name="t")
+    assert list(tmp_path.iterdir()) == []
