@@ -438,9 +438,10 @@ def add_validate_ope_parser(subparsers: Any) -> None:
     gate = p.add_argument_group(
         "gate", "the promotion gate's settings (offline_rl.ope.gate.GateConfig); with --replay "
                 "they re-decide stored runs")
-    gate.add_argument("--replay", metavar="RESULT",
-                      help="re-decide the runs of an earlier --json RESULT with the gate "
-                           "settings given here, from its stored estimates and truths (no "
+    gate.add_argument("--replay", metavar="RESULT", nargs="+",
+                      help="re-decide the runs of earlier --json RESULTs (several: run with "
+                           "one configuration, e.g. one per domain side by side) with the gate "
+                           "settings given here, from their stored estimates and truths (no "
                            "training or rollouts), and print the tables")
     gate.add_argument("--headline", choices=(*ESTIMATORS, *UNWEIGHTED), default=None,
                       help="the estimator every domain's gate decides on (default: each "
@@ -479,6 +480,7 @@ def cmd_validate_ope(args: argparse.Namespace) -> int:
     from offline_rl.ope.validate import (
         ValidationConfig,
         format_validation,
+        merge_results,
         replay_gate,
         run_validation,
         write_json,
@@ -488,13 +490,21 @@ def cmd_validate_ope(args: argparse.Namespace) -> int:
                       select_by=args.select_by, paired=not args.unpaired,
                       max_weight_share=args.max_weight_share, multiplicity=args.multiplicity)
     if args.replay:
-        path = Path(args.replay)
+        stored = []
+        for name in args.replay:
+            path = Path(name)
+            try:
+                stored.append(json.loads(path.read_text()))
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"{path}: cannot replay it ({type(exc).__name__}: {exc})",
+                                 "pass a file written by `offline-rl validate-ope --json`"
+                                 ) from None
         try:
-            stored = json.loads(path.read_text())
-            result = replay_gate(stored, gate)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise UsageError(f"{path}: cannot replay it ({type(exc).__name__}: {exc})",
-                             "pass a file written by `offline-rl validate-ope --json`") from None
+            result = replay_gate(merge_results(stored), gate)
+        except (ValueError, KeyError, TypeError) as exc:
+            where = ", ".join(args.replay)
+            raise UsageError(f"{where}: cannot replay it ({type(exc).__name__}: {exc})",
+                             "pass files written by `offline-rl validate-ope --json`") from None
     else:
         defaults = ValidationConfig()
         try:

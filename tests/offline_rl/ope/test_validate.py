@@ -74,6 +74,19 @@ def test_spearman_matches_hand_computed_ranks_with_ties():
         spearman([1, 2], [1, 2, 3])
 
 
+def test_spearman_ranks_nan_above_every_number_and_warns_about_nothing():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # ranks x: 0, 1, 3, 2 (NaN last); y: 0, 1, 2, 3
+        assert spearman([1, 2, math.nan, 4], [1, 2, 3, 4]) == pytest.approx(0.8)
+        # the two NaNs tie: ranks x: 0, 2.5, 2.5, 1
+        expected = np.corrcoef([0, 2.5, 2.5, 1], [3, 2, 1, 0])[0, 1]
+        assert spearman([1, math.nan, math.nan, 4], [4, 3, 2, 1]) == pytest.approx(expected)
+        assert math.isnan(spearman([2.0, 2.0], [1, 2])) and math.isnan(spearman([1], [1]))
+
+
 def test_estimator_figures_on_hand_made_runs():
     fig = estimator_figures(RUNS, "dr")
     # relative errors: .1, .2, .5, 2, 0, .875, 0 (y of run 3 has no finite estimate)
@@ -287,6 +300,8 @@ def test_validate_ope_command_on_a_tiny_configuration(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["validate-ope", "--replay", str(out), "--max-weight-share", "1.5"])
     assert "must be a share in (0, 1]: 1.5" in capsys.readouterr().err
+    assert main(["validate-ope", "--replay", str(out), str(out), "--json", str(each)]) == 0
+    assert json.loads(each.read_text())["overall"]["decisions"] == 4  # two files, merged
     assert main(["validate-ope", "--replay", str(tmp_path / "missing.json")]) == 2
     assert "missing.json: cannot replay it (FileNotFoundError" in capsys.readouterr().err
 
@@ -384,3 +399,17 @@ def test_promoted_incumbent_run_is_judged_against_the_earlier_policy(tmp_path):
                                         "ope": {"estimators": list(cfg.ope.estimators)}}}
     again = replay_gate(result, GateConfig())
     assert again["runs"][0]["decision"] == run["decision"]
+
+
+def test_results_of_one_configuration_merge_and_others_do_not():
+    from offline_rl.ope.validate import merge_results
+
+    def result(domain, runs, margin=0.02):
+        return {"config": {"domains": [domain], "seeds": 1, "first_seed": 0,
+                           "gate": {"margin": margin}}, "runs": runs, "seconds": 2.0}
+
+    merged = merge_results([result("a", RUNS[:2]), result("b", RUNS[2:])])
+    assert merged["config"]["domains"] == ["a", "b"] and merged["runs"] == RUNS
+    assert merged["seconds"] == 4.0
+    with pytest.raises(ValueError, match="different settings"):
+        merge_results([result("a", RUNS[:2]), result("b", RUNS[2:], margin=0.05)])
