@@ -434,7 +434,8 @@ def add_validate_ope_parser(subparsers: Any) -> None:
     p.add_argument("--episode-scale", type=positive_float, default=defaults.episode_scale,
                    help="multiplies the scenarios' episode counts (default "
                         f"{defaults.episode_scale:g}; e.g. 0.1 for a quick check)")
-    p.add_argument("--json", metavar="OUT", help="also write every figure and run as JSON")
+    p.add_argument("--json", metavar="OUT", help="also write every figure and run as JSON "
+                                                 "(rewritten after every run)")
     gate = p.add_argument_group(
         "gate", "the promotion gate's settings (offline_rl.ope.gate.GateConfig); with --replay "
                 "they re-decide stored runs")
@@ -519,7 +520,8 @@ def cmd_validate_ope(args: argparse.Namespace) -> int:
             cfg.check()
         except ValueError as exc:
             raise UsageError(str(exc), "see `offline-rl validate-ope --help`") from None
-        result = run_validation(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True))
+        result = run_validation(cfg, progress=lambda m: print(m, file=sys.stderr, flush=True),
+                                checkpoint=Path(args.json) if args.json else None)
     print(format_validation(result))
     if args.json:
         write_json(result, Path(args.json))

@@ -927,8 +927,11 @@ def summarise(runs: Sequence[dict[str, Any]], estimators: Sequence[str],
 # --------------------------------------------------------------------------------------------
 
 
-def run_validation(cfg: ValidationConfig, progress: Progress | None = None) -> dict[str, Any]:
-    """Every (domain, scenario, seed) run, the figures, and the configuration."""
+def run_validation(cfg: ValidationConfig, progress: Progress | None = None,
+                   checkpoint: Path | None = None) -> dict[str, Any]:
+    """Every (domain, scenario, seed) run, the figures, and the configuration; with
+    ``checkpoint``, the result so far is written there (JSON) after every run, with
+    ``complete`` false until the last (a stopped validation keeps the runs it finished)."""
     say = progress or (lambda _m: None)
     cfg.check()
     domains = [resolve_domain(d) for d in cfg.domain_names()]
@@ -951,9 +954,14 @@ def run_validation(cfg: ValidationConfig, progress: Progress | None = None) -> d
         for note in run["notes"]:
             say(f"{label}: note: {note}")
         runs.append(run)
+        if checkpoint is not None:
+            write_json({**summarise(runs, cfg.ope.estimators, cfg.gate.margin),
+                        "config": dataclasses.asdict(cfg), "runs": runs,
+                        "seconds": time.perf_counter() - started,
+                        "complete": len(runs) == len(jobs)}, checkpoint)
     figures = summarise(runs, cfg.ope.estimators, cfg.gate.margin)
     return {**figures, "config": dataclasses.asdict(cfg), "runs": runs,
-            "seconds": time.perf_counter() - started}
+            "seconds": time.perf_counter() - started, "complete": True}
 
 
 def _nan(value: Any) -> float:
