@@ -77,11 +77,6 @@ defs = dg.Definitions(
 )
 
 
-def nightly_job_def() -> dg.JobDefinition:
-    """The resolved nightly job (``dg.reconstructable`` needs a module-level function)."""
-    return defs.resolve_job_def("nightly")
-
-
 def nightly_dask_job_def() -> dg.JobDefinition:
     """The resolved nightly job on the Dask executor (needs the ``dask`` extra)."""
     return defs.resolve_job_def("nightly_dask")

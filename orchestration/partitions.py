@@ -169,10 +169,6 @@ def raw_days(lookback: int, lookahead: int) -> dg.TimeWindowPartitionMapping:
     return _days_around(lookback, lookahead)
 
 
-session_days = raw_days(1, 1)
-"""A day's sessions: the day before and the day after (recommendation)."""
-
-
 def partition_day(context: dg.AssetExecutionContext) -> dt.date:
     """The run's partition key as a date; a malformed key is refused with a clear error."""
     return parse_partition_key(context.partition_key)
