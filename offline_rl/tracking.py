@@ -82,8 +82,9 @@ class Tracker:
             ``databricks``, ...
         artifact_root: Where experiments created here keep their artifacts
             (``<artifact_root>/<domain>``), e.g. ``file:///srv/mlflow-artifacts`` or
-            ``s3://bucket/mlflow``; empty: the server's default (a database store's default
-            is ``./mlruns`` of the working directory).
+            ``s3://bucket/mlflow``; empty: ``mlartifacts/`` beside a SQLite database, else
+            the server's default (``./mlruns`` of the working directory for other database
+            stores).
     """
 
     uri: str
@@ -245,7 +246,11 @@ class Tracker:
         found = client.get_experiment_by_name(domain)
         if found is not None:
             return str(found.experiment_id)
-        location = f"{self.artifact_root}/{domain}" if self.artifact_root else None
+        root = self.artifact_root
+        database = _sqlite_file(self.uri)
+        if not root and database is not None:
+            root = (database.resolve().parent / "mlartifacts").as_uri()
+        location = f"{root}/{domain}" if root else None
         try:
             return str(client.create_experiment(
                 domain, artifact_location=location,

@@ -190,27 +190,31 @@ def test_an_unreachable_server_is_a_quick_warning(tmp_path, built, caplog):
     assert "http://127.0.0.1:9" in caplog.text
 
 
-def _log_one_training(args: tuple[str, str, int]) -> Tracked:
+def _log_one_training(args: tuple[Tracker, str, int]) -> Tracked:
     """A step process of the nightly job: one candidate's training run."""
-    uri, folder, i = args
+    tracker, folder, i = args
     directory = Path(folder) / f"c{i}"
     directory.mkdir()
     (directory / "training.json").write_text(json.dumps(
         {"name": f"c{i}", "algorithm": "DQN", "learning_curve": [{"step": 5, "loss": 0.5}]}))
-    return Tracker(uri).log_training(f"domain{i % 2}", DAY, [directory])
+    return tracker.log_training(f"domain{i % 2}", DAY, [directory])
 
 
 def test_parallel_steps_share_a_new_sqlite_store(tmp_path):
-    """The first use of a SQLite store creates its tables: parallel steps take turns."""
+    """The first use of a SQLite store creates its tables: parallel steps take turns. Without
+    an artifact root, artifacts go beside the database."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    tracker = tracker_at(tmp_path)
+    tracker = Tracker(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
     context = multiprocessing.get_context("fork")  # the children use mlflow only
     with ProcessPoolExecutor(3, mp_context=context) as pool:
         outcomes = list(pool.map(_log_one_training,
-                                 [(tracker.uri, str(tmp_path), i) for i in range(3)]))
+                                 [(tracker, str(tmp_path), i) for i in range(3)]))
     assert [o.ok for o in outcomes] == [True] * 3, [o.message for o in outcomes]
     client = _client(tracker)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert sorted(r.info.run_name for r in runs) == [f"train c{i} {DAY}" for i in range(3)]
+    location = client.get_experiment_by_name("domain0").artifact_location
+    assert location == (tmp_path / "store" / "mlartifacts" / "domain0").as_uri()
+    assert any((tmp_path / "store" / "mlartifacts" / "domain0").rglob("training.json"))
