@@ -109,14 +109,11 @@ class Domain:
             shows the domain needs another than ``offline_rl.ope.gate.DEFAULT_MAX_WEIGHT_SHARE``
             (1.0 turns the check off); None: the default. Applied when the gate's own setting
             is left unset (``GateConfig.for_domain``). Recommendation, ads and pricing turn it
-            off: over 60 validation runs (seeds 100-101 and 200-201, 12 per domain) their
-            doubly robust estimates were accurate for candidates whose trajectory weights one
-            episode dominates (short sessions and campaign-days are covered step by step; a
-            pricing season's steps are), and the 25% limit only kept truly better candidates
-            out. Inventory keeps it: there FQE over-values candidates that leave the logs'
-            coverage, and the limit is what kept 5 truly worse candidates out. On seeds
-            300-301, used for nothing else, it changed two decisions, both to a truly better
-            candidate.
+            off (the logs cover their candidates' decisions step by step, so one episode
+            holding most of the trajectory weight does not make doubly robust unreliable
+            there); inventory keeps the default, which guards against FQE over-valuing
+            candidates that leave the logs' coverage. The validation runs behind these choices
+            are in ``docs/gate.md``.
         replay: The domain's replay of held-out episodes under any policy (see
             ``offline_rl.ope.replay.Replay``), where its decisions do not change the exogenous
             inputs the logs record (inventory: demand); None: the domain offers none. Its
