@@ -164,7 +164,8 @@ class Tracker:
             tags = {"stage": "gate", "domain": domain, "partition_date": str(day),
                     "promoted": str(bool(decision.promoted)).lower(),
                     "candidate": decision.candidate or "", "incumbent": decision.incumbent.name,
-                    "mlflow.note.content": "\n".join(f"- {r}" for r in decision.reasons)}
+                    # MLflow keeps at most 8,000 characters of a tag
+                    "mlflow.note.content": "\n".join(f"- {r}" for r in decision.reasons)[:8000]}
             metrics = {"promoted": float(bool(decision.promoted)),
                        "incumbent_value": decision.incumbent.value}
             for verdict in decision.verdicts:
