@@ -131,11 +131,13 @@ def job_selection(name: str, domains: list[str] | None = None) -> list[Any]:
 
 def run_job(name: str, day: dt.date, run_config: dict[str, Any], instance: Any,
             verbose: bool = False, domains: list[str] | None = None,
-            progress: Progress | None = None) -> None:
+            progress: Progress | None = None, cluster: str | None = None) -> None:
     """Executes job ``name`` for partition ``day`` in this process; raises if a step fails.
 
     With ``domains``, only those domains' assets (and the raw tables) are selected. With
-    ``progress``, every step event of the run reaches it as it happens.
+    ``progress``, every step event of the run reaches it as it happens. With ``cluster`` (a
+    Dask scheduler's address; the nightly job only), the job runs as ``nightly_dask``: each
+    step a task on that cluster's workers, steps of different domains side by side.
     """
     import uuid
 
@@ -145,6 +147,9 @@ def run_job(name: str, day: dt.date, run_config: dict[str, Any], instance: Any,
     level = "DEBUG" if verbose else "WARNING"
     run_config = {**run_config, "loggers": {"console": {"config": {"log_level": level}}}}
     selection = None if domains is None else job_selection(name, domains)
+    if cluster is not None:
+        _run_on_dask(name, day, run_config, instance, selection, cluster)
+        return
     run_id = str(uuid.uuid4())
     if progress is not None:
         instance.add_event_listener(
@@ -154,6 +159,29 @@ def run_job(name: str, day: dt.date, run_config: dict[str, Any], instance: Any,
                                     asset_selection=selection, run_id=run_id)
     if not result.success:
         raise RuntimeError(f"job {name} failed for {day}")
+
+
+def _run_on_dask(name: str, day: dt.date, run_config: dict[str, Any], instance: Any,
+                 selection: list[Any] | None, cluster: str) -> None:
+    """``run_job`` of the nightly job on the Dask cluster at ``cluster``."""
+    import dagster as dg
+
+    from orchestration.definitions import nightly_dask_job_def
+
+    if name != "nightly":
+        raise ValueError(f"only the nightly job runs on a Dask cluster, not {name!r}")
+    config = {**run_config,
+              "execution": {"config": {"cluster": {"existing": {"address": cluster}}}}}
+    with dg.execute_job(dg.reconstructable(nightly_dask_job_def), instance=instance,
+                        run_config=config, tags={"dagster/partition": day.isoformat()},
+                        asset_selection=selection) as result:
+        if not result.success:
+            failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+            why = "; ".join(f"{e.step_key}: {e.step_failure_data.error.message.strip()}"
+                            for e in failures if e.step_failure_data and
+                            e.step_failure_data.error) or "see the run's logs"
+            raise RuntimeError(f"job nightly_dask failed for {day} (run {result.run_id}): "
+                               f"{why}")
 
 
 def demo_calendar(home: Path, days: list[dt.date]) -> Any:
@@ -485,6 +513,10 @@ def add_loop_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-nights", type=positive_int, default=d.min_nights,
                    help=f"start days of evidence before an automatic rollback "
                         f"(default {d.min_nights})")
+    p.add_argument("--workers", type=positive_int, default=d.workers,
+                   help="local Dask worker processes the nightly job's steps run on, domains "
+                        "side by side (default 1: in this process; more needs the dask "
+                        "extra)")
     p.add_argument("--json", type=Path, help="also write the loop's record here")
 
 
@@ -498,7 +530,7 @@ def cmd_loop(args: argparse.Namespace) -> int:
         warmup_days=args.warmup_days, events_per_day=args.events_per_day,
         scenario=args.scenario, n_steps=args.n_steps, fqe_steps=args.fqe_steps,
         n_bootstrap=args.n_bootstrap, truth_episodes=args.truth_episodes, device=args.device,
-        auto_rollback=not args.no_rollback, min_nights=args.min_nights)
+        auto_rollback=not args.no_rollback, min_nights=args.min_nights, workers=args.workers)
     print(f"data home: {paths.home}")
     result = run_loop(paths, settings, verbose=args.verbose)
     print_loop_summary(result)

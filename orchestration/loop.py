@@ -53,6 +53,8 @@ class LoopSettings:
     device: str = "auto"
     auto_rollback: bool = True
     min_nights: int = 2
+    workers: int = 1
+    """Local Dask worker processes for the nightly job (1: it runs in this process)."""
 
     @property
     def days(self) -> list[dt.date]:
@@ -202,9 +204,10 @@ def window_loggers(paths: DataPaths, domain: Any, day: dt.date) -> dict[str, int
 def summarise(records: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Per domain: cumulative true value against the shop's rule, the best served policy in
     hindsight and the best candidate of any night in hindsight (greedy, as the gate judged
-    it; served with exploration it is worth somewhat less), bad nights and repeats, estimation quality on the first night, on the
-    nights after it and on those of them whose evaluation window several policies logged,
-    and coverage of realized values by the promised intervals."""
+    it; served with exploration it is worth somewhat less), bad nights and repeats,
+    estimation quality on the first night, on the nights after it and on those of them whose
+    evaluation window several policies logged, and coverage of realized values by the
+    promised intervals."""
     from offline_rl.ope.validate import spearman
 
     out = {}
@@ -317,6 +320,35 @@ def run_loop(paths: DataPaths, settings: LoopSettings, *, verbose: bool = False,
     for day in warm[:-1]:
         run_job("transitions", day, {}, instance, verbose, list(settings.domains),
                 progress=progress)
+    with _cluster(settings.workers) as cluster:
+        return _nights(paths, settings, instance, verbose, say, started, lookahead, cluster)
+
+
+def _cluster(workers: int) -> Any:
+    """A local Dask cluster of ``workers`` single-threaded worker processes (started after the
+    loop's environment is set, which they inherit), or nothing for one worker."""
+    import contextlib
+
+    if workers <= 1:
+        return contextlib.nullcontext(None)
+
+    @contextlib.contextmanager
+    def running() -> Any:
+        from dask.distributed import LocalCluster
+
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster:
+            yield cluster.scheduler_address
+
+    return running()
+
+
+def _nights(paths: DataPaths, settings: LoopSettings, instance: Any, verbose: bool, say: Any,
+            started: float, lookahead: dict[str, int], cluster: str | None) -> dict[str, Any]:
+    """The loop's nights, after the warm-up."""
+    from offline_rl.simulator.logs import write_landing
+    from orchestration.cli import run_job
+
     truth = Truth(paths, settings)
     records: dict[str, list[dict[str, Any]]] = {d: [] for d in settings.domains}
     run_config = loop_run_config(settings)
@@ -337,7 +369,8 @@ def run_loop(paths: DataPaths, settings: LoopSettings, *, verbose: bool = False,
                 completed = [d for d in settings.domains if lookahead[d] >= earlier]
                 run_job("transitions", day - dt.timedelta(days=earlier), {}, instance,
                         verbose, completed)
-        run_job("nightly", day, run_config, instance, verbose, list(settings.domains))
+        run_job("nightly", day, run_config, instance, verbose, list(settings.domains),
+                cluster=cluster)
         line = []
         for domain in settings.domains:
             record = night_record(paths, truth, domain, day, served[domain])

@@ -88,3 +88,29 @@ def test_summary_counts_bad_nights_and_their_repeats():
     assert s["share_of_best_candidate_gain"] == pytest.approx(3.2 / (2.0 * 5))
     assert s["estimation_first_night"]["mean_rank_correlation"] == 1.0
     assert s["promise_coverage"] == 1.0 and s["promise_checks"] == 1
+
+
+def test_nights_on_two_dask_workers(tmp_path, monkeypatch):
+    """With workers, the nightly job's steps run in Dask worker processes; the loop's record
+    is the same kind as in-process."""
+    import os
+
+    import dagster as dg
+
+    home = tmp_path / "home"
+    for name in (HOME_ENV, LANDING_ENV, EXPORTS_ENV, FIRST_DAY_ENV, LAST_DAY_ENV):
+        monkeypatch.setenv(name, "")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    settings = LoopSettings(nights=2, domains=("cart", "recommendation"), warmup_days=8,
+                            events_per_day=2000, n_steps=50, fqe_steps=50, n_bootstrap=50,
+                            truth_episodes=300, min_nights=1, device="cpu", workers=2)
+    result = run_loop(DataPaths(home), settings, say=lambda _m: None)
+    assert [len(result["nights"][d]) for d in ("cart", "recommendation")] == [2, 2]
+    assert result["settings"]["workers"] == 2
+    instance = dg.DagsterInstance.get()
+    runs = instance.get_run_records(dg.RunsFilter(job_name="nightly_dask"))
+    assert len(runs) == 2 and all(r.dagster_run.is_success for r in runs)
+    pids = {e.dagster_event.pid for r in runs
+            for e in instance.all_logs(r.dagster_run.run_id)
+            if e.dagster_event and e.dagster_event.event_type_value == "STEP_SUCCESS"}
+    assert pids and os.getpid() not in pids
