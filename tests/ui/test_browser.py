@@ -9,7 +9,8 @@ demo's runs. Screenshots land in ``test-artifacts/ui/``.
 
 Run with ``make test-ui`` (installs Chromium and Playwright first). Without Chromium or
 Playwright the tests are skipped, except under CI (``CI`` set), where they fail.
-``UPDATE_DOC_IMAGES=1`` also copies the asset-graph screenshot to ``docs/img/``.
+``UPDATE_DOC_IMAGES=1`` also copies the asset-graph and asset-plots screenshots to
+``docs/img/``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.ui]
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "ui"
 DOC_IMAGE = ROOT / "docs" / "img" / "asset-graph.png"
+PLOTS_DOC_IMAGE = ROOT / "docs" / "img" / "asset-plots.png"
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -315,6 +317,30 @@ def test_asset_page_renders_materialization_metadata(page: Any, server: str,
         expect(row).to_have_count(1)
         expect(row.locator("td").last).to_have_text(shown_as(value))
     page.screenshot(path=str(artifacts_dir() / "asset-metadata.png"), full_page=True)
+
+
+def test_asset_page_shows_the_materializations_plots(page: Any, server: str) -> None:
+    """The transitions' ``plots`` metadata (markdown with inline PNGs) opens from the asset's
+    page and both images are decoded and drawn."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{server}/assets/recommendation_transitions")
+    expect(page.get_by_text("Latest materialization")).to_be_visible()
+    row = page.locator("tr").filter(has=page.get_by_text("plots", exact=True))
+    expect(row).to_have_count(1)
+    row.get_by_text("[Show Markdown]").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    for alt in ("logged action shares", "reward distribution"):
+        image = dialog.locator(f'img[alt="{alt}"]')
+        expect(image).to_be_visible()
+        image.scroll_into_view_if_needed()
+        assert image.evaluate("img => img.complete && img.naturalWidth > 100"), alt
+    shot = artifacts_dir() / "asset-plots.png"
+    dialog.screenshot(path=str(shot))
+    if UPDATE_DOC_IMAGES:
+        PLOTS_DOC_IMAGE.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, PLOTS_DOC_IMAGE)
 
 
 def test_runs_page_lists_the_demo_runs(page: Any, server: str) -> None:
