@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -19,6 +20,13 @@ os.environ[HOME_ENV] = tempfile.mkdtemp(prefix="offline-rl-tests-")
 for _name in ("OFFLINE_RL_FIRST_DAY", "OFFLINE_RL_LAST_DAY", "OFFLINE_RL_LANDING",
               "OFFLINE_RL_EXPORTS", "OFFLINE_RL_MLFLOW_URI", "OFFLINE_RL_MLFLOW_ARTIFACTS"):
     os.environ.pop(_name, None)
+
+# A shell without job control starts background commands with SIGINT ignored. Dagster maps
+# SIGTERM to SIGINT's handler, so its compute-log `tail` children would then ignore SIGTERM and
+# every captured step would wait twice 30 s for them to end: the suite runs as in a terminal
+# however it was started.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 START = dt.date(2026, 10, 1)
 
