@@ -389,9 +389,12 @@ def test_promoted_incumbent_run_is_judged_against_the_earlier_policy(tmp_path):
     assert inc["true_value"] != run["behavior"]["true_value"]
     names = [c["name"] for c in run["candidates"]]
     assert names[:2] == ["double_dqn", "worse"]
-    for c in run["candidates"]:
-        if c["name"].startswith("near_bar"):  # kept only within 1% of the bar
-            assert abs(c["true_value"] - run["bar"]) <= 0.01 * abs(inc["true_value"]) + 1e-9
+    one_percent = 0.01 * abs(inc["true_value"])
+    for c in run["candidates"]:  # kept only between the bar and 1% beyond it, on their side
+        if c["name"] == "near_bar_above":
+            assert run["bar"] <= c["true_value"] <= run["bar"] + one_percent + 1e-9
+        if c["name"] == "near_bar_below":
+            assert run["bar"] - one_percent - 1e-9 <= c["true_value"] <= run["bar"]
     assert any(n.startswith("near_bar") for n in names) or any(
         "near_bar" in note for note in run["notes"])
     # replaying the stored run rebuilds the off-policy incumbent and the same decision
