@@ -7,7 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets import domain_asset_args, track
-from offline_rl.algos.training import DEFAULT_CANDIDATES, TrainingConfig
+from offline_rl.algos.config import DEFAULT_CANDIDATES, TrainingConfig
 from offline_rl.domains import Domain, all_domains
 from offline_rl.pipeline import settle_days_for, train_candidates
 from offline_rl.report import markdown_table

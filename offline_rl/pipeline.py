@@ -16,25 +16,17 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import polars as pl
 
-from offline_rl.algos.training import (
-    TrainedCandidate,
-    TrainingConfig,
-    auto_reward_scale,
-    load_candidate,
-    train_candidate,
-)
 from offline_rl.data.arrays import DecisionArrays, decision_arrays, to_mdp_dataset
 from offline_rl.data.ingest import PartitionLoad, load_partition
 from offline_rl.data.schemas import SOURCES, SourceSchema
 from offline_rl.data.warehouse import Warehouse
 from offline_rl.domains import Domain, get_domain
 from offline_rl.domains.base import check_transitions
-from offline_rl.export.build import BuiltExport, build_export
 from offline_rl.export.exploration import Exploration
 from offline_rl.export.registry import ExportedPolicy, current_version, publish
 from offline_rl.ope.diagnostics import Diagnostics
@@ -50,6 +42,12 @@ from offline_rl.ope.evaluate import (
 from offline_rl.ope.gate import Decision, GateConfig, Incumbent, decide, evaluated_incumbent
 from offline_rl.ope.replay import prepare_replay
 from offline_rl.paths import DataPaths, as_location
+
+if TYPE_CHECKING:  # the trainer and the export builder import torch and d3rlpy: the
+    # functions that need them import them, so loading the code location does not
+    from offline_rl.algos.config import TrainingConfig
+    from offline_rl.algos.training import TrainedCandidate
+    from offline_rl.export.build import BuiltExport
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +249,8 @@ def train_candidates(
     weights when the feature schema is unchanged (recorded in its ``training.json``).
     ``settle_days``: see :func:`load_window`.
     """
+    from offline_rl.algos.training import auto_reward_scale, train_candidate
+
     domain = _domain(domain)
     window = load_window(paths, domain, day, window_days, eval_fraction, config.seed,
                          settle_days)
@@ -353,6 +353,8 @@ def evaluate_candidates(
     estimate to ``ope_estimates`` (replacing the day's rows) and returns the behaviour
     policy's on-policy estimate and the evaluations.
     """
+    from offline_rl.algos.training import auto_reward_scale, load_candidate
+
     domain = _domain(domain)
     root, names, window = evaluation_window(paths, domain, day)
     data = window.evaluation
@@ -561,6 +563,9 @@ def export_promoted(paths: DataPaths, domain: Domain | str, day: dt.date,
 
     Idempotent: if ``latest`` already holds this day's decision, nothing new is written.
     """
+    from offline_rl.algos.training import load_candidate
+    from offline_rl.export.build import build_export
+
     domain = _domain(domain)
     exploration = exploration or domain.exploration
     decision = read_decision(paths, domain, day)

@@ -30,12 +30,14 @@ import io
 import json
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from offline_rl.export.exploration import UNIFORM_MAX, Exploration
+
+if TYPE_CHECKING:  # torch loads with the first policy, not with the checksums and names
+    import torch
 from offline_rl.paths import Location, as_location
 
 LATEST = "latest"
@@ -158,6 +160,8 @@ class LoadedPolicy:
         return [str(mapping.get(str(i), mapping.get(i, i))) for i in range(n)]  # type: ignore[call-overload]
 
     def _batch(self, features: Any) -> torch.Tensor:
+        import torch
+
         x = np.ascontiguousarray(features, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != len(self.feature_names):
             raise ValueError(
@@ -167,6 +171,8 @@ class LoadedPolicy:
         return torch.from_numpy(x)
 
     def _run(self, features: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        import torch
+
         x = self._batch(features)
         with torch.no_grad():
             out = self.module(x)
@@ -216,6 +222,8 @@ class LoadedPolicy:
         return Exploration.from_dict(record) if record else None
 
     def _serve(self, features: Any, uniform: np.ndarray) -> Served:
+        import torch
+
         if self.serving is None:
             raise ExportError(f"{self.path} has no serving head (exported before exploration "
                               "was recorded); it can only predict greedy actions")
@@ -257,6 +265,8 @@ class Served:
 def load_policy(path: Location | str | os.PathLike[str]) -> LoadedPolicy:
     """Loads an export directory (a folder or fsspec URI) after checking every file's SHA-256
     against the manifest."""
+    import torch
+
     path = as_location(path)
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():

@@ -36,3 +36,16 @@ def test_training_depends_on_a_rolling_window_of_transitions():
     repo = defs.get_repository_def()
     node = repo.asset_graph.get(dg.AssetKey("recommendation_candidates"))
     assert dg.AssetKey("recommendation_transitions") in node.parent_keys
+
+
+def test_loading_the_code_location_imports_neither_torch_nor_d3rlpy():
+    """The webserver, `dagster asset list` and every step process load the definitions: the
+    trainer, FQE and the export builder import torch and d3rlpy only when a step needs them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, orchestration.definitions; "
+            "print(sorted(m for m in ('torch', 'd3rlpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
