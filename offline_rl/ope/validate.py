@@ -932,7 +932,7 @@ def run_validation(cfg: ValidationConfig, progress: Progress | None = None,
                           lambda m, label=label: say(f"{label}: {m}"))
         d = run["decision"]
         outcome = (f"promoted {d['candidate']} (true {d['promoted_true_value']:.4g})"
-                   if d["promoted"] else "kept the behaviour policy")
+                   if d["promoted"] else f"kept the incumbent ({run['incumbent']['name']})")
         flag = " FALSE PROMOTION" if d["false_promotion"] else (
             " missed improvement" if d["missed_improvement"] else "")
         say(f"{label}: behaviour true {run['behavior']['true_value']:.4g}, bar "
