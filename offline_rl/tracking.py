@@ -322,12 +322,13 @@ class Tracker:
                        ) -> tuple[str, bool]:
         """The registered model version holding export ``version`` (same policy checksum),
         registering it if there is none; and whether it was registered now."""
+        from offline_rl.export.loader import MANIFEST, POLICY_FILE
         from offline_rl.export.registry import verify_version
 
         path = verify_version(domain_root, version)  # only a verified export is served
-        manifest = json.loads((path / "manifest.json").read_text())
+        manifest = json.loads((path / MANIFEST).read_text())
         digest = str((manifest.get("sha256") or {}).get(manifest.get("policy_file",
-                                                                      "policy.pt"), ""))
+                                                                      POLICY_FILE), ""))
         _ensure_registered_model(client, domain)
         for mv in client.search_model_versions(f"name = '{domain}'"):
             tags = mv.tags or {}

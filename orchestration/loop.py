@@ -18,11 +18,13 @@ nights with several loggers in the window against the first night.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -182,22 +184,20 @@ def night_record(paths: DataPaths, truth: Truth, domain: str, day: dt.date, serv
 
 
 def window_loggers(paths: DataPaths, domain: Any, day: dt.date) -> dict[str, int]:
-    """Episodes per serving policy in the night's held-out evaluation window (what the
-    gate's estimates were computed on); episodes whose logs name no policy count as the
-    shop's rule."""
-    import polars as pl
-
-    from offline_rl.data.schemas import SHOP_RULE
+    """Whole episodes per serving policy among those that started in the night's evaluation
+    window (the days the gate's held-out episodes, a seeded share of them, come from), read
+    from the window its candidates recorded."""
     from offline_rl.data.warehouse import Warehouse
-    from offline_rl.pipeline import evaluation_window
+    from offline_rl.monitor import episode_returns
+    from offline_rl.pipeline import candidates_dir
 
-    _, _, window = evaluation_window(paths, domain, day)
-    frame = Warehouse(paths.warehouse).read_partitions(domain.transitions_table,
-                                                       window.eval_start, window.eval_end)
-    counts = (frame.group_by("episode_id")
-              .agg(policy=pl.col("policy_version").drop_nulls().first())
-              .with_columns(pl.col("policy").fill_null(SHOP_RULE))
-              .group_by("policy").len().sort("policy"))
+    root = candidates_dir(paths, domain, day)
+    trained = next(root.glob("*/training.json"))
+    split = json.loads(trained.read_text())["split"]
+    frame = Warehouse(paths.warehouse).read_partitions(
+        domain.transitions_table, dt.date.fromisoformat(split["eval_start"]),
+        dt.date.fromisoformat(split["eval_end"]))
+    counts = episode_returns(frame).group_by("policy").len().sort("policy")
     return dict(zip(counts["policy"].to_list(), counts["len"].to_list(), strict=True))
 
 
@@ -324,23 +324,19 @@ def run_loop(paths: DataPaths, settings: LoopSettings, *, verbose: bool = False,
         return _nights(paths, settings, instance, verbose, say, started, lookahead, cluster)
 
 
-def _cluster(workers: int) -> Any:
-    """A local Dask cluster of ``workers`` single-threaded worker processes (started after the
-    loop's environment is set, which they inherit), or nothing for one worker."""
-    import contextlib
-
+@contextlib.contextmanager
+def _cluster(workers: int) -> Iterator[str | None]:
+    """The scheduler address of a local Dask cluster of ``workers`` single-threaded worker
+    processes (started after the loop's environment is set, which they inherit), or None for
+    one worker."""
     if workers <= 1:
-        return contextlib.nullcontext(None)
+        yield None
+        return
+    from dask.distributed import LocalCluster
 
-    @contextlib.contextmanager
-    def running() -> Any:
-        from dask.distributed import LocalCluster
-
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster:
-            yield cluster.scheduler_address
-
-    return running()
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
 
 
 def _nights(paths: DataPaths, settings: LoopSettings, instance: Any, verbose: bool, say: Any,
@@ -379,12 +375,11 @@ def _nights(paths: DataPaths, settings: LoopSettings, instance: Any, verbose: bo
             line.append(f"{domain} {record['served']} true {record['served_true']:.4g}"
                         + (f" -> {dec['export_version']}" if dec["promoted"] else "")
                         + (" ROLLBACK" if record["monitor"].get("rolled_back_to") else ""))
-        say(f"night {n}/{settings.nights} {day} ({time.perf_counter() - night_started:.0f} s, "
-            f"{time.process_time() - night_cpu:.0f} s CPU): "
-            + "; ".join(line))
         timings.append({"night": str(day),
                         "wall": round(time.perf_counter() - night_started, 1),
                         "cpu": round(time.process_time() - night_cpu, 1)})
+        say(f"night {n}/{settings.nights} {day} ({timings[-1]['wall']:.0f} s, "
+            f"{timings[-1]['cpu']:.0f} s CPU): " + "; ".join(line))
         result = _write_record(paths, settings, records, started, complete=n == settings.nights,
                                timings=timings)
     try:

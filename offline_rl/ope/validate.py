@@ -624,15 +624,20 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
                 continue
             say(f"constructing {name}: a blend of {best} and {low} truly worth about "
                 f"{target:.4g}")
-            found = near_bar_blend(lambda policy: truth_of(policy.predict).mean,
-                                   policies[best], policies[low], target,
+            measured: dict[int, Any] = {}  # the bisection's truths, kept for the one found
+
+            def blend_value(policy: Any, measured: dict[int, Any] = measured) -> float:
+                measured[id(policy)] = truth_of(policy.predict)
+                return measured[id(policy)].mean
+
+            found = near_bar_blend(blend_value, policies[best], policies[low], target,
                                    NEAR_BAR_OFFSET * scale, seeds["perturbation"])
             if found is None:
                 notes.append(f"{name} left out: no blend of {best} and {low} within "
                              f"{NEAR_BAR_OFFSET:.1%} of {target:.4g}")
                 continue
             policies[name], kinds[name] = found[0], "constructed"
-            truths[name] = truth_of(found[0].predict)
+            truths[name] = measured[id(found[0])]
 
     evaluations = []
     for name, policy in policies.items():
