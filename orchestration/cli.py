@@ -543,18 +543,19 @@ def cmd_loop(args: argparse.Namespace) -> int:
 
 
 def print_loop_summary(result: dict[str, Any]) -> None:
-    def pct(x: float | None) -> str:
-        return "n/a" if x is None else f"{x:+.1%}"
+    """Per domain: uplift, share of the best served policy's gain, promotions, rollbacks, bad
+    nights, and how promises held (realized value inside the promised interval; true value as
+    served above the promised lower end)."""
+    def pct(x: float | None, spec: str = ".0%") -> str:
+        return "n/a" if x is None else format(x, spec)
 
     print(f"\n{'domain':<15} {'nights':>6} {'uplift':>8} {'of best':>8} {'promoted':>8} "
-          f"{'rollbacks':>9} {'bad':>4} {'bad twice':>9} {'coverage':>8}")
+          f"{'rollbacks':>9} {'bad':>4} {'bad twice':>9} {'coverage':>8} {'true>=low':>9}")
     for domain, s in result["summary"].items():
-        share = s["share_of_hindsight_gain"]
-        cover = s["promise_coverage"]
-        print(f"{domain:<15} {s['nights']:>6} {pct(s['cumulative_uplift']):>8} "
-              f"{'n/a' if share is None else f'{share:.0%}':>8} {s['promotions']:>8} "
+        print(f"{domain:<15} {s['nights']:>6} {pct(s['cumulative_uplift'], '+.1%'):>8} "
+              f"{pct(s['share_of_hindsight_gain']):>8} {s['promotions']:>8} "
               f"{s['rollbacks']:>9} {s['bad_nights']:>4} {s['bad_nights_followed_by_bad']:>9} "
-              f"{'n/a' if cover is None else f'{cover:.0%}':>8}")
+              f"{pct(s['promise_coverage']):>8} {pct(s.get('promise_true_above_low')):>9}")
     print(f"wall time {result['wall_seconds']:.0f} s")
 
 

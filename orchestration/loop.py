@@ -206,8 +206,11 @@ def summarise(records: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     hindsight and the best candidate of any night in hindsight (greedy, as the gate judged
     it; served with exploration it is worth somewhat less), bad nights and repeats,
     estimation quality on the first night, on the nights after it and on those of them whose
-    evaluation window several policies logged, and coverage of realized values by the
-    promised intervals."""
+    evaluation window several policies logged, and how promises held: the share of monitor
+    checks whose realized value (one day's episodes, with their own noise) fell inside the
+    promised interval or above its lower end (what the monitor tests), and the share of
+    nights served by a promoted export whose true value as served fell inside the promised
+    interval or above its lower end."""
     from offline_rl.ope.validate import spearman
 
     out = {}
@@ -242,6 +245,8 @@ def summarise(records: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
                    and n["monitor"].get("promised_low") is not None]
         covered = [m["promised_low"] <= m["realized_value"] <= m["promised_high"]
                    for m in checked]
+        promised = [(n["promised"], n["served_true"]) for n in nights
+                    if (n.get("promised") or {}).get("low") is not None]
         out[domain] = {
             "nights": len(nights),
             "shop_true": shop,
@@ -265,6 +270,14 @@ def summarise(records: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
                 [n for n in nights[1:] if len(n.get("window_loggers") or {}) > 1]),
             "promise_coverage": float(np.mean(covered)) if covered else None,
             "promise_checks": len(covered),
+            "promise_above_low": (float(np.mean([m["realized_value"] >= m["promised_low"]
+                                                 for m in checked])) if checked else None),
+            "promise_true_coverage": (float(np.mean([p["low"] <= t <= p["high"]
+                                                     for p, t in promised]))
+                                      if promised else None),
+            "promise_true_above_low": (float(np.mean([t >= p["low"] for p, t in promised]))
+                                       if promised else None),
+            "promise_true_checks": len(promised),
         }
     return out
 
@@ -274,7 +287,9 @@ def _write_record(paths: DataPaths, settings: LoopSettings,
                   timings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The loop's record so far, written to ``reports/loop.json`` after every night (a loop
     stopped early leaves the nights it ran; ``complete`` says whether all ran), with each
-    night's wall and CPU seconds (CPU: this process's, all threads)."""
+    night's wall and CPU seconds (CPU: this process's, all threads) and its wall seconds per
+    phase: ``simulate`` (serving the day), ``ingest`` (ingest and transitions runs),
+    ``nightly_job`` and ``truth_and_record`` (the simulator's true values and the record)."""
     result = {"settings": {**asdict(settings), "start": str(settings.start)},
               "complete": complete, "nights": records, "summary": summarise(records),
               "wall_seconds": round(time.perf_counter() - started, 1),
@@ -352,6 +367,7 @@ def _nights(paths: DataPaths, settings: LoopSettings, instance: Any, verbose: bo
     timings: list[dict[str, Any]] = []
     for n, day in enumerate(settings.nights_days, start=1):
         night_started, night_cpu = time.perf_counter(), time.process_time()
+        phases: dict[str, float] = {}
         if n == 1:
             served = {d: "shop_rule" for d in settings.domains}
         else:
@@ -359,14 +375,18 @@ def _nights(paths: DataPaths, settings: LoopSettings, instance: Any, verbose: bo
                                     events_per_day=settings.events_per_day,
                                     scenario=settings.scenario, serve=paths.exports)
             served = {d: summary.served[d] for d in settings.domains}
+            phases["simulate"] = time.perf_counter() - night_started
             run_job("ingest", day, {}, instance, verbose)
             # the day completes each domain's episodes that started up to its lookahead before
             for earlier in range(max(lookahead.values()), 0, -1):
                 completed = [d for d in settings.domains if lookahead[d] >= earlier]
                 run_job("transitions", day - dt.timedelta(days=earlier), {}, instance,
                         verbose, completed)
+            phases["ingest"] = time.perf_counter() - night_started - phases["simulate"]
+        job_started = time.perf_counter()
         run_job("nightly", day, run_config, instance, verbose, list(settings.domains),
                 cluster=cluster)
+        phases["nightly_job"] = time.perf_counter() - job_started
         line = []
         for domain in settings.domains:
             record = night_record(paths, truth, domain, day, served[domain])
@@ -375,9 +395,11 @@ def _nights(paths: DataPaths, settings: LoopSettings, instance: Any, verbose: bo
             line.append(f"{domain} {record['served']} true {record['served_true']:.4g}"
                         + (f" -> {dec['export_version']}" if dec["promoted"] else "")
                         + (" ROLLBACK" if record["monitor"].get("rolled_back_to") else ""))
-        timings.append({"night": str(day),
-                        "wall": round(time.perf_counter() - night_started, 1),
-                        "cpu": round(time.process_time() - night_cpu, 1)})
+        wall = time.perf_counter() - night_started
+        phases["truth_and_record"] = wall - sum(phases.values())
+        timings.append({"night": str(day), "wall": round(wall, 1),
+                        "cpu": round(time.process_time() - night_cpu, 1),
+                        "phases": {k: round(v, 1) for k, v in phases.items()}})
         say(f"night {n}/{settings.nights} {day} ({timings[-1]['wall']:.0f} s, "
             f"{timings[-1]['cpu']:.0f} s CPU): " + "; ".join(line))
         result = _write_record(paths, settings, records, started, complete=n == settings.nights,

@@ -167,3 +167,69 @@ def test_two_concurrent_runs_of_one_job_on_one_cluster_keep_their_own_results(tm
     run_ids = {r.run_id for r in results.values()}
     assert len(seen.keys) == 4  # two steps of each run, under four distinct keys
     assert {k.split(".")[1] for k in seen.keys} == run_ids
+
+
+def test_critical_path_weighs_each_chain_by_its_steps_seconds():
+    from orchestration.dask_executor import UNKNOWN_STEP_SECONDS, critical_path
+
+    parents = {"raw": [], "train": ["raw"], "ope": ["train"], "gate": ["ope"],
+               "report": ["raw"]}
+    seconds = {"raw": 0.5, "train": 10.0, "ope": 30.0, "gate": 0.5}
+    rank = critical_path(parents, seconds)
+    assert rank["gate"] == 0.5 and rank["ope"] == 30.5 and rank["train"] == 40.5
+    assert rank["report"] == UNKNOWN_STEP_SECONDS
+    assert rank["raw"] == 0.5 + 40.5  # the longer of its two chains
+    assert critical_path(parents, {})["raw"] == 4 * UNKNOWN_STEP_SECONDS
+
+
+@dg.op(config_schema={"delay": float})
+def _start(context) -> int:  # type: ignore[no-untyped-def]
+    import time
+
+    time.sleep(context.op_config["delay"])
+    return 0
+
+
+@dg.op(config_schema={"delay": float})
+def _then(context, previous: int) -> int:  # type: ignore[no-untyped-def]
+    import time
+
+    time.sleep(context.op_config["delay"])
+    return previous
+
+
+def _two_chains_on_dask():
+    from orchestration.dask_executor import dask_executor
+
+    @dg.job(executor_def=dask_executor)
+    def two_chains() -> None:
+        # chain a: three quick steps; chain b: two steps, the second slow
+        _then.alias("a3")(_then.alias("a2")(_start.alias("a1")()))
+        _then.alias("b2")(_start.alias("b1")())
+
+    return two_chains
+
+
+def test_a_run_starts_the_chain_with_the_most_seconds_behind_it_first(tmp_path):
+    """One worker, two ready chains. Without history the three-step chain counts for more;
+    once a run has shown that chain b's second step is the slow one, b goes first."""
+    from distributed import LocalCluster
+
+    (tmp_path / "dagster").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
+    delays = {"a1": 0.05, "a2": 0.05, "a3": 0.05, "b1": 0.05, "b2": 1.5}
+    first_started = []
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        for _ in range(2):
+            config = {"ops": {k: {"config": {"delay": v}} for k, v in delays.items()},
+                      "execution": {"config": {"cluster": {
+                          "existing": {"address": cluster.scheduler_address}}}}}
+            with dg.execute_job(dg.reconstructable(_two_chains_on_dask), instance=instance,
+                                run_config=config) as result:
+                assert result.success
+                starts = {e.step_key: e.timestamp for e in instance.all_logs(result.run_id)
+                          if e.dagster_event
+                          and e.dagster_event.event_type_value == "STEP_START"}
+                first_started.append(min(starts, key=starts.__getitem__))
+    assert first_started == ["a1", "b1"]

@@ -64,6 +64,16 @@ def test_three_nights_of_cart(tmp_path, monkeypatch):
     record = json.loads((home / "reports" / "loop.json").read_text())
     assert [t["night"] for t in record["night_seconds"]] == [n["night"] for n in nights]
     assert all(t["cpu"] > 0 for t in record["night_seconds"])
+    # night 1 runs on the warm-up's logs; later nights serve, ingest, run the job, then record
+    assert list(record["night_seconds"][0]["phases"]) == ["nightly_job", "truth_and_record"]
+    for t in record["night_seconds"][1:]:
+        assert list(t["phases"]) == ["simulate", "ingest", "nightly_job", "truth_and_record"]
+        assert sum(t["phases"].values()) == pytest.approx(t["wall"], abs=0.3)
+    promised = [n for n in nights if n["promised"]["low"] is not None]
+    assert summary["promise_true_checks"] == len(promised)
+    if promised:
+        assert summary["promise_true_above_low"] == pytest.approx(
+            sum(n["served_true"] >= n["promised"]["low"] for n in promised) / len(promised))
     assert record["summary"] == json.loads(json.dumps(result["summary"]))
     assert (home / "reports" / "loop.png").read_bytes()[:4] == b"\x89PNG"
     assert served_versions <= {n["decision"]["export_version"] for n in nights}
