@@ -347,11 +347,41 @@ def _cluster(workers: int) -> Iterator[str | None]:
     if workers <= 1:
         yield None
         return
-    from dask.distributed import LocalCluster
+    from orchestration.dask_executor import local_cluster
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster:
+    with local_cluster(n_workers=workers, threads_per_worker=1, processes=True,
+                       dashboard_address=None) as cluster:
         yield cluster.scheduler_address
+
+
+def rebuild_transitions(days: list[tuple[dt.date, list[str]]], instance: Any, verbose: bool,
+                        cluster: str | None) -> None:
+    """Runs the transitions job for each ``(day, domains)``: in this process, or with a
+    cluster, one run per task on its workers side by side (the partitions are independent;
+    each worker's runs use the instance ``DAGSTER_HOME`` names, which the loop set before it
+    started them)."""
+    from orchestration.cli import run_job
+
+    if cluster is None:
+        for day, domains in days:
+            run_job("transitions", day, {}, instance, verbose, domains)
+        return
+    from dask.distributed import Client
+
+    with Client(cluster) as client:
+        futures = [client.submit(_transitions_on_worker, day, domains, verbose,
+                                 key=f"transitions-{day}-{'-'.join(domains)}", pure=False)
+                   for day, domains in days]
+        client.gather(futures)  # raises the first run's error
+
+
+def _transitions_on_worker(day: dt.date, domains: list[str], verbose: bool) -> None:
+    import dagster as dg
+
+    from orchestration.cli import run_job
+
+    with dg.DagsterInstance.get() as instance:
+        run_job("transitions", day, {}, instance, verbose, domains)
 
 
 def _nights(paths: DataPaths, settings: LoopSettings, instance: Any, verbose: bool, say: Any,
@@ -378,10 +408,10 @@ def _nights(paths: DataPaths, settings: LoopSettings, instance: Any, verbose: bo
             phases["simulate"] = time.perf_counter() - night_started
             run_job("ingest", day, {}, instance, verbose)
             # the day completes each domain's episodes that started up to its lookahead before
-            for earlier in range(max(lookahead.values()), 0, -1):
-                completed = [d for d in settings.domains if lookahead[d] >= earlier]
-                run_job("transitions", day - dt.timedelta(days=earlier), {}, instance,
-                        verbose, completed)
+            rebuild = [(day - dt.timedelta(days=earlier),
+                        [d for d in settings.domains if lookahead[d] >= earlier])
+                       for earlier in range(max(lookahead.values()), 0, -1)]
+            rebuild_transitions(rebuild, instance, verbose, cluster)
             phases["ingest"] = time.perf_counter() - night_started - phases["simulate"]
         job_started = time.perf_counter()
         run_job("nightly", day, run_config, instance, verbose, list(settings.domains),
