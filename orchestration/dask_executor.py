@@ -79,10 +79,15 @@ SCHEDULER_CONFIG = {"distributed.scheduler.worker-saturation": "inf"}
 scheduler, so each worker orders all its steps by priority."""
 
 
+def start_cluster(cluster_class: Any, **kwargs: Any) -> Any:
+    """``cluster_class(**kwargs)``, its scheduler started with :data:`SCHEDULER_CONFIG`."""
+    with dask.config.set(SCHEDULER_CONFIG):
+        return cluster_class(**kwargs)
+
+
 def local_cluster(**kwargs: Any) -> dask.distributed.LocalCluster:
     """A ``LocalCluster(**kwargs)`` whose scheduler has :data:`SCHEDULER_CONFIG`."""
-    with dask.config.set(SCHEDULER_CONFIG):
-        return dask.distributed.LocalCluster(**kwargs)
+    return start_cluster(dask.distributed.LocalCluster, **kwargs)
 
 
 class Opaque:
@@ -190,8 +195,8 @@ class BoxedArgumentsDaskExecutor(upstream.DaskExecutor):
             raise ValueError(f"unknown Dask cluster type {self.cluster_type!r}; "
                              f"expected 'existing' or one of {sorted(CLUSTERS)}")
         module, name = CLUSTERS[self.cluster_type].split(":")
-        with dask.config.set(SCHEDULER_CONFIG):
-            return getattr(importlib.import_module(module), name)(**self.build_dict(job_name))
+        return start_cluster(getattr(importlib.import_module(module), name),
+                             **self.build_dict(job_name))
 
 
 @dg.executor(name="dask", config_schema=upstream.dask_executor.config_schema,
