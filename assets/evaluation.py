@@ -21,13 +21,18 @@ class EvaluationRunConfig(dg.Config):  # type: ignore[misc]
     alpha: float = Field(default=OPEConfig.alpha, gt=0, lt=1,
                          description="Intervals are two-sided 1 - alpha.")
     fqe_steps: int = Field(default=OPEConfig.fqe_steps, ge=1, description="FQE gradient steps.")
+    fqe_refits: int = Field(default=OPEConfig.fqe_refits, ge=0,
+                            description="FQE refits on bootstrap resamples of the episodes; "
+                                        "their spread gives the model-based intervals and the "
+                                        "gate's paired replicates (below 2: none).")
     seed: int = Field(default=0, description="Seed of FQE and the bootstrap.")
     device: str = Field(default="auto", description="auto, cpu or cuda:N (used by the d3rlpy "
                         "FQE backend).")
 
     def ope_config(self) -> OPEConfig:
         return OPEConfig(n_bootstrap=self.n_bootstrap, alpha=self.alpha,
-                         fqe_steps=self.fqe_steps, seed=self.seed, device=self.device)
+                         fqe_steps=self.fqe_steps, fqe_refits=self.fqe_refits, seed=self.seed,
+                         device=self.device)
 
 
 def ope_asset(domain: Domain) -> dg.AssetsDefinition:

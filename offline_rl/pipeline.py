@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import polars as pl
 
+from offline_rl.algos.record import CandidateRecord, DataWindow, Split, TrainingContext
 from offline_rl.data.arrays import DecisionArrays, decision_arrays, to_mdp_dataset
 from offline_rl.data.ingest import PartitionLoad, load_partition
 from offline_rl.data.schemas import SOURCES, SourceSchema
@@ -198,36 +199,35 @@ def candidates_dir(paths: DataPaths, domain: Domain | str, day: dt.date) -> Path
 
 
 def warm_start_model(paths: DataPaths, domain: Domain, day: dt.date
-                     ) -> tuple[Path, dict[str, Any]] | None:
-    """The incumbent's model folder and ``training.json`` when it was trained on the domain's
-    current feature schema (None otherwise: no warm start)."""
+                     ) -> tuple[Path, CandidateRecord] | None:
+    """The incumbent's model folder and record when it was trained on the domain's current
+    feature schema (None otherwise: no warm start)."""
     inc = incumbent_record(paths, domain, day)
     if inc is None or not inc.get("model_dir"):
         return None
     model_dir = Path(inc["model_dir"])
-    record = model_dir / "training.json"
-    if not record.is_file():
+    if not CandidateRecord.exists(model_dir):
         return None
-    trained = json.loads(record.read_text())
-    if trained.get("feature_schema", {}).get("names") != list(domain.feature_names):
+    trained = CandidateRecord.read(model_dir)
+    if trained.context is None or trained.context.feature_names != tuple(domain.feature_names):
         return None
     return model_dir, trained
 
 
 def training_context(domain: Domain, window: WindowData, window_days: int,
-                     eval_fraction: float, seed: int) -> dict[str, Any]:
+                     eval_fraction: float, seed: int) -> TrainingContext:
     """What every candidate of a window records about its data (``training.json``)."""
-    return {
-        "domain": domain.name,
-        "data_window": {"start": str(window.start), "end": str(window.end), "days": window_days},
-        "split": {"eval_fraction": eval_fraction, "seed": seed,
-                  "train_episodes": window.train_episodes, "eval_episodes": window.eval_episodes,
-                  "settle_days": window.settle_days, "eval_start": str(window.eval_start),
-                  "eval_end": str(window.eval_end)},
-        "feature_schema": {"names": list(domain.feature_names)},
-        "action_map": dict(enumerate(domain.action_names)),
-        "action_mask_feature": list(domain.mask_features) or None,
-    }
+    return TrainingContext(
+        domain=domain.name,
+        data_window=DataWindow(str(window.start), str(window.end), window_days),
+        split=Split(eval_fraction=eval_fraction, seed=seed,
+                    train_episodes=window.train_episodes, eval_episodes=window.eval_episodes,
+                    settle_days=window.settle_days, eval_start=str(window.eval_start),
+                    eval_end=str(window.eval_end)),
+        feature_names=tuple(domain.feature_names),
+        action_map={str(i): name for i, name in enumerate(domain.action_names)},
+        action_mask_feature=tuple(domain.mask_features) or None,
+    )
 
 
 def train_candidates(
@@ -262,7 +262,7 @@ def train_candidates(
     # train into a fresh folder and swap it in at the end: a killed run leaves the previous
     # models (or none) in place, never a mix
     out = Path(tempfile.mkdtemp(prefix=f".{final.name}.training-", dir=final.parent))
-    context = training_context(domain, window, window_days, eval_fraction, config.seed)
+    context = training_context(domain, window, window_days, eval_fraction, config.seed).as_dict()
     incumbent = warm_start_model(paths, domain, day) if warm_start else None
     trained = []
     for name in algorithms:
@@ -270,13 +270,12 @@ def train_candidates(
         if domain.mask_indices:
             extra["mask_indices"] = domain.mask_indices
         candidate_config = config
-        if incumbent is not None and incumbent[1].get("name") == name:
+        if incumbent is not None and incumbent[1].name == name:
             source, record = incumbent
             extra["init_from"] = source
             # keep the incumbent's reward scale, so its Q-values start on the right scale
-            scale = record.get("training_config", {}).get("reward_scale")
-            if scale:
-                candidate_config = dataclasses.replace(config, reward_scale=float(scale))
+            if record.reward_scale:
+                candidate_config = dataclasses.replace(config, reward_scale=record.reward_scale)
         trained.append(train_candidate(name, dataset, candidate_config, out / name,
                                        context=context, progress=progress, **extra))
     _swap_in(out, final)
@@ -335,11 +334,10 @@ def evaluation_window(paths: DataPaths, domain: Domain, day: dt.date
         else []
     if not names:
         raise ValueError(f"no trained candidates in {root}; run training first")
-    trained = json.loads((root / names[0] / "training.json").read_text())
-    split = trained["split"]
-    window = load_window(paths, domain, day, int(trained["data_window"]["days"]),
-                         float(split["eval_fraction"]), int(split["seed"]),
-                         int(split.get("settle_days", 0)))
+    context = CandidateRecord.read(root / names[0]).require_context(root / names[0])
+    split = context.split
+    window = load_window(paths, domain, day, context.data_window.days, split.eval_fraction,
+                         split.seed, split.settle_days)
     return root, names, window
 
 
@@ -465,7 +463,7 @@ def promote(paths: DataPaths, domain: Domain | str, day: dt.date, gate: GateConf
         if decision.candidate else None
     algorithm = None
     if model_dir:
-        algorithm = json.loads((Path(model_dir) / "training.json").read_text())["algorithm"]
+        algorithm = CandidateRecord.read(model_dir).algorithm
     head = chosen.estimates[gate.headline] if chosen else None
     row = pl.DataFrame([{
         "domain": domain.name,
@@ -581,23 +579,25 @@ def export_promoted(paths: DataPaths, domain: Domain | str, day: dt.date,
                                                domain=domain.name, day=day, version=current)
             return ExportedPolicy(current, domain_root / current, manifest)
     model_dir = Path(decision["model_dir"])
-    training = json.loads((model_dir / "training.json").read_text())
+    training = CandidateRecord.read(model_dir)
+    context = training.require_context(model_dir)
+    trained = context.as_dict()
     behavior, evaluations, _ = read_evaluations(paths, domain, day)
     chosen = next(e for e in evaluations if e.name == decision["candidate"])
     manifest = {
         "domain": domain.name,
         "candidate": decision["candidate"],
-        "algorithm": training["algorithm"],
-        "data_window": training["data_window"],
-        "feature_schema": training["feature_schema"],
-        "action_map": training["action_map"],
+        "algorithm": training.algorithm,
+        "data_window": trained["data_window"],
+        "feature_schema": trained["feature_schema"],
+        "action_map": trained["action_map"],
         "estimates": {k: v.as_dict() for k, v in chosen.estimates.items()},
         "behavior_estimate": behavior.as_dict(),
         "decision": {"partition_date": str(day), "reasons": json.loads(decision["reasons"]),
                      "incumbent": decision["incumbent"],
                      "headline_estimator": decision["headline_estimator"]},
-        "training": {"seed": training["training_config"]["seed"],
-                     "config": training["training_config"], "device": training["device"]},
+        "training": {"seed": training.seed, "config": dict(training.training_config),
+                     "device": training.device},
         "created_at": dt.datetime.now(dt.UTC).isoformat(),
     }
     root, _, window = evaluation_window(paths, domain, day)
@@ -605,19 +605,19 @@ def export_promoted(paths: DataPaths, domain: Domain | str, day: dt.date,
         # TorchScript + ONNX with scaling inside, outputs (action, values); both files are
         # checked against the model before they are published
         built = build_export(load_candidate(model_dir), Path(tmp),
-                             feature_names=training["feature_schema"]["names"],
-                             action_map=training["action_map"],
-                             action_mask_feature=training.get("action_mask_feature"),
+                             feature_names=list(context.feature_names),
+                             action_map=trained["action_map"],
+                             action_mask_feature=trained["action_mask_feature"],
                              exploration=exploration)
         manifest = {**manifest, **built.manifest,
-                    "algorithm": training["algorithm"],
-                    "feature_schema": {**training["feature_schema"],
+                    "algorithm": training.algorithm,
+                    "feature_schema": {**trained["feature_schema"],
                                        **built.manifest["feature_schema"]},
                     "promise": serving_promise(paths, domain, day, built,
                                                decision["headline_estimator"],
                                                evaluation=(root, window)),
                     "feature_ranges": feature_ranges(
-                        window, list(training["feature_schema"]["names"]))}
+                        window, list(context.feature_names))}
         exported = publish(paths.exports, domain.name, built.torchscript, manifest,
                            extra_files=built.extra_files)
     Warehouse(paths.warehouse).execute("registry/set_export_version", domain=domain.name,

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from offline_rl.algos.record import FILE_NAME, CandidateRecord
 from offline_rl.paths import Location, RemotePath, as_location
 
 log = logging.getLogger(__name__)
@@ -290,30 +291,30 @@ class Tracker:
                       directory: Path) -> str:
         from mlflow.entities import Metric
 
-        record = json.loads((directory / "training.json").read_text())
-        name = str(record.get("name", directory.name))
+        record = CandidateRecord.read(directory)
+        name = record.name
         tags = {"stage": "training", "domain": domain, "partition_date": day,
-                "candidate": name, "algorithm": str(record.get("algorithm", ""))}
+                "candidate": name, "algorithm": record.algorithm}
+        context = record.context.as_dict() if record.context is not None else {}
         params = _flat({
-            "algorithm": record.get("algorithm"), "device": record.get("device"),
-            "seed": (record.get("training_config") or {}).get("seed"),
-            "training_config": record.get("training_config"),
-            "data_window": record.get("data_window"), "split": record.get("split"),
-            "warm_start": record.get("warm_start"),
-            "d3rlpy_version": record.get("d3rlpy_version"),
-            "torch_version": record.get("torch_version"),
+            "algorithm": record.algorithm, "device": record.device, "seed": record.seed,
+            "training_config": dict(record.training_config),
+            "data_window": context.get("data_window"), "split": context.get("split"),
+            "warm_start": record.warm_start,
+            "d3rlpy_version": record.d3rlpy_version,
+            "torch_version": record.torch_version,
         })
         with self._run(client, experiment, f"train {name} {day}", tags) as run_id:
             self._log(client, run_id, params=params,
-                      metrics={"train_seconds": record.get("seconds", math.nan)})
+                      metrics={"train_seconds": record.seconds})
             curve = []
-            for point in record.get("learning_curve") or []:
+            for point in record.learning_curve:
                 step = int(point.get("step", 0))
                 curve += [Metric(k, _number(v), int(time.time() * 1000), step)
                           for k, v in point.items() if k not in ("step", "epoch")]
             for start in range(0, len(curve), 500):  # MLflow takes 1,000 metrics a batch
                 client.log_batch(run_id, metrics=curve[start:start + 500])
-            for file in ("training.json", "model.d3"):
+            for file in (FILE_NAME, "model.d3"):
                 if (directory / file).is_file():
                     client.log_artifact(run_id, str(directory / file), "model")
         return str(run_id)

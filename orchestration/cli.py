@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from offline_rl.argtypes import iso_date, positive_int
+from offline_rl.argtypes import iso_date, nonnegative_int, positive_int
 from offline_rl.cli import (
     UsageError,
     add_simulation_args,
@@ -211,8 +211,10 @@ def demo_calendar(home: Path, days: list[dt.date]) -> Any:
 
 def nightly_run_config(*, n_steps: int, seed: int, fqe_steps: int, n_bootstrap: int,
                        device: str, domains: list[str] | None = None,
-                       algorithms: list[str] | None = None) -> dict[str, Any]:
-    """Run config of the nightly job: the same training and OPE settings for every domain."""
+                       algorithms: list[str] | None = None,
+                       fqe_refits: int | None = None) -> dict[str, Any]:
+    """Run config of the nightly job: the same training and OPE settings for every domain
+    (``fqe_refits`` None: the OPE asset's default)."""
     from offline_rl.domains import DOMAIN_NAMES
 
     training: dict[str, Any] = {"n_steps": n_steps, "seed": seed, "device": device}
@@ -223,12 +225,15 @@ def nightly_run_config(*, n_steps: int, seed: int, fqe_steps: int, n_bootstrap: 
         ops[f"{name}_candidates"] = {"config": dict(training)}
         ops[f"{name}_ope"] = {"config": {"fqe_steps": fqe_steps, "seed": seed,
                                          "n_bootstrap": n_bootstrap, "device": device}}
+        if fqe_refits is not None:
+            ops[f"{name}_ope"]["config"]["fqe_refits"] = fqe_refits
     return {"ops": ops}
 
 
 def domain_truth(paths: DataPaths, domain: str, day: dt.date, scenario: str, seed: int,
                  episodes: int) -> dict[str, Any]:
     """One domain's candidates: estimates next to simulator truth (demo_summary.json layout)."""
+    from offline_rl.algos.record import CandidateRecord
     from offline_rl.algos.training import load_candidate
     from offline_rl.domains import get_domain
     from offline_rl.pipeline import candidates_dir, read_decision, read_evaluations
@@ -246,10 +251,9 @@ def domain_truth(paths: DataPaths, domain: str, day: dt.date, scenario: str, see
         directory = candidates_dir(paths, spec, day) / ev.name
         algo = load_candidate(directory)
         truth = true_value(sim, algo.predict, episodes=episodes, seed=seed)
-        training = json.loads((directory / "training.json").read_text())
         candidates.append({
             "name": ev.name,
-            "algorithm": training["algorithm"],
+            "algorithm": CandidateRecord.read(directory).algorithm,
             "true_value": truth.mean,
             "true_value_stderr": truth.stderr,
             "estimates": {k: {"value": e.value, "low": e.low, "high": e.high}
@@ -502,6 +506,10 @@ def add_loop_args(p: argparse.ArgumentParser) -> None:
                    help=f"training steps per candidate (default {d.n_steps})")
     p.add_argument("--fqe-steps", type=positive_int, default=d.fqe_steps,
                    help=f"FQE steps per policy (default {d.fqe_steps})")
+    p.add_argument("--fqe-refits", type=nonnegative_int, default=None,
+                   help="FQE refits per policy, whose spread gives the model-based intervals "
+                        "and the gate's paired replicates (default: the nightly job's, "
+                        "OPEConfig.fqe_refits)")
     p.add_argument("--n-bootstrap", type=positive_int, default=d.n_bootstrap,
                    help=f"bootstrap resamples (default {d.n_bootstrap})")
     p.add_argument("--truth-episodes", type=positive_int, default=d.truth_episodes,
@@ -529,7 +537,8 @@ def cmd_loop(args: argparse.Namespace) -> int:
         nights=args.nights, domains=domains, seed=args.seed, start=args.start,
         warmup_days=args.warmup_days, events_per_day=args.events_per_day,
         scenario=args.scenario, n_steps=args.n_steps, fqe_steps=args.fqe_steps,
-        n_bootstrap=args.n_bootstrap, truth_episodes=args.truth_episodes, device=args.device,
+        fqe_refits=args.fqe_refits, n_bootstrap=args.n_bootstrap,
+        truth_episodes=args.truth_episodes, device=args.device,
         auto_rollback=not args.no_rollback, min_nights=args.min_nights, workers=args.workers)
     print(f"data home: {paths.home}")
     result = run_loop(paths, settings, verbose=args.verbose)

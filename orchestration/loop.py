@@ -50,6 +50,8 @@ class LoopSettings:
     scenario: str = "default"
     n_steps: int = 2000
     fqe_steps: int = 1500
+    fqe_refits: int | None = None
+    """FQE refits per policy (None: the nightly job's default)."""
     n_bootstrap: int = 200
     truth_episodes: int = 5000
     device: str = "auto"
@@ -83,7 +85,8 @@ def loop_run_config(settings: LoopSettings) -> dict[str, Any]:
 
     config = nightly_run_config(n_steps=settings.n_steps, seed=settings.seed,
                                 fqe_steps=settings.fqe_steps, n_bootstrap=settings.n_bootstrap,
-                                device=settings.device, domains=list(settings.domains))
+                                device=settings.device, domains=list(settings.domains),
+                                fqe_refits=settings.fqe_refits)
     for name in settings.domains:
         config["ops"][f"{name}_monitor"] = {"config": {
             "auto_rollback": settings.auto_rollback, "min_nights": settings.min_nights}}
@@ -187,16 +190,17 @@ def window_loggers(paths: DataPaths, domain: Any, day: dt.date) -> dict[str, int
     """Whole episodes per serving policy among those that started in the night's evaluation
     window (the days the gate's held-out episodes, a seeded share of them, come from), read
     from the window its candidates recorded."""
+    from offline_rl.algos.record import CandidateRecord
     from offline_rl.data.warehouse import Warehouse
     from offline_rl.monitor import episode_returns
     from offline_rl.pipeline import candidates_dir
 
     root = candidates_dir(paths, domain, day)
-    trained = next(root.glob("*/training.json"))
-    split = json.loads(trained.read_text())["split"]
+    model_dir = next(root.glob("*/training.json")).parent
+    split = CandidateRecord.read(model_dir).require_context(model_dir).split
     frame = Warehouse(paths.warehouse).read_partitions(
-        domain.transitions_table, dt.date.fromisoformat(split["eval_start"]),
-        dt.date.fromisoformat(split["eval_end"]))
+        domain.transitions_table, dt.date.fromisoformat(split.eval_start),
+        dt.date.fromisoformat(split.eval_end))
     counts = episode_returns(frame).group_by("policy").len().sort("policy")
     return dict(zip(counts["policy"].to_list(), counts["len"].to_list(), strict=True))
 

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.distributed.barrier()
         if rank == 0:
             context = training_context(domain, window, args.window_days, args.eval_fraction,
-                                       args.seed)
+                                       args.seed).as_dict()
             context["distributed"] = {"backend": args.backend, "world_size": world,
                                       "episodes_per_rank": int(np.unique(shard.episode).size)}
             save_candidate(algo, args.out, name=args.algorithm, config=config, device=device,

@@ -53,6 +53,7 @@ from d3rlpy.preprocessing import MultiplyRewardScaler
 
 from offline_rl.algos.config import DEFAULT_CANDIDATES, TrainingConfig  # noqa: F401 (re-exported)
 from offline_rl.algos.masking import apply_action_mask
+from offline_rl.algos.record import FILE_NAME, CandidateRecord
 from offline_rl.algos.sampling import TransitionArrays
 from offline_rl.algos.warm_start import warm_start_from
 
@@ -339,7 +340,7 @@ def save_candidate(
     """Writes ``model.d3`` and ``training.json`` (how the model was made) into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     algo.save(str(out_dir / "model.d3"))
-    record = {
+    CandidateRecord.from_dict({
         "name": name,
         "algorithm": ALGORITHMS[name][0],
         "device": device,
@@ -352,8 +353,7 @@ def save_candidate(
         "warm_start": None if init_from is None else str(init_from),
         "learning_curve": learning_curve or [],
         **(context or {}),
-    }
-    (out_dir / "training.json").write_text(json.dumps(record, indent=2, default=str))
+    }, str(out_dir / FILE_NAME)).write(out_dir)
 
 
 def fit_steps(algo: Any, dataset: Any, n_steps: int, steps_per_epoch: int,
@@ -402,16 +402,12 @@ def load_candidate(directory: Path) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"no trained model at {path}")
     algo = d3rlpy.load_learnable(str(path), device="cpu")
-    record_path = Path(directory) / "training.json"
-    if record_path.is_file():
-        try:
-            record = json.loads(record_path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{record_path}: not valid JSON ({e})") from None
-        mask = record.get("mask_indices")
-        if mask is None and "mask_indices" not in record:  # records written by other trainers
-            mask = mask_indices_from_context(record)
+    if CandidateRecord.exists(directory):
+        record = CandidateRecord.read(directory)
+        mask = record.mask_indices
+        if mask is None:  # records written by other trainers
+            mask = mask_indices_from_context(record.as_dict())
         if mask:
-            apply_action_mask(algo, mask)
+            apply_action_mask(algo, list(mask))
     return algo
 

@@ -20,13 +20,14 @@ same. Anything else raises one ``ValueError`` naming the difference.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import d3rlpy
 import torch
+
+from offline_rl.algos.record import CandidateRecord
 
 __all__ = ["FAMILIES", "check_same_schema", "warm_start_from"]
 
@@ -97,13 +98,9 @@ def warm_start_from(algo: Any, source_dir: Path,
     model = source_dir / "model.d3"
     if not model.is_file():
         raise FileNotFoundError(f"no trained model to warm-start from at {model}")
-    record_path = source_dir / "training.json"
-    if record_path.is_file():
-        try:
-            record = json.loads(record_path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{record_path}: not valid JSON ({e})") from None
-        check_same_schema(record, context or {}, str(source_dir))
+    if CandidateRecord.exists(source_dir):
+        check_same_schema(CandidateRecord.read(source_dir).as_dict(), context or {},
+                          str(source_dir))
     source = d3rlpy.load_learnable(str(model), device=algo.impl.device)
     want, have = type(algo).__name__, type(source).__name__
     if FAMILIES.get(want) is None:

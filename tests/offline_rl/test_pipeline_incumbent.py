@@ -54,10 +54,21 @@ def test_warm_start_needs_the_incumbent_on_the_current_feature_schema(paths, tmp
                label="test")
     assert warm_start_model(paths, cart, d2) is None  # no training.json
     model_dir.mkdir(parents=True)
-    record = {"name": "cql", "feature_schema": {"names": list(cart.feature_names)}}
+    context = {"domain": "cart", "data_window": {"start": "2026-09-18", "end": str(d1), "days": 14},
+               "split": {"eval_fraction": 0.3, "seed": 0, "train_episodes": 70,
+                         "eval_episodes": 30, "settle_days": 0, "eval_start": "2026-09-30",
+                         "eval_end": str(d1)},
+               "feature_schema": {"names": list(cart.feature_names)},
+               "action_map": dict(enumerate(cart.action_names))}
+    record = {"name": "cql", "algorithm": "DiscreteCQL", **context}
     (model_dir / "training.json").write_text(json.dumps(record))
-    assert warm_start_model(paths, cart, d2) == (model_dir, record)
+    found = warm_start_model(paths, cart, d2)
+    assert found is not None and found[0] == model_dir
+    assert found[1].name == "cql" and found[1].context.feature_names == cart.feature_names
     record["feature_schema"]["names"] = ["something", "else"]
+    (model_dir / "training.json").write_text(json.dumps(record))
+    assert warm_start_model(paths, cart, d2) is None
+    del record["data_window"]  # trained outside the pipeline: no known schema, no warm start
     (model_dir / "training.json").write_text(json.dumps(record))
     assert warm_start_model(paths, cart, d2) is None
 

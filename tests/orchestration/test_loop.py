@@ -11,6 +11,7 @@ import pytest
 
 from offline_rl.data.warehouse import Warehouse
 from offline_rl.paths import EXPORTS_ENV, HOME_ENV, LANDING_ENV, DataPaths
+from offline_rl.pipeline import OPE_CONFIG_FILE, candidates_dir
 from orchestration.loop import LoopSettings, run_loop, summarise
 from orchestration.partitions import FIRST_DAY_ENV, LAST_DAY_ENV
 
@@ -21,8 +22,8 @@ def test_three_nights_of_cart(tmp_path, monkeypatch):
         monkeypatch.setenv(name, "")  # restored after the test; the loop sets what it needs
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     settings = LoopSettings(nights=3, domains=("cart",), warmup_days=8, events_per_day=3000,
-                            n_steps=100, fqe_steps=100, n_bootstrap=50, truth_episodes=500,
-                            min_nights=1, device="cpu")
+                            n_steps=100, fqe_steps=100, fqe_refits=3, n_bootstrap=50,
+                            truth_episodes=500, min_nights=1, device="cpu")
     lines: list[str] = []
     result = run_loop(DataPaths(home), settings, say=lines.append)
     nights = result["nights"]["cart"]
@@ -55,6 +56,10 @@ def test_three_nights_of_cart(tmp_path, monkeypatch):
     monitor = Warehouse(home / "warehouse.duckdb").query("monitor/select_history",
                                                          domain="cart")
     assert monitor.height == 3
+    # the loop's OPE settings reached the nightly evaluation
+    ope = json.loads((candidates_dir(DataPaths(home), "cart", dt.date(2026, 10, 10))
+                      / OPE_CONFIG_FILE).read_text())
+    assert (ope["fqe_steps"], ope["fqe_refits"], ope["n_bootstrap"]) == (100, 3, 50)
     summary = result["summary"]["cart"]
     assert summary["nights"] == 3 and summary["promotions"] == sum(
         n["decision"]["promoted"] for n in nights)
