@@ -1,7 +1,6 @@
 """The promotion gate (a blocking check) and the nightly export of the promoted policy."""
 
 
-import json
 
 import dagster as dg
 from pydantic import Field
@@ -93,7 +92,7 @@ def gate_asset(domain: Domain) -> dg.AssetsDefinition:
                                              result.evaluations, decision))
         row = read_decision(paths, domain, day)
         # re-verified from what the registry holds, not from this run's objects
-        evidence_ok, lower, bar = verify_promotion(json.loads(row["evidence"]))
+        evidence_ok, lower, bar = verify_promotion(dict(row.evidence))
         return dg.MaterializeResult(
             metadata={
                 "partition": day.isoformat(),
@@ -111,7 +110,7 @@ def gate_asset(domain: Domain) -> dg.AssetsDefinition:
             check_results=[dg.AssetCheckResult(
                 check_name="promotion_evidence", passed=bool(evidence_ok),
                 metadata={"lower_bound": lower, "bar": bar,
-                          "reasons": json.loads(row["reasons"])[:1][0]},
+                          "reasons": row.reason},
             )],
         )
 

@@ -21,11 +21,18 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import polars as pl
 
+from offline_rl import decisions
 from offline_rl.algos.record import CandidateRecord, DataWindow, Split, TrainingContext
 from offline_rl.data.arrays import DecisionArrays, decision_arrays, to_mdp_dataset
 from offline_rl.data.ingest import PartitionLoad, load_partition
 from offline_rl.data.schemas import SOURCES, SourceSchema
 from offline_rl.data.warehouse import Warehouse
+from offline_rl.decisions import (
+    RegistryDecision,
+    promoted_before,
+    record_decision,
+    set_export_version,
+)
 from offline_rl.domains import Domain, get_domain
 from offline_rl.domains.base import check_transitions
 from offline_rl.export.exploration import Exploration
@@ -53,7 +60,6 @@ if TYPE_CHECKING:  # the trainer and the export builder import torch and d3rlpy:
 log = logging.getLogger(__name__)
 
 ESTIMATES_TABLE = "ope_estimates"
-REGISTRY_TABLE = "policy_registry"
 BEHAVIOR = "behavior"
 
 
@@ -203,9 +209,9 @@ def warm_start_model(paths: DataPaths, domain: Domain, day: dt.date
     """The incumbent's model folder and record when it was trained on the domain's current
     feature schema (None otherwise: no warm start)."""
     inc = incumbent_record(paths, domain, day)
-    if inc is None or not inc.get("model_dir"):
+    if inc is None or not inc.model_dir:
         return None
-    model_dir = Path(inc["model_dir"])
+    model_dir = Path(inc.model_dir)
     if not CandidateRecord.exists(model_dir):
         return None
     trained = CandidateRecord.read(model_dir)
@@ -300,7 +306,7 @@ def _swap_in(staged: Path, final: Path) -> None:
 # ---------------------------------------------------------------- evaluation
 
 def incumbent_record(paths: DataPaths, domain: Domain | str, day: dt.date
-                     ) -> dict[str, Any] | None:
+                     ) -> RegistryDecision | None:
     """The registry row of the policy in production before ``day``, if any.
 
     Production is what ``exports/<domain>/latest`` names, so a rollback
@@ -310,15 +316,9 @@ def incumbent_record(paths: DataPaths, domain: Domain | str, day: dt.date
     """
     name = _domain(domain).name
     wh = Warehouse(paths.warehouse)
-    if not wh.table_exists(REGISTRY_TABLE):
-        return None
     version = current_version(paths.exports / name)
-    if version is not None:
-        rows = wh.query("registry/select_exported", domain=name, version=version, day=day)
-        if rows.height:
-            return rows.row(0, named=True)
-    rows = wh.query("registry/select_incumbent", domain=name, day=day)
-    return rows.row(0, named=True) if rows.height else None
+    exported = promoted_before(wh, name, day, version) if version is not None else None
+    return exported or promoted_before(wh, name, day)
 
 
 OPE_CONFIG_FILE = "ope_config.json"
@@ -364,9 +364,9 @@ def evaluate_candidates(
     (root / OPE_CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(ope)))
     policies: list[tuple[str, Path]] = [(n, root / n) for n in names]
     inc = incumbent_record(paths, domain, day)
-    if inc is not None and inc.get("model_dir") and Path(inc["model_dir"]).is_dir():
-        policies.append((f"incumbent:{inc['candidate']}@{inc['partition_date']}",
-                         Path(inc["model_dir"])))
+    if inc is not None and inc.model_dir and Path(inc.model_dir).is_dir():
+        policies.append((f"incumbent:{inc.candidate}@{inc.partition_date}",
+                         Path(inc.model_dir)))
     replay = prepare_replay(domain.replay, data)
     if replay is not None and not replay.available:
         log.warning("%s %s: no replay estimate: %s", domain.name, day, replay.reason)
@@ -465,40 +465,20 @@ def promote(paths: DataPaths, domain: Domain | str, day: dt.date, gate: GateConf
     if model_dir:
         algorithm = CandidateRecord.read(model_dir).algorithm
     head = chosen.estimates[gate.headline] if chosen else None
-    row = pl.DataFrame([{
-        "domain": domain.name,
-        "partition_date": day,
-        "decided_at": dt.datetime.now(dt.UTC),
-        "promoted": decision.promoted,
-        "candidate": decision.candidate,
-        "algorithm": algorithm,
-        "incumbent": incumbent.name,
-        "incumbent_value": incumbent.value,
-        "headline_estimator": gate.headline,
-        "headline_value": head.value if head else None,
-        "headline_low": head.low if head else None,
-        "headline_high": head.high if head else None,
-        "reasons": json.dumps(decision.reasons),
-        "evidence": json.dumps(decision.as_dict(), default=str),
-        "model_dir": model_dir,
-        "export_version": None,
-    }], schema_overrides={"candidate": pl.String, "algorithm": pl.String,
-                          "headline_value": pl.Float64, "headline_low": pl.Float64,
-                          "headline_high": pl.Float64, "model_dir": pl.String,
-                          "export_version": pl.String})
-    Warehouse(paths.warehouse).replace(
-        [(REGISTRY_TABLE, row, "registry/delete_decision", {"domain": domain.name, "day": day})],
-        label=f"{REGISTRY_TABLE} {domain.name} {day}",
-    )
+    record_decision(Warehouse(paths.warehouse), RegistryDecision(
+        domain=domain.name, partition_date=day, decided_at=dt.datetime.now(dt.UTC),
+        promoted=decision.promoted, candidate=decision.candidate, algorithm=algorithm,
+        incumbent=incumbent.name, incumbent_value=incumbent.value,
+        headline_estimator=gate.headline,
+        headline_value=head.value if head else None, headline_low=head.low if head else None,
+        headline_high=head.high if head else None, reasons=tuple(decision.reasons),
+        evidence=json.loads(json.dumps(decision.as_dict(), default=str)), model_dir=model_dir))
     return PromotionResult(decision, behavior, evaluations)
 
 
-def read_decision(paths: DataPaths, domain: Domain | str, day: dt.date) -> dict[str, Any]:
-    name = _domain(domain).name
-    rows = Warehouse(paths.warehouse).query("registry/select_decision", domain=name, day=day)
-    if rows.is_empty():
-        raise ValueError(f"no gate decision for {name} on {day}; run promotion first")
-    return rows.row(0, named=True)
+def read_decision(paths: DataPaths, domain: Domain | str, day: dt.date) -> RegistryDecision:
+    """The gate's decision of ``domain`` on ``day`` (``ValueError`` when there is none)."""
+    return decisions.read_decision(Warehouse(paths.warehouse), _domain(domain).name, day)
 
 
 # ---------------------------------------------------------------- export
@@ -567,35 +547,34 @@ def export_promoted(paths: DataPaths, domain: Domain | str, day: dt.date,
     domain = _domain(domain)
     exploration = exploration or domain.exploration
     decision = read_decision(paths, domain, day)
-    if not decision["promoted"]:
+    if not decision.promoted:
         return None
     domain_root = paths.exports / domain.name
     current = current_version(domain_root)
     if current is not None:
         manifest = json.loads((domain_root / current / "manifest.json").read_text())
         if manifest.get("decision", {}).get("partition_date") == str(day) and \
-                manifest.get("candidate") == decision["candidate"]:
-            Warehouse(paths.warehouse).execute("registry/set_export_version",
-                                               domain=domain.name, day=day, version=current)
+                manifest.get("candidate") == decision.candidate:
+            set_export_version(Warehouse(paths.warehouse), domain.name, day, current)
             return ExportedPolicy(current, domain_root / current, manifest)
-    model_dir = Path(decision["model_dir"])
+    model_dir = Path(str(decision.model_dir))
     training = CandidateRecord.read(model_dir)
     context = training.require_context(model_dir)
     trained = context.as_dict()
     behavior, evaluations, _ = read_evaluations(paths, domain, day)
-    chosen = next(e for e in evaluations if e.name == decision["candidate"])
+    chosen = next(e for e in evaluations if e.name == decision.candidate)
     manifest = {
         "domain": domain.name,
-        "candidate": decision["candidate"],
+        "candidate": decision.candidate,
         "algorithm": training.algorithm,
         "data_window": trained["data_window"],
         "feature_schema": trained["feature_schema"],
         "action_map": trained["action_map"],
         "estimates": {k: v.as_dict() for k, v in chosen.estimates.items()},
         "behavior_estimate": behavior.as_dict(),
-        "decision": {"partition_date": str(day), "reasons": json.loads(decision["reasons"]),
-                     "incumbent": decision["incumbent"],
-                     "headline_estimator": decision["headline_estimator"]},
+        "decision": {"partition_date": str(day), "reasons": list(decision.reasons),
+                     "incumbent": decision.incumbent,
+                     "headline_estimator": decision.headline_estimator},
         "training": {"seed": training.seed, "config": dict(training.training_config),
                      "device": training.device},
         "created_at": dt.datetime.now(dt.UTC).isoformat(),
@@ -614,12 +593,11 @@ def export_promoted(paths: DataPaths, domain: Domain | str, day: dt.date,
                     "feature_schema": {**trained["feature_schema"],
                                        **built.manifest["feature_schema"]},
                     "promise": serving_promise(paths, domain, day, built,
-                                               decision["headline_estimator"],
+                                               decision.headline_estimator,
                                                evaluation=(root, window)),
                     "feature_ranges": feature_ranges(
                         window, list(context.feature_names))}
         exported = publish(paths.exports, domain.name, built.torchscript, manifest,
                            extra_files=built.extra_files)
-    Warehouse(paths.warehouse).execute("registry/set_export_version", domain=domain.name,
-                                       day=day, version=exported.version)
+    set_export_version(Warehouse(paths.warehouse), domain.name, day, exported.version)
     return exported

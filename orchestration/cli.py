@@ -261,22 +261,22 @@ def domain_truth(paths: DataPaths, domain: str, day: dt.date, scenario: str, see
             "diagnostics": ev.diagnostics.as_dict(),
         })
     promoted_true = next((c["true_value"] for c in candidates
-                          if c["name"] == decision["candidate"]), None)
+                          if c["name"] == decision.candidate), None)
     promoted_algorithm = next((c["algorithm"] for c in candidates
-                               if c["name"] == decision["candidate"]), None)
+                               if c["name"] == decision.candidate), None)
     export = None
-    if decision["export_version"]:
-        export = str(paths.exports / spec.name / decision["export_version"])
+    if decision.export_version:
+        export = str(paths.exports / spec.name / decision.export_version)
     return {
         "selection": selection_against_truth(behavior_true.mean, candidates, promoted_true,
-                                             decision.get("headline_estimator")),
+                                             decision.headline_estimator),
         "behavior_true_value": behavior_true.mean,
         "behavior_true_value_stderr": behavior_true.stderr,
         "behavior_logged_value": behavior_est.as_dict(),
         "candidates": candidates,
-        "decision": {"promoted": bool(decision["promoted"]), "candidate": decision["candidate"],
+        "decision": {"promoted": decision.promoted, "candidate": decision.candidate,
                      "algorithm": promoted_algorithm,
-                     "reasons": json.loads(decision["reasons"])},
+                     "reasons": list(decision.reasons)},
         "promoted_true_value": promoted_true,
         "export": export,
     }

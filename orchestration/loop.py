@@ -156,7 +156,7 @@ def night_record(paths: DataPaths, truth: Truth, domain: str, day: dt.date, serv
 
     spec = get_domain(domain)
     decision = read_decision(paths, spec, day)
-    headline = decision.get("headline_estimator")
+    headline = decision.headline_estimator
     _, evaluations, _ = read_evaluations(paths, spec, day)
     candidates = truth.candidates(domain, day)
     estimates = {ev.name: ev.estimates[headline].value for ev in evaluations
@@ -176,11 +176,11 @@ def night_record(paths: DataPaths, truth: Truth, domain: str, day: dt.date, serv
             "served", "last_start_day", "realized_value", "realized_low", "realized_high",
             "promised_value", "promised_low", "promised_high", "below_promise",
             "below_previous", "rolled_back_to")},
-        "decision": {"promoted": bool(decision["promoted"]),
-                     "candidate": decision["candidate"],
-                     "export_version": decision["export_version"],
+        "decision": {"promoted": decision.promoted,
+                     "candidate": decision.candidate,
+                     "export_version": decision.export_version,
                      "headline": headline,
-                     "reason": (json.loads(decision["reasons"]) or [""])[0]},
+                     "reason": decision.reason},
         "candidates": {name: {"true": candidates[name], "estimate": estimates.get(name)}
                        for name in candidates},
     }

@@ -8,16 +8,18 @@ import json
 import polars as pl
 
 from offline_rl.data.warehouse import Warehouse
-from offline_rl.pipeline import REGISTRY_TABLE, incumbent_record
+from offline_rl.decisions import RegistryDecision, record_decision
+from offline_rl.pipeline import incumbent_record
 
 
-def _decide(wh: Warehouse, day: dt.date, version: str | None, promoted: bool = True) -> None:
-    row = pl.DataFrame([{
-        "domain": "cart", "partition_date": day, "decided_at": dt.datetime.now(dt.UTC),
-        "promoted": promoted, "candidate": "cql", "model_dir": f"/models/{day}",
-        "export_version": version}], schema_overrides={"export_version": pl.String})
-    wh.replace([(REGISTRY_TABLE, row, "registry/delete_decision", {"domain": "cart", "day": day})],
-               label="test")
+def _decide(wh: Warehouse, day: dt.date, version: str | None, promoted: bool = True,
+            model_dir: str | None = None) -> None:
+    record_decision(wh, RegistryDecision(
+        domain="cart", partition_date=day, decided_at=dt.datetime.now(dt.UTC),
+        promoted=promoted, candidate="cql", algorithm="DiscreteCQL", incumbent="behavior",
+        incumbent_value=1.0, headline_estimator="dr", headline_value=1.1, headline_low=1.05,
+        headline_high=1.15, reasons=("promoted cql",), evidence={},
+        model_dir=model_dir or f"/models/{day}", export_version=version))
 
 
 def test_rollback_changes_the_incumbent(paths):
@@ -29,11 +31,11 @@ def test_rollback_changes_the_incumbent(paths):
     root = paths.exports / "cart"
     root.mkdir(parents=True)
     (root / "latest").write_text("v0002\n")
-    assert incumbent_record(paths, "cart", d3)["export_version"] == "v0002"
+    assert incumbent_record(paths, "cart", d3).export_version == "v0002"
     (root / "latest").write_text("v0001\n")  # offline-rl exports rollback
-    assert incumbent_record(paths, "cart", d3)["export_version"] == "v0001"
+    assert incumbent_record(paths, "cart", d3).export_version == "v0001"
     # a backfill of a day before the exported decision falls back to the last promotion
-    assert incumbent_record(paths, "cart", d2)["export_version"] == "v0001"
+    assert incumbent_record(paths, "cart", d2).export_version == "v0001"
     assert incumbent_record(paths, "cart", d1) is None
 
 
@@ -46,12 +48,7 @@ def test_warm_start_needs_the_incumbent_on_the_current_feature_schema(paths, tmp
     d1, d2 = dt.date(2026, 10, 1), dt.date(2026, 10, 2)
     _decide(wh, d1, "v0001")
     model_dir = tmp_path / "models" / str(d1)  # the row's model_dir is /models/<day>
-    row = pl.DataFrame([{"domain": "cart", "partition_date": d1,
-                         "decided_at": dt.datetime.now(dt.UTC), "promoted": True,
-                         "candidate": "cql", "model_dir": str(model_dir),
-                         "export_version": "v0001"}])
-    wh.replace([(REGISTRY_TABLE, row, "registry/delete_decision", {"domain": "cart", "day": d1})],
-               label="test")
+    _decide(wh, d1, "v0001", model_dir=str(model_dir))
     assert warm_start_model(paths, cart, d2) is None  # no training.json
     model_dir.mkdir(parents=True)
     context = {"domain": "cart", "data_window": {"start": "2026-09-18", "end": str(d1), "days": 14},
@@ -120,9 +117,9 @@ def test_an_incumbent_without_the_headline_estimate_is_kept_with_the_reason(path
                 f"({why}), so no candidate can be judged against it")
     assert decision.reasons == [expected]
     row = read_decision(paths, "inventory", day)
-    assert not row["promoted"] and row["incumbent"] == incumbent
-    assert json.loads(row["reasons"]) == [expected]
-    assert json.loads(row["evidence"])["incumbent"]["unavailable"].startswith(
+    assert not row.promoted and row.incumbent == incumbent
+    assert row.reasons == (expected,)
+    assert row.evidence["incumbent"]["unavailable"].startswith(
         f"the incumbent {incumbent} has no replay estimate")
     # with the headline estimate present, the incumbent is its value, and the gate judges
     _estimates(wh, "inventory", day, {
