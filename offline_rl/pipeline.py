@@ -472,7 +472,7 @@ def promote(paths: DataPaths, domain: Domain | str, day: dt.date, gate: GateConf
         headline_estimator=gate.headline,
         headline_value=head.value if head else None, headline_low=head.low if head else None,
         headline_high=head.high if head else None, reasons=tuple(decision.reasons),
-        evidence=json.loads(json.dumps(decision.as_dict(), default=str)), model_dir=model_dir))
+        evidence=decision.as_dict(), model_dir=model_dir))
     return PromotionResult(decision, behavior, evaluations)
 
 
@@ -557,7 +557,9 @@ def export_promoted(paths: DataPaths, domain: Domain | str, day: dt.date,
                 manifest.get("candidate") == decision.candidate:
             set_export_version(Warehouse(paths.warehouse), domain.name, day, current)
             return ExportedPolicy(current, domain_root / current, manifest)
-    model_dir = Path(str(decision.model_dir))
+    if not decision.model_dir:
+        raise ValueError(f"{domain.name} {day}: the promotion records no model folder")
+    model_dir = Path(decision.model_dir)
     training = CandidateRecord.read(model_dir)
     context = training.require_context(model_dir)
     trained = context.as_dict()
