@@ -50,10 +50,11 @@ $(UI_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ui]'
 	touch $(UI_STAMP)
 
-# ruff, then the import contracts of pyproject.toml ([tool.importlinter]).
+# ruff, the import contracts of pyproject.toml ([tool.importlinter]), then mypy ([tool.mypy]).
 lint: venv
 	$(BIN)/ruff check offline_rl orchestration assets tests
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 # The code location reads the partitions' first and last day from $(OFFLINE_RL_HOME)/calendar.json
 # (written by `offline-rl demo`) unless OFFLINE_RL_FIRST_DAY is set. `dagster dev` warns on

@@ -13,7 +13,7 @@ from orchestration.partitions import partition_day
 from orchestration.resources import DataHome
 
 
-class EvaluationRunConfig(dg.Config):  # type: ignore[misc]
+class EvaluationRunConfig(dg.Config):
     """Run configuration of the OPE asset."""
 
     n_bootstrap: int = Field(default=OPEConfig.n_bootstrap, ge=50,

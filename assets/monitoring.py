@@ -12,7 +12,7 @@ from orchestration.partitions import partition_day, raw_days
 from orchestration.resources import DataHome
 
 
-class MonitorRunConfig(dg.Config):  # type: ignore[misc]
+class MonitorRunConfig(dg.Config):
     """Settings of the monitor (offline_rl.monitor.MonitorConfig)."""
 
     alpha: float = Field(default=MonitorConfig.alpha, gt=0, lt=0.5,

@@ -20,7 +20,7 @@ from orchestration.partitions import partition_day
 from orchestration.resources import TRANSIENT_RETRY, DataHome
 
 
-class GateRunConfig(dg.Config):  # type: ignore[misc]
+class GateRunConfig(dg.Config):
     """Thresholds of the promotion gate (see offline_rl.ope.gate)."""
 
     headline: str | None = Field(
@@ -117,7 +117,7 @@ def gate_asset(domain: Domain) -> dg.AssetsDefinition:
     return _gate
 
 
-class ExportRunConfig(dg.Config):  # type: ignore[misc]
+class ExportRunConfig(dg.Config):
     """How the exported policy explores when served (offline_rl.export.exploration)."""
 
     exploration: str | None = Field(

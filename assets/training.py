@@ -20,7 +20,7 @@ from orchestration.partitions import (
 from orchestration.resources import DataHome
 
 
-class TrainingRunConfig(dg.Config):  # type: ignore[misc]
+class TrainingRunConfig(dg.Config):
     """Run configuration of the training asset (editable in the launchpad)."""
 
     algorithms: list[str] = Field(default=list(DEFAULT_CANDIDATES),

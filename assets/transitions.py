@@ -1,6 +1,8 @@
 """Transition datasets built from the raw tables with polars: one asset per decision domain."""
 
 
+from typing import cast
+
 import dagster as dg
 import polars as pl
 
@@ -51,7 +53,8 @@ def transitions_asset(domain: Domain) -> dg.AssetsDefinition:
                 "terminals": int(table["terminal"].sum()),
                 "timeouts": int(table["timeout"].sum()),
                 "mean_episode_length": float(table.height / max(1, episodes)),
-                "mean_reward": float(table["reward"].mean() or 0.0),
+                # a float column's mean: a float, or None when it has no values
+                "mean_reward": float(cast(float | None, table["reward"].mean()) or 0.0),
                 "action_distribution": dg.MetadataValue.md(markdown_table(
                     table.group_by("action").agg(n=pl.len()).sort("action")
                     .with_columns(action_name=pl.col("action").replace_strict(

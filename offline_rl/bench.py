@@ -264,7 +264,8 @@ def bench_end_to_end(home: Path, events_per_day: int, n_steps: int) -> dict[str,
     events = sum(summary.rows.values())
     stages: dict[str, float] = {}
 
-    def stage(name: str, fn: Callable[[], Any]) -> Any:
+    # fn is called without arguments; "..." admits the lambdas whose defaults bind a loop variable
+    def stage(name: str, fn: Callable[..., Any]) -> Any:
         seconds, out = _timed(fn)
         stages[name] = stages.get(name, 0.0) + seconds
         return out
@@ -323,7 +324,8 @@ def run_benchmarks(cfg: BenchConfig, progress: Callable[[str], None] | None = No
     say = progress or (lambda _msg: None)
     results: dict[str, Any] = {"machine": _machine(), "errors": {}}
 
-    def measure(name: str, fn: Callable[[], Any], size: int | None = None) -> None:
+    # fn is called without arguments; "..." admits the lambdas whose defaults bind a loop variable
+    def measure(name: str, fn: Callable[..., Any], size: int | None = None) -> None:
         """Runs one benchmark into ``results[name]`` (per size if given); a failure is
         recorded (and reported) instead of losing the rest."""
         say(f"{name} ...")

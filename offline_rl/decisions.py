@@ -71,7 +71,7 @@ class RegistryDecision:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> RegistryDecision:
-        values = {f.name: row.get(f.name) for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {f.name: row.get(f.name) for f in dataclasses.fields(cls)}
         values["reasons"] = tuple(json.loads(row.get("reasons") or "[]"))
         values["evidence"] = json.loads(row.get("evidence") or "{}")
         values["promoted"] = bool(row.get("promoted"))

@@ -48,7 +48,7 @@ import datetime as dt
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -164,7 +164,9 @@ def realized(returns: pl.DataFrame, policy: str, alpha: float) -> Realized | Non
     mean, se = float(values.mean()), float(values.std(ddof=1) / math.sqrt(n))
     half = float(stats.t.ppf(1.0 - alpha, n - 1)) * se
     days = own["day"]
-    return Realized(policy=policy, first_day=days.min(), last_day=days.max(),
+    # a Date column of at least two episodes' start days: its min and max are dates
+    return Realized(policy=policy, first_day=cast(dt.date, days.min()),
+                    last_day=cast(dt.date, days.max()),
                     nights=days.n_unique(), episodes=n, value=mean, low=mean - half,
                     high=mean + half, stderr=se)
 

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fsspec import AbstractFileSystem  # type: ignore[import-untyped]
+    from fsspec import AbstractFileSystem
 
 HOME_ENV = "OFFLINE_RL_HOME"
 LANDING_ENV = "OFFLINE_RL_LANDING"
@@ -83,7 +83,7 @@ class RemotePath:
         return self.read_bytes().decode("utf-8")
 
     def open(self, mode: str = "rb") -> IO[Any]:
-        return self.fs.open(self.path, mode)  # type: ignore[no-any-return]
+        return self.fs.open(self.path, mode)
 
     def relative_to(self, other: RemotePath) -> PurePosixPath:
         if self.fs is not other.fs or not self.path.startswith(other.path + "/"):
@@ -103,8 +103,8 @@ def as_location(value: str | os.PathLike[str] | RemotePath) -> Location:
     text = os.fspath(value)
     if "://" not in text and "::" not in text:
         return Path(text)
-    import fsspec.core  # type: ignore[import-untyped]
-    from fsspec.implementations.local import LocalFileSystem  # type: ignore[import-untyped]
+    import fsspec.core
+    from fsspec.implementations.local import LocalFileSystem
 
     fs, path = fsspec.core.url_to_fs(text)
     if isinstance(fs, LocalFileSystem):

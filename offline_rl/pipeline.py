@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 import polars as pl
@@ -36,6 +36,7 @@ from offline_rl.decisions import (
 from offline_rl.domains import Domain, get_domain
 from offline_rl.domains.base import check_transitions
 from offline_rl.export.exploration import Exploration
+from offline_rl.export.loader import one_hot_groups
 from offline_rl.export.registry import ExportedPolicy, current_version, publish
 from offline_rl.ope.diagnostics import Diagnostics
 from offline_rl.ope.estimators import Estimate
@@ -99,15 +100,16 @@ def build_transitions_partition(
         frame = SOURCES[source].complete(wh.read_partitions(table, first, last))
         if frame.filter(pl.col("partition_date") == day).is_empty():
             raise ValueError(f"{table} has no rows for {day}; ingest that partition first")
-        last_loaded.append(frame["partition_date"].max())
+        # a Date column with rows for ``day``: its max is a date
+        last_loaded.append(cast(dt.date, frame["partition_date"].max()))
         raw[source] = frame.lazy()
     # the data ends where the least advanced source ends
-    table = domain.build_day(raw, day, min(last_loaded)).collect()
-    problems = check_transitions(table, domain)
+    transitions = domain.build_day(raw, day, min(last_loaded)).collect()
+    problems = check_transitions(transitions, domain)
     if problems:
         raise ValueError(f"{domain.transitions_table} {day}: " + "; ".join(problems))
-    wh.replace_partition(domain.transitions_table, table, day=day)
-    return table
+    wh.replace_partition(domain.transitions_table, transitions, day=day)
+    return transitions
 
 
 # ---------------------------------------------------------------- training window
@@ -453,7 +455,7 @@ def promote(paths: DataPaths, domain: Domain | str, day: dt.date, gate: GateConf
     candidates = [e for e in evaluations if not e.name.startswith("incumbent:")]
     if incumbents:  # evaluation re-valued the policy in production on the same data
         # without the headline estimate the gate keeps it, with the reason
-        incumbent = evaluated_incumbent(incumbents[0], gate.headline)
+        incumbent = evaluated_incumbent(incumbents[0], gate.headline_estimator)
     else:
         incumbent = Incumbent(BEHAVIOR, behavior.value, behavior.low, behavior.high,
                               behavior_reps)
@@ -464,12 +466,12 @@ def promote(paths: DataPaths, domain: Domain | str, day: dt.date, gate: GateConf
     algorithm = None
     if model_dir:
         algorithm = CandidateRecord.read(model_dir).algorithm
-    head = chosen.estimates[gate.headline] if chosen else None
+    head = chosen.estimates[gate.headline_estimator] if chosen else None
     record_decision(Warehouse(paths.warehouse), RegistryDecision(
         domain=domain.name, partition_date=day, decided_at=dt.datetime.now(dt.UTC),
         promoted=decision.promoted, candidate=decision.candidate, algorithm=algorithm,
         incumbent=incumbent.name, incumbent_value=incumbent.value,
-        headline_estimator=gate.headline,
+        headline_estimator=gate.headline_estimator,
         headline_value=head.value if head else None, headline_low=head.low if head else None,
         headline_high=head.high if head else None, reasons=tuple(decision.reasons),
         evidence=decision.as_dict(), model_dir=model_dir))
@@ -506,9 +508,12 @@ def serving_promise(paths: DataPaths, domain: Domain, day: dt.date, built: Built
     else:  # the caller's (its candidates folder and window) instead of reading them again
         root, window = evaluation
     record = root / OPE_CONFIG_FILE
-    ope = OPEConfig(**{k: tuple(v) if isinstance(v, list) else v
-                       for k, v in json.loads(record.read_text()).items()}) \
-        if record.is_file() else OPEConfig()
+    if record.is_file():
+        settings: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                    for k, v in json.loads(record.read_text()).items()}
+        ope = OPEConfig(**settings)
+    else:
+        ope = OPEConfig()
     if built.serving_torchscript is None:
         raise ValueError("the export has no serving head to value")
     served = LoadedPolicy(path=as_location(built.torchscript.parent), manifest=built.manifest,
@@ -598,7 +603,9 @@ def export_promoted(paths: DataPaths, domain: Domain | str, day: dt.date,
                                                decision.headline_estimator,
                                                evaluation=(root, window)),
                     "feature_ranges": feature_ranges(
-                        window, list(context.feature_names))}
+                        window, list(context.feature_names)),
+                    "one_hot_groups": one_hot_groups(
+                        window.train.observations, list(context.feature_names))}
         exported = publish(paths.exports, domain.name, built.torchscript, manifest,
                            extra_files=built.extra_files)
     set_export_version(Warehouse(paths.warehouse), domain.name, day, exported.version)

@@ -244,7 +244,7 @@ def domain_truth(paths: DataPaths, domain: str, day: dt.date, scenario: str, see
     behavior_est, evaluations, _ = read_evaluations(paths, spec, day)
     decision = read_decision(paths, spec, day)
     behavior_true = true_value(sim, "behavior", episodes=episodes, seed=seed)
-    candidates = []
+    candidates: list[dict[str, Any]] = []
     for ev in evaluations:
         if ev.name.startswith("incumbent:"):
             continue

@@ -46,7 +46,7 @@ from __future__ import annotations
 import importlib
 import pickle
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import dagster as dg
 import dask
@@ -199,11 +199,13 @@ class BoxedArgumentsDaskExecutor(upstream.DaskExecutor):
                              **self.build_dict(job_name))
 
 
-@dg.executor(name="dask", config_schema=upstream.dask_executor.config_schema,
+@dg.executor(name="dask", config_schema=upstream.dask_executor.config_schema,  # type: ignore[call-overload]  # dagster's stub takes no IDefinitionConfigSchema; its runtime does
              requirements=dg.multiple_process_executor_requirements())
 def dask_executor(init_context: dg.InitExecutorContext) -> BoxedArgumentsDaskExecutor:
     """Runs each step as a task on a Dask cluster (same run config as ``dagster_dask``):
     ``cluster: {local: {n_workers: 4}}`` starts a local cluster (one thread per worker),
     ``cluster: {existing: {address: tcp://scheduler:8786}}`` uses a running scheduler."""
-    ((cluster_type, cluster_configuration),) = init_context.executor_config["cluster"].items()
+    # the config schema's "cluster" is a selector: a dict of one cluster type and its config
+    cluster = cast(Mapping[str, Any], init_context.executor_config["cluster"])
+    ((cluster_type, cluster_configuration),) = cluster.items()
     return BoxedArgumentsDaskExecutor(cluster_type, cluster_configuration)

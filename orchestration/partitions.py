@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -117,6 +118,12 @@ def _loaded() -> tuple[Calendar, dg.DailyPartitionsDefinition]:
 def loaded_calendar() -> Calendar | None:
     """The calendar ``daily`` was built from, None while nothing has asked for it yet."""
     return _loaded()[0] if _loaded.cache_info().currsize else None
+
+
+if TYPE_CHECKING:  # the lazy attributes __getattr__ returns, typed for their importers
+    daily: dg.DailyPartitionsDefinition
+    CALENDAR: Calendar
+    FIRST_DAY: str
 
 
 def __getattr__(name: str) -> object:

@@ -9,7 +9,7 @@ from offline_rl.paths import DataPaths
 from offline_rl.tracking import Tracker
 
 
-class DataHome(dg.ConfigurableResource):  # type: ignore[misc]
+class DataHome(dg.ConfigurableResource):
     """The data home holding landing files, the DuckDB warehouse, models, exports, reports."""
 
     home: str = ""

@@ -404,7 +404,7 @@ def load_candidate(directory: Path) -> Any:
     algo = d3rlpy.load_learnable(str(path), device="cpu")
     if CandidateRecord.exists(directory):
         record = CandidateRecord.read(directory)
-        mask = record.mask_indices
+        mask: Sequence[int] | None = record.mask_indices
         if mask is None:  # records written by other trainers
             mask = mask_indices_from_context(record.as_dict())
         if mask:

@@ -63,7 +63,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import polars as pl
 
@@ -97,7 +97,7 @@ _QUOTED_FIELD = r'"[^"]*(?:""[^"]*)*"'
 _JSON_KEY = r'[{,]\s*"(?:[^"\\]|\\.)*"\s*:'
 _JSON_KEY_EDGES = r'^[{,]\s*"|"\s*:$'
 _TRUE_FALSE = {"true": True, "false": False}
-_ENGINE = "in-memory"
+_ENGINE: Final = "in-memory"
 """Engine of the partition queries: a day fits in memory, and on a 1M-event day the
 in-memory engine sorts several times faster than the streaming one."""
 
@@ -339,9 +339,9 @@ def landing_format(name: str) -> str | None:
     return None
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _one_line(text: object, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _join_reasons(reasons: list[pl.Expr]) -> pl.Expr:
@@ -646,13 +646,13 @@ def _rules(schema: SourceSchema, day: dt.date, config: IngestConfig
         rules.append((~((p > 0) & (p <= 1)) & ~p.is_nan(), pl.format(
             f"{schema.probability_column} {{}} outside (0, 1]", p)))
     for name, dtype in schema.polars_schema.items():
-        c = pl.col(name)
+        col = pl.col(name)
         if dtype.is_float():
-            rules.append((~c.is_finite(), pl.format(f"non-finite {name} {{}}", c)))
+            rules.append((~col.is_finite(), pl.format(f"non-finite {name} {{}}", col)))
         elif dtype == pl.String():
-            rules.append((c.str.len_bytes() > config.max_string_length, pl.format(
+            rules.append((col.str.len_bytes() > config.max_string_length, pl.format(
                 f"{name} longer than {config.max_string_length} bytes ({{}})",
-                c.str.len_bytes())))
+                col.str.len_bytes())))
     for name, rule in value_rules(schema).items():
         rules.append((rule.violated(name),
                       pl.format(f"{name} {{}} {rule.describe()}", pl.col(name))))
@@ -685,7 +685,7 @@ def _landing_entries(folder: Location, root: Path | None
 def _file_rejection(path: Location, root: Path | None) -> str | None:
     """Why a listed entry cannot be a landing file (None if it can); ``root`` is the resolved
     local landing zone (None on object storage, which has no symbolic links)."""
-    if root is not None and path.is_symlink():  # type: ignore[union-attr]
+    if root is not None and isinstance(path, Path) and path.is_symlink():
         target = path.resolve()
         if not target.is_relative_to(root):
             return "symbolic link to a location outside the landing zone"
@@ -761,7 +761,7 @@ def read_partition(
     rows_read = everything.height
     rules = _rules(schema, day, config)
     broken = pl.any_horizontal(pl.col("_parse").is_not_null(), *[b for b, _ in rules])
-    reason = pl.when(pl.col("_unparsed")).then(pl.col("_parse")).otherwise(
+    row_reason = pl.when(pl.col("_unparsed")).then(pl.col("_parse")).otherwise(
         _join_reasons([pl.col("_parse"), *[pl.when(b).then(r) for b, r in rules]]))
     lazy = everything.lazy().with_columns(_broken=broken)
     bad, good = pl.collect_all([
@@ -769,7 +769,7 @@ def read_partition(
         lazy.filter(~pl.col("_broken")).select(*columns, "_record"),
     ], engine=_ENGINE)
     if bad.height:
-        quarantined.append(_quarantine_rows(bad, schema, day, reason, config))
+        quarantined.append(_quarantine_rows(bad, schema, day, row_reason, config))
 
     good, conflicting, duplicates = _drop_duplicates(good, schema)
     if conflicting.height:

@@ -12,7 +12,9 @@ and value rules. ``docs/schemas.md`` is generated from this module by :func:`sch
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -72,7 +74,9 @@ class SourceSchema:
             decided = pl.col(self.probability_column or POLICY_VERSION).is_not_null()
             frame = frame.with_columns(pl.when(decided).then(pl.lit(policy_version))
                                        .otherwise(None).cast(pl.String).alias(POLICY_VERSION))
-        return frame.select(names).cast(dict(self.polars_schema))
+        # cast's keys are typed as a union and Mapping keys are invariant: str keys, loosely typed
+        dtypes: Mapping[Any, pl.DataType] = dict(self.polars_schema)
+        return frame.select(names).cast(dtypes)
 
     def complete(self, frame: pl.DataFrame) -> pl.DataFrame:
         """``frame`` with the optional columns it lacks (a table loaded before they existed)

@@ -162,7 +162,7 @@ class InventoryReplay:
                                     "each episode's days from day 0 without gaps")
 
         def grid(values: np.ndarray, dtype: type = np.float64) -> np.ndarray:
-            out = np.zeros((n_ep, days), dtype=dtype)
+            out: np.ndarray = np.zeros((n_ep, days), dtype=dtype)
             out[ep, step] = values
             return out
 

@@ -135,9 +135,8 @@ def run_seed(cfg: TransferConfig, seed: int, workdir: Path,
     def fit(name: str, data: Any, steps: int, init_from: Path | None = None) -> Any:
         say(f"seed {seed}: training {name} ({steps} steps on {len(data.actions):,} decisions)")
         config = dataclasses.replace(base, n_steps=steps)
-        extra = {"init_from": init_from} if init_from is not None else {}
         train_candidate(cfg.algorithm, to_mdp_dataset(data, n_actions), config,
-                        workdir / name, **extra)
+                        workdir / name, init_from=init_from)
         return load_candidate(workdir / name)
 
     def truth(policy: Any) -> float:

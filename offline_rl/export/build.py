@@ -58,6 +58,8 @@ LOG_PROB = "log_prob"
 class PolicyGraph(torch.nn.Module):
     """Raw features in, ``(greedy action, action values)`` out; built from a d3rlpy algo."""
 
+    mask_index: torch.Tensor  # buffer registered in __init__ when there is an action mask
+
     def __init__(self, algo: Any, action_mask_indices: Sequence[int] | None = None) -> None:
         super().__init__()
         impl = algo.impl
@@ -140,6 +142,8 @@ class ServingGraph(torch.nn.Module):
     CDF from the row's uniform number in [0, 1), over the actions the mask allows; a row whose
     mask allows nothing serves ``-1`` with propensity 1, like the greedy graph.
     """
+
+    action_index: torch.Tensor  # buffer registered in __init__
 
     def __init__(self, policy: PolicyGraph, exploration: Exploration) -> None:
         super().__init__()

@@ -70,7 +70,7 @@ def add_predict_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="OUT", help="write the predictions as JSON to OUT")
     p.add_argument("--strict", action="store_true",
                    help="refuse rows with a feature outside the range of the policy's training "
-                        "data (default: predict and warn)")
+                        "data or a broken one-hot group (default: predict and warn)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the serving head's draws: with a serving head, each row also "
                         "gets the served action and its propensity (default 0)")
@@ -163,20 +163,34 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                    f"--version {policy.version}") from None
     if x.shape[0] == 0:
         print(f"warning: {args.features} has no data rows; nothing to predict", file=sys.stderr)
+    problems = []
     outside = policy.outside_training_ranges(x)
     if outside:
         row, name, value = outside[0]
         lo, hi = policy.manifest["feature_ranges"][name]
-        rows = len({r for r, _, _ in outside})
-        text = (f"{rows} row(s) of {args.features} have features outside the range of the "
-                f"policy's training data, first row {row + 1} ({ROWS}): {name} = {value:.6g} "
-                f"outside [{lo:.6g}, {hi:.6g}]; the model extrapolates there")
+        n_outside = len({r for r, _, _ in outside})
+        problems.append(
+            f"{n_outside} row(s) of {args.features} have features outside the range of the "
+            f"policy's training data, first row {row + 1} ({ROWS}): {name} = {value:.6g} "
+            f"outside [{lo:.6g}, {hi:.6g}]; the model extrapolates there")
+    broken = policy.one_hot_violations(x)
+    if broken:
+        row, group, levels = broken[0]
+        members = policy.manifest["one_hot_groups"][group]
+        shown = ", ".join(f"{m} = {v:.6g}" for m, v in zip(members, levels, strict=True))
+        problems.append(
+            f"{len({r for r, _, _ in broken})} row(s) of {args.features} break a one-hot group "
+            f"(exactly one of its features is 1, the others 0, in every training decision), "
+            f"first row {row + 1} ({ROWS}): {group}: {shown}; no training decision looked "
+            f"like that")
+    for text in problems:
         if args.strict:
             raise UsageError(text, "check the features' units and encoding, or leave out "
                                    "--strict to predict anyway")
         print(f"warning: {text}", file=sys.stderr)
     actions, values = policy.predict_with_values(x)
     names = policy.action_names
+    rows: list[dict[str, Any]]  # JSON records
     rows = [{"row": i, "action": int(a),
              "action_name": names[a] if 0 <= a < len(names) else None,
              "values": {names[j]: _num(v) for j, v in enumerate(row)}}

@@ -27,7 +27,7 @@ This module needs numpy and the standard library only.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -120,7 +120,7 @@ def allowed_actions(features: np.ndarray, mask_index: list[int] | None, n_action
     if not mask_index:
         return np.ones((n, n_actions), dtype=bool), np.ones(n, dtype=bool)
     allowed = features[:, mask_index] > 0
-    any_allowed = allowed.any(axis=1)
+    any_allowed = cast(np.ndarray, allowed.any(axis=1))
     return allowed | ~any_allowed[:, None], any_allowed
 
 

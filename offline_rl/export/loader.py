@@ -50,6 +50,24 @@ FORMAT_VERSION = 2
 """2: TorchScript and ONNX, outputs (action, values), a checksum for every file."""
 
 
+def one_hot_groups(x: np.ndarray, names: list[str]) -> dict[str, list[str]]:
+    """The one-hot groups of feature matrix ``x`` (columns ``names``): features named
+    ``<group>_<level>`` (at least two of a group) that are 0 or 1 in every row and sum to
+    exactly 1 in every row. Recorded in the manifest at export; an empty ``x`` has none."""
+    by_prefix: dict[str, list[int]] = {}
+    for j, name in enumerate(names):
+        if "_" in name:
+            by_prefix.setdefault(name.rsplit("_", 1)[0], []).append(j)
+    groups: dict[str, list[str]] = {}
+    for prefix, idx in by_prefix.items():
+        block = np.asarray(x[:, idx], dtype=np.float64)
+        if len(idx) < 2 or block.shape[0] == 0:
+            continue
+        if np.all((block == 0.0) | (block == 1.0)) and np.all(block.sum(axis=1) == 1.0):
+            groups[prefix] = [names[j] for j in idx]
+    return groups
+
+
 class ExportError(RuntimeError):
     """An export is missing, incomplete, or fails its checksum."""
 
@@ -157,7 +175,7 @@ class LoadedPolicy:
         """Name of each action index (from the manifest's action map; the index if absent)."""
         mapping = self.manifest.get("action_map") or {}
         n = int(self.manifest.get("n_actions") or len(mapping))
-        return [str(mapping.get(str(i), mapping.get(i, i))) for i in range(n)]  # type: ignore[call-overload]
+        return [str(mapping.get(str(i), mapping.get(i, i))) for i in range(n)]
 
     def _batch(self, features: Any) -> torch.Tensor:
         import torch
@@ -213,6 +231,24 @@ class LoadedPolicy:
             slack = 1e-6 * max(1.0, abs(hi - lo))
             bad = np.flatnonzero(~((x[:, j] >= lo - slack) & (x[:, j] <= hi + slack)))
             out += [(int(i), name, float(x[i, j])) for i in bad]
+        return sorted(out)
+
+    def one_hot_violations(self, features: Any) -> list[tuple[int, str, list[float]]]:
+        """``(row, group, values)`` of every row whose one-hot group
+        (``manifest["one_hot_groups"]``: features that were 0 or 1 and summed to exactly 1 in
+        every training decision) is not one 1 among 0s, e.g. two segments set at once; rows
+        0-based; empty for an export without recorded groups. Such a row can lie inside every
+        single feature's range and still be nothing the policy was trained on."""
+        groups = self.manifest.get("one_hot_groups") or {}
+        x = np.asarray(features, dtype=np.float64)
+        out: list[tuple[int, str, list[float]]] = []
+        for group, members in groups.items():
+            idx = [self.feature_names.index(m) for m in members if m in self.feature_names]
+            if len(idx) != len(members):
+                continue
+            block = x[:, idx]
+            ok = np.all((block == 0.0) | (block == 1.0), axis=1) & (block.sum(axis=1) == 1.0)
+            out += [(int(i), group, block[i].tolist()) for i in np.flatnonzero(~ok)]
         return sorted(out)
 
     @property

@@ -68,7 +68,8 @@ def serve(policy: LoadedPolicy, features: Any, seed: int | None = None) -> Any:
         probs[np.flatnonzero(allowed), greedy[allowed]] = 1.0
     else:
         if uniform is None:
-            uniform = np.random.default_rng(seed).random(x.shape[0])
+            n_rows: int = x.shape[0]
+            uniform = np.random.default_rng(seed).random(n_rows)
         served = policy._serve(x, uniform)
         action, propensity, probs = served.action, served.propensity, served.probs
     out = {"action": action, "propensity": propensity, "greedy_action": greedy}
@@ -76,7 +77,7 @@ def serve(policy: LoadedPolicy, features: Any, seed: int | None = None) -> Any:
     return pd.DataFrame(out)
 
 
-class ExportModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
+class ExportModel(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]  # mypy does not resolve mlflow.pyfunc's re-export of PythonModel
     """The pyfunc wrapper of an export directory (artifact ``export``)."""
 
     def load_context(self, context: Any) -> None:
@@ -84,7 +85,7 @@ class ExportModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
 
     # no annotations: MLflow reads predict's type hints as an input schema (the signature
     # below describes the input instead)
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    def predict(self, context, model_input, params=None):
         seed = (params or {}).get("seed")
         return serve(self.policy, model_input, None if seed is None else int(seed))
 
@@ -94,12 +95,17 @@ def signature(policy: LoadedPolicy) -> Any:
     column in; ``action``, ``propensity``, ``greedy_action`` and ``p_<i>`` out; the optional
     ``seed`` parameter."""
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
-    inputs = Schema([ColSpec("double", name) for name in policy.feature_names]
-                    + [ColSpec("double", UNIFORM_COLUMN, required=False)])
-    outputs = Schema([ColSpec("long", "action"), ColSpec("double", "propensity"),
-                      ColSpec("long", "greedy_action")]
+    feature_specs: list[ColSpec | TensorSpec] = [
+        ColSpec("double", name) for name in policy.feature_names
+    ]
+    inputs = Schema(feature_specs + [ColSpec("double", UNIFORM_COLUMN, required=False)])
+    served_specs: list[ColSpec | TensorSpec] = [
+        ColSpec("long", "action"), ColSpec("double", "propensity"),
+        ColSpec("long", "greedy_action"),
+    ]
+    outputs = Schema(served_specs
                      + [ColSpec("double", f"p_{i}") for i in range(len(policy.action_names))])
     params = ParamSchema([ParamSpec("seed", "long", None)])
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,8 @@ def resample_counts(
     if n < 1:
         raise ValueError(f"n: need at least one unit to resample, got {n}")
     chunk = max(1, int(max_bytes) // (_BYTES_PER_CELL * n))
-    dtype = np.int32 if chunk * n < np.iinfo(np.int32).max else np.int64
+    dtype: type[np.signedinteger[Any]] = (
+        np.int32 if chunk * n < np.iinfo(np.int32).max else np.int64)
     done = 0
     while done < n_bootstrap:
         b = min(chunk, n_bootstrap - done)

@@ -300,7 +300,10 @@ class LoggedData:
         except TypeError as exc:
             raise ValueError(f"episode_ids: ids are not sortable: {exc}") from None
         order = np.lexsort((step_arr, dense.ravel()))
-        sorted_arrays = {k: None if v is None else v[order] for k, v in arrays.items()}
+        # reward/behavior_prob/target_prob are checked by the constructor, so values stay loose
+        sorted_arrays: dict[str, Any] = {
+            k: None if v is None else v[order] for k, v in arrays.items()
+        }
         return cls(episode=dense.ravel()[order], step=step_arr[order], **sorted_arrays)
 
     @property
@@ -434,9 +437,12 @@ class _Stats:
         if {"snpdis", "sndr"} & set(names):
             blocks["w"] = w
         if {"dm", "dr", "sndr"} & set(names):
+            # callers pass only estimators whose _MODEL_FIELDS are present
+            assert data.v_target is not None
             v = data.padded(data.v_target)
             blocks["v0"] = v[:, 0]
         if {"dr", "sndr"} & set(names):
+            assert data.q_logged is not None
             q = data.padded(data.q_logged)
             w_prev = np.hstack([np.ones((w.shape[0], 1)), w[:, :-1]])
             wres, wv = w * (r - q), w_prev * v

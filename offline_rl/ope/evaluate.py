@@ -479,7 +479,7 @@ def evaluate_target(
     if arrays.observations.ndim != 2 or arrays.observations.shape[1] == 0:
         q_logged = v_target = None
         counts = refit_counts(arrays, config)  # the replay's replicates pair on these
-        details = {"model": NO_FEATURES}
+        details: dict[str, Any] = {"model": NO_FEATURES}
     elif config.fqe_backend == "torch":
         q_all, counts, details = _torch_fqe(target, arrays, n_actions, config, target_probs)
         model = q_all.mean(axis=0) if config.fqe_bagging else q_all[0]
@@ -542,7 +542,8 @@ def _with_replay(algo: Any, replay: ReplayData, counts: np.ndarray,
         rng = np.random.default_rng([algo.seed, 4242])
 
         def predict(observations: np.ndarray) -> np.ndarray:
-            return draw(algo.action_probs(observations), rng.random(observations.shape[0]))
+            n_rows: int = observations.shape[0]
+            return draw(algo.action_probs(observations), rng.random(n_rows))
 
     returns = replay.replay.returns(replay.prepared, predict, gamma=config.gamma)
     est, replicates = replay_estimate(returns, counts, n_bootstrap=config.n_bootstrap,

@@ -540,8 +540,8 @@ def _table_target(source: Source, logs: _Logs) -> _Target:
         p = int(np.flatnonzero(pos_s.is_null().to_numpy())[0])
         t.fail("episode_id", p, "no logged decision has this (episode_id, step)",
                "the target table must describe the logged decisions of these logs")
-    pos = pos_s.to_numpy().astype(np.int64)
-    key = pos * logs.n_actions + action
+    logged_pos = pos_s.to_numpy().astype(np.int64)
+    key = logged_pos * logs.n_actions + action
     order = np.argsort(key, kind="stable")
     dup = key[order][1:] == key[order][:-1]
     if dup.any():
@@ -551,12 +551,12 @@ def _table_target(source: Source, logs: _Logs) -> _Target:
                f"duplicate (episode_id, step, action): same as row {int(earlier[j])}",
                "give each action at most one row per logged decision")
     probs = np.zeros((logs.rows, logs.n_actions))
-    probs[pos, action] = prob
+    probs[logged_pos, action] = prob
     total = probs.sum(axis=1)
     off = np.abs(total - 1.0) > SUM_TOLERANCE
     if off.any():
         i = int(np.flatnonzero(off)[0])
-        mine = np.flatnonzero(pos == i)
+        mine = np.flatnonzero(logged_pos == i)
         if mine.size:
             t.fail("prob", int(mine.min()),
                    f"probabilities of this decision sum to {total[i]:.9g}, not 1 "

@@ -278,7 +278,8 @@ class PerturbedPolicy:
 
     def _perturbed(self, obs: np.ndarray) -> np.ndarray:
         if self._projection is None:
-            self._projection = np.random.default_rng(self._seed).normal(size=obs.shape[1])
+            n_features: int = obs.shape[1]
+            self._projection = np.random.default_rng(self._seed).normal(size=n_features)
         return state_hash(obs, self._projection) < self.share
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
@@ -312,7 +313,8 @@ class BlendPolicy:
     def predict(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float32)
         if self._projection is None:
-            self._projection = np.random.default_rng(self._seed).normal(size=obs.shape[1])
+            n_features: int = obs.shape[1]
+            self._projection = np.random.default_rng(self._seed).normal(size=n_features)
         pick = state_hash(obs, self._projection) < self.share
         return np.where(pick, self.first.predict(obs), self.second.predict(obs)).astype(np.int64)
 
@@ -932,9 +934,12 @@ def run_validation(cfg: ValidationConfig, progress: Progress | None = None,
     started = time.perf_counter()
     for i, (domain, scenario, seed) in enumerate(jobs, start=1):
         label = f"[{i}/{len(jobs)}] {domain.name}/{scenario.name} seed {seed}"
+
+        def report(m: str, label: str = label) -> None:
+            say(f"{label}: {m}")
+
         with tempfile.TemporaryDirectory(prefix="validate-ope-") as tmp:
-            run = run_one(domain, scenario, seed, cfg, Path(tmp),
-                          lambda m, label=label: say(f"{label}: {m}"))
+            run = run_one(domain, scenario, seed, cfg, Path(tmp), report)
         d = run["decision"]
         outcome = (f"promoted {d['candidate']} (true {d['promoted_true_value']:.4g})"
                    if d["promoted"] else f"kept the incumbent ({run['incumbent']['name']})")

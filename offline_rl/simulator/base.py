@@ -86,7 +86,8 @@ def sample_actions(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     Takes exactly one uniform number per row from ``rng``. Rows are scaled to sum to 1, and an
     action of probability 0 is never drawn.
     """
-    u = rng.random(probs.shape[0])[:, None]
+    n_rows: int = probs.shape[0]
+    u = rng.random(n_rows)[:, None]
     cum = np.cumsum(probs, axis=1)
     total = cum[:, -1:]
     cum = cum / np.where(total > 0, total, 1.0)
@@ -331,7 +332,7 @@ def true_values(
     )
 
 
-class DomainEnv(gym.Env):  # type: ignore[misc]
+class DomainEnv(gym.Env):
     """A gymnasium view of one episode of a domain simulator.
 
     ``info`` carries the behaviour policy's probabilities and the action mask (if any).

@@ -281,7 +281,7 @@ class CartSimulator:
     def step(self, s: CartBatch, action: np.ndarray, rng: np.random.Generator) -> CartStep:
         """Advances every open cart in ``s`` by one visit, in place."""
         cfg = self.config
-        n = s.user.shape[0]
+        n: int = s.user.shape[0]
         action = np.asarray(action, dtype=np.int64)
         live = ~s.done
         ps = self.world.users.price_sensitivity[s.user]

@@ -166,7 +166,7 @@ class RecommendationSimulator:
         cfg = self.config
         cat = self.world.catalogue
         users = self.world.users
-        n = s.user.shape[0]
+        n: int = s.user.shape[0]
         rows = np.arange(n)
         action = action.astype(np.int64)
         # item shown: within-category popularity (inverse-CDF on cumulative popularity)

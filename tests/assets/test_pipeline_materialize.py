@@ -132,6 +132,15 @@ def test_promoted_policy_is_exported_and_loadable(run_home):
     far = np.zeros((2, 19), dtype=np.float32)
     far[1, 0] = 1e30
     assert [row for row, _, _ in policy.outside_training_ranges(far)] == [1]
+    # two segments at once stays inside every feature's range, but breaks the one-hot group
+    assert policy.manifest["one_hot_groups"] == {
+        "segment": [f"segment_{i}" for i in range(4)],
+        "device": ["device_mobile", "device_desktop"]}
+    rows = np.zeros((2, 19), dtype=np.float32)
+    rows[:, 0] = rows[:, 4] = 1.0
+    rows[1, 1] = 1.0
+    assert not policy.outside_training_ranges(rows)
+    assert policy.one_hot_violations(rows) == [(1, "segment", [1.0, 1.0, 0.0, 0.0])]
 
 
 def test_rerunning_the_nightly_partition_is_idempotent(run_home):

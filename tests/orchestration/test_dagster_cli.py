@@ -16,10 +16,13 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_dagster_asset_materialize_loads_a_day_a_year_before_today(tmp_path):
     """A shop's history: the first day is the shop's ($OFFLINE_RL_FIRST_DAY), not a fixed one,
     and loading the code location prints neither gym's notice nor Dagster's warnings about
-    this project's definitions."""
+    this project's definitions. A landing file rejected whole is named, with its reason, in
+    what the command prints (the run itself succeeds: the other files load)."""
     day = dt.date.today() - dt.timedelta(days=366)
     home = tmp_path / "home"
     write_landing(home, days=1, start=day, seed=2, events_per_day=1000)
+    bad = home / "landing" / "clickstream" / f"date={day:%Y-%m-%d}" / "broken-export.csv"
+    bad.write_text("event_id,user_id\ne1,u1\n")
     (tmp_path / "dagster").mkdir()
     env = {**os.environ, "OFFLINE_RL_HOME": str(home), "DAGSTER_HOME": str(tmp_path / "dagster"),
            "OFFLINE_RL_FIRST_DAY": (day - dt.timedelta(days=30)).isoformat(),
@@ -33,6 +36,13 @@ def test_dagster_asset_materialize_loads_a_day_a_year_before_today(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = Warehouse(home / "warehouse.duckdb").read_partitions("raw_clickstream", day, day)
     assert rows.height > 500
+    out = proc.stdout + proc.stderr
+    name = f"clickstream/date={day:%Y-%m-%d}/broken-export.csv"
+    warning = [line for line in out.splitlines() if " - WARNING - " in line]
+    assert any(f"1 file(s) rejected: {name} (missing column(s) event_ts" in line
+               for line in warning), out[-3000:]
+    assert f"'no_rejected_files' on 'raw_clickstream' did not pass. Description: '1 landing " \
+           f"file(s) rejected whole: {name}" in out
     assert "Gym has been unmaintained" not in proc.stderr
     assert "orchestration/" not in proc.stderr  # no warning raised by our definitions
 

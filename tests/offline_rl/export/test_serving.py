@@ -193,3 +193,51 @@ def test_predict_warns_or_refuses_outside_the_training_ranges(trained, tmp_path,
     assert "1 row(s)" in err and "first row 3" in err and "b = 1e+30 outside [-5, 5]" in err
     assert run(build_parser(), [*argv, "--strict"]) == 2
     assert "outside the range of the policy's training data" in capsys.readouterr().err
+
+
+def test_predict_warns_or_refuses_a_broken_one_hot_group(trained, tmp_path, capsys):
+    """Two levels of a one-hot group set at once stay inside every feature's range; the
+    manifest's groups catch them."""
+    from offline_rl.cli import build_parser, run
+    from offline_rl.export.loader import POLICY_FILE
+    from offline_rl.export.registry import publish
+
+    built = _build(trained, tmp_path / "b")
+    home = tmp_path / "home"
+    publish(home / "exports", "cart", built.files[POLICY_FILE],
+            {**built.manifest, "feature_ranges": {n: [0.0, 1.0] for n in FEATURES},
+             "one_hot_groups": {"seg": ["a", "b", "c"]}}, extra_files=built.extra_files)
+    x = np.zeros((3, len(FEATURES)), dtype=np.float32)
+    x[:, 0] = 1.0
+    x[1, 1] = 1.0  # a and b
+    __import__("polars").DataFrame(x, schema=FEATURES).write_csv(tmp_path / "rows.csv")
+    argv = ["--home", str(home), "predict", "--domain", "cart", "--features",
+            str(tmp_path / "rows.csv")]
+    assert run(build_parser(), argv) == 0
+    out = capsys.readouterr()
+    assert "1 row(s)" in out.err and "break a one-hot group" in out.err
+    assert "first row 2 (1-based, header excluded): seg: a = 1, b = 1, c = 0" in out.err
+    assert "outside the range" not in out.err
+    predicted = [line.split("\t")[0] for line in out.out.splitlines() if "\t" in line]
+    assert predicted == ["row", "1", "2", "3"]  # every row is still predicted
+    assert run(build_parser(), [*argv, "--strict"]) == 2
+    assert "break a one-hot group" in capsys.readouterr().err
+
+
+def test_one_hot_groups_are_found_from_the_training_rows():
+    from offline_rl.export.loader import one_hot_groups
+
+    names = ["segment_0", "segment_1", "segment_2", "device_mobile", "device_desktop",
+             "log_value", "shown_home", "shown_toys", "weekday_mon", "weekday_tue"]
+    x = np.array([[1, 0, 0, 0, 1, 0.3, 1, 1, 1, 0],
+                  [0, 0, 1, 1, 0, 0.7, 0, 0, 1, 0],
+                  [0, 1, 0, 1, 0, 0.1, 0, 1, 1, 0]], dtype=np.float32)
+    # shown_*: binary but not one per row; a group whose level never occurs (weekday_tue)
+    # is still one group
+    assert one_hot_groups(x, names) == {
+        "segment": ["segment_0", "segment_1", "segment_2"],
+        "device": ["device_mobile", "device_desktop"],
+        "weekday": ["weekday_mon", "weekday_tue"]}
+    assert one_hot_groups(x[:0], names) == {}
+    x[1, 0] = 0.5  # no longer binary
+    assert "segment" not in one_hot_groups(x, names)
