@@ -3,10 +3,24 @@
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import Field
+
+from offline_rl.configuration import default, describe
 from offline_rl.domains import Domain
 from offline_rl.tracking import Tracked, Tracker
 
 OWNERS = ["team:ml-platform"]
+
+
+def setting(cls: type, name: str, **constraints: Any) -> Any:
+    """A field of a Dagster run configuration that is setting ``name`` of the library's
+    configuration dataclass ``cls``: its default and its description are read from there
+    (:mod:`offline_rl.configuration`), so they are declared once; ``constraints`` are
+    pydantic's (``ge``, ``gt``, ...). A tuple default becomes a list, as Dagster's config
+    system has no tuples."""
+    value = default(cls, name)
+    return Field(default=list(value) if isinstance(value, tuple) else value,
+                 description=describe(cls, name), **constraints)
 
 
 def domain_asset_args(domain: Domain, stage: str, **kwargs: Any) -> dict[str, Any]:

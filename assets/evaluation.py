@@ -2,9 +2,8 @@
 
 
 import dagster as dg
-from pydantic import Field
 
-from assets import domain_asset_args, track
+from assets import domain_asset_args, setting, track
 from offline_rl.domains import Domain, all_domains
 from offline_rl.ope.evaluate import OPEConfig
 from offline_rl.pipeline import evaluate_candidates
@@ -16,18 +15,12 @@ from orchestration.resources import DataHome
 class EvaluationRunConfig(dg.Config):
     """Run configuration of the OPE asset."""
 
-    n_bootstrap: int = Field(default=OPEConfig.n_bootstrap, ge=50,
-                             description="Bootstrap resamples of episodes.")
-    alpha: float = Field(default=OPEConfig.alpha, gt=0, lt=1,
-                         description="Intervals are two-sided 1 - alpha.")
-    fqe_steps: int = Field(default=OPEConfig.fqe_steps, ge=1, description="FQE gradient steps.")
-    fqe_refits: int = Field(default=OPEConfig.fqe_refits, ge=0,
-                            description="FQE refits on bootstrap resamples of the episodes; "
-                                        "their spread gives the model-based intervals and the "
-                                        "gate's paired replicates (below 2: none).")
-    seed: int = Field(default=0, description="Seed of FQE and the bootstrap.")
-    device: str = Field(default="auto", description="auto, cpu or cuda:N (used by the d3rlpy "
-                        "FQE backend).")
+    n_bootstrap: int = setting(OPEConfig, "n_bootstrap", ge=50)
+    alpha: float = setting(OPEConfig, "alpha", gt=0, lt=1)
+    fqe_steps: int = setting(OPEConfig, "fqe_steps", ge=1)
+    fqe_refits: int = setting(OPEConfig, "fqe_refits", ge=0)
+    seed: int = setting(OPEConfig, "seed")
+    device: str = setting(OPEConfig, "device")
 
     def ope_config(self) -> OPEConfig:
         return OPEConfig(n_bootstrap=self.n_bootstrap, alpha=self.alpha,

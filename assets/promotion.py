@@ -5,12 +5,10 @@
 import dagster as dg
 from pydantic import Field
 
-from assets import domain_asset_args, track
+from assets import domain_asset_args, setting, track
 from offline_rl.domains import Domain, all_domains
 from offline_rl.export.exploration import Exploration
 from offline_rl.ope.gate import (
-    DEFAULT_HEADLINE,
-    DEFAULT_MAX_WEIGHT_SHARE,
     GateConfig,
     verify_promotion,
 )
@@ -23,32 +21,14 @@ from orchestration.resources import TRANSIENT_RETRY, DataHome
 class GateRunConfig(dg.Config):
     """Thresholds of the promotion gate (see offline_rl.ope.gate)."""
 
-    headline: str | None = Field(
-        default=None,
-        description="Estimator whose lower bound decides; empty: the domain's "
-                    f"(Domain.gate_headline: replay for inventory), else {DEFAULT_HEADLINE}.")
-    margin: float = Field(default=GateConfig.margin, ge=0,
-                          description="Required relative improvement over the incumbent.")
-    min_ess_fraction: float = Field(default=GateConfig.min_ess_fraction, ge=0, le=1,
-                                    description="Minimum per-decision ESS fraction.")
-    max_weight_share: float | None = Field(
-        default=None, gt=0, le=1,
-        description="Maximum importance-weight share of one episode; empty: the domain's "
-                    "calibrated limit (Domain.gate_max_weight_share), else "
-                    f"{DEFAULT_MAX_WEIGHT_SHARE:g}.")
-    paired: bool = Field(default=GateConfig.paired,
-                         description="Judge the gain over the incumbent paired on the FQE "
-                                     "refits' shared resamples.")
-    veto_min_ess: float = Field(default=GateConfig.veto_min_ess, ge=0,
-                                description="Effective episodes following the candidate to the "
-                                            "end that an importance-sampling veto needs.")
-    select_by: str = Field(default=GateConfig.select_by,
-                           description="Rank passing candidates by 'estimate' or "
-                                       "'lower_bound'.")
-    multiplicity: str = Field(default=GateConfig.multiplicity,
-                              description="Rule 1 over the night's candidates: 'holm' "
-                                          "(family-wise error at most alpha/2 per night) or "
-                                          "'none' (each candidate at alpha/2).")
+    headline: str | None = setting(GateConfig, "headline")
+    margin: float = setting(GateConfig, "margin", ge=0)
+    min_ess_fraction: float = setting(GateConfig, "min_ess_fraction", ge=0, le=1)
+    max_weight_share: float | None = setting(GateConfig, "max_weight_share", gt=0, le=1)
+    paired: bool = setting(GateConfig, "paired")
+    veto_min_ess: float = setting(GateConfig, "veto_min_ess", ge=0)
+    select_by: str = setting(GateConfig, "select_by")
+    multiplicity: str = setting(GateConfig, "multiplicity")
 
     def gate_config(self) -> GateConfig:
         return GateConfig(headline=self.headline, margin=self.margin,

@@ -6,7 +6,7 @@ import dataclasses
 import dagster as dg
 from pydantic import Field
 
-from assets import domain_asset_args, track
+from assets import domain_asset_args, setting, track
 from offline_rl.algos.config import DEFAULT_CANDIDATES, TrainingConfig
 from offline_rl.domains import Domain, all_domains
 from offline_rl.pipeline import settle_days_for, train_candidates
@@ -34,12 +34,11 @@ class TrainingRunConfig(dg.Config):
         description="Evaluate on whole episodes: held-out episodes come from the window ending "
                     "this many days before the partition. Default: the domain's lookahead "
                     "days (the longest an episode lasts); 0 evaluates running episodes too.")
-    n_steps: int = Field(default=TrainingConfig.n_steps, ge=1, description="Gradient steps.")
-    batch_size: int = Field(default=TrainingConfig.batch_size, ge=1, description="Batch size.")
-    learning_rate: float = Field(default=TrainingConfig.learning_rate, gt=0,
-                                 description="Adam learning rate.")
+    n_steps: int = setting(TrainingConfig, "n_steps", ge=1)
+    batch_size: int = setting(TrainingConfig, "batch_size", ge=1)
+    learning_rate: float = setting(TrainingConfig, "learning_rate", gt=0)
     seed: int = Field(default=0, description="Seed of training and of the train/eval split.")
-    device: str = Field(default="auto", description="auto (CUDA if available), cpu or cuda:N.")
+    device: str = setting(TrainingConfig, "device")
     warm_start: bool = Field(default=True, description="Start a candidate of the incumbent's "
                              "algorithm from the incumbent's weights when the feature schema is "
                              "unchanged.")

@@ -49,17 +49,22 @@ def field_docs(cls: type) -> dict[str, str]:
     return {name: " ".join(" ".join(docs[name]).split()) for name in fields}
 
 
+_ROLE = re.compile(r":\w+:`~?([^`]+)`")
+
+
 def describe(cls: type, name: str) -> str:
-    """The description of setting ``name`` of dataclass ``cls`` (its whole docstring entry)."""
+    """The description of setting ``name`` of dataclass ``cls`` (its whole docstring entry),
+    as plain text (reStructuredText's double backquotes and roles removed): what the Dagster
+    launchpad shows."""
     docs = field_docs(cls)
     if name not in docs:
         raise ValueError(f"{cls.__name__} has no setting {name!r}")
-    return docs[name]
+    return _ROLE.sub(r"\1", docs[name]).replace("``", "")
 
 
 def summary(cls: type, name: str) -> str:
     """The first sentence of ``describe(cls, name)``: what a command-line help line shows."""
-    text = describe(cls, name).replace("``", "")
+    text = describe(cls, name)
     cut = re.search(r"(?<=[^.\s]\.)\s", text)
     return (text[:cut.start()] if cut else text).rstrip(".")
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from offline_rl.algos.config import TrainingConfig
 from offline_rl.argtypes import iso_date, nonnegative_int, positive_int
 from offline_rl.cli import (
     UsageError,
@@ -27,6 +28,8 @@ from offline_rl.cli import (
     run,
     simulate_logs,
 )
+from offline_rl.configuration import flag_help
+from offline_rl.ope.evaluate import OPEConfig
 from offline_rl.paths import DEFAULT_HOME, EXPORTS_ENV, HOME_ENV, DataPaths
 
 DEMO_DAYS = 20
@@ -465,15 +468,16 @@ def build_full_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="simulate logs and run the whole nightly pipeline via Dagster")
     add_simulation_args(p, days_default=DEMO_DAYS, seed_help="seed of logs, training and OPE",
                         events_default=DEMO_EVENTS_PER_DAY)
-    p.add_argument("--n-steps", type=positive_int, default=4000,
-                   help="training steps per candidate (default 4000)")
-    p.add_argument("--fqe-steps", type=positive_int, default=3000,
-                   help="FQE steps per candidate (default 3000)")
-    p.add_argument("--n-bootstrap", type=positive_int, default=500,
-                   help="bootstrap resamples (default 500)")
+    p.add_argument("--n-steps", type=positive_int, default=TrainingConfig.n_steps,
+                   help=flag_help(TrainingConfig, "n_steps"))
+    p.add_argument("--fqe-steps", type=positive_int, default=OPEConfig.fqe_steps,
+                   help=flag_help(OPEConfig, "fqe_steps"))
+    p.add_argument("--n-bootstrap", type=positive_int, default=OPEConfig.n_bootstrap,
+                   help=flag_help(OPEConfig, "n_bootstrap"))
     p.add_argument("--truth-episodes", type=positive_int, default=20_000,
                    help="simulator rollouts per policy for the true values (default 20000)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda:N")
+    p.add_argument("--device", default=TrainingConfig.device,
+                   help=flag_help(TrainingConfig, "device"))
     p.add_argument("--domains", nargs="+", metavar="DOMAIN",
                    help="decision domains to train and gate (default: all)")
     p.set_defaults(handler=cmd_demo)
@@ -503,19 +507,18 @@ def add_loop_args(p: argparse.ArgumentParser) -> None:
                    help=f"approximate clickstream events per day (default {d.events_per_day})")
     p.add_argument("--scenario", default=d.scenario, help="simulator scenario")
     p.add_argument("--n-steps", type=positive_int, default=d.n_steps,
-                   help=f"training steps per candidate (default {d.n_steps})")
+                   help=flag_help(TrainingConfig, "n_steps", d.n_steps))
     p.add_argument("--fqe-steps", type=positive_int, default=d.fqe_steps,
-                   help=f"FQE steps per policy (default {d.fqe_steps})")
+                   help=flag_help(OPEConfig, "fqe_steps", d.fqe_steps))
     p.add_argument("--fqe-refits", type=nonnegative_int, default=None,
-                   help="FQE refits per policy, whose spread gives the model-based intervals "
-                        "and the gate's paired replicates (default: the nightly job's, "
-                        "OPEConfig.fqe_refits)")
+                   help=flag_help(OPEConfig, "fqe_refits"))
     p.add_argument("--n-bootstrap", type=positive_int, default=d.n_bootstrap,
-                   help=f"bootstrap resamples (default {d.n_bootstrap})")
+                   help=flag_help(OPEConfig, "n_bootstrap", d.n_bootstrap))
     p.add_argument("--truth-episodes", type=positive_int, default=d.truth_episodes,
                    help=f"simulator rollouts per policy for true values "
                         f"(default {d.truth_episodes})")
-    p.add_argument("--device", default=d.device, help="auto (CUDA if available), cpu or cuda:N")
+    p.add_argument("--device", default=d.device,
+                   help=flag_help(TrainingConfig, "device", d.device))
     p.add_argument("--no-rollback", action="store_true",
                    help="the monitor only alerts; it never rolls a policy back")
     p.add_argument("--min-nights", type=positive_int, default=d.min_nights,

@@ -668,11 +668,21 @@ def row_problems(schema: SourceSchema, day: dt.date, config: IngestConfig | None
 
 # ---------------------------------------------------------------- the partition
 
+def _relative(path: Location, landing: Location) -> str:
+    """``path``'s name inside the landing zone ``landing`` (both local or both remote)."""
+    if isinstance(path, Path) and isinstance(landing, Path):
+        return path.relative_to(landing).as_posix()
+    if isinstance(path, RemotePath) and isinstance(landing, RemotePath):
+        return path.relative_to(landing).as_posix()
+    raise TypeError(f"{path} and the landing zone {landing} are not on one filesystem")
+
+
 def _landing_entries(folder: Location, root: Path | None
                      ) -> tuple[list[Location], list[str]]:
     """Files of the folder (sorted by name) and the names skipped as temporaries/markers;
     ``root`` is the resolved local landing zone (None on object storage)."""
-    if root is not None and not folder.resolve().is_relative_to(root):  # type: ignore[union-attr]
+    if root is not None and isinstance(folder, Path) \
+            and not folder.resolve().is_relative_to(root):
         raise ValueError(f"partition folder {folder} leads outside the landing zone {root}")
     if not folder.is_dir():
         return [], []
@@ -732,7 +742,7 @@ def read_partition(
     quarantined: list[pl.DataFrame] = []
     for path in files:
         # the file's name inside the landing zone, the same wherever the zone lives
-        rel = path.relative_to(landing).as_posix()  # type: ignore[arg-type]
+        rel = _relative(path, landing)
         try:
             reason = _file_rejection(path, root)
             if reason is not None:

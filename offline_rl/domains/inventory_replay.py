@@ -241,7 +241,8 @@ class InventoryReplay:
             raise ReplayUnavailable(f"inventory replay: the logs cannot identify "
                                     f"{unidentified} (no closing stock, order or lost sale)")
         coef, *_ = np.linalg.lstsq(design, target, rcond=None)
-        return tuple(float(c) for c in coef)  # type: ignore[return-value]
+        holding, fixed, unit, lost_sale = (float(c) for c in coef)
+        return holding, fixed, unit, lost_sale
 
     def _check(self, logs: InventoryLogs, replayed: ReplayedDays, col: dict[str, np.ndarray],
                rewards: np.ndarray, actions: np.ndarray) -> None:

@@ -114,7 +114,15 @@ def list_versions(domain_root: Location | str) -> list[str]:
         found = [p.name for p in root.iterdir()
                  if p.is_dir() and _VERSION.match(p.name) and (p / MANIFEST).is_file()
                  and p.name != pending]
-    return sorted(found, key=lambda v: int(_VERSION.match(v).group(1)))  # type: ignore[union-attr]
+    return sorted(found, key=_version_number)
+
+
+def _version_number(version: str) -> int:
+    """``vNNNN`` -> ``NNNN`` (a name that is no version is a ``ValueError``)."""
+    match = _VERSION.match(version)
+    if match is None:
+        raise ValueError(f"{version!r} is not an export version (vNNNN)")
+    return int(match.group(1))
 
 
 def current_version(domain_root: Location | str) -> str | None:
@@ -352,7 +360,7 @@ def publish(
             raise ExportError(f"invalid export file name {name!r}")
     with _writer(export_root, domain) as domain_root:
         versions = list_versions(domain_root)
-        number = int(_VERSION.match(versions[-1]).group(1)) + 1 if versions else 1  # type: ignore[union-attr]
+        number = _version_number(versions[-1]) + 1 if versions else 1
         version = f"v{number:04d}"
         if isinstance(domain_root, RemotePath):
             full = _upload_version(domain_root, version, sources, manifest)

@@ -44,6 +44,7 @@ from offline_rl.argtypes import (
     positive_int,
     share,
 )
+from offline_rl.configuration import default, flag_help
 
 ROWS = "1-based, header excluded"
 """How row numbers are counted in every message of ``ope`` (as in the quarantine)."""
@@ -94,37 +95,31 @@ def add_ope_parser(subparsers: Any) -> None:
     settings = p.add_argument_group(
         "evaluation settings", "the nightly evaluation's (offline_rl.ope.evaluate.OPEConfig), "
                                "with its defaults: the same settings give the same numbers")
-    for name, default, kind, text in ope_settings():
-        settings.add_argument("--" + name.replace("_", "-"), type=kind, default=default,
-                              help=f"{text} (default {default:g})")
+    for name, value, kind, text in ope_settings():
+        settings.add_argument("--" + name.replace("_", "-"), type=kind, default=value,
+                              help=text)
     p.set_defaults(handler=cmd_ope)
 
 
-OPE_SETTINGS: tuple[tuple[str, Any, str], ...] = (
-    ("alpha", _unit_interval(True, True), "intervals are two-sided 1 - alpha"),
-    ("n_bootstrap", nonnegative_int, "bootstrap resamples of the episodes (0: no intervals)"),
-    ("fqe_steps", positive_int, "FQE gradient steps"),
-    ("fqe_refits", nonnegative_int, "FQE refits on bootstrap resamples of the episodes, whose "
-                                    "spread gives the dm/dr/sndr intervals (below 2: those "
-                                    "resample the episodes around one fit)"),
-    ("fqe_folds", positive_int, "cross-fitting folds of FQE: each row's model value comes from "
-                                "fits on the other folds' episodes (1: off)"),
-    ("seed", int, "seed of FQE and the bootstrap"),
-    ("gamma", _unit_interval(False, False), "discount factor (1: undiscounted return per "
-                                            "episode)"),
+OPE_SETTINGS: tuple[tuple[str, Any], ...] = (
+    ("alpha", _unit_interval(True, True)),
+    ("n_bootstrap", nonnegative_int),
+    ("fqe_steps", positive_int),
+    ("fqe_refits", nonnegative_int),
+    ("fqe_folds", positive_int),
+    ("seed", int),
+    ("gamma", _unit_interval(False, False)),
 )
-"""``OPEConfig`` fields ``ope`` takes as ``--name-with-dashes``: (field, parser, help)."""
+"""``OPEConfig`` fields ``ope`` takes as ``--name-with-dashes``: (field, parser)."""
 
 
 def ope_settings() -> list[tuple[str, Any, Any, str]]:
-    """``(field, default, parser, help)`` of each ``OPE_SETTINGS`` field, the default read from
-    ``OPEConfig`` (declared there only)."""
-    import dataclasses
-
+    """``(field, default, parser, help)`` of each ``OPE_SETTINGS`` field, the default and the
+    help read from ``OPEConfig`` (declared there only)."""
     from offline_rl.ope.evaluate import OPEConfig
 
-    defaults = {f.name: f.default for f in dataclasses.fields(OPEConfig)}
-    return [(name, defaults[name], kind, text) for name, kind, text in OPE_SETTINGS]
+    return [(name, default(OPEConfig, name), kind, flag_help(OPEConfig, name))
+            for name, kind in OPE_SETTINGS]
 
 
 LARGE = 1e9
@@ -449,15 +444,11 @@ def add_validate_ope_parser(subparsers: Any) -> None:
                            "domain's, replay for inventory, else dr); e.g. dr to re-decide a "
                            "result file written before the replay estimator existed")
     gate.add_argument("--margin", type=nonnegative_float, default=GateConfig.margin,
-                      help=f"required relative gain over the incumbent (default "
-                           f"{GateConfig.margin:g})")
+                      help=flag_help(GateConfig, "margin"))
     gate.add_argument("--veto-min-ess", type=nonnegative_float,
-                      default=GateConfig.veto_min_ess,
-                      help="effective episodes following a candidate to the end that a veto "
-                           f"needs (default {GateConfig.veto_min_ess:g})")
+                      default=GateConfig.veto_min_ess, help=flag_help(GateConfig, "veto_min_ess"))
     gate.add_argument("--select-by", choices=("estimate", "lower_bound"),
-                      default=GateConfig.select_by,
-                      help=f"how passing candidates are ranked (default {GateConfig.select_by})")
+                      default=GateConfig.select_by, help=flag_help(GateConfig, "select_by"))
     gate.add_argument("--max-weight-share", type=share, default=None,
                       help="largest share of the trajectory importance weight one episode may "
                            "hold (default: each domain's calibrated limit, else "

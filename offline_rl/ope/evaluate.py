@@ -63,7 +63,7 @@ class OPEConfig:
     Attributes:
         estimators: Estimators to compute (names of ``offline_rl.ope.estimators.ESTIMATORS``).
         gamma: Discount of the evaluated return (1.0: undiscounted return per episode).
-        n_bootstrap: Bootstrap resamples (of episodes) for the intervals.
+        n_bootstrap: Bootstrap resamples of the episodes for the intervals (0: no intervals).
         alpha: Intervals are ``1 - alpha`` two-sided; the gate uses their lower ends, so the
             default 0.1 makes its bound a one-sided 95% one.
         fqe_backend: ``"torch"`` (:mod:`offline_rl.ope.fqe_torch`, any policy, refitted
@@ -82,13 +82,13 @@ class OPEConfig:
             interval includes the model's own estimation error.
         fqe_bagging: Torch backend with refits: the model is the average of the full-data
             fit and the refits' Q-values (False: the full-data fit alone).
-        fqe_folds: Torch backend: cross-fitting. With ``k >= 2`` the episodes are split into
+        fqe_folds: Cross-fitting folds of FQE (torch backend; 1: off, every model value
+            comes from fits on all episodes). With ``k >= 2`` the episodes are split into
             ``k`` seeded folds and every fit (the full-data one and each refit) becomes ``k``
             fits, each on the other folds' episodes, whose Q-values are used on the left-out
             fold's rows only: no row's model value comes from a model fitted on its own
             episode, so the doubly robust correction is not fitted to the noise it
-            corrects. All folds train in one batched network (``k`` times the members); 1:
-            off, every model value comes from fits on all episodes.
+            corrects. All folds train in one batched network (``k`` times the members).
         model_max_weight: Clip of the cumulative importance weights in ``dr`` and ``sndr``
             (None: no clip); the importance-sampling estimators are never clipped.
         fqe_target_update_interval: d3rlpy backend: steps between target-network syncs.

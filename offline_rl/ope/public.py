@@ -468,7 +468,12 @@ def _export_target(path: Path, logs: _Logs, served: bool = False) -> _Target:
             f"{logs.table.name}: missing feature column(s) {', '.join(missing)} needed by the "
             f"exported policy {path}",
             "add one f_<name> column per name of the manifest's feature_schema.names")
-    x = logs.features[:, [logs.feature_columns.index(c) for c in wanted]]  # type: ignore[index]
+    if logs.features is None:
+        raise OPEInputError(f"{logs.table.name}: no feature columns, but the exported policy "
+                            f"{path} reads {len(wanted)}",
+                            "add one f_<name> column per name of the manifest's "
+                            "feature_schema.names")
+    x = logs.features[:, [logs.feature_columns.index(c) for c in wanted]]
     if served:  # the policy as the shop serves it: its serving head's distribution
         if policy.serving is None:
             raise OPEInputError(f"target {path}: the export has no serving head to value as "

@@ -68,3 +68,11 @@ def test_every_library_configuration_documents_every_setting():
         docs = field_docs(cls)
         assert set(docs) == {f.name for f in dataclasses.fields(cls)}
         assert all(len(text) > 5 for text in docs.values()), cls
+
+
+def test_markup_is_removed_from_descriptions():
+    from offline_rl.ope.evaluate import OPEConfig
+
+    text = describe(OPEConfig, "fqe_backend")
+    assert "``" not in text and ":mod:" not in text
+    assert text.startswith('"torch" (offline_rl.ope.fqe_torch, any policy')
