@@ -41,6 +41,9 @@ from offline_rl.export.registry import ExportedPolicy, current_version, publish
 from offline_rl.ope.diagnostics import Diagnostics
 from offline_rl.ope.estimators import Estimate
 from offline_rl.ope.evaluate import (
+    CANDIDATE,
+    INCUMBENT,
+    EvaluationDetails,
     OPEConfig,
     PolicyEvaluation,
     StochasticTarget,
@@ -364,18 +367,19 @@ def evaluate_candidates(
         ope = dataclasses.replace(ope, fqe_reward_scale=auto_reward_scale(data.rewards))
     # the export values the served policy with the same settings (its promise)
     (root / OPE_CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(ope)))
-    policies: list[tuple[str, Path]] = [(n, root / n) for n in names]
+    policies: list[tuple[str, Path, str]] = [(n, root / n, CANDIDATE) for n in names]
     inc = incumbent_record(paths, domain, day)
     if inc is not None and inc.model_dir and Path(inc.model_dir).is_dir():
         policies.append((f"incumbent:{inc.candidate}@{inc.partition_date}",
-                         Path(inc.model_dir)))
+                         Path(inc.model_dir), INCUMBENT))
     replay = prepare_replay(domain.replay, data)
     if replay is not None and not replay.available:
         log.warning("%s %s: no replay estimate: %s", domain.name, day, replay.reason)
     evaluations = [
-        evaluate_policy(name, load_candidate(directory), data, dataset, ope,
-                        n_actions=domain.n_actions, replay=replay)
-        for name, directory in policies
+        dataclasses.replace(evaluate_policy(name, load_candidate(directory), data, dataset, ope,
+                                            n_actions=domain.n_actions, replay=replay),
+                            role=role)
+        for name, directory, role in policies
     ]
     replicates = behavior_replicates(data, ope)
     rows = [
@@ -384,7 +388,7 @@ def evaluate_candidates(
     ]
     for ev in evaluations:
         details = json.dumps({"diagnostics": ev.diagnostics.as_dict(),
-                              "disagreement": ev.disagreement, **ev.extra})
+                              "disagreement": ev.disagreement, "role": ev.role, **ev.extra})
         rows += [{"policy": ev.name, "estimator": k, **e.as_dict(), "details": details}
                  for k, e in ev.estimates.items()]
     frame = pl.DataFrame(rows).with_columns(
@@ -424,11 +428,15 @@ def read_evaluations(paths: DataPaths, domain: Domain | str, day: dt.date) -> Da
         details = json.loads(part["details"][0])
         estimates = {r["estimator"]: Estimate(r["estimator"], r["value"], r["low"], r["high"],
                                               r["stderr"]) for r in part.iter_rows(named=True)}
+        # rows written before roles were stored name the incumbent "incumbent:..."
+        role = details.get("role") or (
+            INCUMBENT if str(policy).startswith("incumbent:") else CANDIDATE)
         evaluations.append(PolicyEvaluation(
             name=str(policy), estimates=estimates,
             diagnostics=Diagnostics(**details["diagnostics"]),
-            disagreement=details["disagreement"],
-            extra={k: v for k, v in details.items() if k not in ("diagnostics", "disagreement")},
+            disagreement=details["disagreement"], role=role,
+            extra=cast(EvaluationDetails, {k: v for k, v in details.items()
+                                           if k not in ("diagnostics", "disagreement", "role")}),
         ))
     behavior_details = json.loads(behavior_row["details"] or "{}")
     return DayEvaluations(behavior, evaluations,
@@ -451,8 +459,8 @@ def promote(paths: DataPaths, domain: Domain | str, day: dt.date, gate: GateConf
     domain = _domain(domain)
     gate = gate.for_domain(domain.gate_max_weight_share, domain.gate_headline)
     behavior, evaluations, behavior_reps = read_evaluations(paths, domain, day)
-    incumbents = [e for e in evaluations if e.name.startswith("incumbent:")]
-    candidates = [e for e in evaluations if not e.name.startswith("incumbent:")]
+    incumbents = [e for e in evaluations if e.is_incumbent]
+    candidates = [e for e in evaluations if not e.is_incumbent]
     if incumbents:  # evaluation re-valued the policy in production on the same data
         # without the headline estimate the gate keeps it, with the reason
         incumbent = evaluated_incumbent(incumbents[0], gate.headline_estimator)

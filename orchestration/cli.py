@@ -249,7 +249,7 @@ def domain_truth(paths: DataPaths, domain: str, day: dt.date, scenario: str, see
     behavior_true = true_value(sim, "behavior", episodes=episodes, seed=seed)
     candidates: list[dict[str, Any]] = []
     for ev in evaluations:
-        if ev.name.startswith("incumbent:"):
+        if ev.is_incumbent:
             continue
         directory = candidates_dir(paths, spec, day) / ev.name
         algo = load_candidate(directory)

@@ -32,7 +32,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -140,15 +140,96 @@ FQE_BACKENDS: tuple[str, ...] = ("torch", "d3rlpy")
 """Accepted values of ``OPEConfig.fqe_backend``."""
 
 
+class RefitReplicates(TypedDict):
+    """Each refit estimator's value on every FQE refit resample (the gate's paired
+    replicates), and the ``alpha`` of the intervals built from them."""
+
+    alpha: float
+    values: dict[str, list[float]]
+
+
+class EvaluationDetails(TypedDict, total=False):
+    """What an evaluation records besides its estimates (``PolicyEvaluation.extra``; stored
+    with every estimate row in ``ope_estimates.details``). Every key is optional: an
+    evaluation records what its estimators produced."""
+
+    action_distribution: list[float]
+    """Share of the evaluated decisions at which the target chose each action."""
+    logged_action_distribution: list[float]
+    """Share of the logged decisions with each action."""
+    fqe_backend: str
+    fqe_iterations: int
+    fqe_bellman_mse_scaled: float
+    fqe_reward_scale: float
+    fqe_refits: int
+    fqe_folds: int
+    fqe_bagged: bool
+    refit_replicates: RefitReplicates
+    replay: str
+    """``"ok"``, or why the data could not be replayed (no ``replay`` estimate then)."""
+    model: str
+    """Why there is no Q-model (``NO_FEATURES``): dm, dr and sndr are left out."""
+
+
+MODEL_ESTIMATORS: tuple[str, ...] = ("dm", "dr", "sndr")
+"""Estimators that need the Q-model: ``EvaluationDetails.model`` says why they are missing."""
+
+
 @dataclass(frozen=True)
 class PolicyEvaluation:
-    """One policy's estimates and diagnostics on the evaluation data."""
+    """One policy's estimates and diagnostics on the evaluation data.
+
+    Attributes:
+        name: The policy's label in reports (a candidate's name; the incumbent's is
+            ``incumbent:<candidate>@<day it was promoted>``).
+        estimates: Estimate by estimator name.
+        diagnostics: Importance-weight diagnostics of the policy on the data.
+        disagreement: Spread of the estimators' point estimates.
+        extra: Details the estimators leave behind (action shares, FQE settings, refit
+            replicates, why an estimator is missing), by key.
+        role: ``"candidate"`` (one of the night's candidates, which the gate judges) or
+            ``"incumbent"`` (the policy in production, re-valued on the same data, which
+            the gate compares them with).
+    """
 
     name: str
     estimates: dict[str, Estimate]
     diagnostics: Diagnostics
     disagreement: float
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: EvaluationDetails = field(default_factory=lambda: EvaluationDetails())
+    role: str = "candidate"
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"role: expected one of {ROLES}, got {self.role!r}")
+
+    def missing_reason(self, estimator: str) -> str | None:
+        """Why ``estimator`` has no estimate, where the evaluation recorded it (None: it has
+        one, or no reason was recorded)."""
+        if estimator in self.estimates:
+            return None
+        if estimator == "replay":
+            return self.extra.get("replay")
+        if estimator in MODEL_ESTIMATORS:
+            return self.extra.get("model")
+        return None
+
+    def replicates(self, estimator: str) -> tuple[tuple[float, ...], float] | None:
+        """``(values on each refit resample, alpha)`` of ``estimator``, if recorded."""
+        block = self.extra.get("refit_replicates")
+        values = block["values"].get(estimator) if block else None
+        if not block or not values:
+            return None
+        return tuple(float(v) for v in values), float(block["alpha"])
+
+    @property
+    def is_incumbent(self) -> bool:
+        return self.role == INCUMBENT
+
+
+CANDIDATE, INCUMBENT = "candidate", "incumbent"
+ROLES: tuple[str, ...] = (CANDIDATE, INCUMBENT)
+"""What an evaluated policy is to the gate (``PolicyEvaluation.role``)."""
 
 
 def fit_fqe(algo: Any, dataset: Any, config: OPEConfig, reward_scale: float = 1.0) -> Any:
@@ -293,7 +374,7 @@ def fold_of_episode(n_episodes: int, config: OPEConfig) -> np.ndarray | None:
 
 def _torch_fqe(policy_actions: np.ndarray, arrays: DecisionArrays, n_actions: int,
                config: OPEConfig, target_probs: np.ndarray | None = None,
-               ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+               ) -> tuple[np.ndarray, np.ndarray, EvaluationDetails]:
     """``(q [members, rows, n_actions], resample counts [members - 1, n_episodes], details)``
     of the deterministic policy ``policy_actions`` or, given, of ``target_probs``.
 
@@ -340,7 +421,7 @@ def _torch_fqe(policy_actions: np.ndarray, arrays: DecisionArrays, n_actions: in
         for f in range(folds):
             rows_f = row_fold == f
             q_all[:, rows_f] = fit.q_all[f * m:(f + 1) * m][:, rows_f]
-    details = {"fqe_backend": "torch", "fqe_iterations": fit.n_iterations,
+    details: EvaluationDetails = {"fqe_backend": "torch", "fqe_iterations": fit.n_iterations,
                "fqe_bellman_mse_scaled": float(fit.final_loss[0]),
                "fqe_reward_scale": fit.reward_scale, "fqe_refits": int(counts.shape[0]),
                "fqe_folds": folds}
@@ -479,7 +560,7 @@ def evaluate_target(
     if arrays.observations.ndim != 2 or arrays.observations.shape[1] == 0:
         q_logged = v_target = None
         counts = refit_counts(arrays, config)  # the replay's replicates pair on these
-        details: dict[str, Any] = {"model": NO_FEATURES}
+        details: EvaluationDetails = {"model": NO_FEATURES}
     elif config.fqe_backend == "torch":
         q_all, counts, details = _torch_fqe(target, arrays, n_actions, config, target_probs)
         model = q_all.mean(axis=0) if config.fqe_bagging else q_all[0]
@@ -530,8 +611,8 @@ def evaluate_target(
 
 
 def _with_replay(algo: Any, replay: ReplayData, counts: np.ndarray,
-                 estimates: dict[str, Estimate], details: dict[str, Any], config: OPEConfig,
-                 ) -> tuple[dict[str, Estimate], dict[str, Any]]:
+                 estimates: dict[str, Estimate], details: EvaluationDetails,
+                 config: OPEConfig) -> tuple[dict[str, Estimate], EvaluationDetails]:
     """``estimates`` plus the ``replay`` estimate (its replicates on the FQE refits'
     resamples ``counts`` in ``details["refit_replicates"]``), or ``details["replay"]`` saying
     why there is none (the caller that prepared the replay reports that once)."""
@@ -551,8 +632,8 @@ def _with_replay(algo: Any, replay: ReplayData, counts: np.ndarray,
     details = {**details, "replay": "ok"}
     if replicates:
         block = details.get("refit_replicates") or {"alpha": config.alpha, "values": {}}
-        details["refit_replicates"] = {**block, "values": {**block["values"],
-                                                           REPLAY: replicates}}
+        details["refit_replicates"] = {"alpha": block["alpha"],
+                                       "values": {**block["values"], REPLAY: replicates}}
     return {**estimates, REPLAY: est}, details
 
 

@@ -233,7 +233,7 @@ def evaluated_incumbent(evaluation: PolicyEvaluation, headline: str) -> Incumben
     the evaluation recorded in ``extra[headline]``, if any)."""
     head = evaluation.estimates.get(headline)
     if head is None:
-        why = evaluation.extra.get(headline)
+        why = evaluation.missing_reason(headline)
         nan = math.nan
         return Incumbent(evaluation.name, nan, nan, nan, unavailable=(
             f"the incumbent {evaluation.name} has no {headline} estimate"
@@ -245,11 +245,7 @@ def evaluated_incumbent(evaluation: PolicyEvaluation, headline: str) -> Incumben
 def refit_replicates(candidate: PolicyEvaluation, estimator: str
                      ) -> tuple[tuple[float, ...], float] | None:
     """``(replicates, alpha)`` of one estimator of an evaluation, if it recorded them."""
-    block = candidate.extra.get("refit_replicates") or {}
-    values = (block.get("values") or {}).get(estimator)
-    if not values or "alpha" not in block:
-        return None
-    return tuple(float(v) for v in values), float(block["alpha"])
+    return candidate.replicates(estimator)
 
 
 @dataclass(frozen=True)
@@ -551,7 +547,7 @@ def judge(candidate: PolicyEvaluation, incumbent: Incumbent, cfg: GateConfig,
     ok = True
     headline = cfg.headline_estimator
     if headline not in candidate.estimates:
-        why = candidate.extra.get(headline)
+        why = candidate.missing_reason(headline)
         return CandidateVerdict(candidate.name, False, float("nan"),
                                 [f"{candidate.name}: no {headline} estimate"
                                  + (f" ({why})" if isinstance(why, str) else "")],

@@ -968,13 +968,13 @@ def _stored_evaluation(record: dict[str, Any]) -> Any:
     """A candidate's evaluation rebuilt from a run record (JSON nulls are NaN)."""
     from offline_rl.ope.diagnostics import Diagnostics
     from offline_rl.ope.estimators import Estimate
-    from offline_rl.ope.evaluate import PolicyEvaluation
+    from offline_rl.ope.evaluate import EvaluationDetails, PolicyEvaluation
 
     estimates = {k: Estimate(k, _nan(e["value"]), _nan(e["low"]), _nan(e["high"]),
                              _nan(e.get("stderr")))
                  for k, e in record["estimates"].items()}
     diagnostics = Diagnostics(**{k: _nan(v) for k, v in record["diagnostics"].items()})
-    extra = {"refit_replicates": record["refit_replicates"]} \
+    extra: EvaluationDetails = {"refit_replicates": record["refit_replicates"]} \
         if record.get("refit_replicates") else {}
     return PolicyEvaluation(record["name"], estimates, diagnostics, math.nan, extra)
 

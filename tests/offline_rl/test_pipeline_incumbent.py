@@ -131,3 +131,20 @@ def test_an_incumbent_without_the_headline_estimate_is_kept_with_the_reason(path
     assert not judged.promoted and judged.verdicts[0].name == "bc"
     assert any(r.startswith("bc: replay lower bound 1019.000 does not exceed incumbent "
                             "1010.000") for r in judged.reasons)
+
+
+def test_the_incumbent_is_known_by_its_stored_role_not_its_name(paths):
+    from offline_rl.pipeline import read_evaluations
+
+    wh = Warehouse(paths.warehouse)
+    day = dt.date(2026, 10, 2)
+    _estimates(wh, "cart", day, {
+        "bc": ({"dr": 1500.0}, {"role": "candidate"}),
+        "cql@2026-10-01": ({"dr": 1100.0}, {"role": "incumbent"}),
+        "incumbent:dqn@2026-09-01": ({"dr": 1000.0}, {}),  # written before roles were stored
+    })
+    _, evaluations, _ = read_evaluations(paths, "cart", day)
+    assert {e.name: e.role for e in evaluations} == {
+        "bc": "candidate", "cql@2026-10-01": "incumbent",
+        "incumbent:dqn@2026-09-01": "incumbent"}
+    assert all("role" not in e.extra for e in evaluations)
