@@ -16,12 +16,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import polars as pl
 
-from offline_rl import decisions
+from offline_rl import decisions, estimates
 from offline_rl.algos.record import CandidateRecord, DataWindow, Split, TrainingContext
 from offline_rl.data.arrays import DecisionArrays, decision_arrays, to_mdp_dataset
 from offline_rl.data.ingest import PartitionLoad, load_partition
@@ -35,15 +35,14 @@ from offline_rl.decisions import (
 )
 from offline_rl.domains import Domain, get_domain
 from offline_rl.domains.base import check_transitions
+from offline_rl.estimates import BEHAVIOR, DayEvaluations, write_evaluations
 from offline_rl.export.exploration import Exploration
 from offline_rl.export.loader import one_hot_groups
 from offline_rl.export.registry import ExportedPolicy, current_version, publish
-from offline_rl.ope.diagnostics import Diagnostics
 from offline_rl.ope.estimators import Estimate
 from offline_rl.ope.evaluate import (
     CANDIDATE,
     INCUMBENT,
-    EvaluationDetails,
     OPEConfig,
     PolicyEvaluation,
     StochasticTarget,
@@ -62,9 +61,6 @@ if TYPE_CHECKING:  # the trainer and the export builder import torch and d3rlpy:
     from offline_rl.export.build import BuiltExport
 
 log = logging.getLogger(__name__)
-
-ESTIMATES_TABLE = "ope_estimates"
-BEHAVIOR = "behavior"
 
 
 # ---------------------------------------------------------------- ingestion
@@ -381,66 +377,16 @@ def evaluate_candidates(
                             role=role)
         for name, directory, role in policies
     ]
-    replicates = behavior_replicates(data, ope)
-    rows = [
-        {"policy": BEHAVIOR, "estimator": "on_policy", **behavior.as_dict(),
-         "details": json.dumps({"refit_replicates": replicates})}
-    ]
-    for ev in evaluations:
-        details = json.dumps({"diagnostics": ev.diagnostics.as_dict(),
-                              "disagreement": ev.disagreement, "role": ev.role, **ev.extra})
-        rows += [{"policy": ev.name, "estimator": k, **e.as_dict(), "details": details}
-                 for k, e in ev.estimates.items()]
-    frame = pl.DataFrame(rows).with_columns(
-        domain=pl.lit(domain.name), partition_date=pl.lit(day, dtype=pl.Date),
-        eval_episodes=pl.lit(window.eval_episodes), eval_decisions=pl.lit(len(data.actions)),
-    ).select("domain", "partition_date", "policy", "estimator", "value", "low", "high", "stderr",
-             "eval_episodes", "eval_decisions", "details")
-    Warehouse(paths.warehouse).replace(
-        [(ESTIMATES_TABLE, frame, "registry/delete_estimates",
-          {"domain": domain.name, "day": day})],
-        label=f"{ESTIMATES_TABLE} {domain.name} {day}",
-    )
+    write_evaluations(Warehouse(paths.warehouse), domain.name, day,
+                      DayEvaluations(behavior, evaluations,
+                                     tuple(behavior_replicates(data, ope))),
+                      eval_episodes=window.eval_episodes, eval_decisions=len(data.actions))
     return behavior, evaluations
 
 
-class DayEvaluations(NamedTuple):
-    """A day's OPE results: the behaviour policy's on-policy estimate, its value on each FQE
-    refit resample (for the gate's paired rule; empty if unknown) and every evaluation."""
-
-    behavior: Estimate
-    evaluations: list[PolicyEvaluation]
-    behavior_replicates: tuple[float, ...] = ()
-
-
 def read_evaluations(paths: DataPaths, domain: Domain | str, day: dt.date) -> DayEvaluations:
-    """Rebuilds the day's evaluations from ``ope_estimates``."""
-    name = _domain(domain).name
-    frame = Warehouse(paths.warehouse).query("registry/select_estimates", domain=name, day=day)
-    if frame.is_empty():
-        raise ValueError(f"no OPE estimates for {name} on {day}; run evaluation first")
-    behavior_row = frame.filter(pl.col("policy") == BEHAVIOR).row(0, named=True)
-    behavior = Estimate(BEHAVIOR, behavior_row["value"], behavior_row["low"],
-                        behavior_row["high"], behavior_row["stderr"])
-    evaluations = []
-    for (policy,), part in frame.filter(pl.col("policy") != BEHAVIOR).group_by(
-            "policy", maintain_order=True):
-        details = json.loads(part["details"][0])
-        estimates = {r["estimator"]: Estimate(r["estimator"], r["value"], r["low"], r["high"],
-                                              r["stderr"]) for r in part.iter_rows(named=True)}
-        # rows written before roles were stored name the incumbent "incumbent:..."
-        role = details.get("role") or (
-            INCUMBENT if str(policy).startswith("incumbent:") else CANDIDATE)
-        evaluations.append(PolicyEvaluation(
-            name=str(policy), estimates=estimates,
-            diagnostics=Diagnostics(**details["diagnostics"]),
-            disagreement=details["disagreement"], role=role,
-            extra=cast(EvaluationDetails, {k: v for k, v in details.items()
-                                           if k not in ("diagnostics", "disagreement", "role")}),
-        ))
-    behavior_details = json.loads(behavior_row["details"] or "{}")
-    return DayEvaluations(behavior, evaluations,
-                          tuple(behavior_details.get("refit_replicates") or ()))
+    """The day's evaluations of ``domain`` (``offline_rl.estimates``)."""
+    return estimates.read_evaluations(Warehouse(paths.warehouse), _domain(domain).name, day)
 
 
 # ---------------------------------------------------------------- promotion

@@ -74,7 +74,7 @@ def _estimates(wh: Warehouse, domain: str, day: dt.date,
                policies: dict[str, tuple[dict[str, float], dict]]) -> None:
     """Writes a day's ``ope_estimates`` as the evaluation stage does: the behaviour's on-policy
     row, then per policy one row per estimator (value +- 1) sharing its details."""
-    from offline_rl.pipeline import ESTIMATES_TABLE
+    from offline_rl.estimates import ESTIMATES_TABLE
 
     healthy = {"ess": 500.0, "ess_fraction": 0.05, "per_decision_ess_fraction": 0.2,
                "max_weight_share": 0.01, "rare_action_rate": 0.0, "action_match_rate": 0.3}
