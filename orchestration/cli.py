@@ -290,10 +290,11 @@ def selection_against_truth(behavior_truth: float, candidates: list[dict[str, An
                             ) -> dict[str, Any]:
     """Off-policy selection checked against truth: Spearman correlation of the headline
     estimates with the candidates' true values and the regret of the decision
-    (``offline_rl.ope.validate.decision_regret``); None where undefined (fewer than three
-    candidates, equal values, a behaviour value of 0), so the summary stays valid JSON."""
+    (``offline_rl.experiments.validation.figures.decision_regret``); None where undefined
+    (fewer than three candidates, equal values, a behaviour value of 0), so the summary stays
+    valid JSON."""
+    from offline_rl.experiments.validation.figures import decision_regret, spearman
     from offline_rl.ope.gate import DEFAULT_HEADLINE
-    from offline_rl.ope.validate import decision_regret, spearman
 
     headline = headline or DEFAULT_HEADLINE  # the estimator the domain's gate decided on
     truths = [c["true_value"] for c in candidates]

@@ -215,7 +215,7 @@ def summarise(records: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     promised interval or above its lower end (what the monitor tests), and the share of
     nights served by a promoted export whose true value as served fell inside the promised
     interval or above its lower end."""
-    from offline_rl.ope.validate import spearman
+    from offline_rl.experiments.validation.figures import spearman
 
     out = {}
     for domain, nights in records.items():

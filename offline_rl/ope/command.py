@@ -22,9 +22,9 @@ absorb (the rules, with their constants below):
   ``REWARD_OUTLIER_FACTOR`` times the median nonzero ``|reward|`` of the logs.
 
 ``add_validate_ope_parser(subparsers)`` adds ``validate-ope``: it runs
-:func:`offline_rl.ope.validate.run_validation` (progress on stderr), prints the per-domain
-tables, the headline estimator and the gate per validation scenario, and the overall figures,
-and writes the JSON with ``--json``.
+:func:`offline_rl.experiments.validation.run.run_validation` (progress on stderr), prints the
+per-domain tables, the headline estimator and the gate per validation scenario, and the
+overall figures, and writes the JSON with ``--json``.
 """
 
 from __future__ import annotations
@@ -376,14 +376,14 @@ def cmd_ope(args: argparse.Namespace) -> int:
 
 def add_validate_ope_parser(subparsers: Any) -> None:
     """Adds ``validate-ope`` to an ``argparse`` subparsers action."""
-    from offline_rl.ope.estimators import ESTIMATORS
-    from offline_rl.ope.gate import DEFAULT_MAX_WEIGHT_SHARE, MULTIPLICITY, UNWEIGHTED, GateConfig
-    from offline_rl.ope.validate import (
+    from offline_rl.experiments.validation.run import ValidationConfig
+    from offline_rl.experiments.validation.scenarios import (
         DEFAULT_SCENARIOS,
         VALIDATION_FQE_STEPS,
         VALIDATION_SCENARIOS,
-        ValidationConfig,
     )
+    from offline_rl.ope.estimators import ESTIMATORS
+    from offline_rl.ope.gate import DEFAULT_MAX_WEIGHT_SHARE, MULTIPLICITY, UNWEIGHTED, GateConfig
 
     defaults = ValidationConfig  # class-level field defaults: no OPEConfig (torch) import here
     p = subparsers.add_parser(
@@ -468,15 +468,14 @@ def cmd_validate_ope(args: argparse.Namespace) -> int:
     import dataclasses
 
     from offline_rl.cli import UsageError
-    from offline_rl.ope.gate import GateConfig
-    from offline_rl.ope.validate import (
-        ValidationConfig,
+    from offline_rl.experiments.validation.results import (
         format_validation,
         merge_results,
         replay_gate,
-        run_validation,
         write_json,
     )
+    from offline_rl.experiments.validation.run import ValidationConfig, run_validation
+    from offline_rl.ope.gate import GateConfig
 
     gate = GateConfig(headline=args.headline, margin=args.margin, veto_min_ess=args.veto_min_ess,
                       select_by=args.select_by, paired=not args.unpaired,

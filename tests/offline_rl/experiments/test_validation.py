@@ -8,28 +8,31 @@ import math
 import numpy as np
 import pytest
 
-from offline_rl.ope.gate import GateConfig
-from offline_rl.ope.validate import (
+from offline_rl.experiments.validation.figures import (
+    clopper_pearson_upper,
+    estimator_figures,
+    gate_figures,
+    power_curve,
+    spearman,
+    summarise,
+)
+from offline_rl.experiments.validation.policies import (
+    BlendPolicy,
+    PerturbedPolicy,
+    RarePolicy,
+    near_bar_blend,
+)
+from offline_rl.experiments.validation.results import replay_gate
+from offline_rl.experiments.validation.run import ValidationConfig, run_seeds
+from offline_rl.experiments.validation.scenarios import (
     DEFAULT_SCENARIOS,
     NIGHTLY_TRAIN_BATCH_SIZE,
     NIGHTLY_TRAIN_STEPS,
     VALIDATION_FQE_STEPS,
     VALIDATION_SCENARIOS,
-    BlendPolicy,
     GreedierBehavior,
-    PerturbedPolicy,
-    RarePolicy,
-    ValidationConfig,
-    clopper_pearson_upper,
-    estimator_figures,
-    gate_figures,
-    near_bar_blend,
-    power_curve,
-    replay_gate,
-    run_seeds,
-    spearman,
-    summarise,
 )
+from offline_rl.ope.gate import GateConfig
 
 
 def _cand(name, true, value, low, high):
@@ -374,8 +377,8 @@ def test_validation_defaults_are_the_nightly_jobs_settings():
 
 def test_promoted_incumbent_run_is_judged_against_the_earlier_policy(tmp_path):
     from offline_rl.domains import get_domain
+    from offline_rl.experiments.validation.run import run_one
     from offline_rl.ope.evaluate import OPEConfig
-    from offline_rl.ope.validate import run_one
 
     cfg = ValidationConfig(domains=("cart",), scenarios=("promoted_incumbent",), seeds=1,
                            candidates=("double_dqn",), train_steps=30, truth_episodes=300,
@@ -405,7 +408,7 @@ def test_promoted_incumbent_run_is_judged_against_the_earlier_policy(tmp_path):
 
 
 def test_results_of_one_configuration_merge_and_others_do_not():
-    from offline_rl.ope.validate import merge_results
+    from offline_rl.experiments.validation.results import merge_results
 
     def result(domain, runs, margin=0.02):
         return {"config": {"domains": [domain], "seeds": 1, "first_seed": 0,

@@ -1,0 +1,79 @@
+"""Can the estimates and the gate be trusted? Off-policy evaluation checked against truth.
+
+For every domain, validation scenario and seed, the whole nightly path runs on data whose
+ground truth is known:
+
+1. **Logs.** Behaviour-policy rollouts of the domain's simulator
+   (:func:`offline_rl.simulator.rollouts.behavior_rollouts`): observations, actions, behaviour
+   probabilities, rewards and episode ends, exactly what the transitions of those episodes
+   would hold. A training set and a separate held-out evaluation set are drawn.
+2. **Candidates.** A few cheap trained candidates
+   (:func:`offline_rl.algos.training.train_candidate`, few gradient steps, their greedy
+   policies honouring the domain's action mask) plus deliberately constructed ones:
+
+   * ``worse``: the first trained Q-learner's greedy policy, except that in a fixed
+     pseudo-random share of states (a hash of the observation) it takes the action that
+     learner values least. It looks like a trained candidate and is usually truly worse
+     than the behaviour policy: the gate must not promote it.
+   * ``rare``: always the allowed action the training logs contain least often; its value
+     rests on a handful of logged decisions.
+   * ``near_bar_above`` / ``near_bar_below``: blends of the truly best and the truly worst
+     of those (the best's action in a share of states chosen by a hash of the observation),
+     the share bisected with simulator truth (every rollout, common random numbers) until
+     the blend is worth between the bar and 1% of the incumbent's value above / below it:
+     the decisions a margin exists for, where a false promotion is easiest.
+
+3. **Estimates and decision.** Every candidate is evaluated on the held-out episodes with
+   :func:`offline_rl.ope.evaluate.evaluate_policy`; the gate
+   (:func:`offline_rl.ope.gate.decide`) compares them with the incumbent: the behaviour
+   policy, valued on-policy from the same held-out logs, or (scenario ``promoted_incumbent``)
+   an earlier promoted policy trained on an earlier log and valued off-policy, as the nightly
+   job values the policy in production. Training and evaluation use the nightly job's
+   settings (``NIGHTLY_TRAIN_STEPS``, ``OPEConfig``'s defaults).
+4. **Truth.** :func:`offline_rl.simulator.base.true_value` of the behaviour policy and of
+   every candidate (seeded rollouts, common random numbers across policies).
+
+Figures, per domain and estimator (``summarise``):
+
+* ``median_relative_error``: median over (run, candidate) of ``|estimate - truth| / |truth|``;
+* ``rank_correlation``: Spearman correlation between the estimates and the true values of
+  one run's candidates, averaged over runs (runs with fewer than three finite estimates or
+  candidates of equal truth are left out);
+* ``interval_coverage``: share of (run, candidate) whose interval contains the truth;
+* ``pairwise_accuracy``: over the pairs of one run's candidates whose true values differ by
+  more than the gate's margin (``margin * |truth(behaviour)|``), the share the estimates put
+  in the true order. Rank correlation also scores pairs no estimator can order (two
+  candidates a fraction of a percent apart, as behaviour cloning and CQL often are); the
+  gate only ever has to separate values a margin apart, and this figure counts only those
+  (``distinguishable_pairs`` of them);
+* ``selection_regret``: how much truth is lost by picking the candidate with the highest
+  estimate instead of the truly best candidate, ``(max truth - truth(argmax estimate)) /
+  |truth(behaviour)|``, averaged over runs (off-policy selection's regret at 1);
+
+and for the gate (one decision per run), with ``bar = truth(incumbent) * (1 + margin)``
+(``margin * |truth|`` for a negative value):
+
+* ``false_promotion_rate``: promotions of a candidate whose true value does not exceed the
+  bar, over all decisions;
+* ``missed_improvement_rate``: decisions that kept the incumbent although some candidate's
+  true value exceeded the bar, over the decisions where such a candidate existed; and
+  ``missed_beyond_zone_rate``, the same above ``bar + indifference * |truth(incumbent)|``
+  (just above the bar, keeping the incumbent costs less than the zone);
+* ``false_promotion_upper`` / ``missed_beyond_zone_upper``: exact one-sided 95%
+  (Clopper-Pearson) upper bounds of those rates, what a claim from few decisions may say;
+* ``power_curve``: the share of decisions that promoted, per bin of the best candidate's
+  true gain over the incumbent, with exact 95% intervals;
+* ``decision_regret``: truth lost by the decision against the best the gate could have done
+  (promote the truly best candidate if it beats the behaviour policy, else keep it),
+  ``(max(truth(behaviour), max truth) - truth(outcome)) / |truth(behaviour)|``, averaged.
+
+The overall figures pool every domain; their estimator figures are those of each run's gate
+headline (``run_headline``: ``replay`` for inventory, ``dr`` elsewhere; ``headline`` in the
+result maps each domain to it). The same figures per validation scenario (``per_scenario``,
+headline estimators and gate) show how the estimates and the gate fare with little data or
+a near-deterministic logging policy, under which a candidate that leaves the logged actions
+is valued mostly by the model's extrapolation.
+``offline-rl validate-ope`` runs it and prints the tables. The modules: ``scenarios`` (which
+logs and incumbent), ``policies`` (the constructed candidates), ``run`` (one run and the
+driver), ``figures`` (the statistics) and ``results`` (stored results, re-deciding, tables).
+"""

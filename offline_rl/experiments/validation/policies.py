@@ -1,0 +1,146 @@
+"""The constructed candidates of a validation run: greedy, perturbed, blended and rare-action
+policies over a simulator's observations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from offline_rl.experiments.validation.scenarios import NEAR_BAR_SEARCH
+
+# --------------------------------------------------------------------------------------------
+# Policies
+# --------------------------------------------------------------------------------------------
+
+
+def allowed_actions(obs: np.ndarray, mask_indices: Sequence[int] | None) -> np.ndarray | None:
+    """``[n, n_actions]`` booleans from the observation's mask features (None: no mask)."""
+    if not mask_indices:
+        return None
+    return np.asarray(obs)[:, list(mask_indices)] > 0.5
+
+
+class GreedyPolicy:
+    """A trained candidate's greedy policy (``train_candidate`` makes it honour the mask).
+
+    ``action_values`` gives the algorithm's value of every action (Q-learners only:
+    ``has_values`` is False for behaviour cloning).
+    """
+
+    def __init__(self, algo: Any, n_actions: int, mask_indices: Sequence[int] | None) -> None:
+        self.algo = algo
+        self.n_actions = n_actions
+        self.mask_indices = list(mask_indices) if mask_indices else None
+        self.has_values = type(algo).__name__ not in ("DiscreteBC", "BC")
+
+    def action_values(self, obs: np.ndarray) -> np.ndarray:
+        """``[n, n_actions]`` action values of the algorithm."""
+        if not self.has_values:
+            raise ValueError(f"{type(self.algo).__name__} has no action values")
+        n = obs.shape[0]
+        return np.stack([np.asarray(self.algo.predict_value(obs, np.full(n, a, dtype=np.int64)),
+                                    dtype=np.float64) for a in range(self.n_actions)], axis=1)
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        return np.asarray(self.algo.predict(np.asarray(obs, dtype=np.float32))).astype(np.int64)
+
+
+class PerturbedPolicy:
+    """``base``'s greedy action, except its least-valued allowed action in ``share`` of states.
+
+    The states are chosen by a hash of the observation (a fixed random projection's
+    fractional part), so the policy is deterministic and the same state always gets the same
+    action.
+    """
+
+    def __init__(self, base: GreedyPolicy, share: float, seed: int) -> None:
+        if not base.has_values:
+            raise ValueError("the perturbed policy needs a base with action values")
+        self.base = base
+        self.share = float(share)
+        self._projection: np.ndarray | None = None
+        self._seed = seed
+
+    def _perturbed(self, obs: np.ndarray) -> np.ndarray:
+        if self._projection is None:
+            n_features: int = obs.shape[1]
+            self._projection = np.random.default_rng(self._seed).normal(size=n_features)
+        return state_hash(obs, self._projection) < self.share
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float32)
+        values = self.base.action_values(obs)
+        allowed = allowed_actions(obs, self.base.mask_indices)
+        if allowed is None:
+            allowed = np.ones(values.shape, dtype=bool)
+        best = np.where(allowed, values, -np.inf).argmax(axis=1)
+        worst = np.where(allowed, values, np.inf).argmin(axis=1)
+        return np.where(self._perturbed(obs), worst, best).astype(np.int64)
+
+
+def state_hash(obs: np.ndarray, projection: np.ndarray) -> np.ndarray:
+    """A number in [0, 1) per observation: the fractional part of a scaled random projection,
+    so the same state always gets the same number and shares of states can be chosen."""
+    h = np.abs(np.asarray(obs, dtype=np.float64) @ projection) * 7919.0
+    return h - np.floor(h)
+
+
+class BlendPolicy:
+    """``first``'s action in ``share`` of states (chosen by :func:`state_hash`), ``second``'s
+    elsewhere: a deterministic policy whose value moves from ``second``'s (share 0) towards
+    ``first``'s (share 1)."""
+
+    def __init__(self, first: Any, second: Any, share: float, seed: int) -> None:
+        self.first, self.second, self.share = first, second, float(share)
+        self._seed = seed
+        self._projection: np.ndarray | None = None
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float32)
+        if self._projection is None:
+            n_features: int = obs.shape[1]
+            self._projection = np.random.default_rng(self._seed).normal(size=n_features)
+        pick = state_hash(obs, self._projection) < self.share
+        return np.where(pick, self.first.predict(obs), self.second.predict(obs)).astype(np.int64)
+
+
+def near_bar_blend(value_of: Callable[[Any], float], best: Any, low: Any, target: float,
+                   band: float, seed: int, steps: int = NEAR_BAR_SEARCH
+                   ) -> tuple[BlendPolicy, float] | None:
+    """A blend of ``best`` (truly above ``target``) and ``low`` (truly below) whose true value
+    (``value_of``) is within ``band`` of ``target``, by bisection on the blend share; None
+    when the bisection ends farther away (the value need not be monotone in the share)."""
+    lo, hi = 0.0, 1.0
+    found: tuple[BlendPolicy, float] | None = None
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        policy = BlendPolicy(best, low, mid, seed)
+        value = value_of(policy)
+        if found is None or abs(value - target) < abs(found[1] - target):
+            found = (policy, value)
+        if value < target:
+            lo = mid
+        else:
+            hi = mid
+    return found if found is not None and abs(found[1] - target) <= band else None
+
+
+class RarePolicy:
+    """Always the allowed action that the training logs contain least often."""
+
+    def __init__(self, logged_actions: np.ndarray, n_actions: int,
+                 mask_indices: Sequence[int] | None) -> None:
+        counts = np.bincount(logged_actions, minlength=n_actions)
+        self.order = np.argsort(counts, kind="stable")
+        self.shares = counts / max(counts.sum(), 1)
+        self.mask_indices = list(mask_indices) if mask_indices else None
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs)
+        allowed = allowed_actions(obs, self.mask_indices)
+        if allowed is None:
+            return np.full(obs.shape[0], self.order[0], dtype=np.int64)
+        first = allowed[:, self.order].argmax(axis=1)
+        return self.order[first].astype(np.int64)
