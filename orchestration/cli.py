@@ -511,7 +511,7 @@ def add_loop_args(p: argparse.ArgumentParser) -> None:
                    help=flag_help(TrainingConfig, "n_steps", d.n_steps))
     p.add_argument("--fqe-steps", type=positive_int, default=d.fqe_steps,
                    help=flag_help(OPEConfig, "fqe_steps", d.fqe_steps))
-    p.add_argument("--fqe-refits", type=nonnegative_int, default=None,
+    p.add_argument("--fqe-refits", type=nonnegative_int, default=OPEConfig.fqe_refits,
                    help=flag_help(OPEConfig, "fqe_refits"))
     p.add_argument("--n-bootstrap", type=positive_int, default=d.n_bootstrap,
                    help=flag_help(OPEConfig, "n_bootstrap", d.n_bootstrap))
