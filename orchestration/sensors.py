@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from offline_rl.data.ingest import landing_format
+from offline_rl.data.readers import landing_format
 from offline_rl.data.schemas import SOURCES
 from offline_rl.paths import RemotePath
 from orchestration.jobs import ingest_job, transitions_job

@@ -395,7 +395,8 @@ def _type_name(dtype: pl.DataType) -> str:
 def schemas_markdown() -> str:
     """``docs/schemas.md``: the landing contract as the reader applies it (formats, column and
     row rules from ``offline_rl.data.ingest``) and every dataset's columns."""
-    from offline_rl.data.ingest import FORMATS, IngestConfig, duration_text, value_rules
+    from offline_rl.data.readers import FORMATS
+    from offline_rl.data.rules import IngestConfig, duration_text, value_rules
 
     config = IngestConfig()
     kinds = {"parquet": "Parquet", "csv": "CSV", "jsonl": "JSON lines"}

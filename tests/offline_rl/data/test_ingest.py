@@ -5,14 +5,13 @@ import polars as pl
 import pytest
 
 from offline_rl.data.ingest import (
-    VALUE_RULES,
     IngestConfig,
-    landing_format,
     parse_partition_key,
     partition_folder,
     read_partition,
-    value_rules,
 )
+from offline_rl.data.readers import landing_format
+from offline_rl.data.rules import VALUE_RULES, value_rules
 from offline_rl.data.schemas import CLICKSTREAM, SOURCES
 from offline_rl.data.warehouse import Warehouse
 from offline_rl.pipeline import ingest_partition

@@ -7,7 +7,9 @@ import polars as pl
 import pytest
 
 from offline_rl.cli import main
-from offline_rl.data.ingest import FORMATS, IngestConfig, read_partition, value_rules
+from offline_rl.data.ingest import IngestConfig, read_partition
+from offline_rl.data.readers import FORMATS
+from offline_rl.data.rules import value_rules
 from offline_rl.data.schemas import SOURCES
 
 
