@@ -163,26 +163,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                    f"--version {policy.version}") from None
     if x.shape[0] == 0:
         print(f"warning: {args.features} has no data rows; nothing to predict", file=sys.stderr)
-    problems = []
-    outside = policy.outside_training_ranges(x)
-    if outside:
-        row, name, value = outside[0]
-        lo, hi = policy.manifest["feature_ranges"][name]
-        n_outside = len({r for r, _, _ in outside})
-        problems.append(
-            f"{n_outside} row(s) of {args.features} have features outside the range of the "
-            f"policy's training data, first row {row + 1} ({ROWS}): {name} = {value:.6g} "
-            f"outside [{lo:.6g}, {hi:.6g}]; the model extrapolates there")
-    broken = policy.one_hot_violations(x)
-    if broken:
-        row, group, levels = broken[0]
-        members = policy.manifest["one_hot_groups"][group]
-        shown = ", ".join(f"{m} = {v:.6g}" for m, v in zip(members, levels, strict=True))
-        problems.append(
-            f"{len({r for r, _, _ in broken})} row(s) of {args.features} break a one-hot group "
-            f"(exactly one of its features is 1, the others 0, in every training decision), "
-            f"first row {row + 1} ({ROWS}): {group}: {shown}; no training decision looked "
-            f"like that")
+    problems = policy.feature_problems(x, rows=f"row(s) of {args.features}", numbering=ROWS)
     for text in problems:
         if args.strict:
             raise UsageError(text, "check the features' units and encoding, or leave out "

@@ -68,6 +68,11 @@ def one_hot_groups(x: np.ndarray, names: list[str]) -> dict[str, list[str]]:
     return groups
 
 
+class OutsideTrainingData(UserWarning):
+    """Features unlike any the policy was trained on: a value outside a feature's training
+    range, or a broken one-hot group (``LoadedPolicy.feature_problems``)."""
+
+
 class ExportError(RuntimeError):
     """An export is missing, incomplete, or fails its checksum."""
 
@@ -250,6 +255,42 @@ class LoadedPolicy:
             ok = np.all((block == 0.0) | (block == 1.0), axis=1) & (block.sum(axis=1) == 1.0)
             out += [(int(i), group, block[i].tolist()) for i in np.flatnonzero(~ok)]
         return sorted(out)
+
+    def feature_problems(self, features: Any, rows: str = "row(s)",
+                         numbering: str = "0-based") -> list[str]:
+        """One message per kind of problem of ``features`` (outside the training ranges, a
+        broken one-hot group), each with its count of ``rows`` and its first row, numbered
+        from 0 (``numbering`` "0-based") or 1 (any other ``numbering``, named in the text);
+        empty when every row looks like the training data."""
+        start = 0 if numbering == "0-based" else 1
+        problems = []
+        outside = self.outside_training_ranges(features)
+        if outside:
+            row, name, value = outside[0]
+            lo, hi = self.manifest["feature_ranges"][name]
+            problems.append(
+                f"{len({r for r, _, _ in outside})} {rows} have features outside the range of "
+                f"the policy's training data, first row {row + start} ({numbering}): {name} = "
+                f"{value:.6g} outside [{lo:.6g}, {hi:.6g}]; the model extrapolates there")
+        broken = self.one_hot_violations(features)
+        if broken:
+            row, group, levels = broken[0]
+            members = self.manifest["one_hot_groups"][group]
+            shown = ", ".join(f"{m} = {v:.6g}" for m, v in zip(members, levels, strict=True))
+            problems.append(
+                f"{len({r for r, _, _ in broken})} {rows} break a one-hot group (exactly one of "
+                f"its features is 1, the others 0, in every training decision), first row "
+                f"{row + start} ({numbering}): {group}: {shown}; no training decision looked "
+                f"like that")
+        return problems
+
+    def warn_unlike_training(self, features: Any) -> None:
+        """Warns (``OutsideTrainingData``) about each of ``feature_problems(features)``: what
+        callers other than ``offline-rl predict`` (the MLflow model, a serving process) get."""
+        import warnings
+
+        for text in self.feature_problems(features):
+            warnings.warn(f"{self.path}: {text}", OutsideTrainingData, stacklevel=2)
 
     @property
     def exploration(self) -> Exploration | None:

@@ -58,6 +58,7 @@ def serve(policy: LoadedPolicy, features: Any, seed: int | None = None) -> Any:
     import pandas as pd
 
     x, uniform = feature_matrix(policy, features)
+    policy.warn_unlike_training(x)
     greedy = policy.predict(x)
     n_actions = len(policy.action_names)
     if policy.serving is None:

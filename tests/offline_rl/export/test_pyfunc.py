@@ -66,3 +66,36 @@ def test_a_missing_feature_column_is_refused_by_name(export, features):
     _, model = export
     with pytest.raises(Exception, match=features[2]):
         model.predict(_rows(features).drop(columns=[features[2]]))
+
+
+def test_rows_unlike_the_training_data_are_warned_about(trained, features, action_map,
+                                                        tmp_path):
+    """The pyfunc model (and any serving caller of the loader) is told what ``predict``
+    prints: features outside the training ranges, a broken one-hot group."""
+    import warnings
+
+    from offline_rl.export.loader import OutsideTrainingData
+    from offline_rl.export.pyfunc import serve
+
+    built = build_export(trained("double_dqn"), tmp_path / "built", feature_names=features,
+                         action_map=action_map, exploration=Exploration("epsilon", 0.3))
+    manifest = {**built.manifest, "feature_ranges": {n: [0.0, 1.0] for n in features},
+                "one_hot_groups": {"g": list(features[:2])}}
+    publish(tmp_path / "exports", "shop", built.torchscript, manifest,
+            extra_files=built.extra_files)
+    policy = load_latest(tmp_path / "exports", "shop")
+    rows = pd.DataFrame(np.zeros((3, len(features))), columns=features)
+    rows.iloc[:, 0] = 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rows like the training data: no warning at all
+        serve(policy, rows, seed=0)
+    rows.iloc[1, 1] = 1.0   # two levels of the group
+    rows.iloc[2, 2] = 50.0  # far outside its range
+    with pytest.warns(OutsideTrainingData) as caught:
+        out = serve(policy, rows, seed=0)
+    texts = [str(w.message) for w in caught]
+    assert any("1 row(s) have features outside the range" in t and "first row 2 (0-based)" in t
+               for t in texts), texts
+    assert any("1 row(s) break a one-hot group" in t and "first row 1 (0-based)" in t
+               for t in texts), texts
+    assert len(out) == 3  # still served
