@@ -29,13 +29,14 @@ class GateRunConfig(dg.Config):
     veto_min_ess: float = setting(GateConfig, "veto_min_ess", ge=0)
     select_by: str = setting(GateConfig, "select_by")
     multiplicity: str = setting(GateConfig, "multiplicity")
+    paired_by: str = setting(GateConfig, "paired_by")
 
     def gate_config(self) -> GateConfig:
         return GateConfig(headline=self.headline, margin=self.margin,
                           min_ess_fraction=self.min_ess_fraction,
                           max_weight_share=self.max_weight_share, paired=self.paired,
                           veto_min_ess=self.veto_min_ess, select_by=self.select_by,
-                          multiplicity=self.multiplicity)
+                          multiplicity=self.multiplicity, paired_by=self.paired_by)
 
 
 def gate_asset(domain: Domain) -> dg.AssetsDefinition:

@@ -47,8 +47,10 @@ from offline_rl.ope.evaluate import (
     PolicyEvaluation,
     StochasticTarget,
     behavior_replicates,
+    behavior_terms,
     evaluate_behavior,
     evaluate_policy,
+    with_episode_gains,
 )
 from offline_rl.ope.gate import Decision, GateConfig, Incumbent, decide, evaluated_incumbent
 from offline_rl.ope.replay import prepare_replay
@@ -377,6 +379,11 @@ def evaluate_candidates(
                             role=role)
         for name, directory, role in policies
     ]
+    # each candidate's gain over either incumbent the gate may judge it against, paired per
+    # episode (GateConfig.paired_by = "episodes")
+    evaluations = with_episode_gains(evaluations, BEHAVIOR, behavior_terms(data, ope))
+    for production in [e for e in evaluations if e.is_incumbent]:
+        evaluations = with_episode_gains(evaluations, production.name, production.episode_terms)
     write_evaluations(Warehouse(paths.warehouse), domain.name, day,
                       DayEvaluations(behavior, evaluations,
                                      tuple(behavior_replicates(data, ope))),

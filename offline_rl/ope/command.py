@@ -383,7 +383,13 @@ def add_validate_ope_parser(subparsers: Any) -> None:
         VALIDATION_SCENARIOS,
     )
     from offline_rl.ope.estimators import ESTIMATORS
-    from offline_rl.ope.gate import DEFAULT_MAX_WEIGHT_SHARE, MULTIPLICITY, UNWEIGHTED, GateConfig
+    from offline_rl.ope.gate import (
+        DEFAULT_MAX_WEIGHT_SHARE,
+        MULTIPLICITY,
+        PAIRED_BY,
+        UNWEIGHTED,
+        GateConfig,
+    )
 
     defaults = ValidationConfig  # class-level field defaults: no OPEConfig (torch) import here
     p = subparsers.add_parser(
@@ -461,6 +467,8 @@ def add_validate_ope_parser(subparsers: Any) -> None:
                            "alpha/2 per night) or none (each candidate at alpha/2; the rule the "
                            f"stored validation runs were first decided with); default "
                            f"{GateConfig.multiplicity}")
+    gate.add_argument("--paired-by", choices=PAIRED_BY, default=GateConfig.paired_by,
+                      help=flag_help(GateConfig, "paired_by"))
     p.set_defaults(handler=cmd_validate_ope)
 
 
@@ -479,7 +487,8 @@ def cmd_validate_ope(args: argparse.Namespace) -> int:
 
     gate = GateConfig(headline=args.headline, margin=args.margin, veto_min_ess=args.veto_min_ess,
                       select_by=args.select_by, paired=not args.unpaired,
-                      max_weight_share=args.max_weight_share, multiplicity=args.multiplicity)
+                      max_weight_share=args.max_weight_share, multiplicity=args.multiplicity,
+                      paired_by=args.paired_by)
     if args.replay:
         stored = []
         for name in args.replay:

@@ -582,6 +582,29 @@ def estimate(
     }
 
 
+EPISODE_ESTIMATORS: tuple[str, ...] = ("pdis", "dm", "dr")
+"""Estimators that are the mean of one statistic per episode (:func:`per_episode`)."""
+
+
+def per_episode(data: LoggedData, name: str, *, gamma: float = 1.0,
+                max_weight: float | None = None) -> np.ndarray:
+    """``[n_episodes]``: episode ``i``'s term of estimator ``name`` (one of
+    ``EPISODE_ESTIMATORS``), whose mean over the episodes is :func:`estimate`'s point value.
+
+    The difference of two policies' terms on the same episodes is what a paired,
+    per-episode (influence-function) standard error of their gain is computed from.
+    """
+    if name not in EPISODE_ESTIMATORS:
+        raise ValueError(f"per_episode: {name!r} is not a mean over episodes; choose one of "
+                         f"{EPISODE_ESTIMATORS}")
+    missing = [f for f in _MODEL_FIELDS.get(name, ()) if getattr(data, f) is None]
+    if missing:
+        raise ValueError(f"per_episode: {name} needs {', '.join(missing)}")
+    stats = _Stats(data, (name,), gamma, max_weight)
+    block = {"pdis": "pdis", "dm": "v0", "dr": "dr"}[name]
+    return np.array(stats.matrix[:, stats.slices[block]], dtype=np.float64)
+
+
 def estimate_on_counts(
     data: LoggedData,
     names: str | Iterable[str],

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
@@ -47,6 +47,7 @@ from offline_rl.ope.estimators import (
     estimate,
     estimate_on_counts,
     on_policy_value,
+    per_episode,
 )
 from offline_rl.ope.replay import REPLAY, ReplayData, replay_estimate
 
@@ -148,6 +149,16 @@ class RefitReplicates(TypedDict):
     values: dict[str, list[float]]
 
 
+class EpisodeGain(TypedDict):
+    """The gain of a policy over an incumbent paired per held-out episode: the mean of the
+    ``n`` per-episode differences of the two estimators' terms (``gain``) and its standard
+    error ``se`` (their standard deviation over ``sqrt(n)``)."""
+
+    gain: float
+    se: float
+    n: int
+
+
 class EvaluationDetails(TypedDict, total=False):
     """What an evaluation records besides its estimates (``PolicyEvaluation.extra``; stored
     with every estimate row in ``ope_estimates.details``). Every key is optional: an
@@ -169,7 +180,16 @@ class EvaluationDetails(TypedDict, total=False):
     """``"ok"``, or why the data could not be replayed (no ``replay`` estimate then)."""
     model: str
     """Why there is no Q-model (``NO_FEATURES``): dm, dr and sndr are left out."""
+    episode_gains: dict[str, dict[str, EpisodeGain]]
+    """Per incumbent name, per estimator (``EPISODE_PAIRED``): the gain over that incumbent
+    paired per episode (:func:`with_episode_gains`)."""
 
+
+EPISODE_PAIRED: tuple[str, ...] = ("dr",)
+"""Estimators whose per-episode terms are kept (``PolicyEvaluation.episode_terms``) for a gain
+paired per episode. Doubly robust with logged propensities has mean ``V(pi)`` whatever the
+Q-model, and with cross-fitted FQE (``OPEConfig.fqe_folds``) no episode's term uses a model
+fitted on it, so the standard error of the mean of per-episode differences needs no refits."""
 
 MODEL_ESTIMATORS: tuple[str, ...] = ("dm", "dr", "sndr")
 """Estimators that need the Q-model: ``EvaluationDetails.model`` says why they are missing."""
@@ -198,6 +218,10 @@ class PolicyEvaluation:
     disagreement: float
     extra: EvaluationDetails = field(default_factory=lambda: EvaluationDetails())
     role: str = "candidate"
+    episode_terms: dict[str, np.ndarray] = field(default_factory=dict, compare=False,
+                                                 repr=False)
+    """Per ``EPISODE_PAIRED`` estimator, each held-out episode's term (its mean is the
+    estimate); in memory only, for :func:`with_episode_gains`."""
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -213,6 +237,10 @@ class PolicyEvaluation:
         if estimator in MODEL_ESTIMATORS:
             return self.extra.get("model")
         return None
+
+    def episode_gain(self, incumbent: str, estimator: str) -> EpisodeGain | None:
+        """The gain of ``estimator`` over ``incumbent`` paired per episode, if recorded."""
+        return (self.extra.get("episode_gains") or {}).get(incumbent, {}).get(estimator)
 
     def replicates(self, estimator: str) -> tuple[tuple[float, ...], float] | None:
         """``(values on each refit resample, alpha)`` of ``estimator``, if recorded."""
@@ -581,6 +609,9 @@ def evaluate_target(
         details = {"fqe_backend": "d3rlpy", "fqe_reward_scale": scale}
     data = logged_data_for(arrays, target, q_logged, v_target, target_probs)
     estimates = _estimate_all(data, config)
+    terms = {n: per_episode(data, n, gamma=config.gamma,
+                            max_weight=config.model_max_weight if n in CLIPPED else None)
+             for n in EPISODE_PAIRED if n in estimates}
     if q_all is not None and config.n_bootstrap >= 2:
         estimates, replicates = _refit_intervals(estimates, arrays, target, q_all, counts,
                                                  config, target_probs)
@@ -607,7 +638,40 @@ def evaluate_target(
         disagreement=estimator_disagreement(estimates),
         extra={"action_distribution": shares(target),
                "logged_action_distribution": shares(arrays.actions), **details},
+        episode_terms=terms,
     )
+
+
+def with_episode_gains(evaluations: list[PolicyEvaluation], incumbent: str,
+                       incumbent_terms: dict[str, np.ndarray]) -> list[PolicyEvaluation]:
+    """``evaluations`` with their gain over ``incumbent`` paired per episode recorded
+    (``extra["episode_gains"][incumbent]``), for each estimator both sides have terms of on
+    the same episodes; the incumbent's own evaluation (same name) is left as it is. For the
+    behaviour policy valued on-policy, its terms are the episodes' observed returns."""
+    out = []
+    for ev in evaluations:
+        gains: dict[str, EpisodeGain] = {}
+        for name, mine in ev.episode_terms.items():
+            theirs = incumbent_terms.get(name)
+            if ev.name == incumbent or theirs is None or theirs.shape != mine.shape \
+                    or mine.shape[0] < 2:
+                continue
+            diffs = mine - theirs
+            gains[name] = {"gain": float(diffs.mean()),
+                           "se": float(diffs.std(ddof=1) / np.sqrt(diffs.shape[0])),
+                           "n": int(diffs.shape[0])}
+        if gains:
+            recorded = {**(ev.extra.get("episode_gains") or {}), incumbent: gains}
+            ev = replace(ev, extra={**ev.extra, "episode_gains": recorded})
+        out.append(ev)
+    return out
+
+
+def behavior_terms(arrays: DecisionArrays, config: OPEConfig) -> dict[str, np.ndarray]:
+    """The behaviour policy's per-episode terms for :func:`with_episode_gains`: every
+    ``EPISODE_PAIRED`` estimator of it, valued on-policy, is its episodes' observed returns."""
+    returns = episode_returns(arrays.rewards, arrays.episode, gamma=config.gamma)
+    return {name: np.asarray(returns, dtype=np.float64) for name in EPISODE_PAIRED}
 
 
 def _with_replay(algo: Any, replay: ReplayData, counts: np.ndarray,

@@ -14,7 +14,11 @@ when all of these hold (each failed rule becomes a reason):
    uncertainty counts; the interval is ``gain +- t(1 - alpha/2, K - 1) * sd``. Without
    replicates (or with ``paired=False``): the lower end of the candidate's own interval
    exceeds the bar ``incumbent_value + margin * |incumbent_value|``. With several candidates
-   the bound is taken at Holm's level (below); alone, a candidate is judged as stated.
+   the bound is taken at Holm's level (below); alone, a candidate is judged as stated. With
+   ``paired_by="episodes"`` the paired gain's standard error is instead that of the mean of
+   the two policies' per-episode doubly robust terms on the same held-out episodes
+   (``sd / sqrt(n)``, Student's t with ``n - 1`` degrees of freedom), where the evaluation
+   recorded them (``PolicyEvaluation.episode_gain``).
 2. **Diagnostics.** The per-decision effective sample size fraction is at least
    ``min_ess_fraction`` and no single episode carries more than ``max_weight_share`` of the
    importance weight (unset: the domain's calibrated limit, ``Domain.gate_max_weight_share``,
@@ -93,6 +97,8 @@ DEFAULT_MAX_WEIGHT_SHARE = 0.25
 """The weight-share limit of a domain without a calibrated one (``GateConfig.max_weight_share``)."""
 
 MULTIPLICITY: tuple[str, ...] = ("holm", "none")
+PAIRED_BY: tuple[str, ...] = ("refits", "episodes")
+"""Accepted values of ``GateConfig.paired_by``."""
 """Accepted values of ``GateConfig.multiplicity``."""
 
 DEFAULT_ALPHA = 0.1
@@ -139,6 +145,17 @@ class GateConfig:
         paired: Judge rule 1 on the paired gain over the incumbent when both carry refit
             replicates of the same resamples (see rule 1); False: the candidate's own
             interval against the incumbent's point value.
+        paired_by: What the paired gain's standard error comes from. ``"refits"`` (the
+            default): the spread of the ``K`` FQE refit replicates, Student's t with ``K - 1``
+            degrees of freedom (the model's own error counts; few replicates make the bound
+            wide). ``"episodes"``: the per-episode differences of the two policies' terms on
+            the same held-out episodes (``PolicyEvaluation.episode_gain``; doubly robust
+            only), standard error ``sd / sqrt(n)`` with ``n - 1`` degrees of freedom. Doubly
+            robust with the logged propensities has mean ``V(pi)`` whatever the Q-model (up
+            to the weight clip ``OPEConfig.model_max_weight``), so with cross-fitted FQE
+            (``OPEConfig.fqe_folds >= 2``) this is the estimator's own standard error, and
+            far tighter. A candidate or estimator without recorded episode gains falls back
+            to the refits.
         multiplicity: How rule 1 treats the night's ``m`` candidates. ``"holm"`` (the
             default): Holm's step-down test of the ``m`` hypotheses ``H0_k: gain_k <= margin *
             |incumbent value|`` at family level ``alpha / 2`` (the one-sided level of the
@@ -167,8 +184,11 @@ class GateConfig:
     confirm_with: tuple[str, ...] = ()
     paired: bool = True
     multiplicity: str = "holm"
+    paired_by: str = "refits"
 
     def __post_init__(self) -> None:
+        if self.paired_by not in PAIRED_BY:
+            raise ValueError(f"paired_by: expected one of {PAIRED_BY}, got {self.paired_by!r}")
         if self.select_by not in ("estimate", "lower_bound"):
             raise ValueError(f"select_by: expected 'estimate' or 'lower_bound', got "
                              f"{self.select_by!r}")
@@ -327,6 +347,9 @@ class BarTest:
     df: int | None
     resamples: int
     p_value: float
+    basis: str = "refits"
+    """What ``scale`` comes from: ``"refits"`` (``resamples`` refit replicates) or
+    ``"episodes"`` (``resamples`` held-out episodes; ``GateConfig.paired_by``)."""
 
     def lower_at(self, level: float) -> float:
         """The lower end of the one-sided ``1 - level`` bound (``low`` at ``alpha / 2``)."""
@@ -359,6 +382,15 @@ def bar_test(candidate: PolicyEvaluation, incumbent: Incumbent, cfg: GateConfig,
         return None
     own = refit_replicates(candidate, headline)
     bar = promotion_bar(incumbent.value, cfg.margin)
+    per_episode = candidate.episode_gain(incumbent.name, headline) \
+        if cfg.paired and cfg.paired_by == "episodes" else None
+    if per_episode is not None and per_episode["n"] >= 2:
+        level = own[1] if own else alpha
+        value, se, n = per_episode["gain"], per_episode["se"], per_episode["n"]
+        half = quantile(1.0 - level / 2, n - 1) * se
+        required = bar - incumbent.value
+        return BarTest(True, value, required, value - half, value + half, level, se, n - 1,
+                       n, _p_value(value, required, se, n - 1), basis="episodes")
     if cfg.paired and own:
         gain = paired_gain(head.value, own[0], incumbent, own[1])
         if gain is not None:
@@ -511,8 +543,9 @@ def _rule1_reason(name: str, headline: str, incumbent: Incumbent, cfg: GateConfi
     where = (f"Holm rank {outcome.rank} of {outcome.size} (p = {t.p_value:.3g}), one-sided "
              f"level {outcome.level:.4g}")
     if t.paired:
+        basis = "held-out episodes" if t.basis == "episodes" else "refit resamples"
         text = (f"{name}: {headline} gain over incumbent {t.estimate:+.3f} "
-                f"[{t.low:+.3f}, {t.high:+.3f}] (paired on {t.resamples} refit resamples)")
+                f"[{t.low:+.3f}, {t.high:+.3f}] (paired on {t.resamples} {basis})")
         if not holm:
             return (f"{text}: lower end > {cfg.margin:.0%} margin = {t.threshold:+.3f}"
                     if outcome.rejected else f"{text}: lower end does not exceed the "

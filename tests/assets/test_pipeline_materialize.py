@@ -70,6 +70,15 @@ def test_every_stage_wrote_its_output(run_home):
     assert {"bc", "double_dqn", "behavior"} <= set(estimates["policy"])
     assert {"dm", "dr", "snpdis"} <= set(estimates["estimator"])
     assert (estimates["low"] <= estimates["high"]).all()
+    # each candidate's gain over the behaviour policy paired per episode, stored with it:
+    # its mean is the difference of the two estimates
+    from offline_rl.pipeline import read_evaluations
+
+    behavior, evaluations, _ = read_evaluations(paths, "recommendation", DAYS[1])
+    for ev in evaluations:
+        gain = ev.episode_gain("behavior", "dr")
+        assert gain is not None and gain["n"] > 100 and gain["se"] > 0, ev.name
+        assert gain["gain"] == pytest.approx(ev.estimates["dr"].value - behavior.value)
     decision = wh.query("registry/select_decision", domain="recommendation", day=DAYS[1])
     assert decision.height == 1
     assert json.loads(decision["reasons"][0])

@@ -36,8 +36,11 @@ def _stored_evaluation(record: dict[str, Any]) -> Any:
                              _nan(e.get("stderr")))
                  for k, e in record["estimates"].items()}
     diagnostics = Diagnostics(**{k: _nan(v) for k, v in record["diagnostics"].items()})
-    extra: EvaluationDetails = {"refit_replicates": record["refit_replicates"]} \
-        if record.get("refit_replicates") else {}
+    extra: EvaluationDetails = {}
+    if record.get("refit_replicates"):
+        extra["refit_replicates"] = record["refit_replicates"]
+    if record.get("episode_gains"):  # runs recorded before these were kept have none
+        extra["episode_gains"] = record["episode_gains"]
     return PolicyEvaluation(record["name"], estimates, diagnostics, math.nan, extra)
 
 

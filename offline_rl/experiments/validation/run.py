@@ -170,7 +170,13 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
         train_candidate,
     )
     from offline_rl.data.arrays import to_mdp_dataset
-    from offline_rl.ope.evaluate import behavior_replicates, evaluate_behavior, evaluate_policy
+    from offline_rl.ope.evaluate import (
+        behavior_replicates,
+        behavior_terms,
+        evaluate_behavior,
+        evaluate_policy,
+        with_episode_gains,
+    )
     from offline_rl.ope.gate import evaluated_incumbent
     from offline_rl.ope.replay import prepare_replay
     from offline_rl.simulator.base import true_value
@@ -244,6 +250,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
         incumbent_eval = evaluate_policy(incumbent_name, incumbent_policy, held_out, None, ope,
                                          n_actions=n_actions, replay=replay)
         incumbent = evaluated_incumbent(incumbent_eval, gate.headline_estimator)
+        incumbent_terms = incumbent_eval.episode_terms
         truth_i = truth_of(incumbent_policy.predict)
         incumbent_record: dict[str, Any] = {
             "name": incumbent_name, "true_value": truth_i.mean, "true_stderr": truth_i.stderr,
@@ -251,6 +258,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
     else:
         incumbent = Incumbent(BEHAVIOR, behavior.value, behavior.low, behavior.high,
                               behavior_reps)
+        incumbent_terms = behavior_terms(held_out, ope)
         truth_i = truth_b
         incumbent_record = {"name": BEHAVIOR, "true_value": truth_b.mean,
                             "true_stderr": truth_b.stderr}
@@ -288,6 +296,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
         say(f"evaluating {name} on {int(held_out.episode.max()) + 1:,} held-out episodes")
         evaluations.append(evaluate_policy(name, policy, held_out, None, ope,
                                            n_actions=n_actions, replay=replay))
+    evaluations = with_episode_gains(evaluations, incumbent.name, incumbent_terms)
     decision = decide(evaluations, incumbent, gate)
     candidates = []
     for ev in evaluations:
@@ -321,7 +330,8 @@ def _evaluation_record(ev: Any) -> dict[str, Any]:
     """What :func:`_stored_evaluation` rebuilds an evaluation from."""
     return {"name": ev.name, "estimates": {k: e.as_dict() for k, e in ev.estimates.items()},
             "diagnostics": ev.diagnostics.as_dict(),
-            "refit_replicates": ev.extra.get("refit_replicates")}
+            "refit_replicates": ev.extra.get("refit_replicates"),
+            "episode_gains": ev.extra.get("episode_gains")}
 
 
 # --------------------------------------------------------------------------------------------

@@ -291,6 +291,18 @@ def test_validate_ope_command_on_a_tiny_configuration(tmp_path, capsys):
     assert main(["validate-ope", "--replay", str(out), "--multiplicity", "none",
                  "--json", str(each)]) == 0
     assert json.loads(each.read_text())["config"]["gate"]["multiplicity"] == "none"
+    # every candidate's gain over the incumbent paired per episode is stored, so the runs can
+    # be re-decided on it
+    for run in result["runs"]:
+        for c in run["candidates"]:
+            gain = c["episode_gains"]["behavior"]["dr"]
+            assert gain["n"] == run["eval_episodes"] and gain["se"] > 0
+            assert gain["gain"] == pytest.approx(
+                c["estimates"]["dr"]["value"] - run["behavior"]["value"])
+    by_episodes = tmp_path / "by_episodes.json"
+    assert main(["validate-ope", "--replay", str(out), "--paired-by", "episodes",
+                 "--json", str(by_episodes)]) == 0
+    assert json.loads(by_episodes.read_text())["config"]["gate"]["paired_by"] == "episodes"
     on_dm = tmp_path / "on_dm.json"
     assert main(["validate-ope", "--replay", str(out), "--headline", "dm",
                  "--json", str(on_dm)]) == 0
