@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import logging
 import math
@@ -44,6 +43,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 from offline_rl.algos.record import FILE_NAME, CandidateRecord
 from offline_rl.paths import Location, RemotePath, as_location
@@ -234,14 +235,10 @@ class Tracker:
         # would race to (alembic fails on a half-migrated database), so the stores are opened
         # one process at a time
         database.parent.mkdir(parents=True, exist_ok=True)
-        with open(database.with_name(database.name + ".lock"), "a+b") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
-                client.search_experiments(max_results=1)
-                client.search_registered_models(max_results=1)
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        with FileLock(database.with_name(database.name + ".lock")):
+            client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)
         return client
 
     def _experiment(self, client: Any, domain: str) -> str:

@@ -60,10 +60,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from offline_rl.crash import CRASH_ENV  # noqa: E402
 from offline_rl.data.ingest import load_partition  # noqa: E402
 from offline_rl.data.rules import VALUE_RULES  # noqa: E402
 from offline_rl.data.schemas import SOURCES, SourceSchema  # noqa: E402
-from offline_rl.data.warehouse import CRASH_ENV, Warehouse  # noqa: E402
+from offline_rl.data.warehouse import Warehouse  # noqa: E402
 from offline_rl.paths import DataPaths  # noqa: E402
 
 START = dt.date(2026, 10, 1)

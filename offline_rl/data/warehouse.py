@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
 import re
-import signal
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -23,39 +21,16 @@ import duckdb
 import polars as pl
 from filelock import ReadWriteLock
 
+from offline_rl.crash import crash_point
+
 SQL_PACKAGE = "sql"
 """The package whose data files are the statements: ``<folder>/<name>.sql``."""
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-CRASH_ENV = "OFFLINE_RL_CRASH_AT"
-"""Crash tests: a comma-separated list of crash point names (see ``crash_point``)."""
-
 
 class WarehouseError(RuntimeError):
     """A warehouse operation failed; the message names the table and statement."""
-
-
-_crash_counts: dict[str, int] = {}
-
-
-def crash_point(name: str) -> None:
-    """Kills this process with SIGKILL if ``$OFFLINE_RL_CRASH_AT`` names ``name``.
-
-    Crash tests set the variable in a child process to die at an exact point of a write
-    (e.g. ``warehouse.before_commit``, or ``warehouse.before_commit@3`` for the third time the
-    process reaches it) and then check that nothing was half-written. With the variable unset
-    this is one dictionary lookup.
-    """
-    wanted = os.environ.get(CRASH_ENV)
-    if not wanted:
-        return
-    specs = [spec.partition("@") for spec in wanted.split(",")]
-    if not any(point == name for point, _, _ in specs):
-        return
-    seen = _crash_counts[name] = _crash_counts.get(name, 0) + 1
-    if any(point == name and (not nth or nth == str(seen)) for point, _, nth in specs):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def sql_text(name: str, *, table: str | None = None, **identifiers: str) -> str:

@@ -22,8 +22,8 @@ Crash safety (a process may be killed at any instruction):
   and first clean up what a killed writer left (staging and pruned directories, the journal).
   Readers take no lock.
 
-Crash tests kill a child process at the points named by ``_crash_point`` (``export.staged``,
-``export.renamed``, ``export.latest_staged``, ``export.published``) via
+Crash tests kill a child process at the points named by ``offline_rl.crash.crash_point``
+(``export.staged``, ``export.renamed``, ``export.latest_staged``, ``export.published``) via
 ``$OFFLINE_RL_CRASH_AT``.
 
 On object storage (an export root that is an fsspec URI such as ``s3://bucket/exports``) there
@@ -48,18 +48,19 @@ commit marker of a version:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
 import shutil
-import signal
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
+from offline_rl.crash import crash_point
 from offline_rl.export.loader import (
     FORMAT_VERSION,
     LATEST,
@@ -74,16 +75,6 @@ from offline_rl.paths import Location, RemotePath, as_location
 
 _VERSION = re.compile(r"^v(\d{4,})$")
 JOURNAL = ".publishing"
-CRASH_ENV = "OFFLINE_RL_CRASH_AT"
-
-
-def _crash_point(name: str) -> None:
-    """Kills this process with SIGKILL if ``$OFFLINE_RL_CRASH_AT`` names ``name`` (tests)."""
-    wanted = os.environ.get(CRASH_ENV)
-    if wanted and name in wanted.split(","):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 @dataclass(frozen=True)
 class ExportedPolicy:
     version: str
@@ -173,15 +164,15 @@ def _make_staging_dir(domain_root: Path, version: str) -> Path:
     raise FileExistsError(f"no free staging folder name in {domain_root}")
 
 
-def _write_atomic(path: Path, text: str, *, crash_point: str | None = None) -> None:
+def _write_atomic(path: Path, text: str, *, crash_at: str | None = None) -> None:
     fd, tmp = _create_private_name(path)
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        if crash_point:
-            _crash_point(crash_point)
+        if crash_at:
+            crash_point(crash_at)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -202,13 +193,9 @@ def _writer(export_root: Location | str, domain: str) -> Iterator[Location]:
         return
     domain_root = root / domain
     domain_root.mkdir(parents=True, exist_ok=True)
-    with open(root / f".{domain}.lock", "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            _recover(domain_root)
-            yield domain_root
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    with FileLock(root / f".{domain}.lock"):
+        _recover(domain_root)
+        yield domain_root
 
 
 def _remove_hidden(path: Path) -> None:
@@ -287,7 +274,7 @@ def _set_latest(domain_root: Location, version: str, *, verify: bool = True) -> 
     if isinstance(domain_root, RemotePath):
         domain_root.fs.pipe_file((domain_root / LATEST).path, (version + "\n").encode())
         return
-    _write_atomic(domain_root / LATEST, version + "\n", crash_point="export.latest_staged")
+    _write_atomic(domain_root / LATEST, version + "\n", crash_at="export.latest_staged")
 
 
 def set_latest(domain_root: Location | str, version: str) -> None:
@@ -378,17 +365,17 @@ def publish(
                               "bytes": (staging / name).stat().st_size})
             full = _full_manifest(manifest, version, domain, files)
             _write_atomic(staging / MANIFEST, json.dumps(full, indent=2, default=str))
-            _crash_point("export.staged")
+            crash_point("export.staged")
             _write_atomic(domain_root / JOURNAL, json.dumps({"version": version}))
             os.rename(staging, target)
             _fsync_dir(domain_root)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        _crash_point("export.renamed")
+        crash_point("export.renamed")
         _set_latest(domain_root, version, verify=False)
         (domain_root / JOURNAL).unlink()
-        _crash_point("export.published")
+        crash_point("export.published")
     return ExportedPolicy(version=version, path=target, manifest=full)
 
 

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
+from offline_rl.crash import CRASH_ENV
 from offline_rl.export.loader import load_latest
-from offline_rl.export.registry import CRASH_ENV, current_version, list_versions, publish, rollback
+from offline_rl.export.registry import current_version, list_versions, publish, rollback
 
 DOMAIN = "recommendation"
 MANIFEST = {"algorithm": "Test", "feature_schema": {"names": ["a", "b", "c"]}}

@@ -14,9 +14,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from offline_rl.crash import CRASH_ENV
 from offline_rl.data.ingest import load_partition
 from offline_rl.data.schemas import CLICKSTREAM
-from offline_rl.data.warehouse import CRASH_ENV, Warehouse
+from offline_rl.data.warehouse import Warehouse
 
 DAY = dt.date(2026, 10, 1)
 

@@ -59,7 +59,7 @@ def test_crash_point_kills_at_the_named_hit_only():
     import subprocess
     import sys
 
-    code = ("from offline_rl.data.warehouse import crash_point\n"
+    code = ("from offline_rl.crash import crash_point\n"
             "for i in range(3):\n"
             "    crash_point('x.y'); crash_point('other'); print(i, flush=True)\n")
     env = {**os.environ, "OFFLINE_RL_CRASH_AT": "x.y@2"}
