@@ -197,6 +197,59 @@ def gate_figures(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def gain_lower_coverage(runs: Sequence[dict[str, Any]], basis: str = "refits"
+                        ) -> dict[str, Any]:
+    """How often rule 1's paired lower bound lies at or below the true gain: over every
+    (run, candidate) with a paired gain of the run's headline, the share whose one-sided
+    ``1 - alpha / 2`` lower bound (the interval's lower end, as a lone candidate is judged)
+    does not exceed the candidate's true value minus the incumbent's, next to that nominal
+    level. ``basis``: the gain's standard error from the FQE ``"refits"`` or from the
+    held-out ``"episodes"`` (``GateConfig.paired_by``; runs recorded before episode gains
+    were kept have none)."""
+    from offline_rl.ope.gate import Incumbent, paired_gain, quantile
+
+    covered = pairs = 0
+    nominal: set[float] = set()
+    for run in runs:
+        head = run_headline(run)
+        stored = run.get("incumbent") or {}
+        if stored.get("estimates"):  # an earlier promoted policy, valued off-policy
+            inc_value = stored["estimates"].get(head, {}).get("value")
+            inc_reps = ((stored.get("refit_replicates") or {}).get("values") or {}).get(head)
+        else:
+            inc_value = run["behavior"].get("value")
+            inc_reps = run["behavior"].get("refit_replicates")
+        truth = incumbent_truth(run)
+        for c in run["candidates"]:
+            block = c.get("refit_replicates") or {}
+            value = c["estimates"].get(head, {}).get("value")
+            if value is None or inc_value is None or "alpha" not in block:
+                continue
+            alpha = float(block["alpha"])
+            if basis == "episodes":
+                g = ((c.get("episode_gains") or {}).get(stored.get("name", "behavior"))
+                     or {}).get(head)
+                if not g or g["n"] < 2:
+                    continue
+                lower = g["gain"] - quantile(1.0 - alpha / 2, g["n"] - 1) * g["se"]
+            else:
+                reps = (block.get("values") or {}).get(head)
+                if not reps or not inc_reps:
+                    continue
+                inc = Incumbent("incumbent", float(inc_value), math.nan, math.nan,
+                                tuple(float(v) for v in inc_reps))
+                gain = paired_gain(float(value), tuple(float(v) for v in reps), inc, alpha)
+                if gain is None:
+                    continue
+                lower = gain.low
+            pairs += 1
+            covered += lower <= c["true_value"] - truth
+            nominal.add(1.0 - alpha / 2)
+    return {"pairs": pairs, "covered": covered,
+            "coverage": covered / pairs if pairs else math.nan,
+            "nominal": nominal.pop() if len(nominal) == 1 else math.nan}
+
+
 def summarise(runs: Sequence[dict[str, Any]], estimators: Sequence[str],
               margin: float = 0.0) -> dict[str, Any]:
     """Per-domain estimator and gate figures, the headline estimators' and the gate's figures
@@ -241,6 +294,8 @@ def summarise(runs: Sequence[dict[str, Any]], estimators: Sequence[str],
         "missed_beyond_zone_upper": gate["missed_beyond_zone_upper"],
         "selection_regret": head["selection_regret"],
         "decision_regret": gate["decision_regret"],
+        "gain_lower_coverage": {basis: gain_lower_coverage(runs, basis)
+                                for basis in ("refits", "episodes")},
     }
     return {"overall": overall, "headline": headline, "per_domain": per_domain,
             "per_scenario": per_scenario}

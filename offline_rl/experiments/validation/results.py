@@ -178,6 +178,11 @@ def format_validation(result: dict[str, Any]) -> str:
                   f"regret of the top-estimated candidate {_pct(o['selection_regret'])} "
                   f"and of the decision {_pct(o['decision_regret'])} of the incumbent's "
                   f"true value"]
+    for basis, c in (o.get("gain_lower_coverage") or {}).items():
+        if c["pairs"]:
+            lines.append(f"paired gain's lower bound (standard error from the {basis}) at or "
+                         f"below the true gain: {c['covered']} of {c['pairs']} candidates "
+                         f"({_pct(c['coverage'])}; nominal {_pct(c['nominal'])})")
     return "\n".join(lines)
 
 

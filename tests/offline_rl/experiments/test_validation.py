@@ -242,7 +242,12 @@ def test_validate_ope_command_on_a_tiny_configuration(tmp_path, capsys):
                             "rank_correlation", "pairwise_accuracy", "interval_coverage",
                             "false_promotion_rate", "false_promotion_upper",
                             "missed_improvement_rate", "missed_beyond_zone_rate",
-                            "missed_beyond_zone_upper", "selection_regret", "decision_regret"}
+                            "missed_beyond_zone_upper", "selection_regret", "decision_regret",
+                            "gain_lower_coverage"}
+    for basis in ("refits", "episodes"):
+        cover = overall["gain_lower_coverage"][basis]
+        assert cover["pairs"] >= 2 * 3 and cover["nominal"] == pytest.approx(0.95)
+        assert 0 <= cover["covered"] <= cover["pairs"]
     assert overall["selection_regret"] >= 0.0 and overall["decision_regret"] >= 0.0
     assert "near_deterministic" not in captured.out and "\ndefault " in captured.out
     assert result["per_scenario"]["default"]["runs"] == 2
@@ -431,3 +436,29 @@ def test_results_of_one_configuration_merge_and_others_do_not():
     assert merged["seconds"] == 4.0
     with pytest.raises(ValueError, match="different settings"):
         merge_results([result("a", RUNS[:2]), result("b", RUNS[2:], margin=0.05)])
+
+
+def test_gain_lower_coverage_counts_bounds_at_or_below_the_true_gain():
+    from offline_rl.experiments.validation.figures import gain_lower_coverage
+    from offline_rl.ope.evaluate import student_t_quantile
+
+    def run(true_value, gain_se):
+        cand = {"name": "a", "true_value": true_value,
+                "estimates": {"dr": {"value": 6.0}},
+                "refit_replicates": {"alpha": 0.1, "values": {"dr": [6.5, 5.5, 6.0, 6.0]}},
+                "episode_gains": {"behavior": {"dr": {"gain": 1.0, "se": gain_se, "n": 1000}}}}
+        return {"headline": "dr", "incumbent": {"name": "behavior", "true_value": 5.0},
+                "behavior": {"value": 5.0, "true_value": 5.0,
+                             "refit_replicates": [5.0, 5.0, 5.0, 5.0]},
+                "candidates": [cand]}
+
+    # refits: gain 1.0, sd of (0.5, -0.5, 0, 0) over 4 -> lower 1 - t(0.95, 3) * 0.408 = 0.04
+    lower = 1.0 - student_t_quantile(0.95, 3) * np.std([0.5, -0.5, 0, 0], ddof=1)
+    runs = [run(5.0 + lower + 0.01, 0.1), run(5.0 + lower - 0.01, 0.1)]
+    refits = gain_lower_coverage(runs)
+    assert (refits["pairs"], refits["covered"], refits["nominal"]) == (2, 1, 0.95)
+    # episodes: lower 1 - 1.646 * 0.1 = 0.835, above both true gains (0.05 and 0.03)
+    assert gain_lower_coverage(runs, "episodes")["covered"] == 0
+    assert gain_lower_coverage([{**runs[0], "candidates": [
+        {k: v for k, v in runs[0]["candidates"][0].items() if k != "episode_gains"}]}],
+        "episodes")["pairs"] == 0  # runs recorded before episode gains: not counted
