@@ -21,7 +21,6 @@ Every figure is measured; nothing is estimated or extrapolated.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import resource
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from offline_rl.bench_config import BenchConfig
 from offline_rl.paths import DataPaths
 
 DAY = dt.date(2026, 10, 1)
@@ -167,7 +167,7 @@ def bench_transitions(paths: DataPaths) -> dict[str, Any]:
             "goal": "ratio <= 1.5 (vs polars read + sort by session, time)"}
 
 
-def bench_training(paths: DataPaths, n_steps: int) -> dict[str, Any]:
+def bench_training(paths: DataPaths, n_steps: int, device: str = "cpu") -> dict[str, Any]:
     import d3rlpy
     from d3rlpy.logging import NoopAdapterFactory
 
@@ -183,7 +183,7 @@ def bench_training(paths: DataPaths, n_steps: int) -> dict[str, Any]:
     from offline_rl.data.arrays import to_mdp_dataset
 
     dataset = to_mdp_dataset(window.train, 6)
-    config = TrainingConfig(n_steps=n_steps, seed=0, device="cpu", reward_scale=0.1)
+    config = TrainingConfig(n_steps=n_steps, seed=0, device=device, reward_scale=0.1)
     name = "double_dqn"
 
     def direct() -> None:
@@ -192,7 +192,7 @@ def bench_training(paths: DataPaths, n_steps: int) -> dict[str, Any]:
         # the threads train_candidate uses on the CPU
         torch.set_num_threads(config.cpu_threads or torch.get_num_threads())
         seed_everything(0)
-        algo = ALGORITHMS[name][1](config).create(device="cpu")
+        algo = ALGORITHMS[name][1](config).create(device=device)
         algo.fit(dataset, n_steps=n_steps,
                  n_steps_per_epoch=min(config.steps_per_epoch, n_steps),
                  logger_adapter=NoopAdapterFactory(), show_progress=False,
@@ -205,9 +205,37 @@ def bench_training(paths: DataPaths, n_steps: int) -> dict[str, Any]:
     return {"events": int(len(window.train.actions)), "algorithm": name, "steps": n_steps,
             "batch_size": config.batch_size, "project_s": project_s, "reference_s": reference_s,
             "ratio": project_s / reference_s, "project_steps_per_s": n_steps / project_s,
-            "reference_steps_per_s": n_steps / reference_s, "device": "cpu",
+            "reference_steps_per_s": n_steps / reference_s, "device": device,
             "d3rlpy": d3rlpy.__version__,
             "goal": "ratio <= 1.05 (vs d3rlpy fit on the same MDPDataset and config)"}
+
+
+def bench_fqe(steps: int, device: str = "cpu", rows: int = 100_000, members: int = 9
+              ) -> dict[str, Any]:
+    """The torch FQE backend's batched ensemble as the nightly evaluation fits it (one fit
+    and 8 refits in one network, batch 256, hidden 64x64) on ``rows`` synthetic logged
+    decisions (20 features, 6 actions, 10-step episodes): gradient steps per second on
+    ``device``."""
+    from offline_rl.ope.fqe_torch import FQESettings, fit_fqe_ensemble
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(rows, 20))
+    action = rng.integers(0, 6, rows)
+    reward = rng.normal(size=rows)
+    step = np.arange(rows) % 10
+    next_index = np.where(step < 9, np.arange(rows) + 1, -1)
+    probs = np.eye(6)[rng.integers(0, 6, rows)]
+    weights = np.vstack([np.ones(rows), rng.poisson(1.0, (members - 1, rows)) + 1e-9])
+    settings = FQESettings(steps=steps, device=device)
+
+    def fit() -> Any:
+        return fit_fqe_ensemble(features, action, reward, next_index, probs, weights,
+                                horizon=10, settings=settings)
+
+    fit()  # warm-up: allocator and kernels (on a GPU, its context) count once, not here
+    seconds, _ = _timed(fit)
+    return {"rows": rows, "members": members, "steps": steps, "device": device,
+            "project_s": seconds, "steps_per_s": steps / seconds}
 
 
 def bench_ope(n_transitions: int, n_bootstrap: int = 1000) -> dict[str, Any]:
@@ -300,33 +328,14 @@ def _in_child(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
         return pool.apply(fn, args)
 
 
-@dataclasses.dataclass(frozen=True)
-class BenchConfig:
-    """What ``offline-rl bench`` runs.
-
-    Attributes:
-        sizes: Clickstream events per simulated day, one full round per size.
-        train_steps: Gradient steps of the training benchmark.
-        ope_transitions: Logged transitions of the OPE benchmark.
-        end_to_end: Also run the nightly stages of every domain for one day.
-        end_to_end_events: Events per day of the end-to-end run.
-    """
-
-    sizes: tuple[int, ...] = (1_000_000,)
-    train_steps: int = 2000
-    ope_transitions: int = 200_000
-    end_to_end: bool = False
-    end_to_end_events: int = 1_000_000
-
-
 def run_benchmarks(cfg: BenchConfig, progress: Callable[[str], None] | None = None
                    ) -> dict[str, Any]:
     say = progress or (lambda _msg: None)
     results: dict[str, Any] = {"machine": _machine(), "errors": {}}
 
     # fn is called without arguments; "..." admits the lambdas whose defaults bind a loop variable
-    def measure(name: str, fn: Callable[..., Any], size: int | None = None) -> None:
-        """Runs one benchmark into ``results[name]`` (per size if given); a failure is
+    def measure(name: str, fn: Callable[..., Any], size: int | str | None = None) -> None:
+        """Runs one benchmark into ``results[name]`` (per size or device if given); a failure is
         recorded (and reported) instead of losing the rest."""
         say(f"{name} ...")
         try:
@@ -341,11 +350,14 @@ def run_benchmarks(cfg: BenchConfig, progress: Callable[[str], None] | None = No
         else:
             results.setdefault(name, {})[str(size)] = out
 
+    devices = ["cpu"] if cfg.device == "cpu" else ["cpu", cfg.device]
+
     def training(paths: DataPaths) -> dict[str, Any]:
         from offline_rl.pipeline import build_transitions_partition
 
         build_transitions_partition(paths, "recommendation", DAY)
-        return bench_training(paths, cfg.train_steps)
+        out = {d: bench_training(paths, cfg.train_steps, d) for d in devices}
+        return out["cpu"] if len(out) == 1 else {**out[cfg.device], "cpu": out["cpu"]}
 
     for size in cfg.sizes:
         with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
@@ -356,6 +368,8 @@ def run_benchmarks(cfg: BenchConfig, progress: Callable[[str], None] | None = No
             measure("transitions", lambda p=paths: bench_transitions(p), size)
             if size == cfg.sizes[0]:
                 measure("training", lambda p=paths: training(p))
+    for device in devices:
+        measure("fqe", lambda d=device: bench_fqe(cfg.fqe_steps, d), device)
     measure("ope", lambda: bench_ope(cfg.ope_transitions))
     if cfg.end_to_end:
         with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
@@ -384,7 +398,7 @@ def flatten_for_json(results: dict[str, Any]) -> dict[str, Any]:
             by_size = results[name]
             largest = max(by_size, key=int)
             out[name] = {**by_size[largest], "by_size": by_size}
-    for name in ("training", "ope", "end_to_end"):
+    for name in ("training", "fqe", "ope", "end_to_end"):
         if name in results:
             out[name] = results[name]
     return out
@@ -401,9 +415,21 @@ def format_table(results: dict[str, Any]) -> str:
                          f"{r['reference_s']:.2f}", f"{r['ratio']:.2f}", note))
     if "training" in results:
         r = results["training"]
-        rows.append(("training", f"{r['events']:,}", f"{r['project_s']:.2f}",
+        rows.append((f"training ({r['device']})", f"{r['events']:,}", f"{r['project_s']:.2f}",
                      f"{r['reference_s']:.2f}", f"{r['ratio']:.3f}",
                      f"{r['project_steps_per_s']:.0f} vs {r['reference_steps_per_s']:.0f} steps/s"))
+    for device, r in results.get("fqe", {}).items():
+        cpu = results["fqe"].get("cpu")
+        vs = (f"; {r['steps_per_s'] / cpu['steps_per_s']:.1f}x the CPU"
+              if cpu and device != "cpu" else "")
+        rows.append((f"fqe ({device})", f"{r['rows']:,}", f"{r['project_s']:.2f}", "-", "-",
+                     f"{r['steps_per_s']:.0f} steps/s, {r['members']} members{vs}"))
+    if "cpu" in results.get("training", {}):
+        r = results["training"]["cpu"]
+        rows.append(("training (cpu)", f"{r['events']:,}", f"{r['project_s']:.2f}",
+                     f"{r['reference_s']:.2f}", f"{r['ratio']:.3f}",
+                     f"{r['project_steps_per_s']:.0f} vs {r['reference_steps_per_s']:.0f} "
+                     "steps/s"))
     if "ope" in results:
         r = results["ope"]
         rows.append(("ope", f"{r['events']:,}", f"{r['project_s']:.2f}", "-",

@@ -146,11 +146,13 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ schemas
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from offline_rl.bench import BenchConfig, main_bench
+    from offline_rl.bench import main_bench
+    from offline_rl.bench_config import BenchConfig
 
     cfg = BenchConfig(sizes=tuple(args.sizes), train_steps=args.train_steps,
                       ope_transitions=args.ope_transitions, end_to_end=args.end_to_end,
-                      end_to_end_events=args.end_to_end_events)
+                      end_to_end_events=args.end_to_end_events, fqe_steps=args.fqe_steps,
+                      device=args.device)
     return main_bench(cfg, Path(args.json) if args.json else None)
 
 
@@ -409,17 +411,24 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Times ingestion, transitions, training and OPE side by side "
                                    "with their reference (bare DuckDB, polars sort, direct "
                                    "d3rlpy fit, the 10M/s goal) and prints a table.")
-    p.add_argument("--sizes", type=positive_int, nargs="+", default=[1_000_000],
-                   help="clickstream events per simulated day, one round each "
-                        "(default 1000000)")
-    p.add_argument("--train-steps", type=positive_int, default=2000,
-                   help="gradient steps of the training benchmark (default 2000)")
-    p.add_argument("--ope-transitions", type=positive_int, default=1_000_000,
-                   help="logged transitions of the OPE benchmark (default 1000000)")
+    from offline_rl.bench_config import BenchConfig
+    from offline_rl.configuration import flag_help
+
+    p.add_argument("--sizes", type=positive_int, nargs="+", default=list(BenchConfig.sizes),
+                   help=flag_help(BenchConfig, "sizes"))
+    p.add_argument("--train-steps", type=positive_int, default=BenchConfig.train_steps,
+                   help=flag_help(BenchConfig, "train_steps"))
+    p.add_argument("--ope-transitions", type=positive_int, default=BenchConfig.ope_transitions,
+                   help=flag_help(BenchConfig, "ope_transitions"))
+    p.add_argument("--fqe-steps", type=positive_int, default=BenchConfig.fqe_steps,
+                   help=flag_help(BenchConfig, "fqe_steps"))
+    p.add_argument("--device", default=BenchConfig.device,
+                   help=flag_help(BenchConfig, "device"))
     p.add_argument("--end-to-end", action="store_true",
                    help="also run the nightly stages of every domain for one simulated day")
-    p.add_argument("--end-to-end-events", type=positive_int, default=1_000_000,
-                   help="events per day of the end-to-end run (default 1000000)")
+    p.add_argument("--end-to-end-events", type=positive_int,
+                   default=BenchConfig.end_to_end_events,
+                   help=flag_help(BenchConfig, "end_to_end_events"))
     p.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
     p.set_defaults(handler=cmd_bench)
 

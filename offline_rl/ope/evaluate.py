@@ -97,8 +97,9 @@ class OPEConfig:
             ``TrainingConfig``); ``None`` picks ``1 / p99(|reward|)``. Q-values are scaled back
             before use. (The torch backend's squared loss does not depend on the scale.)
         seed: Seed of FQE and of the bootstrap.
-        device: d3rlpy backend: ``auto``, ``cpu`` or ``cuda:N`` (the torch backend runs on one
-            CPU thread: its networks are small).
+        device: ``auto``, ``cpu`` or ``cuda:N``. The d3rlpy backend resolves ``auto`` to CUDA
+            when available; the torch backend runs on one CPU thread unless ``cuda[:N]`` is
+            named (``auto`` keeps it on the CPU, where it was measured: its networks are small).
     """
 
     estimators: tuple[str, ...] = ESTIMATORS
@@ -368,6 +369,22 @@ def t_interval(value: float, replicates: Any, alpha: float
     return value - half, value + half, sd, int(finite.shape[0])
 
 
+def torch_fqe_device(requested: str) -> str:
+    """The torch FQE backend's device for ``OPEConfig.device``: an explicit ``cuda``/``cuda:N``
+    (refused where CUDA is not available), else the CPU; ``"auto"`` keeps the CPU, where its
+    small batched networks were measured (a GPU's speed-up is measured with ``offline-rl bench
+    --device cuda``, not assumed)."""
+    if requested == "cpu" or requested == "auto":
+        return "cpu"
+    if not requested.startswith("cuda"):
+        raise ValueError(f"device: expected auto, cpu or cuda[:N], got {requested!r}")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {requested!r} requested but CUDA is not available here")
+    return requested
+
+
 def refit_counts(arrays: DecisionArrays, config: OPEConfig) -> np.ndarray:
     """``[fqe_refits, n_episodes]`` episode counts of the FQE refits' bootstrap resamples.
 
@@ -437,7 +454,8 @@ def _torch_fqe(policy_actions: np.ndarray, arrays: DecisionArrays, n_actions: in
         stacked = members
     settings = FQESettings(steps=config.fqe_steps, batch_size=config.fqe_batch_size,
                            learning_rate=config.fqe_learning_rate,
-                           hidden_units=tuple(config.fqe_hidden_units), seed=config.seed)
+                           hidden_units=tuple(config.fqe_hidden_units), seed=config.seed,
+                           device=torch_fqe_device(config.device))
     fit = fit_fqe_ensemble(arrays.observations, arrays.actions,
                            arrays.rewards.astype(np.float64), next_rows(arrays), probs,
                            stacked, gamma=config.gamma,

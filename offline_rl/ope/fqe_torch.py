@@ -71,6 +71,8 @@ class FQESettings:
         hidden_units: Hidden layer widths of the MLP.
         n_iterations: Target-network refreshes; ``None`` picks ``clip(horizon + 2, 1, 40)``.
         seed: Seed of initialisation and mini-batch sampling.
+        device: torch device of the fit (``"cpu"``, ``"cuda"`` or ``"cuda:N"``); the mini-batch
+            draws and the initial weights are the same on every device.
     """
 
     steps: int = 3000
@@ -79,6 +81,7 @@ class FQESettings:
     hidden_units: tuple[int, ...] = (64, 64)
     n_iterations: int | None = None
     seed: int = 0
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -270,14 +273,19 @@ def _fit(features: np.ndarray, action: np.ndarray, reward: np.ndarray, next_inde
     members = row_weights.shape[0]
     mean, std = x.mean(axis=0), x.std(axis=0)
     std[std == 0] = 1.0
-    xt = torch.from_numpy(((x - mean) / std).astype(NP_DTYPE))
+    dev = torch.device(cfg.device)
+
+    def tensor(values: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(values).to(dev)
+
+    xt = tensor(((x - mean) / std).astype(NP_DTYPE))
     scale = reward_scale_for(reward)
-    rt = torch.from_numpy((np.asarray(reward, dtype=np.float64) * scale).astype(NP_DTYPE))
-    at = torch.from_numpy(np.asarray(action, dtype=np.int64))
+    rt = tensor((np.asarray(reward, dtype=np.float64) * scale).astype(NP_DTYPE))
+    at = tensor(np.asarray(action, dtype=np.int64))
     has_next = next_index >= 0
-    nxt = torch.from_numpy(np.where(has_next, next_index, 0).astype(np.int64))
-    cont = torch.from_numpy((has_next * float(gamma)).astype(NP_DTYPE))
-    pi = torch.from_numpy(np.asarray(target_probs, dtype=NP_DTYPE))
+    nxt = tensor(np.where(has_next, next_index, 0).astype(np.int64))
+    cont = tensor((has_next * float(gamma)).astype(NP_DTYPE))
+    pi = tensor(np.asarray(target_probs, dtype=NP_DTYPE))
     if horizon is None:
         horizon = 10
     if not has_next.any() or gamma == 0:
@@ -293,7 +301,7 @@ def _fit(features: np.ndarray, action: np.ndarray, reward: np.ndarray, next_inde
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        net = _Ensemble(members, x.shape[1], n_actions, cfg.hidden_units)
+        net = _Ensemble(members, x.shape[1], n_actions, cfg.hidden_units).to(dev)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
 
     def targets(frozen: torch.nn.Module, idx: torch.Tensor) -> torch.Tensor:
@@ -314,7 +322,7 @@ def _fit(features: np.ndarray, action: np.ndarray, reward: np.ndarray, next_inde
             lr = cfg.learning_rate * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * k / steps_per_iter)))
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            idx = torch.from_numpy(np.ascontiguousarray(rows_drawn[:, k]))
+            idx = tensor(np.ascontiguousarray(rows_drawn[:, k]))
             y = targets(frozen, idx)
             q = net(xt[idx]).gather(2, at[idx][:, :, None]).squeeze(2)
             loss = torch.mean((q - y) ** 2, dim=1).sum()
@@ -323,13 +331,13 @@ def _fit(features: np.ndarray, action: np.ndarray, reward: np.ndarray, next_inde
             optimizer.step()
 
     with torch.no_grad():
-        everything = torch.arange(rows).expand(members, rows)
+        everything = torch.arange(rows, device=dev).expand(members, rows)
         q_all = net(xt.expand(members, rows, x.shape[1]))
         y = targets(net, everything)
         residual = (q_all.gather(2, at.expand(members, rows)[:, :, None]).squeeze(2) - y) ** 2
-        w = torch.from_numpy(row_weights)
-        final_loss = ((residual.double() * w).sum(dim=1) / w.sum(dim=1)).numpy()
-    return FQEEnsembleResult(q_all=q_all.double().numpy() / scale, reward_scale=scale,
+        w = tensor(row_weights)
+        final_loss = ((residual.double() * w).sum(dim=1) / w.sum(dim=1)).cpu().numpy()
+    return FQEEnsembleResult(q_all=q_all.double().cpu().numpy() / scale, reward_scale=scale,
                              n_iterations=n_iter, final_loss=final_loss)
 
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from offline_rl.bench import BenchConfig, flatten_for_json, format_table, run_benchmarks
+from offline_rl.bench import flatten_for_json, format_table, run_benchmarks
+from offline_rl.bench_config import BenchConfig
 
 
 @pytest.mark.slow
@@ -15,6 +16,7 @@ def test_tiny_benchmark_run_reports_every_benchmark(tmp_path):
                                          end_to_end=True, end_to_end_events=4000))
     assert results["errors"] == {}
     flat = flatten_for_json(results)
+    assert flat["fqe"]["cpu"]["steps_per_s"] > 0
     for name in ("ingestion", "transitions", "training", "ope", "end_to_end"):
         figures = flat[name]
         assert figures["events"] > 0 and figures["project_s"] > 0
@@ -24,3 +26,14 @@ def test_tiny_benchmark_run_reports_every_benchmark(tmp_path):
     table = format_table(results)
     assert "end_to_end" in table and "FAILED" not in table
     json.dumps(flat)  # serialisable as written by --json
+
+
+def test_fqe_benchmark_times_the_nightly_ensemble_on_a_device():
+    from offline_rl.bench import bench_fqe
+
+    r = bench_fqe(steps=20, rows=2000)
+    assert (r["device"], r["members"], r["steps"]) == ("cpu", 9, 20)
+    assert r["steps_per_s"] == pytest.approx(20 / r["project_s"])
+    table = format_table({"machine": {"cpus": 2, "python": "3.11", "torch": "x", "cuda": False,
+                                      "platform": "p"}, "errors": {}, "fqe": {"cpu": r}})
+    assert "fqe (cpu)" in table and "9 members" in table

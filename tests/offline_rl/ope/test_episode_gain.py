@@ -105,3 +105,16 @@ def test_the_incumbents_own_evaluation_gets_no_gain_over_itself():
     g = out[1].episode_gain("incumbent:x", "dr")
     assert g == {"gain": pytest.approx(1.0), "se": pytest.approx(np.std([1, 0, 2], ddof=1)
                                                                  / np.sqrt(3)), "n": 3}
+
+
+def test_the_torch_fqe_device_is_the_cpu_unless_cuda_is_named():
+    import torch
+
+    from offline_rl.ope.evaluate import torch_fqe_device
+
+    assert torch_fqe_device("auto") == torch_fqe_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="expected auto, cpu or cuda"):
+        torch_fqe_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available here"):
+            torch_fqe_device("cuda:0")

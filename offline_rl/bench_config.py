@@ -1,0 +1,31 @@
+"""What ``offline-rl bench`` runs (``offline_rl.bench`` runs it): declared apart from the
+benchmarks, so the command line reads its defaults without importing polars or torch."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """What ``offline-rl bench`` runs.
+
+    Attributes:
+        sizes: Clickstream events per simulated day, one full round per size.
+        train_steps: Gradient steps of the training benchmark.
+        ope_transitions: Logged transitions of the OPE benchmark.
+        end_to_end: Also run the nightly stages of every domain for one day.
+        end_to_end_events: Events per day of the end-to-end run.
+        fqe_steps: Gradient steps of the FQE benchmark.
+        device: torch device of the training and FQE benchmarks. ``cpu``; or ``cuda`` /
+            ``cuda:N`` to measure the GPU path: both are then run on the CPU too, with the
+            same configurations, side by side.
+    """
+
+    sizes: tuple[int, ...] = (1_000_000,)
+    train_steps: int = 2000
+    ope_transitions: int = 1_000_000
+    end_to_end: bool = False
+    end_to_end_events: int = 1_000_000
+    fqe_steps: int = 600
+    device: str = "cpu"
