@@ -412,23 +412,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "with their reference (bare DuckDB, polars sort, direct "
                                    "d3rlpy fit, the 10M/s goal) and prints a table.")
     from offline_rl.bench_config import BenchConfig
-    from offline_rl.configuration import flag_help
+    from offline_rl.configuration import add_flag
 
-    p.add_argument("--sizes", type=positive_int, nargs="+", default=list(BenchConfig.sizes),
-                   help=flag_help(BenchConfig, "sizes"))
-    p.add_argument("--train-steps", type=positive_int, default=BenchConfig.train_steps,
-                   help=flag_help(BenchConfig, "train_steps"))
-    p.add_argument("--ope-transitions", type=positive_int, default=BenchConfig.ope_transitions,
-                   help=flag_help(BenchConfig, "ope_transitions"))
-    p.add_argument("--fqe-steps", type=positive_int, default=BenchConfig.fqe_steps,
-                   help=flag_help(BenchConfig, "fqe_steps"))
-    p.add_argument("--device", default=BenchConfig.device,
-                   help=flag_help(BenchConfig, "device"))
+    add_flag(p, BenchConfig, "sizes", type=positive_int, nargs="+")
+    for name in ("train_steps", "ope_transitions", "fqe_steps"):
+        add_flag(p, BenchConfig, name, type=positive_int)
+    add_flag(p, BenchConfig, "device")
     p.add_argument("--end-to-end", action="store_true",
                    help="also run the nightly stages of every domain for one simulated day")
-    p.add_argument("--end-to-end-events", type=positive_int,
-                   default=BenchConfig.end_to_end_events,
-                   help=flag_help(BenchConfig, "end_to_end_events"))
+    add_flag(p, BenchConfig, "end_to_end_events", type=positive_int)
     p.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
     p.set_defaults(handler=cmd_bench)
 

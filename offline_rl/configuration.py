@@ -81,6 +81,18 @@ def default(cls: type, name: str) -> Any:
     raise ValueError(f"{cls.__name__} has no setting {name!r}")
 
 
+def add_flag(parser: Any, cls: type, name: str, value: Any = dataclasses.MISSING,
+             **kwargs: Any) -> None:
+    """Adds ``--<name-with-dashes>`` for setting ``name`` of dataclass ``cls`` to the argparse
+    ``parser`` (or argument group): its default is ``value`` (default: the dataclass's; a
+    tuple becomes a list), its help :func:`flag_help`; ``kwargs`` (``type``, ``choices``,
+    ``nargs``) go to ``add_argument``."""
+    shown = default(cls, name) if value is dataclasses.MISSING else value
+    parser.add_argument("--" + name.replace("_", "-"),
+                        default=list(shown) if isinstance(shown, tuple) else shown,
+                        help=flag_help(cls, name, shown), **kwargs)
+
+
 def flag_help(cls: type, name: str, shown_default: Any = dataclasses.MISSING) -> str:
     """Command-line help for the flag of setting ``name``: its summary and its default
     (``shown_default`` where the flag's default differs from the dataclass's)."""

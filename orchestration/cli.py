@@ -28,7 +28,7 @@ from offline_rl.cli import (
     run,
     simulate_logs,
 )
-from offline_rl.configuration import flag_help
+from offline_rl.configuration import add_flag
 from offline_rl.ope.evaluate import OPEConfig
 from offline_rl.paths import DEFAULT_HOME, EXPORTS_ENV, HOME_ENV, DataPaths
 
@@ -469,16 +469,12 @@ def build_full_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="simulate logs and run the whole nightly pipeline via Dagster")
     add_simulation_args(p, days_default=DEMO_DAYS, seed_help="seed of logs, training and OPE",
                         events_default=DEMO_EVENTS_PER_DAY)
-    p.add_argument("--n-steps", type=positive_int, default=TrainingConfig.n_steps,
-                   help=flag_help(TrainingConfig, "n_steps"))
-    p.add_argument("--fqe-steps", type=positive_int, default=OPEConfig.fqe_steps,
-                   help=flag_help(OPEConfig, "fqe_steps"))
-    p.add_argument("--n-bootstrap", type=positive_int, default=OPEConfig.n_bootstrap,
-                   help=flag_help(OPEConfig, "n_bootstrap"))
+    add_flag(p, TrainingConfig, "n_steps", type=positive_int)
+    add_flag(p, OPEConfig, "fqe_steps", type=positive_int)
+    add_flag(p, OPEConfig, "n_bootstrap", type=positive_int)
     p.add_argument("--truth-episodes", type=positive_int, default=20_000,
                    help="simulator rollouts per policy for the true values (default 20000)")
-    p.add_argument("--device", default=TrainingConfig.device,
-                   help=flag_help(TrainingConfig, "device"))
+    add_flag(p, TrainingConfig, "device")
     p.add_argument("--domains", nargs="+", metavar="DOMAIN",
                    help="decision domains to train and gate (default: all)")
     p.set_defaults(handler=cmd_demo)
@@ -507,19 +503,14 @@ def add_loop_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events-per-day", type=positive_int, default=d.events_per_day,
                    help=f"approximate clickstream events per day (default {d.events_per_day})")
     p.add_argument("--scenario", default=d.scenario, help="simulator scenario")
-    p.add_argument("--n-steps", type=positive_int, default=d.n_steps,
-                   help=flag_help(TrainingConfig, "n_steps", d.n_steps))
-    p.add_argument("--fqe-steps", type=positive_int, default=d.fqe_steps,
-                   help=flag_help(OPEConfig, "fqe_steps", d.fqe_steps))
-    p.add_argument("--fqe-refits", type=nonnegative_int, default=OPEConfig.fqe_refits,
-                   help=flag_help(OPEConfig, "fqe_refits"))
-    p.add_argument("--n-bootstrap", type=positive_int, default=d.n_bootstrap,
-                   help=flag_help(OPEConfig, "n_bootstrap", d.n_bootstrap))
+    add_flag(p, TrainingConfig, "n_steps", d.n_steps, type=positive_int)
+    add_flag(p, OPEConfig, "fqe_steps", d.fqe_steps, type=positive_int)
+    add_flag(p, OPEConfig, "fqe_refits", type=nonnegative_int)
+    add_flag(p, OPEConfig, "n_bootstrap", d.n_bootstrap, type=positive_int)
     p.add_argument("--truth-episodes", type=positive_int, default=d.truth_episodes,
                    help=f"simulator rollouts per policy for true values "
                         f"(default {d.truth_episodes})")
-    p.add_argument("--device", default=d.device,
-                   help=flag_help(TrainingConfig, "device", d.device))
+    add_flag(p, TrainingConfig, "device", d.device)
     p.add_argument("--no-rollback", action="store_true",
                    help="the monitor only alerts; it never rolls a policy back")
     p.add_argument("--min-nights", type=positive_int, default=d.min_nights,

@@ -44,7 +44,7 @@ from offline_rl.argtypes import (
     positive_int,
     share,
 )
-from offline_rl.configuration import default, flag_help
+from offline_rl.configuration import add_flag, default, flag_help
 
 ROWS = "1-based, header excluded"
 """How row numbers are counted in every message of ``ope`` (as in the quarantine)."""
@@ -449,12 +449,9 @@ def add_validate_ope_parser(subparsers: Any) -> None:
                       help="the estimator every domain's gate decides on (default: each "
                            "domain's, replay for inventory, else dr); e.g. dr to re-decide a "
                            "result file written before the replay estimator existed")
-    gate.add_argument("--margin", type=nonnegative_float, default=GateConfig.margin,
-                      help=flag_help(GateConfig, "margin"))
-    gate.add_argument("--veto-min-ess", type=nonnegative_float,
-                      default=GateConfig.veto_min_ess, help=flag_help(GateConfig, "veto_min_ess"))
-    gate.add_argument("--select-by", choices=("estimate", "lower_bound"),
-                      default=GateConfig.select_by, help=flag_help(GateConfig, "select_by"))
+    add_flag(gate, GateConfig, "margin", type=nonnegative_float)
+    add_flag(gate, GateConfig, "veto_min_ess", type=nonnegative_float)
+    add_flag(gate, GateConfig, "select_by", choices=("estimate", "lower_bound"))
     gate.add_argument("--max-weight-share", type=share, default=None,
                       help="largest share of the trajectory importance weight one episode may "
                            "hold (default: each domain's calibrated limit, else "
@@ -467,8 +464,7 @@ def add_validate_ope_parser(subparsers: Any) -> None:
                            "alpha/2 per night) or none (each candidate at alpha/2; the rule the "
                            f"stored validation runs were first decided with); default "
                            f"{GateConfig.multiplicity}")
-    gate.add_argument("--paired-by", choices=PAIRED_BY, default=GateConfig.paired_by,
-                      help=flag_help(GateConfig, "paired_by"))
+    add_flag(gate, GateConfig, "paired_by", choices=PAIRED_BY)
     p.set_defaults(handler=cmd_validate_ope)
 
 

@@ -76,3 +76,19 @@ def test_markup_is_removed_from_descriptions():
     text = describe(OPEConfig, "fqe_backend")
     assert "``" not in text and ":mod:" not in text
     assert text.startswith('"torch" (offline_rl.ope.fqe_torch, any policy')
+
+
+def test_add_flag_declares_a_flag_from_the_setting():
+    import argparse
+
+    from offline_rl.configuration import add_flag
+
+    parser = argparse.ArgumentParser()
+    add_flag(parser, Example, "steps", type=int)
+    add_flag(parser, Example, "widths", type=int, nargs="+")
+    add_flag(parser, Example, "share", 0.25, type=float)
+    args = parser.parse_args([])
+    assert (args.steps, args.widths, args.share) == (10, [64, 64], 0.25)
+    assert parser.parse_args(["--steps", "3"]).steps == 3
+    text = parser.format_help()
+    assert "Gradient steps (default 10)" in text and "(default 0.25)" in text
