@@ -45,21 +45,25 @@ def _stored_evaluation(record: dict[str, Any]) -> Any:
 
 
 def merge_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One result of the runs of several (e.g. one per domain, run side by side): their
-    configurations must agree but for the domains and seeds."""
+    """One result of the runs of several (e.g. one per domain or per scenario, run side by
+    side): their configurations must agree but for the domains, scenarios and seeds."""
     if not results:
         raise ValueError("no result to merge")
     first = results[0]
 
     def comparable(config: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in config.items() if k not in ("domains", "seeds", "first_seed")}
+        return {k: v for k, v in config.items()
+                if k not in ("domains", "scenarios", "seeds", "first_seed")}
 
     for other in results[1:]:
         if comparable(other["config"]) != comparable(first["config"]):
             raise ValueError("the results were run with different settings; merge only runs "
                              "of one configuration")
     domains = tuple(dict.fromkeys(d for r in results for d in r["config"]["domains"]))
-    return {**first, "config": {**first["config"], "domains": list(domains)},
+    scenarios = tuple(dict.fromkeys(s for r in results
+                                    for s in r["config"].get("scenarios") or ()))
+    return {**first, "config": {**first["config"], "domains": list(domains),
+                                "scenarios": list(scenarios)},
             "runs": [run for r in results for run in r["runs"]],
             "seconds": sum(r.get("seconds") or 0.0 for r in results)}
 

@@ -427,13 +427,18 @@ def test_promoted_incumbent_run_is_judged_against_the_earlier_policy(tmp_path):
 def test_results_of_one_configuration_merge_and_others_do_not():
     from offline_rl.experiments.validation.results import merge_results
 
-    def result(domain, runs, margin=0.02):
-        return {"config": {"domains": [domain], "seeds": 1, "first_seed": 0,
-                           "gate": {"margin": margin}}, "runs": runs, "seconds": 2.0}
+    def result(domain, runs, margin=0.02, scenarios=("default", "small_data")):
+        return {"config": {"domains": [domain], "scenarios": list(scenarios), "seeds": 1,
+                           "first_seed": 0, "gate": {"margin": margin}},
+                "runs": runs, "seconds": 2.0}
 
     merged = merge_results([result("a", RUNS[:2]), result("b", RUNS[2:])])
     assert merged["config"]["domains"] == ["a", "b"] and merged["runs"] == RUNS
     assert merged["seconds"] == 4.0
+    # a run of some scenarios only (e.g. to finish a seed) is the same configuration
+    split = merge_results([result("a", RUNS[:2], scenarios=("default",)),
+                           result("a", RUNS[2:], scenarios=("small_data",))])
+    assert split["config"]["scenarios"] == ["default", "small_data"]
     with pytest.raises(ValueError, match="different settings"):
         merge_results([result("a", RUNS[:2]), result("b", RUNS[2:], margin=0.05)])
 
