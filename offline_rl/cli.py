@@ -311,7 +311,10 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ parser
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(more_commands: Callable[[Any], None] | None = None
+                 ) -> argparse.ArgumentParser:
+    """The ``offline-rl`` parser; ``more_commands(subparsers)`` adds the commands of another
+    layer (``orchestration.cli`` adds ``demo`` and ``loop``) to its sub-commands."""
     parser = argparse.ArgumentParser(
         prog="offline-rl",
         description="Offline RL for an online shop: simulate logs, run the nightly pipeline, "
@@ -430,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_commands(sub)
     add_ope_parser(sub)
     add_validate_ope_parser(sub)
+    if more_commands is not None:
+        more_commands(sub)
     return parser
 
 

@@ -464,8 +464,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_full_parser() -> argparse.ArgumentParser:
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return build_parser(add_orchestration_commands)
+
+
+def add_orchestration_commands(sub: Any) -> None:
+    """Adds ``demo`` and ``loop`` (they run Dagster jobs) to ``offline-rl``'s sub-commands."""
     p = sub.add_parser("demo", help="simulate logs and run the whole nightly pipeline via Dagster")
     add_simulation_args(p, days_default=DEMO_DAYS, seed_help="seed of logs, training and OPE",
                         events_default=DEMO_EVENTS_PER_DAY)
@@ -483,7 +486,6 @@ def build_full_parser() -> argparse.ArgumentParser:
                                     "serve what is exported, learn from it, monitor it")
     add_loop_args(p)
     p.set_defaults(handler=cmd_loop)
-    return parser
 
 
 def add_loop_args(p: argparse.ArgumentParser) -> None:
