@@ -155,7 +155,10 @@ class GateConfig:
             to the weight clip ``OPEConfig.model_max_weight``), so with cross-fitted FQE
             (``OPEConfig.fqe_folds >= 2``) this is the estimator's own standard error, and
             far tighter. A candidate or estimator without recorded episode gains falls back
-            to the refits.
+            to the refits. Not valid with the nightly evaluation's defaults (weights clipped
+            at 10, no cross-fitting): there its one-sided 95% bound lay at or below the true
+            gain for only 72% of the candidates (``docs/gate.md``), against 97% for the
+            refits; hence not the default.
         multiplicity: How rule 1 treats the night's ``m`` candidates. ``"holm"`` (the
             default): Holm's step-down test of the ``m`` hypotheses ``H0_k: gain_k <= margin *
             |incumbent value|`` at family level ``alpha / 2`` (the one-sided level of the

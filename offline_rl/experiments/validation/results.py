@@ -51,9 +51,15 @@ def merge_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         raise ValueError("no result to merge")
     first = results[0]
 
+    # a gate setting added after a file was written is that file's default
+    gate_defaults = json.loads(json.dumps(dataclasses.asdict(GateConfig())))
+
     def comparable(config: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in config.items()
-                if k not in ("domains", "scenarios", "seeds", "first_seed")}
+        out = {k: v for k, v in config.items()
+               if k not in ("domains", "scenarios", "seeds", "first_seed")}
+        if isinstance(out.get("gate"), dict):
+            out["gate"] = {**gate_defaults, **out["gate"]}
+        return out
 
     for other in results[1:]:
         if comparable(other["config"]) != comparable(first["config"]):
