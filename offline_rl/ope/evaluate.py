@@ -188,12 +188,17 @@ class EvaluationDetails(TypedDict, total=False):
 
 EPISODE_PAIRED: tuple[str, ...] = ("dr",)
 """Estimators whose per-episode terms are kept (``PolicyEvaluation.episode_terms``) for a gain
-paired per episode. Doubly robust with logged propensities has mean ``V(pi)`` whatever the
-Q-model, and with cross-fitted FQE (``OPEConfig.fqe_folds``) no episode's term uses a model
-fitted on it, so the standard error of the mean of per-episode differences needs no refits."""
+paired per episode. Unclipped doubly robust with logged propensities has mean ``V(pi)``
+whatever a fixed Q-model; the nightly terms are clipped and use FQE fitted on the same
+episodes, and there their standard error understates the error (``GateConfig.paired_by``)."""
 
 MODEL_ESTIMATORS: tuple[str, ...] = ("dm", "dr", "sndr")
 """Estimators that need the Q-model: ``EvaluationDetails.model`` says why they are missing."""
+
+
+CANDIDATE, INCUMBENT = "candidate", "incumbent"
+ROLES: tuple[str, ...] = (CANDIDATE, INCUMBENT)
+"""What an evaluated policy is to the gate (``PolicyEvaluation.role``)."""
 
 
 @dataclass(frozen=True)
@@ -218,7 +223,7 @@ class PolicyEvaluation:
     diagnostics: Diagnostics
     disagreement: float
     extra: EvaluationDetails = field(default_factory=lambda: EvaluationDetails())
-    role: str = "candidate"
+    role: str = CANDIDATE
     episode_terms: dict[str, np.ndarray] = field(default_factory=dict, compare=False,
                                                  repr=False)
     """Per ``EPISODE_PAIRED`` estimator, each held-out episode's term (its mean is the
@@ -254,11 +259,6 @@ class PolicyEvaluation:
     @property
     def is_incumbent(self) -> bool:
         return self.role == INCUMBENT
-
-
-CANDIDATE, INCUMBENT = "candidate", "incumbent"
-ROLES: tuple[str, ...] = (CANDIDATE, INCUMBENT)
-"""What an evaluated policy is to the gate (``PolicyEvaluation.role``)."""
 
 
 def fit_fqe(algo: Any, dataset: Any, config: OPEConfig, reward_scale: float = 1.0) -> Any:

@@ -261,14 +261,8 @@ def evaluated_incumbent(evaluation: PolicyEvaluation, headline: str) -> Incumben
         return Incumbent(evaluation.name, nan, nan, nan, unavailable=(
             f"the incumbent {evaluation.name} has no {headline} estimate"
             + (f" ({why})" if isinstance(why, str) else "")))
-    reps = refit_replicates(evaluation, headline)
+    reps = evaluation.replicates(headline)
     return Incumbent(evaluation.name, head.value, head.low, head.high, reps[0] if reps else ())
-
-
-def refit_replicates(candidate: PolicyEvaluation, estimator: str
-                     ) -> tuple[tuple[float, ...], float] | None:
-    """``(replicates, alpha)`` of one estimator of an evaluation, if it recorded them."""
-    return candidate.replicates(estimator)
 
 
 @dataclass(frozen=True)
@@ -383,7 +377,7 @@ def bar_test(candidate: PolicyEvaluation, incumbent: Incumbent, cfg: GateConfig,
     head = candidate.estimates.get(headline)
     if head is None:
         return None
-    own = refit_replicates(candidate, headline)
+    own = candidate.replicates(headline)
     bar = promotion_bar(incumbent.value, cfg.margin)
     per_episode = candidate.episode_gain(incumbent.name, headline) \
         if cfg.paired and cfg.paired_by == "episodes" else None
