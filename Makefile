@@ -56,10 +56,10 @@ lint: venv
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
-# The code location reads the partitions' first and last day from $(OFFLINE_RL_HOME)/calendar.json
-# (written by `offline-rl demo`) unless OFFLINE_RL_FIRST_DAY is set. `dagster dev` warns on
-# every start that it is superseded by the `dg` CLI (another package, not installed here);
-# only that message is filtered.
+# The code location reads the partitions' first and last day and first night from
+# $(OFFLINE_RL_HOME)/calendar.json (written by `offline-rl demo`) unless OFFLINE_RL_FIRST_DAY
+# is set. `dagster dev` warns on every start that it is superseded by the `dg` CLI (another
+# package, not installed here); only that message is filtered.
 ui: venv
 	@mkdir -p $(DAGSTER_HOME)
 	PYTHONWARNINGS='ignore:Function `dev_command` is superseded' \

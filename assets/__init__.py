@@ -24,11 +24,13 @@ def setting(cls: type, name: str, **constraints: Any) -> Any:
 
 
 def domain_asset_args(domain: Domain, stage: str, **kwargs: Any) -> dict[str, Any]:
-    """The ``dg.asset`` arguments every per-domain asset shares: daily partitions, the
-    domain's group, owners and the domain/stage tags; ``kwargs`` add to or override them."""
-    from orchestration.partitions import daily
+    """The ``dg.asset`` arguments every per-domain asset shares: the partitions (a day of
+    logs for the transitions, a night for every later stage), the domain's group, owners and
+    the domain/stage tags; ``kwargs`` add to or override them."""
+    from orchestration import partitions
 
-    return {"partitions_def": daily, "group_name": domain.name, "owners": OWNERS,
+    days = partitions.daily if stage == "transitions" else partitions.nights
+    return {"partitions_def": days, "group_name": domain.name, "owners": OWNERS,
             "tags": {"domain": domain.name, "stage": stage}, **kwargs}
 
 

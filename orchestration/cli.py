@@ -187,14 +187,16 @@ def _run_on_dask(name: str, day: dt.date, run_config: dict[str, Any], instance: 
                                f"{why}")
 
 
-def demo_calendar(home: Path, days: list[dt.date]) -> Any:
-    """The partition calendar for a demo of ``days``: its first to its last day, widened to
-    the data home's ``calendar.json`` when that holds more days (so partitions an earlier run
-    materialized stay). Written back to the home, where ``make ui``'s code location reads it,
-    and set in this process's environment for the runs the demo makes."""
+def demo_calendar(home: Path, days: list[dt.date], first_night: dt.date) -> Any:
+    """The partition calendar for a demo of ``days`` whose nightly stages first run on
+    ``first_night``: its first to its last day, widened to the data home's ``calendar.json``
+    when that holds more days or earlier nights (so partitions an earlier run materialized
+    stay). Written back to the home, where ``make ui``'s code location reads it, and set in
+    this process's environment for the runs the demo makes."""
     from orchestration import partitions
 
-    calendar = partitions.Calendar(days[0], days[-1], source="offline-rl demo")
+    calendar = partitions.Calendar(days[0], days[-1], source="offline-rl demo",
+                                   first_night=first_night)
     try:
         known = partitions.load_calendar({}, home)
     except ValueError:
@@ -202,9 +204,11 @@ def demo_calendar(home: Path, days: list[dt.date]) -> Any:
     if known is not None and known.source != "default":
         last = None if known.last_day is None else max(known.last_day, days[-1])
         calendar = partitions.Calendar(min(known.first_day, days[0]), last,
-                                       source="offline-rl demo")
+                                       source="offline-rl demo",
+                                       first_night=min(known.nights_from, first_night))
     partitions.write_calendar(home, calendar)
     os.environ[partitions.FIRST_DAY_ENV] = calendar.first_day.isoformat()
+    os.environ[partitions.FIRST_NIGHT_ENV] = calendar.nights_from.isoformat()
     if calendar.last_day is None:
         os.environ.pop(partitions.LAST_DAY_ENV, None)
     else:
@@ -416,29 +420,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(text, flush=True)
 
     print(f"data home: {paths.home}")
-    calendar = demo_calendar(paths.home, days)
+    calendar = demo_calendar(paths.home, days, first_night=days[-1])
     from orchestration.partitions import loaded_calendar
 
     loaded = loaded_calendar()
-    if loaded is not None and not (loaded.covers(days[0]) and loaded.covers(days[-1])):
+    if loaded is not None and not (loaded.covers(days[0]) and loaded.covers(days[-1])
+                                   and loaded.nights_from <= days[-1]):
         raise UsageError(f"this process's partitions ({loaded.first_day} to "
-                         f"{loaded.last_day or 'today'}, from {loaded.source}) do not cover the "
-                         f"demo's days {days[0]} to {days[-1]}",
+                         f"{loaded.last_day or 'today'}, nights from {loaded.nights_from}; from "
+                         f"{loaded.source}) do not cover the demo's days {days[0]} to {days[-1]}",
                          "run the demo in a fresh process")
-    print(f"partitions: {calendar.first_day} to {calendar.last_day or 'today'} "
-          f"(written to {paths.home / 'calendar.json'}; `make ui` reads it)")
+    print(f"partitions: days {calendar.first_day} to {calendar.last_day or 'today'}, nights "
+          f"from {calendar.nights_from} (written to {paths.home / 'calendar.json'}; `make ui` "
+          "reads it)")
     stage(f"[1/4] simulating {args.days} day(s) of logs from {args.start} (seed {args.seed}) ...")
     summary = simulate_logs(paths, args)
     print(f"      {sum(summary.rows.values()):,} rows in {summary.files} files")
     instance = _instance(paths)
     ingest_steps = len(job_selection("ingest"))
     transitions_steps = len(job_selection("transitions", domains))
-    progress = Progress(len(days) * ingest_steps + (len(days) - 1) * transitions_steps)
+    progress = Progress(len(days) * (ingest_steps + transitions_steps))
     stage(f"[2/4] ingesting {len(days)} partition(s) and building transitions (Dagster, "
           f"{progress.total} steps) ...")
     for day in days:
         run_job("ingest", day, {}, instance, args.verbose, progress=progress)
-    for day in days[:-1]:
+    for day in days:
         run_job("transitions", day, {}, instance, args.verbose, domains, progress=progress)
     progress = Progress(len(job_selection("nightly", domains)))
     stage(f"[3/4] nightly job for {days[-1]}: train, evaluate, gate, export "

@@ -42,12 +42,21 @@ from assets.monitoring import monitor_assets  # noqa: E402
 from assets.promotion import export_assets, gate_assets  # noqa: E402
 from assets.training import candidates_assets  # noqa: E402
 from assets.transitions import transitions_assets  # noqa: E402
-from orchestration.jobs import ingest_job, nightly_job, transitions_job  # noqa: E402
+from orchestration.jobs import (  # noqa: E402
+    ingest_job,
+    nightly_data_job,
+    nightly_job,
+    transitions_job,
+)
 from orchestration.resources import DataHome  # noqa: E402
 from orchestration.schedules import nightly_schedule  # noqa: E402
-from orchestration.sensors import landing_sensor, refresh_transitions_sensor  # noqa: E402
+from orchestration.sensors import (  # noqa: E402
+    landing_sensor,
+    nightly_after_data_sensor,
+    refresh_transitions_sensor,
+)
 
-jobs = [nightly_job, ingest_job, transitions_job]
+jobs = [nightly_data_job, nightly_job, ingest_job, transitions_job]
 if find_spec("dagster_dask") is not None:  # the optional `dask` extra
     from orchestration.dask_executor import dask_executor
 
@@ -72,7 +81,7 @@ defs = dg.Definitions(
     resources={"data_home": DataHome()},
     jobs=jobs,
     schedules=[nightly_schedule],
-    sensors=[landing_sensor, refresh_transitions_sensor],
+    sensors=[landing_sensor, refresh_transitions_sensor, nightly_after_data_sensor],
     executor=dg.multiprocess_executor,
 )
 

@@ -314,12 +314,14 @@ def run_loop(paths: DataPaths, settings: LoopSettings, *, verbose: bool = False,
     started = time.perf_counter()
     use_home(paths)
     days = settings.days
-    demo_calendar(paths.home, days + [days[-1] + dt.timedelta(days=1)])
+    demo_calendar(paths.home, days + [days[-1] + dt.timedelta(days=1)],
+                  first_night=settings.nights_days[0])
     from offline_rl.domains import get_domain
     from orchestration.partitions import loaded_calendar
 
     loaded = loaded_calendar()
-    if loaded is not None and not (loaded.covers(days[0]) and loaded.covers(days[-1])):
+    if loaded is not None and not (loaded.covers(days[0]) and loaded.covers(days[-1])
+                                   and loaded.nights_from <= settings.nights_days[0]):
         raise ValueError(f"this process's partitions ({loaded.first_day} to "
                          f"{loaded.last_day or 'today'}, from {loaded.source}) do not cover the "
                          f"loop's days {days[0]} to {days[-1]}; run the loop in a fresh process")
@@ -332,11 +334,11 @@ def run_loop(paths: DataPaths, settings: LoopSettings, *, verbose: bool = False,
                   events_per_day=settings.events_per_day, scenario=settings.scenario,
                   serve=paths.exports)
     progress = Progress(len(warm) * len(job_selection("ingest"))
-                        + (len(warm) - 1) * len(job_selection("transitions",
-                                                             list(settings.domains))))
+                        + len(warm) * len(job_selection("transitions",
+                                                         list(settings.domains))))
     for day in warm:
         run_job("ingest", day, {}, instance, verbose, progress=progress)
-    for day in warm[:-1]:
+    for day in warm:  # the last warm-up day is the first night: its transitions too
         run_job("transitions", day, {}, instance, verbose, list(settings.domains),
                 progress=progress)
     with _cluster(settings.workers) as cluster:
@@ -411,10 +413,11 @@ def _nights(paths: DataPaths, settings: LoopSettings, instance: Any, verbose: bo
             served = {d: summary.served[d] for d in settings.domains}
             phases["simulate"] = time.perf_counter() - night_started
             run_job("ingest", day, {}, instance, verbose)
-            # the day completes each domain's episodes that started up to its lookahead before
+            # the day's transitions, and the earlier days' whose episodes (started up to each
+            # domain's lookahead before) the day completes
             rebuild = [(day - dt.timedelta(days=earlier),
                         [d for d in settings.domains if lookahead[d] >= earlier])
-                       for earlier in range(max(lookahead.values()), 0, -1)]
+                       for earlier in range(max(lookahead.values()), -1, -1)]
             rebuild_transitions(rebuild, instance, verbose, cluster)
             phases["ingest"] = time.perf_counter() - night_started - phases["simulate"]
         job_started = time.perf_counter()

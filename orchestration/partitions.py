@@ -1,8 +1,11 @@
 """Daily partitions and the partition mappings between stages.
 
-The partitions run from the shop's first day of logs, a setting read once, when the code
-location loads (see :func:`load_calendar`): ``$OFFLINE_RL_FIRST_DAY``, else the data home's
-``calendar.json`` (``offline-rl demo`` writes its simulated days there), else
+Two daily partitions definitions, both read once, when the code location loads (see
+:func:`load_calendar`): ``daily``, the days of logs (ingestion and transitions), from the
+shop's first day of logs; and ``nights``, the nights the pipeline trains, evaluates, gates,
+exports and monitors, from its first night (by default the first day of logs). The days come
+from ``$OFFLINE_RL_FIRST_DAY`` (``$OFFLINE_RL_FIRST_NIGHT``, ``$OFFLINE_RL_LAST_DAY``), else the
+data home's ``calendar.json`` (``offline-rl demo`` writes its simulated days there), else
 :data:`DEFAULT_FIRST_DAY`.
 """
 
@@ -25,8 +28,10 @@ from offline_rl.paths import resolve_home
 
 FIRST_DAY_ENV = "OFFLINE_RL_FIRST_DAY"
 LAST_DAY_ENV = "OFFLINE_RL_LAST_DAY"
+FIRST_NIGHT_ENV = "OFFLINE_RL_FIRST_NIGHT"
 CALENDAR_FILE = "calendar.json"
-"""In the data home: ``{"first_day": "YYYY-MM-DD", "last_day": "YYYY-MM-DD" | null}``."""
+"""In the data home: ``{"first_day": "YYYY-MM-DD", "last_day": "YYYY-MM-DD" | null,
+"first_night": "YYYY-MM-DD" | null}`` (``first_night`` may be left out)."""
 DEFAULT_FIRST_DAY = dt.date(2024, 1, 1)
 """The first day when nothing is configured: early enough for two years of history."""
 
@@ -40,11 +45,24 @@ class Calendar:
     last_day: dt.date | None = None
     source: str = "default"
     """Where the days came from, for messages."""
+    first_night: dt.date | None = None
+    """The first night the nightly stages have a partition for (None: ``first_day``): the
+    night the shop started running them, so that the nights before it, which never ran, are
+    not shown as missing."""
 
     def __post_init__(self) -> None:
         if self.last_day is not None and self.last_day < self.first_day:
             raise ValueError(f"the last day {self.last_day} is before the first day "
                              f"{self.first_day} ({self.source})")
+        night = self.nights_from
+        if night < self.first_day or (self.last_day is not None and night > self.last_day):
+            raise ValueError(f"the first night {night} is outside the days {self.first_day} "
+                             f"to {self.last_day or 'today'} ({self.source})")
+
+    @property
+    def nights_from(self) -> dt.date:
+        """The first night: ``first_night``, else ``first_day``."""
+        return self.first_day if self.first_night is None else self.first_night
 
     def covers(self, day: dt.date) -> bool:
         return self.first_day <= day and (self.last_day is None or day <= self.last_day)
@@ -60,17 +78,21 @@ def _day(value: object, name: str) -> dt.date:
 def load_calendar(environ: Mapping[str, str] | None = None,
                   home: str | os.PathLike[str] | None = None) -> Calendar:
     """The partition calendar: ``$OFFLINE_RL_FIRST_DAY`` (and the optional
-    ``$OFFLINE_RL_LAST_DAY``) when set; else ``calendar.json`` in the data home (``home``, else
-    ``$OFFLINE_RL_HOME``, else ``./.data``) when it exists; else :data:`DEFAULT_FIRST_DAY`
-    with no last day. A malformed value raises ``ValueError`` naming the variable or file."""
+    ``$OFFLINE_RL_LAST_DAY`` and ``$OFFLINE_RL_FIRST_NIGHT``) when set; else ``calendar.json``
+    in the data home (``home``, else ``$OFFLINE_RL_HOME``, else ``./.data``) when it exists;
+    else :data:`DEFAULT_FIRST_DAY` with no last day. A malformed value raises ``ValueError``
+    naming the variable or file."""
     environ = os.environ if environ is None else environ
     first = environ.get(FIRST_DAY_ENV, "").strip()
     last = environ.get(LAST_DAY_ENV, "").strip()
+    night = environ.get(FIRST_NIGHT_ENV, "").strip()
     if first:
         return Calendar(_day(first, FIRST_DAY_ENV),
-                        _day(last, LAST_DAY_ENV) if last else None, source=FIRST_DAY_ENV)
-    if last:
-        raise ValueError(f"{LAST_DAY_ENV} is set without {FIRST_DAY_ENV}")
+                        _day(last, LAST_DAY_ENV) if last else None, source=FIRST_DAY_ENV,
+                        first_night=_day(night, FIRST_NIGHT_ENV) if night else None)
+    for name, value in ((LAST_DAY_ENV, last), (FIRST_NIGHT_ENV, night)):
+        if value:
+            raise ValueError(f"{name} is set without {FIRST_DAY_ENV}")
     path = (Path(home) if home is not None
             else resolve_home(environ.get("OFFLINE_RL_HOME") or None)) / CALENDAR_FILE
     if not path.is_file():
@@ -79,13 +101,16 @@ def load_calendar(environ: Mapping[str, str] | None = None,
         data = json.loads(path.read_text())
         first_day = _day(data["first_day"], f"first_day in {path}")
         last_day = data.get("last_day")
+        first_night = data.get("first_night")
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path} must hold {{\"first_day\": \"YYYY-MM-DD\", \"last_day\": "
                          f"\"YYYY-MM-DD\" or null}} (set {FIRST_DAY_ENV} to override it): "
                          f"{exc}") from None
     return Calendar(first_day,
                     _day(last_day, f"last_day in {path}") if last_day else None,
-                    source=str(path))
+                    source=str(path),
+                    first_night=_day(first_night, f"first_night in {path}")
+                    if first_night else None)
 
 
 def write_calendar(home: str | os.PathLike[str], calendar: Calendar) -> Path:
@@ -94,25 +119,29 @@ def write_calendar(home: str | os.PathLike[str], calendar: Calendar) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         "first_day": calendar.first_day.isoformat(),
-        "last_day": calendar.last_day.isoformat() if calendar.last_day else None}) + "\n")
+        "last_day": calendar.last_day.isoformat() if calendar.last_day else None,
+        "first_night": calendar.first_night.isoformat() if calendar.first_night else None})
+        + "\n")
     return path
 
 
-def daily_partitions(calendar: Calendar) -> dg.DailyPartitionsDefinition:
-    """One partition per UTC day of the calendar; without a last day, through the day in
-    progress (its partition exists so that late-evening runs of it are possible)."""
+def daily_partitions(calendar: Calendar, nights: bool = False
+                     ) -> dg.DailyPartitionsDefinition:
+    """One partition per UTC day of the calendar (``nights``: from its first night);
+    without a last day, through the day in progress (its partition exists so that
+    late-evening runs of it are possible)."""
+    start = (calendar.nights_from if nights else calendar.first_day).isoformat()
     if calendar.last_day is None:
-        return dg.DailyPartitionsDefinition(start_date=calendar.first_day.isoformat(),
-                                            end_offset=1, timezone="UTC")
+        return dg.DailyPartitionsDefinition(start_date=start, end_offset=1, timezone="UTC")
     return dg.DailyPartitionsDefinition(
-        start_date=calendar.first_day.isoformat(),
+        start_date=start,
         end_date=(calendar.last_day + dt.timedelta(days=1)).isoformat(), timezone="UTC")
 
 
 @functools.cache
-def _loaded() -> tuple[Calendar, dg.DailyPartitionsDefinition]:
+def _loaded() -> tuple[Calendar, dg.DailyPartitionsDefinition, dg.DailyPartitionsDefinition]:
     calendar = load_calendar()
-    return calendar, daily_partitions(calendar)
+    return calendar, daily_partitions(calendar), daily_partitions(calendar, nights=True)
 
 
 def loaded_calendar() -> Calendar | None:
@@ -122,16 +151,20 @@ def loaded_calendar() -> Calendar | None:
 
 if TYPE_CHECKING:  # the lazy attributes __getattr__ returns, typed for their importers
     daily: dg.DailyPartitionsDefinition
+    nights: dg.DailyPartitionsDefinition
     CALENDAR: Calendar
     FIRST_DAY: str
 
 
 def __getattr__(name: str) -> object:
-    # ``daily`` (one partition per UTC day of the shop's calendar), ``CALENDAR`` and
-    # ``FIRST_DAY`` are read on first use, once per process, so importing this module for its
-    # functions does not fix the calendar before a caller has set the environment
+    # ``daily`` (one partition per UTC day of the shop's calendar), ``nights`` (from its first
+    # night), ``CALENDAR`` and ``FIRST_DAY`` are read on first use, once per process, so
+    # importing this module for its functions does not fix the calendar before a caller has
+    # set the environment
     if name == "daily":
         return _loaded()[1]
+    if name == "nights":
+        return _loaded()[2]
     if name == "CALENDAR":
         return _loaded()[0]
     if name == "FIRST_DAY":

@@ -14,7 +14,7 @@ import dagster as dg
 from offline_rl.data.readers import landing_format
 from offline_rl.data.schemas import SOURCES
 from offline_rl.paths import RemotePath
-from orchestration.jobs import ingest_job, transitions_job
+from orchestration.jobs import ingest_job, nightly_data_job, nightly_job, transitions_job
 from orchestration.resources import DataHome
 
 _DAY_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
@@ -114,3 +114,21 @@ def refresh_transitions_sensor(context: dg.RunStatusSensorContext):
     day = dt.date.fromisoformat(key)
     return [dg.RunRequest(run_key=f"{context.dagster_run.run_id}:{d}", partition_key=d.isoformat())
             for d in refresh_days(day)]
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[nightly_data_job],
+    request_job=nightly_job, default_status=dg.DefaultSensorStatus.RUNNING,
+    description="The second half of a night: when `nightly_data` has ingested a day and built "
+                "its transitions, runs `nightly` (train, evaluate, gate, export, monitor) for "
+                "that day.")
+def nightly_after_data_sensor(context: dg.RunStatusSensorContext):
+    from orchestration.partitions import nights
+
+    key = context.dagster_run.tags.get("dagster/partition")
+    if not key:
+        return dg.SkipReason("the nightly_data run was not for one partition")
+    if not nights.has_partition_key(key):
+        return dg.SkipReason(f"{key} is before the first night ({nights.start:%Y-%m-%d}) "
+                             "or after the last")
+    return dg.RunRequest(run_key=f"{context.dagster_run.run_id}:nightly", partition_key=key)

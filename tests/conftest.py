@@ -17,8 +17,9 @@ from offline_rl.paths import HOME_ENV, DataPaths
 # Makefile, would point the jobs' resource at it). Tests that need a home make their own.
 os.environ[HOME_ENV] = tempfile.mkdtemp(prefix="offline-rl-tests-")
 # (nor the developer's MLflow server: tests that track make their own store)
-for _name in ("OFFLINE_RL_FIRST_DAY", "OFFLINE_RL_LAST_DAY", "OFFLINE_RL_LANDING",
-              "OFFLINE_RL_EXPORTS", "OFFLINE_RL_MLFLOW_URI", "OFFLINE_RL_MLFLOW_ARTIFACTS"):
+for _name in ("OFFLINE_RL_FIRST_DAY", "OFFLINE_RL_LAST_DAY", "OFFLINE_RL_FIRST_NIGHT",
+              "OFFLINE_RL_LANDING", "OFFLINE_RL_EXPORTS", "OFFLINE_RL_MLFLOW_URI",
+              "OFFLINE_RL_MLFLOW_ARTIFACTS"):
     os.environ.pop(_name, None)
 
 # A shell without job control starts background commands with SIGINT ignored. Dagster maps

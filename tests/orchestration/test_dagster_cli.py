@@ -56,6 +56,7 @@ paths = DataPaths.resolve()
 instance = _instance(paths)
 for day in (dt.date(2026, 10, 1), dt.date(2026, 10, 2)):
     run_job("ingest", day, {}, instance)
+    run_job("transitions", day, {}, instance, domains=["cart"])
 graph = defs.resolve_asset_graph()
 counts = {}
 for key in graph.get_all_asset_keys():
@@ -68,12 +69,14 @@ print(json.dumps(counts))
 
 def test_after_ingesting_the_calendars_days_no_raw_partition_is_missing(tmp_path):
     """What the UI counts as missing, from Dagster's own records: with the data home's
-    calendar (as the demo writes it), the ingested days are every partition there is."""
+    calendar (as the demo writes it), the ingested days are every partition there is, and the
+    nightly stages have partitions from the first night on only."""
     home = tmp_path / "home"
     write_landing(home, days=2, start=dt.date(2026, 10, 1), seed=2, events_per_day=1000)
-    (home / "calendar.json").write_text('{"first_day": "2026-10-01", "last_day": "2026-10-02"}')
+    (home / "calendar.json").write_text('{"first_day": "2026-10-01", "last_day": "2026-10-02", '
+                                        '"first_night": "2026-10-02"}')
     env = {k: v for k, v in os.environ.items()
-           if k not in ("OFFLINE_RL_FIRST_DAY", "OFFLINE_RL_LAST_DAY")}
+           if k not in ("OFFLINE_RL_FIRST_DAY", "OFFLINE_RL_LAST_DAY", "OFFLINE_RL_FIRST_NIGHT")}
     env.update(OFFLINE_RL_HOME=str(home), DAGSTER_HOME=str(tmp_path / "dagster"))
     proc = subprocess.run([sys.executable, "-c", HONEST_COUNTS], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -81,5 +84,6 @@ def test_after_ingesting_the_calendars_days_no_raw_partition_is_missing(tmp_path
     counts = json.loads(proc.stdout.strip().splitlines()[-1])
     raw = {k: v for k, v in counts.items() if k.startswith("raw_")}
     assert raw and all(v == [2, 2] for v in raw.values()), raw
-    # the stages nobody ran are missing both days: the counts say what was not run
-    assert counts["cart_candidates"] == [2, 0]
+    assert counts["cart_transitions"] == [2, 2]
+    # the nightly stages have the one night, which nobody ran here: the counts say so
+    assert counts["cart_candidates"] == [1, 0] and counts["cart_gate"] == [1, 0]

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 import dagster as dg
 import pytest
 
-from offline_rl.data.schemas import SOURCES
 from offline_rl.data.warehouse import Warehouse
 from offline_rl.paths import DataPaths
 from offline_rl.simulator.logs import write_landing
@@ -55,38 +54,47 @@ def test_nightly_dask_is_the_nightly_selection_on_dask_and_nightly_stays_multipr
     assert on_dask.partitions_def == nightly.partitions_def
 
 
-def test_nightly_dask_ingests_and_builds_transitions_on_two_worker_processes(tmp_path: Path):
-    """Seven raw assets and one domain's transitions of a tiny day, each step a Dask task."""
+def test_nightly_dask_trains_and_evaluates_on_two_worker_processes(tmp_path: Path):
+    """One domain's training and evaluation of a tiny night, each step a Dask task, after
+    its data was ingested and its transitions built in this process."""
+    from orchestration.cli import run_job
     from orchestration.definitions import nightly_dask_job_def
 
     home = tmp_path / "home"
-    write_landing(home, days=1, start=DAY, seed=4, events_per_day=200)
+    write_landing(home, days=1, start=DAY, seed=4, events_per_day=3000)
     (tmp_path / "dagster").mkdir()
     instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
+    data = {"resources": {"data_home": {"config": {"home": str(home)}}}}
+    run_job("ingest", DAY, data, instance)
+    run_job("transitions", DAY, data, instance, domains=["recommendation"])
     local = {"n_workers": 2, "processes": True, "dashboard_address": None}
-    config = {"resources": {"data_home": {"config": {"home": str(home)}}},
-              "execution": {"config": {"cluster": {"local": local}}}}
-    raw = [dg.AssetKey(s.table) for s in SOURCES.values()]
-    transitions = dg.AssetKey("recommendation_transitions")
+    config = {**data, "execution": {"config": {"cluster": {"local": local}}},
+              "ops": {"recommendation_candidates": {"config": {
+                          "n_steps": 50, "seed": 0, "device": "cpu", "algorithms": ["bc"],
+                          "settle_days": 0}},
+                      "recommendation_ope": {"config": {
+                          "fqe_steps": 50, "fqe_refits": 2, "n_bootstrap": 50,
+                          "device": "cpu"}}}}
+    steps = [dg.AssetKey("recommendation_candidates"), dg.AssetKey("recommendation_ope")]
     result = dg.execute_job(dg.reconstructable(nightly_dask_job_def), instance=instance,
                             run_config=config, tags={"dagster/partition": DAY.isoformat()},
-                            asset_selection=[*raw, transitions])
+                            asset_selection=steps)
     assert result.success
     done = {e.step_key: e for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
-    assert set(done) == {k.path[-1] for k in [*raw, transitions]}
+    assert set(done) == {k.path[-1] for k in steps}
     # every step ran in a Dask worker process, not in this (the run's) process
     pids = {e.pid for e in done.values()}
     assert os.getpid() not in pids and 1 <= len(pids) <= 2
-    # the futures ordered the steps: transitions started after its raw table was written
+    # the futures ordered the steps: the evaluation started after the training was written
     logs = instance.all_logs(result.run_id)
     started = {e.step_key: e.timestamp for e in logs
                if e.dagster_event and e.dagster_event.event_type_value == "STEP_START"}
     finished = {e.step_key: e.timestamp for e in logs
                 if e.dagster_event and e.dagster_event.event_type_value == "STEP_SUCCESS"}
-    assert started["recommendation_transitions"] >= finished["raw_clickstream"]
-    wh = Warehouse(DataPaths(home).warehouse)
-    assert wh.read_partitions("raw_clickstream", DAY, DAY).height > 0
-    assert wh.read_partitions("recommendation_transitions", DAY, DAY).height > 0
+    assert started["recommendation_ope"] >= finished["recommendation_candidates"]
+    estimates = Warehouse(DataPaths(home).warehouse).query(
+        "registry/select_estimates", domain="recommendation", day=DAY)
+    assert {"bc", "behavior"} <= set(estimates["policy"])
 
 
 def test_each_runs_task_keys_name_the_run():

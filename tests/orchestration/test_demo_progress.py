@@ -12,7 +12,7 @@ import uuid
 import dagster as dg
 
 from orchestration.cli import Progress, data_home_note, demo_calendar
-from orchestration.partitions import FIRST_DAY_ENV, LAST_DAY_ENV, load_calendar
+from orchestration.partitions import FIRST_DAY_ENV, FIRST_NIGHT_ENV, LAST_DAY_ENV, load_calendar
 
 
 @dg.asset
@@ -52,18 +52,21 @@ def test_progress_prints_a_line_per_finished_step_as_the_run_emits_it():
 def test_the_demo_writes_its_days_to_the_data_home_and_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv(FIRST_DAY_ENV, raising=False)
     monkeypatch.delenv(LAST_DAY_ENV, raising=False)
+    monkeypatch.delenv(FIRST_NIGHT_ENV, raising=False)
     days = [dt.date(2026, 10, 1) + dt.timedelta(days=i) for i in range(20)]
-    calendar = demo_calendar(tmp_path, days)
+    calendar = demo_calendar(tmp_path, days, first_night=days[-1])
     assert (calendar.first_day, calendar.last_day) == (days[0], days[-1])
     assert os.environ[FIRST_DAY_ENV] == "2026-10-01"
     assert os.environ[LAST_DAY_ENV] == "2026-10-20"
+    assert os.environ[FIRST_NIGHT_ENV] == "2026-10-20"
     assert json.loads((tmp_path / "calendar.json").read_text()) == {
-        "first_day": "2026-10-01", "last_day": "2026-10-20"}
-    # what `make ui` loads from the home: exactly the demo's 20 days
+        "first_day": "2026-10-01", "last_day": "2026-10-20", "first_night": "2026-10-20"}
+    # what `make ui` loads from the home: exactly the demo's 20 days, and its one night
     assert load_calendar({}, tmp_path).first_day == days[0]
-    # a later demo over fewer days keeps the days an earlier one materialized
-    later = demo_calendar(tmp_path, days[5:8])
-    assert (later.first_day, later.last_day) == (days[0], days[-1])
+    assert load_calendar({}, tmp_path).nights_from == days[-1]
+    # a later demo over fewer days keeps the days and nights an earlier one materialized
+    later = demo_calendar(tmp_path, days[5:8], first_night=days[7])
+    assert (later.first_day, later.last_day, later.nights_from) == (days[0], days[-1], days[7])
 
 
 def test_commands_reading_exports_name_the_data_home_they_looked_in(tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ import pytest
 from orchestration.partitions import (
     CALENDAR_FILE,
     FIRST_DAY_ENV,
+    FIRST_NIGHT_ENV,
     LAST_DAY_ENV,
     TRAINING_WINDOW_DAYS,
     Calendar,
@@ -85,3 +86,27 @@ def test_the_data_homes_calendar_applies_when_the_variable_is_unset(tmp_path):
     assert load_calendar({"OFFLINE_RL_HOME": str(tmp_path)}).first_day == dt.date(2026, 10, 1)
     assert load_calendar({"OFFLINE_RL_HOME": str(tmp_path),
                           FIRST_DAY_ENV: "2025-01-01"}).last_day is None
+
+
+def test_the_nights_start_at_the_first_night_and_the_days_at_the_first_day(tmp_path):
+    """A shop that starts running the nightly stages after a backfill of its history has
+    nights from then on only (so the nights that never ran are not shown as missing), while
+    ingestion and transitions keep every day; without a first night both start together."""
+    env = {FIRST_DAY_ENV: "2024-03-01", FIRST_NIGHT_ENV: "2025-03-01"}
+    calendar = load_calendar(env, tmp_path)
+    days, nights = daily_partitions(calendar), daily_partitions(calendar, nights=True)
+    assert days.has_partition_key("2024-03-01") and not nights.has_partition_key("2025-02-28")
+    assert nights.has_partition_key("2025-03-01")
+    same = load_calendar({FIRST_DAY_ENV: "2024-03-01"}, tmp_path)
+    assert daily_partitions(same, nights=True) == daily_partitions(same)
+    # the data home's calendar carries it too, and a first night outside the days is refused
+    write_calendar(tmp_path, Calendar(dt.date(2026, 10, 1), dt.date(2026, 10, 20),
+                                      first_night=dt.date(2026, 10, 20)))
+    nights = daily_partitions(load_calendar({}, tmp_path), nights=True)
+    assert nights.get_partition_keys() == ["2026-10-20"]
+    with pytest.raises(ValueError, match="first night 2024-02-01 is outside the days"):
+        load_calendar({FIRST_DAY_ENV: "2024-03-01", FIRST_NIGHT_ENV: "2024-02-01"}, tmp_path)
+    with pytest.raises(ValueError, match="OFFLINE_RL_FIRST_NIGHT is set without"):
+        load_calendar({FIRST_NIGHT_ENV: "2024-03-01"}, tmp_path)
+    with pytest.raises(ValueError, match="OFFLINE_RL_FIRST_NIGHT must be a day"):
+        load_calendar({FIRST_DAY_ENV: "2024-03-01", FIRST_NIGHT_ENV: "soon"}, tmp_path)

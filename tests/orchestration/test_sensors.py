@@ -44,3 +44,30 @@ def test_ingesting_a_day_refreshes_the_transitions_it_completes():
     reach = max(d.lookahead_days for d in all_domains())
     assert days[-1] == dt.date(2026, 5, 10) and len(days) == reach + 1
     assert days[0] == dt.date(2026, 5, 10) - dt.timedelta(days=reach)
+
+
+def _data_run_succeeded(partition: str | None) -> object:
+    from orchestration.sensors import nightly_after_data_sensor
+
+    tags = {"dagster/partition": partition} if partition else {}
+    run = dg.DagsterRun(job_name="nightly_data", run_id="data-run-1", tags=tags)
+    event = dg.DagsterEvent(event_type_value=dg.DagsterEventType.RUN_SUCCESS.value,
+                            job_name="nightly_data")
+    with dg.instance_for_test() as instance:
+        ctx = dg.build_run_status_sensor_context(
+            sensor_name="nightly_after_data_sensor", dagster_event=event,
+            dagster_instance=instance, dagster_run=run)
+        return nightly_after_data_sensor(ctx)
+
+
+def test_a_nights_data_starts_its_nightly_stages_for_the_same_day():
+    from orchestration.partitions import nights
+
+    request = _data_run_succeeded("2026-05-10")
+    assert isinstance(request, dg.RunRequest)
+    assert request.partition_key == "2026-05-10" and request.run_key == "data-run-1:nightly"
+    before = (nights.start - dt.timedelta(days=1)).date().isoformat()
+    skipped = _data_run_succeeded(before)
+    assert isinstance(skipped, dg.SkipReason) and "before the first night" in str(
+        skipped.skip_message)
+    assert isinstance(_data_run_succeeded(None), dg.SkipReason)

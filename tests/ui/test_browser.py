@@ -286,20 +286,47 @@ def test_asset_graph_shows_the_pipeline_groups(page: Any, server: str) -> None:
     page.screenshot(path=str(artifacts_dir() / "asset-graph.png"))
 
 
+PARTITION_STATS_QUERY = """
+{ assetNodes { assetKey { path } groupName
+    partitionStats { numMaterialized numPartitions numFailed numMaterializing } } }
+"""
+
+
 def test_export_lineage_shows_every_stage(page: Any, server: str) -> None:
-    """Filtered to the export and its ancestors, the graph holds one chain, raw table first."""
+    """Filtered to the export and its ancestors, the graph holds one chain, raw table first;
+    every partition of every stage is filled (the days of logs are the demo's days, the
+    nights its one night), so no node shows a missing partition."""
     from playwright.sync_api import expect
 
     open_asset_graph(page, server, selection="+key:recommendation_export")
     for asset in STAGE_ASSETS:
         expect(graph_node(page, asset)).to_be_visible()
     expect(graph_node(page, "raw_cart")).to_have_count(0)  # not an ancestor of the export
+    filled = page.get_by_text(re.compile(r"^\d+% filled$"))
+    expect(filled.first).to_be_visible()
+    assert filled.count() >= len(STAGE_ASSETS) + 1  # and the monitor
+    expect(page.get_by_text("100% filled", exact=True)).to_have_count(filled.count())
     page.wait_for_timeout(500)
     shot = artifacts_dir() / "asset-lineage-recommendation.png"
     page.screenshot(path=str(shot), clip=expanded_groups_clip(page))
     if UPDATE_DOC_IMAGES:
         DOC_IMAGE.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, DOC_IMAGE)
+
+
+def test_no_partition_of_the_demos_assets_is_missing(server: str) -> None:
+    """What the graph's "filled" figures are made of, for every asset the demo runs (the
+    ingestion group and its domain): each has partitions, all materialized, none failed."""
+    nodes = graphql(server, PARTITION_STATS_QUERY)["data"]["assetNodes"]
+    demo = {"/".join(n["assetKey"]["path"]): n["partitionStats"] for n in nodes
+            if n["groupName"] in ("ingestion", "recommendation")}
+    assert set(STAGE_ASSETS) | {"recommendation_monitor"} <= set(demo)
+    unfilled = {key: stats for key, stats in demo.items()
+                if not stats["numPartitions"] or stats["numFailed"]
+                or stats["numMaterialized"] != stats["numPartitions"]}
+    assert not unfilled, unfilled
+    assert demo["raw_clickstream"]["numPartitions"] == 2  # the demo's two days
+    assert demo["recommendation_gate"]["numPartitions"] == 1  # and its one night
 
 
 def test_asset_page_renders_materialization_metadata(page: Any, server: str,
@@ -347,7 +374,7 @@ def test_runs_page_lists_the_demo_runs(page: Any, server: str) -> None:
     from playwright.sync_api import expect
 
     page.goto(f"{server}/runs")
-    for job in ("nightly", "ingest", "transitions"):
+    for job in ("nightly", "ingest", "transitions"):  # the demo runs nightly's data as these
         expect(page.get_by_role("link", name=job, exact=True).first).to_be_visible()
     expect(page.get_by_text("Success").first).to_be_visible()
     expect(page.get_by_text("Failure")).to_have_count(0)
