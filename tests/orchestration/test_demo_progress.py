@@ -50,9 +50,8 @@ def test_progress_prints_a_line_per_finished_step_as_the_run_emits_it():
 
 
 def test_the_demo_writes_its_days_to_the_data_home_and_the_environment(tmp_path, monkeypatch):
-    monkeypatch.delenv(FIRST_DAY_ENV, raising=False)
-    monkeypatch.delenv(LAST_DAY_ENV, raising=False)
-    monkeypatch.delenv(FIRST_NIGHT_ENV, raising=False)
+    for name in (FIRST_DAY_ENV, LAST_DAY_ENV, FIRST_NIGHT_ENV):
+        monkeypatch.setenv(name, "")  # restored (unset) after the test; the demo sets them
     days = [dt.date(2026, 10, 1) + dt.timedelta(days=i) for i in range(20)]
     calendar = demo_calendar(tmp_path, days, first_night=days[-1])
     assert (calendar.first_day, calendar.last_day) == (days[0], days[-1])

@@ -13,12 +13,13 @@ from offline_rl.data.warehouse import Warehouse
 from offline_rl.paths import EXPORTS_ENV, HOME_ENV, LANDING_ENV, DataPaths
 from offline_rl.pipeline import OPE_CONFIG_FILE, candidates_dir
 from orchestration.loop import LoopSettings, run_loop, summarise
-from orchestration.partitions import FIRST_DAY_ENV, LAST_DAY_ENV
+from orchestration.partitions import FIRST_DAY_ENV, FIRST_NIGHT_ENV, LAST_DAY_ENV
 
 
 def test_three_nights_of_cart(tmp_path, monkeypatch):
     home = tmp_path / "home"
-    for name in (HOME_ENV, LANDING_ENV, EXPORTS_ENV, FIRST_DAY_ENV, LAST_DAY_ENV):
+    for name in (HOME_ENV, LANDING_ENV, EXPORTS_ENV, FIRST_DAY_ENV, LAST_DAY_ENV,
+                 FIRST_NIGHT_ENV):
         monkeypatch.setenv(name, "")  # restored after the test; the loop sets what it needs
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     settings = LoopSettings(nights=3, domains=("cart",), warmup_days=8, events_per_day=3000,
@@ -113,7 +114,8 @@ def test_nights_on_two_dask_workers(tmp_path, monkeypatch):
     import dagster as dg
 
     home = tmp_path / "home"
-    for name in (HOME_ENV, LANDING_ENV, EXPORTS_ENV, FIRST_DAY_ENV, LAST_DAY_ENV):
+    for name in (HOME_ENV, LANDING_ENV, EXPORTS_ENV, FIRST_DAY_ENV, LAST_DAY_ENV,
+                 FIRST_NIGHT_ENV):
         monkeypatch.setenv(name, "")
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     settings = LoopSettings(nights=2, domains=("cart", "recommendation"), warmup_days=8,

@@ -49,6 +49,7 @@ def test_days_outside_the_declared_window_are_counted():
 def test_the_first_day_is_the_shops_and_a_year_of_history_backfills(monkeypatch, tmp_path):
     monkeypatch.setenv(FIRST_DAY_ENV, "2024-03-01")
     monkeypatch.delenv(LAST_DAY_ENV, raising=False)
+    monkeypatch.delenv(FIRST_NIGHT_ENV, raising=False)
     calendar = load_calendar(home=tmp_path)
     assert calendar == Calendar(dt.date(2024, 3, 1), None, source=FIRST_DAY_ENV)
     days = daily_partitions(calendar)
