@@ -101,6 +101,11 @@ def refresh_days(day: dt.date) -> list[dt.date]:
     return [day - dt.timedelta(days=k) for k in range(reach, -1, -1)]
 
 
+def run_partition(context: dg.RunStatusSensorContext) -> str | None:
+    """The partition key of the run a run-status sensor reacts to (None: not one partition)."""
+    return context.dagster_run.tags.get("dagster/partition") or None
+
+
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[ingest_job],
     request_job=transitions_job, default_status=dg.DefaultSensorStatus.STOPPED,
@@ -108,8 +113,8 @@ def refresh_days(day: dt.date) -> list[dt.date]:
                 "episodes it completes (multi-day carts, replenishment and pricing episodes), "
                 "so the next nightly run trains on whole episodes.")
 def refresh_transitions_sensor(context: dg.RunStatusSensorContext):
-    key = context.dagster_run.tags.get("dagster/partition")
-    if not key:
+    key = run_partition(context)
+    if key is None:
         return dg.SkipReason("the ingestion run was not for one partition")
     day = dt.date.fromisoformat(key)
     return [dg.RunRequest(run_key=f"{context.dagster_run.run_id}:{d}", partition_key=d.isoformat())
@@ -125,8 +130,8 @@ def refresh_transitions_sensor(context: dg.RunStatusSensorContext):
 def nightly_after_data_sensor(context: dg.RunStatusSensorContext):
     from orchestration.partitions import nights
 
-    key = context.dagster_run.tags.get("dagster/partition")
-    if not key:
+    key = run_partition(context)
+    if key is None:
         return dg.SkipReason("the nightly_data run was not for one partition")
     if not nights.has_partition_key(key):
         return dg.SkipReason(f"{key} is before the first night ({nights.start:%Y-%m-%d}) "
