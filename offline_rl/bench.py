@@ -21,6 +21,7 @@ Every figure is measured; nothing is estimated or extrapolated.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import resource
@@ -263,11 +264,16 @@ def bench_ope(n_transitions: int, n_bootstrap: int = 1000) -> dict[str, Any]:
             "goal": ">= 10M transition-resamples/s (ratio >= 1)"}
 
 
-def bench_end_to_end(home: Path, events_per_day: int, n_steps: int) -> dict[str, Any]:
-    """The nightly stages for one day of every domain, in this process."""
-    from offline_rl.algos.training import TrainingConfig
+def bench_end_to_end(home: Path, events_per_day: int, n_steps: int = 0) -> dict[str, Any]:
+    """The nightly stages for one day of every domain, in this process, as the nightly job
+    runs them: ingestion, transitions, monitor, the default candidates, evaluation, gate and
+    export, each at the nightly job's settings (``n_steps`` > 0 replaces the training and FQE
+    gradient steps). Two days of logs, so the window is two days with nothing held back to
+    settle (the nightly job: seven, and each domain's lookahead)."""
+    from offline_rl.algos.training import DEFAULT_CANDIDATES, TrainingConfig
     from offline_rl.data.schemas import SOURCES
     from offline_rl.domains import all_domains
+    from offline_rl.monitor import MonitorConfig, monitor
     from offline_rl.ope.evaluate import OPEConfig
     from offline_rl.ope.gate import GateConfig
     from offline_rl.pipeline import (
@@ -301,20 +307,26 @@ def bench_end_to_end(home: Path, events_per_day: int, n_steps: int) -> dict[str,
     started = time.perf_counter()
     for schema in SOURCES.values():
         stage("ingestion", lambda s=schema: ingest_partition(paths, s, DAY))
+    training, ope = TrainingConfig(seed=0, device="cpu"), OPEConfig(device="cpu")
+    if n_steps:
+        training = dataclasses.replace(training, n_steps=n_steps)
+        ope = dataclasses.replace(ope, fqe_steps=n_steps)
     for domain in all_domains():
         stage("transitions", lambda d=domain: build_transitions_partition(paths, d, before))
         stage("transitions", lambda d=domain: build_transitions_partition(paths, d, DAY))
+        stage("monitor", lambda d=domain: monitor(paths, d, DAY, MonitorConfig()))
         stage("training", lambda d=domain: train_candidates(
-            paths, d, DAY, ["bc", "double_dqn", "cql"],
-            TrainingConfig(n_steps=n_steps, seed=0, device="cpu"),
+            paths, d, DAY, list(DEFAULT_CANDIDATES), training,
             window_days=2, eval_fraction=0.3, settle_days=0))
-        stage("evaluation", lambda d=domain: evaluate_candidates(
-            paths, d, DAY, OPEConfig(fqe_steps=n_steps, n_bootstrap=500, device="cpu")))
+        stage("evaluation", lambda d=domain: evaluate_candidates(paths, d, DAY, ope))
         stage("promotion", lambda d=domain: promote(paths, d, DAY, GateConfig()))
         stage("export", lambda d=domain: export_promoted(paths, d, DAY))
     wall = time.perf_counter() - started
     return {"events": events, "project_s": wall, "reference_s": 900.0, "ratio": wall / 900.0,
             "stages_s": stages, "peak_rss_mb": peak_rss_mb(),
+            "settings": {"train_steps": training.n_steps, "fqe_steps": ope.fqe_steps,
+                         "fqe_refits": ope.fqe_refits, "n_bootstrap": ope.n_bootstrap,
+                         "candidates": list(DEFAULT_CANDIDATES)},
             "domains": [d.name for d in all_domains()],
             "goal": "under 15 minutes (ratio <= 1) on 2 cores"}
 
@@ -374,7 +386,7 @@ def run_benchmarks(cfg: BenchConfig, progress: Callable[[str], None] | None = No
     if cfg.end_to_end:
         with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
             measure("end_to_end", lambda: _in_child(
-                bench_end_to_end, Path(tmp), cfg.end_to_end_events, cfg.train_steps))
+                bench_end_to_end, Path(tmp), cfg.end_to_end_events, cfg.end_to_end_steps))
     return results
 
 
@@ -442,6 +454,11 @@ def format_table(results: dict[str, Any]) -> str:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    if "end_to_end" in results:
+        r = results["end_to_end"]
+        lines.append("end_to_end stages: " + ", ".join(
+            f"{name} {seconds:.1f} s" for name, seconds in r["stages_s"].items())
+            + "; at " + ", ".join(f"{k} {v}" for k, v in r.get("settings", {}).items()))
     m = results["machine"]
     lines += [f"FAILED {name}: {err}" for name, err in results.get("errors", {}).items()]
     return "\n".join(lines) + (f"\nmachine: {m['cpus']} CPUs, Python {m['python']}, torch "

@@ -16,6 +16,9 @@ class BenchConfig:
         ope_transitions: Logged transitions of the OPE benchmark.
         end_to_end: Also run the nightly stages of every domain for one day.
         end_to_end_events: Events per day of the end-to-end run.
+        end_to_end_steps: Training and FQE gradient steps of the end-to-end run; 0: the
+            nightly job's own (``TrainingConfig.n_steps`` and ``OPEConfig.fqe_steps``, with
+            every other training, OPE and gate setting at the nightly default either way).
         fqe_steps: Gradient steps of the FQE benchmark.
         device: torch device of the training and FQE benchmarks. ``cpu``; or ``cuda`` /
             ``cuda:N`` to measure the GPU path: both are then run on the CPU too, with the
@@ -27,5 +30,6 @@ class BenchConfig:
     ope_transitions: int = 1_000_000
     end_to_end: bool = False
     end_to_end_events: int = 1_000_000
+    end_to_end_steps: int = 0
     fqe_steps: int = 600
     device: str = "cpu"

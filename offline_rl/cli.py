@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from offline_rl.argtypes import iso_date, positive_int
+from offline_rl.argtypes import iso_date, nonnegative_int, positive_int
 from offline_rl.paths import EXPORTS_ENV, HOME_ENV, LANDING_ENV, DataPaths, RemotePath
 
 log = logging.getLogger("offline_rl")
@@ -151,7 +151,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     cfg = BenchConfig(sizes=tuple(args.sizes), train_steps=args.train_steps,
                       ope_transitions=args.ope_transitions, end_to_end=args.end_to_end,
-                      end_to_end_events=args.end_to_end_events, fqe_steps=args.fqe_steps,
+                      end_to_end_events=args.end_to_end_events,
+                      end_to_end_steps=args.end_to_end_steps, fqe_steps=args.fqe_steps,
                       device=args.device)
     return main_bench(cfg, Path(args.json) if args.json else None)
 
@@ -424,6 +425,7 @@ def build_parser(more_commands: Callable[[Any], None] | None = None
     p.add_argument("--end-to-end", action="store_true",
                    help="also run the nightly stages of every domain for one simulated day")
     add_flag(p, BenchConfig, "end_to_end_events", type=positive_int)
+    add_flag(p, BenchConfig, "end_to_end_steps", type=nonnegative_int)
     p.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
     p.set_defaults(handler=cmd_bench)
 

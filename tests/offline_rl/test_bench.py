@@ -13,7 +13,8 @@ from offline_rl.bench_config import BenchConfig
 @pytest.mark.slow
 def test_tiny_benchmark_run_reports_every_benchmark(tmp_path):
     results = run_benchmarks(BenchConfig(sizes=(20_000,), train_steps=60, ope_transitions=5000,
-                                         end_to_end=True, end_to_end_events=4000))
+                                         end_to_end=True, end_to_end_events=4000,
+                                         end_to_end_steps=60))
     assert results["errors"] == {}
     flat = flatten_for_json(results)
     assert flat["fqe"]["cpu"]["steps_per_s"] > 0
@@ -22,7 +23,9 @@ def test_tiny_benchmark_run_reports_every_benchmark(tmp_path):
         assert figures["events"] > 0 and figures["project_s"] > 0
         assert figures["ratio"] > 0
     assert flat["end_to_end"]["peak_rss_mb"] > 0
-    assert set(flat["end_to_end"]["stages_s"]) >= {"ingestion", "training", "evaluation"}
+    assert set(flat["end_to_end"]["stages_s"]) >= {"ingestion", "monitor", "training",
+                                                   "evaluation", "promotion", "export"}
+    assert flat["end_to_end"]["settings"]["train_steps"] == 60
     table = format_table(results)
     assert "end_to_end" in table and "FAILED" not in table
     json.dumps(flat)  # serialisable as written by --json
