@@ -83,3 +83,19 @@ def test_commands_reading_exports_name_the_data_home_they_looked_in(tmp_path, mo
     (tmp_path / "elsewhere" / "exports").mkdir(parents=True)
     assert data_home_note(args) is None
     assert data_home_note(argparse.Namespace(command="simulate", home=None)) is None
+
+
+def test_the_installed_command_run_elsewhere_says_which_data_home_it_read(tmp_path):
+    """The same note end to end: the `offline-rl` entry point, run from a folder with no data
+    home, names the folder it looked in before its own answer."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OFFLINE_RL_HOME", "OFFLINE_RL_EXPORTS")}
+    command = Path(sys.executable).parent / "offline-rl"
+    proc = subprocess.run([str(command), "exports", "list"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert f"note: {tmp_path / '.data' / 'exports'} does not exist; data home " \
+           f"{tmp_path / '.data'} (the default ./.data of the current directory)" in proc.stderr
