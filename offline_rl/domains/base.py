@@ -251,6 +251,39 @@ def next_state_columns(feature_columns: list[str], last: str = "_last") -> list[
             .cast(pl.Float32).alias(f"next_{c}") for c in feature_columns]
 
 
+def daily_episode_transitions(
+    joined: pl.LazyFrame, *, ended: pl.Expr, reward: pl.Expr, features: dict[str, pl.Expr],
+    decision_id: str, decision_ts: str, extra: tuple[str, ...] = (),
+) -> pl.LazyFrame:
+    """The tail of a transitions query of episodes with one decision per ``day_index``
+    (replenishment, pricing seasons): of ``joined`` (one row per episode and day, with
+    ``start_date``), the unbroken run of days from day 0, sorted by episode and day, with the
+    reward, the features ``f_<name>``, the next state and ``terminal`` (``ended`` on an
+    episode's last kept day) or ``timeout`` (its last kept day without ``ended``), selected in
+    the contract's order."""
+    feature_cols = [f"f_{n}" for n in features]
+    last = pl.col("episode_id") != pl.col("episode_id").shift(-1)
+    return (
+        joined
+        .filter(pl.col("day_index") == pl.col("day_index").rank("ordinal").over("episode_id")
+                - 1)
+        .sort("episode_id", "day_index")
+        .with_columns(
+            _last=last.fill_null(True),
+            reward=reward,
+            **{f"f_{n}": e.cast(pl.Float32) for n, e in features.items()},
+        )
+        .with_columns(
+            *next_state_columns(feature_cols),
+            terminal=pl.col("_last") & ended,
+            timeout=pl.col("_last") & ~ended,
+        )
+        .select(*transition_columns(
+            feature_cols, partition_date=pl.col("start_date"), episode_id="episode_id",
+            step="day_index", decision_id=decision_id, decision_ts=decision_ts, extra=extra))
+    )
+
+
 def transition_columns(
     feature_columns: list[str],
     *,

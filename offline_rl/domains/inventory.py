@@ -73,7 +73,7 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from offline_rl.domains.base import Domain, next_state_columns, transition_columns
+from offline_rl.domains.base import Domain, daily_episode_transitions
 from offline_rl.domains.inventory_replay import REPLAY_COLUMNS, InventoryReplay
 from offline_rl.simulator.inventory import (
     WEEKDAYS,
@@ -212,32 +212,12 @@ def build_inventory_transitions(
                          "stockout_cost", "snapshot_id")
                  .join(orders.select("episode_id").unique(), on="episode_id", how="semi"))
     check_snapshots(snapshots)
-    feature_cols = [f"f_{n}" for n in FEATURES]
-    # rows sorted by episode and day; the kept days are the contiguous run from day 0
-    last = pl.col("episode_id") != pl.col("episode_id").shift(-1)
-    ended = pl.col("day_index") == pl.col("planning_days") - 1
-    return (
-        orders.join(snapshots, on=["episode_id", "day_index"], how="inner")
-        .filter(pl.col("day_index") == pl.col("day_index").rank("ordinal").over("episode_id")
-                - 1)
-        .sort("episode_id", "day_index")
-        .with_columns(
-            _last=last.fill_null(True),
-            reward=pl.col("sales_margin") - pl.col("holding_cost") - pl.col("ordering_cost")
-            - pl.col("stockout_cost"),
-            **{f"f_{n}": e.cast(pl.Float32) for n, e in _EXPRS.items()},
-        )
-        .with_columns(
-            *next_state_columns(feature_cols),
-            terminal=pl.col("_last") & ended,
-            timeout=pl.col("_last") & ~ended,
-        )
-        .select(*transition_columns(
-            feature_cols, partition_date=pl.col("start_date"), episode_id="episode_id",
-            step="day_index", decision_id="order_id",
-            decision_ts="order_ts",
-            extra=EXTRA_COLUMNS))
-    )
+    return daily_episode_transitions(
+        orders.join(snapshots, on=["episode_id", "day_index"], how="inner"),
+        ended=pl.col("day_index") == pl.col("planning_days") - 1,
+        reward=pl.col("sales_margin") - pl.col("holding_cost") - pl.col("ordering_cost")
+        - pl.col("stockout_cost"),
+        features=_EXPRS, decision_id="order_id", decision_ts="order_ts", extra=EXTRA_COLUMNS)
 
 
 def make_simulator(scenario: str) -> MaskedInventorySimulator:

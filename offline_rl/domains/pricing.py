@@ -58,7 +58,7 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from offline_rl.domains.base import Domain, next_state_columns, transition_columns
+from offline_rl.domains.base import Domain, daily_episode_transitions
 from offline_rl.simulator.pricing import WEEKDAYS, PricingConfig, feature_names
 from offline_rl.simulator.truth import simulator_for
 
@@ -181,31 +181,11 @@ def build_pricing_transitions(
                      "stock_end", "sold_out")
              .join(changes.select("episode_id").unique(), on="episode_id", how="semi"))
     check_sales(sales)
-    feature_cols = [f"f_{n}" for n in FEATURES]
-    # rows sorted by episode and day; the kept days are the unbroken run from day 0
-    last = pl.col("episode_id") != pl.col("episode_id").shift(-1)
-    ended = pl.col("sold_out") | (pl.col("day_index") == pl.col("season_days") - 1)
-    return (
-        changes.join(sales, on=["episode_id", "day_index"], how="inner")
-        .filter(pl.col("day_index") == pl.col("day_index").rank("ordinal").over("episode_id")
-                - 1)
-        .sort("episode_id", "day_index")
-        .with_columns(
-            _last=last.fill_null(True),
-            reward=pl.col("margin"),
-            **{f"f_{n}": e.cast(pl.Float32) for n, e in _EXPRS.items()},
-        )
-        .with_columns(
-            *next_state_columns(feature_cols),
-            terminal=pl.col("_last") & ended,
-            timeout=pl.col("_last") & ~ended,
-        )
-        .select(*transition_columns(
-            feature_cols, partition_date=pl.col("start_date"), episode_id="episode_id",
-            step="day_index", decision_id="change_id",
-            decision_ts="change_ts",
-            extra=EXTRA_COLUMNS))
-    )
+    return daily_episode_transitions(
+        changes.join(sales, on=["episode_id", "day_index"], how="inner"),
+        ended=pl.col("sold_out") | (pl.col("day_index") == pl.col("season_days") - 1),
+        reward=pl.col("margin"), features=_EXPRS, decision_id="change_id",
+        decision_ts="change_ts", extra=EXTRA_COLUMNS)
 
 
 DOMAIN = Domain(
