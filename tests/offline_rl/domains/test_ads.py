@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -20,35 +21,19 @@ MIDDLE = DAYS[1]
 EVENTS_PER_DAY = 1200  # 30 campaigns a day
 
 
-class _Recorder(ads.AdsSimulator):
-    """The simulator, noting what it observed, did and earned at every decision."""
-
-    records: list[dict[str, np.ndarray]] = []
-
-    def behavior_probs(self, s: ads.AdsBatch) -> np.ndarray:
-        self.records.append({"campaign": s.campaign.copy(), "hour": s.hour.copy(),
-                             "alive": ~s.done, "obs": self.observe(s)})
-        return super().behavior_probs(s)
-
-    def step(self, s: ads.AdsBatch, action: np.ndarray, rng: np.random.Generator) -> ads.AdsStep:
-        out = super().step(s, action, rng)
-        self.records[-1].update(action=np.asarray(action).copy(), reward=out.reward.copy(),
-                                done=out.done.copy())
-        return out
-
-
 @pytest.fixture(scope="module")
-def logs() -> tuple[pl.DataFrame, pl.DataFrame]:
+def logs(recorder: Any) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Four days of raw_ads rows (with partition_date) and what the simulator saw."""
     world, scenario = make_world(), get_scenario("default")
     frames, truth = [], []
+    recorded = recorder(ads.AdsSimulator, ("campaign", "hour"))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ads, "AdsSimulator", _Recorder)
+        mp.setattr(ads, "AdsSimulator", recorded)
         for i, day in enumerate(DAYS):
-            _Recorder.records = []
+            recorded.records = []
             frames.append(ads.generate_ads(world, scenario, day, np.random.default_rng(i),
                                            EVENTS_PER_DAY)["ads"])
-            for r in _Recorder.records:
+            for r in recorded.records:
                 a = r["alive"]
                 truth.append(pl.DataFrame({
                     "episode_id": [f"{day:%Y%m%d}-cmp{c:04d}" for c in r["campaign"][a]],

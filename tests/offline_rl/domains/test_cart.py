@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -20,37 +21,19 @@ MIDDLE = DAYS[1]
 EVENTS_PER_DAY = 20_000  # about 300 carts a day
 
 
-class _Recorder(cart.CartSimulator):
-    """The simulator, noting what it observed, did and earned at every visit."""
-
-    records: list[dict[str, np.ndarray]] = []
-
-    def behavior_probs(self, s: cart.CartBatch) -> np.ndarray:
-        probs = super().behavior_probs(s)
-        self.records.append({"visit": s.visit.copy(), "alive": ~s.done, "obs": self.observe(s),
-                             "probs": probs})
-        return probs
-
-    def step(self, s: cart.CartBatch, action: np.ndarray,
-             rng: np.random.Generator) -> cart.CartStep:
-        out = super().step(s, action, rng)
-        self.records[-1].update(action=np.asarray(action).copy(), reward=out.reward.copy(),
-                                done=out.done.copy())
-        return out
-
-
 @pytest.fixture(scope="module")
-def logs() -> tuple[pl.DataFrame, pl.DataFrame]:
+def logs(recorder: Any) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Five days of raw_cart rows (with partition_date) and what the simulator saw per visit."""
     world, scenario = make_world(), get_scenario("default")
     frames, truth = [], []
+    recorded = recorder(cart.CartSimulator, ("visit",))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cart, "CartSimulator", _Recorder)
+        mp.setattr(cart, "CartSimulator", recorded)
         for i, day in enumerate(DAYS):
-            _Recorder.records = []
+            recorded.records = []
             frames.append(cart.generate_cart(world, scenario, day, np.random.default_rng(i),
                                              EVENTS_PER_DAY)["cart"])
-            for r in _Recorder.records:
+            for r in recorded.records:
                 a = r["alive"]
                 rows = np.flatnonzero(a)
                 action = r["action"][a]

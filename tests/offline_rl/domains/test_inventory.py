@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -23,41 +24,25 @@ HORIZON = CONFIG.horizon
 TIME_COLUMN = {"inventory_orders": "order_ts", "inventory_snapshots": "snapshot_ts"}
 
 
-class _Recorder(inventory.InventorySimulator):
-    """The simulator, noting what it observed, did and earned at every decision."""
-
-    records: list[dict[str, np.ndarray]] = []
-
-    def behavior_probs(self, s: inventory.InventoryBatch) -> np.ndarray:
-        obs = inventory.MaskedInventorySimulator(self).observe(s)
-        self.records.append({"sku": s.sku.copy(), "t": s.t.copy(), "obs": obs})
-        return super().behavior_probs(s)
-
-    def step(self, s: inventory.InventoryBatch, action: np.ndarray,
-             rng: np.random.Generator) -> inventory.InventoryStep:
-        out = super().step(s, action, rng)
-        self.records[-1].update(action=np.asarray(action).copy(), reward=out.reward.copy(),
-                                done=out.done.copy())
-        return out
-
-
 @pytest.fixture(scope="module")
-def logs() -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+def logs(recorder: Any) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
     """Raw rows of the episodes starting on three days (with partition_date) and what the
     simulator saw at each of their decisions."""
     world, scenario = make_world(), get_scenario("default")
     frames: dict[str, list[pl.DataFrame]] = {name: [] for name in TIME_COLUMN}
     truth = []
     n_items = world.catalogue.n_items
+    recorded = recorder(inventory.InventorySimulator, ("sku", "t"),  # it observes the mask too
+                        lambda sim, s: inventory.MaskedInventorySimulator(sim).observe(s))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(inventory, "InventorySimulator", _Recorder)
+        mp.setattr(inventory, "InventorySimulator", recorded)
         for i, day in enumerate(DAYS):
-            _Recorder.records = []
+            recorded.records = []
             out = inventory.generate_inventory(world, scenario, day, np.random.default_rng(i),
                                                EVENTS_PER_DAY)
             for name, frame in out.items():
                 frames[name].append(frame)
-            for r in _Recorder.records:
+            for r in recorded.records:
                 truth.append(pl.DataFrame({
                     "episode_id": [f"{day:%Y%m%d}-i{k % n_items:03d}-l{k // n_items:02d}"
                                    for k in r["sku"]],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -23,42 +24,24 @@ EVENTS_PER_DAY = 800  # 10 SKU seasons start a day
 TIME_COLUMN = {"pricing_changes": "change_ts", "pricing_sales": "sales_ts"}
 
 
-class _Recorder(pricing.PricingSimulator):
-    """The simulator, noting what it observed, did and earned at every decision."""
-
-    records: list[dict[str, np.ndarray]] = []
-
-    def behavior_probs(self, s: pricing.PricingBatch) -> np.ndarray:
-        probs = super().behavior_probs(s)
-        self.records.append({"sku": s.sku.copy(), "t": s.t.copy(), "alive": ~s.done,
-                             "obs": self.observe(s), "probs": probs})
-        return probs
-
-    def step(self, s: pricing.PricingBatch, action: np.ndarray,
-             rng: np.random.Generator) -> pricing.PricingStep:
-        out = super().step(s, action, rng)
-        self.records[-1].update(action=np.asarray(action).copy(), reward=out.reward.copy(),
-                                done=out.done.copy())
-        return out
-
-
 @pytest.fixture(scope="module")
-def logs() -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+def logs(recorder: Any) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
     """Raw rows of the seasons starting on 15 consecutive days (with partition_date) and what
     the simulator saw at each of their decisions."""
     world, scenario = make_world(), get_scenario("default")
     n_items = world.catalogue.n_items
     frames: dict[str, list[pl.DataFrame]] = {name: [] for name in TIME_COLUMN}
     truth = []
+    recorded = recorder(pricing.PricingSimulator, ("sku", "t"))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pricing, "PricingSimulator", _Recorder)
+        mp.setattr(pricing, "PricingSimulator", recorded)
         for i, day in enumerate(DAYS):
-            _Recorder.records = []
+            recorded.records = []
             out = pricing.generate_pricing(world, scenario, day, np.random.default_rng(i),
                                            EVENTS_PER_DAY)
             for name, frame in out.items():
                 frames[name].append(frame)
-            for r in _Recorder.records:
+            for r in recorded.records:
                 a = r["alive"]
                 idx = np.flatnonzero(a)
                 truth.append(pl.DataFrame({
