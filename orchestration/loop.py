@@ -323,8 +323,9 @@ def run_loop(paths: DataPaths, settings: LoopSettings, *, verbose: bool = False,
     if loaded is not None and not (loaded.covers(days[0]) and loaded.covers(days[-1])
                                    and loaded.nights_from <= settings.nights_days[0]):
         raise ValueError(f"this process's partitions ({loaded.first_day} to "
-                         f"{loaded.last_day or 'today'}, from {loaded.source}) do not cover the "
-                         f"loop's days {days[0]} to {days[-1]}; run the loop in a fresh process")
+                         f"{loaded.last_day or 'today'}, nights from {loaded.nights_from}; from "
+                         f"{loaded.source}) do not cover the loop's days {days[0]} to "
+                         f"{days[-1]}; run the loop in a fresh process")
 
     lookahead = {d: get_domain(d).lookahead_days for d in settings.domains}
     instance = _instance(paths)
