@@ -447,18 +447,17 @@ def format_table(results: dict[str, Any]) -> str:
         rows.append(("ope", f"{r['events']:,}", f"{r['project_s']:.2f}", "-",
                      f"{r['ratio']:.2f}", f"{r['transition_resamples_per_s'] / 1e6:.1f}M "
                      "transition-resamples/s"))
-    if "end_to_end" in results:
-        r = results["end_to_end"]
-        rows.append(("end_to_end", f"{r['events']:,}", f"{r['project_s']:.1f}", "900",
-                     f"{r['ratio']:.2f}", f"peak RSS {r['peak_rss_mb']:.0f} MiB"))
+    e2e = results.get("end_to_end")
+    if e2e:
+        rows.append(("end_to_end", f"{e2e['events']:,}", f"{e2e['project_s']:.1f}", "900",
+                     f"{e2e['ratio']:.2f}", f"peak RSS {e2e['peak_rss_mb']:.0f} MiB"))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    if "end_to_end" in results:
-        r = results["end_to_end"]
+    if e2e:
         lines.append("end_to_end stages: " + ", ".join(
-            f"{name} {seconds:.1f} s" for name, seconds in r["stages_s"].items())
-            + "; at " + ", ".join(f"{k} {v}" for k, v in r.get("settings", {}).items()))
+            f"{name} {seconds:.1f} s" for name, seconds in e2e["stages_s"].items())
+            + "; at " + ", ".join(f"{k} {v}" for k, v in e2e.get("settings", {}).items()))
     m = results["machine"]
     lines += [f"FAILED {name}: {err}" for name, err in results.get("errors", {}).items()]
     return "\n".join(lines) + (f"\nmachine: {m['cpus']} CPUs, Python {m['python']}, torch "

@@ -421,15 +421,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     print(f"data home: {paths.home}")
     calendar = demo_calendar(paths.home, days, first_night=days[-1])
-    from orchestration.partitions import loaded_calendar
+    from orchestration.partitions import not_held
 
-    loaded = loaded_calendar()
-    if loaded is not None and not (loaded.covers(days[0]) and loaded.covers(days[-1])
-                                   and loaded.nights_from <= days[-1]):
-        raise UsageError(f"this process's partitions ({loaded.first_day} to "
-                         f"{loaded.last_day or 'today'}, nights from {loaded.nights_from}; from "
-                         f"{loaded.source}) do not cover the demo's days {days[0]} to {days[-1]}",
-                         "run the demo in a fresh process")
+    why = not_held(days[0], days[-1], first_night=days[-1])
+    if why:
+        raise UsageError(why, "run the demo in a fresh process")
     print(f"partitions: days {calendar.first_day} to {calendar.last_day or 'today'}, nights "
           f"from {calendar.nights_from} (written to {paths.home / 'calendar.json'}; `make ui` "
           "reads it)")

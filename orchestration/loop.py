@@ -317,15 +317,11 @@ def run_loop(paths: DataPaths, settings: LoopSettings, *, verbose: bool = False,
     demo_calendar(paths.home, days + [days[-1] + dt.timedelta(days=1)],
                   first_night=settings.nights_days[0])
     from offline_rl.domains import get_domain
-    from orchestration.partitions import loaded_calendar
+    from orchestration.partitions import not_held
 
-    loaded = loaded_calendar()
-    if loaded is not None and not (loaded.covers(days[0]) and loaded.covers(days[-1])
-                                   and loaded.nights_from <= settings.nights_days[0]):
-        raise ValueError(f"this process's partitions ({loaded.first_day} to "
-                         f"{loaded.last_day or 'today'}, nights from {loaded.nights_from}; from "
-                         f"{loaded.source}) do not cover the loop's days {days[0]} to "
-                         f"{days[-1]}; run the loop in a fresh process")
+    why = not_held(days[0], days[-1], first_night=settings.nights_days[0])
+    if why:
+        raise ValueError(f"{why}; run the loop in a fresh process")
 
     lookahead = {d: get_domain(d).lookahead_days for d in settings.domains}
     instance = _instance(paths)

@@ -149,6 +149,19 @@ def loaded_calendar() -> Calendar | None:
     return _loaded()[0] if _loaded.cache_info().currsize else None
 
 
+def not_held(first_day: dt.date, last_day: dt.date, first_night: dt.date) -> str | None:
+    """Why this process's partitions, fixed once loaded, cannot hold a run over the days
+    ``first_day`` to ``last_day`` whose nights start at ``first_night``; None when they can
+    (or nothing has loaded them yet, so the run's calendar will apply)."""
+    loaded = loaded_calendar()
+    if loaded is None or (loaded.covers(first_day) and loaded.covers(last_day)
+                          and loaded.nights_from <= first_night):
+        return None
+    return (f"this process's partitions ({loaded.first_day} to {loaded.last_day or 'today'}, "
+            f"nights from {loaded.nights_from}; from {loaded.source}) do not cover the days "
+            f"{first_day} to {last_day} with nights from {first_night}")
+
+
 if TYPE_CHECKING:  # the lazy attributes __getattr__ returns, typed for their importers
     daily: dg.DailyPartitionsDefinition
     nights: dg.DailyPartitionsDefinition

@@ -111,3 +111,23 @@ def test_the_nights_start_at_the_first_night_and_the_days_at_the_first_day(tmp_p
         load_calendar({FIRST_NIGHT_ENV: "2024-03-01"}, tmp_path)
     with pytest.raises(ValueError, match="OFFLINE_RL_FIRST_NIGHT must be a day"):
         load_calendar({FIRST_DAY_ENV: "2024-03-01", FIRST_NIGHT_ENV: "soon"}, tmp_path)
+
+
+def test_a_run_whose_days_or_nights_the_loaded_partitions_lack_is_told_why(monkeypatch):
+    """The demo and the loop ask before they run: partitions are fixed once a process loaded
+    them, so a run outside them must start in a fresh process."""
+    from orchestration import partitions
+
+    day = dt.date(2026, 10, 1)
+    monkeypatch.setattr(partitions, "loaded_calendar", lambda: None)
+    assert partitions.not_held(day, day, day) is None  # nothing loaded: the run's calendar
+    loaded = Calendar(day, day + dt.timedelta(days=19), source="calendar.json",
+                      first_night=day + dt.timedelta(days=19))
+    monkeypatch.setattr(partitions, "loaded_calendar", lambda: loaded)
+    assert partitions.not_held(day, day + dt.timedelta(days=19), day + dt.timedelta(days=19)) \
+        is None
+    why = partitions.not_held(day, day + dt.timedelta(days=19), day + dt.timedelta(days=7))
+    assert why == ("this process's partitions (2026-10-01 to 2026-10-20, nights from "
+                   "2026-10-20; from calendar.json) do not cover the days 2026-10-01 to "
+                   "2026-10-20 with nights from 2026-10-08")
+    assert partitions.not_held(day, day + dt.timedelta(days=25), day + dt.timedelta(days=19))
