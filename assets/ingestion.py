@@ -6,8 +6,9 @@ import polars as pl
 
 from assets import OWNERS
 from offline_rl.data.ingest import PartitionLoad
-from offline_rl.data.schemas import SOURCES, SourceSchema
+from offline_rl.data.schemas import SourceSchema
 from offline_rl.data.warehouse import Warehouse
+from offline_rl.domains import landing_schemas
 from offline_rl.pipeline import ingest_partition
 from offline_rl.report import markdown_table
 from orchestration.partitions import daily, partition_day
@@ -155,4 +156,4 @@ def raw_asset(schema: SourceSchema) -> dg.AssetsDefinition:
     return _raw
 
 
-raw_assets = [raw_asset(schema) for schema in SOURCES.values()]
+raw_assets = [raw_asset(schema) for schema in landing_schemas().values()]

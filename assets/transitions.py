@@ -7,8 +7,7 @@ import dagster as dg
 import polars as pl
 
 from assets import domain_asset_args
-from offline_rl.data.schemas import SOURCES
-from offline_rl.domains import Domain, all_domains
+from offline_rl.domains import Domain, all_domains, landing_schemas
 from offline_rl.domains.base import check_transitions
 from offline_rl.pipeline import build_transitions_partition
 from offline_rl.report import markdown_table
@@ -20,6 +19,7 @@ def transitions_asset(domain: Domain) -> dg.AssetsDefinition:
     """The ``<domain>_transitions`` asset: s, a, r, s', done and behaviour probability."""
     key = dg.AssetKey(domain.transitions_table)
     mapping = raw_days(domain.lookback_days, domain.lookahead_days)
+    schemas = landing_schemas()
 
     @dg.asset(
         name=domain.transitions_table,
@@ -28,7 +28,7 @@ def transitions_asset(domain: Domain) -> dg.AssetsDefinition:
         description=f"{domain.title} One row per decision of the episodes starting that day: "
                     f"state, action, reward, next state, terminal/timeout, behaviour "
                     f"probability. Episode: {domain.episode_doc} Reward: {domain.reward_doc}",
-        deps=[dg.AssetDep(SOURCES[s].table, partition_mapping=mapping) for s in domain.sources],
+        deps=[dg.AssetDep(schemas[s].table, partition_mapping=mapping) for s in domain.sources],
         check_specs=[
             dg.AssetCheckSpec("transitions_contract", asset=key, blocking=True,
                               description="Types, action ids, probabilities in (0, 1], finite "

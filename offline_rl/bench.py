@@ -58,7 +58,7 @@ def write_clickstream_day(home: Path, events: int, seed: int = 0) -> int:
     """Writes about ``events`` clickstream events of ``DAY`` (and the next day's spill-over)
     as landing files in chunks; returns the number of events of ``DAY``."""
     from offline_rl.data.schemas import CLICKSTREAM
-    from offline_rl.simulator.logs import generate_clickstream
+    from offline_rl.simulator.recommendation import SIMULATION, generate_clickstream
     from offline_rl.simulator.scenarios import get_scenario
     from offline_rl.simulator.world import make_world
 
@@ -68,7 +68,8 @@ def write_clickstream_day(home: Path, events: int, seed: int = 0) -> int:
     total = 0
     for i, start in enumerate(range(0, events, chunk)):
         rng = np.random.default_rng([seed, i])
-        frame = generate_clickstream(world, scen, DAY, rng, min(chunk, events - start))[
+        frame = generate_clickstream(world, SIMULATION.config, DAY, rng,
+                                     min(chunk, events - start))[
             CLICKSTREAM.name]
         # distinct ids per chunk: the generator numbers sessions from 0 in each call
         frame = frame.with_columns(
@@ -271,8 +272,7 @@ def bench_end_to_end(home: Path, events_per_day: int, n_steps: int = 0) -> dict[
     gradient steps). Two days of logs, so the window is two days with nothing held back to
     settle (the nightly job: seven, and each domain's lookahead)."""
     from offline_rl.algos.training import DEFAULT_CANDIDATES, TrainingConfig
-    from offline_rl.data.schemas import SOURCES
-    from offline_rl.domains import all_domains
+    from offline_rl.domains import all_domains, landing_schemas
     from offline_rl.monitor import MonitorConfig, monitor
     from offline_rl.ope.evaluate import OPEConfig
     from offline_rl.ope.gate import GateConfig
@@ -284,7 +284,7 @@ def bench_end_to_end(home: Path, events_per_day: int, n_steps: int = 0) -> dict[
         promote,
         train_candidates,
     )
-    from offline_rl.simulator.logs import write_landing
+    from offline_rl.shop import write_landing
 
     paths = DataPaths(home)
     # the day before gives the window a completed day, as in production (multi-day episodes
@@ -292,7 +292,7 @@ def bench_end_to_end(home: Path, events_per_day: int, n_steps: int = 0) -> dict[
     # episodes of both days (settle_days=0), since two days hold no whole pricing season
     before = DAY - dt.timedelta(days=1)
     write_landing(home, days=1, start=before, seed=0, events_per_day=events_per_day)
-    for schema in SOURCES.values():
+    for schema in landing_schemas().values():
         ingest_partition(paths, schema, before)
     summary = write_landing(home, days=1, start=DAY, seed=1, events_per_day=events_per_day)
     events = sum(summary.rows.values())
@@ -305,7 +305,7 @@ def bench_end_to_end(home: Path, events_per_day: int, n_steps: int = 0) -> dict[
         return out
 
     started = time.perf_counter()
-    for schema in SOURCES.values():
+    for schema in landing_schemas().values():
         stage("ingestion", lambda s=schema: ingest_partition(paths, s, DAY))
     training, ope = TrainingConfig(seed=0, device="cpu"), OPEConfig(device="cpu")
     if n_steps:

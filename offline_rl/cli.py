@@ -59,7 +59,7 @@ def add_simulation_args(p: argparse.ArgumentParser, *, days_default: int | None,
 
 def simulate_logs(paths: DataPaths, args: argparse.Namespace) -> Any:
     """Writes the landing files and the simulation manifest (scenario and seed, for truth)."""
-    from offline_rl.simulator.logs import write_landing
+    from offline_rl.shop import write_landing
     from offline_rl.simulator.truth import write_simulation_manifest
 
     serve = getattr(args, "serve", None)
@@ -111,8 +111,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_rollout(args: argparse.Namespace) -> int:
     from offline_rl.export.loader import ExportError, load_policy
     from offline_rl.export.registry import resolve_export
+    from offline_rl.shop import policy_value
     from offline_rl.simulator.base import BEHAVIOR
-    from offline_rl.simulator.truth import policy_value, read_simulation_manifest
+    from offline_rl.simulator.truth import read_simulation_manifest
 
     paths = paths_from(args)
     scenario = args.scenario
@@ -177,22 +178,23 @@ def _weight_share_doc(limit: float | None) -> str:
 
 def domains_markdown() -> str:
     """Every registered domain, from its ``Domain`` and its module's documentation."""
-    import importlib
     import inspect
 
-    from offline_rl.data.schemas import SOURCES
-    from offline_rl.domains import all_domains
+    from offline_rl.domains import all_domains, domain_module, landing_schemas
     from offline_rl.ope.replay import REPLAY
 
+    schemas = landing_schemas()
     out = ["# Decision domains", "",
            "Generated from `offline_rl/domains/` (`offline-rl domains --output "
            "docs/domains.md`). Each domain is one module defining a `Domain`; every pipeline "
-           "stage (transitions, training, OPE, gate, export) is generated from it.", ""]
+           "stage (ingestion, transitions, training, OPE, gate, export), the simulated shop "
+           "and this page are generated from it.", ""]
     for d in all_domains():
-        module = importlib.import_module(f"offline_rl.domains.{d.name}")
+        module = domain_module(d.name)
         replayed = d.gate_headline == REPLAY
         out += [f"## {d.name}", "", d.title, "",
-                f"- Landing data: {', '.join(f'`{s}` → `{SOURCES[s].table}`' for s in d.sources)}",
+                "- Landing data: "
+                + ", ".join(f"`{s}` → `{schemas[s].table}`" for s in d.sources),
                 f"- Transitions table: `{d.transitions_table}` (raw days read: "
                 f"{d.lookback_days} before, {d.lookahead_days} after)",
                 f"- Episode: {d.episode_doc}",
@@ -237,8 +239,9 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 def cmd_schemas(args: argparse.Namespace) -> int:
     from offline_rl.data.schemas import schemas_markdown
+    from offline_rl.domains import landing_schemas
 
-    return _emit(schemas_markdown(), args.output)
+    return _emit(schemas_markdown(landing_schemas()), args.output)
 
 
 # ------------------------------------------------------------------ quarantine
@@ -256,12 +259,13 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     """Lists the warehouse's ``quarantine`` table: every row is a quarantined row (with its
     1-based row number in its file) or a file rejected whole (no row number)."""
     from offline_rl.data.ingest import QUARANTINE_TABLE
-    from offline_rl.data.schemas import SOURCES
     from offline_rl.data.warehouse import Warehouse
+    from offline_rl.domains import landing_schemas
 
-    if args.dataset is not None and args.dataset not in SOURCES:
+    schemas = landing_schemas()
+    if args.dataset is not None and args.dataset not in schemas:
         raise UsageError(f"unknown dataset {args.dataset!r}",
-                         f"choose one of: {', '.join(SOURCES)}")
+                         f"choose one of: {', '.join(schemas)}")
     paths = paths_from(args)
     hint = (f"ingest a day first (dagster asset materialize), or point --home / ${HOME_ENV} "
             "at the data home that holds the warehouse")
@@ -316,6 +320,8 @@ def build_parser(more_commands: Callable[[Any], None] | None = None
                  ) -> argparse.ArgumentParser:
     """The ``offline-rl`` parser; ``more_commands(subparsers)`` adds the commands of another
     layer (``orchestration.cli`` adds ``demo`` and ``loop``) to its sub-commands."""
+    from offline_rl.domains import domain_names
+
     parser = argparse.ArgumentParser(
         prog="offline-rl",
         description="Offline RL for an online shop: simulate logs, run the nightly pipeline, "
@@ -345,8 +351,7 @@ def build_parser(more_commands: Callable[[Any], None] | None = None
 
     p = sub.add_parser("rollout", help="true value of a policy by simulator rollouts")
     p.add_argument("--domain", default="recommendation",
-                   choices=["recommendation", "cart", "inventory", "ads", "pricing"],
-                   help="decision domain (default recommendation)")
+                   choices=domain_names(), help="decision domain (default recommendation)")
     p.add_argument("--policy", required=True,
                    help="an export directory (a folder or fsspec URI), a domain's latest "
                         "pointer (e.g. .data/exports/cart/latest: the version it names), or "

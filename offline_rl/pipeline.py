@@ -25,7 +25,7 @@ from offline_rl import decisions, estimates
 from offline_rl.algos.record import CandidateRecord, DataWindow, Split, TrainingContext
 from offline_rl.data.arrays import DecisionArrays, decision_arrays, to_mdp_dataset
 from offline_rl.data.ingest import PartitionLoad, load_partition
-from offline_rl.data.schemas import SOURCES, SourceSchema
+from offline_rl.data.schemas import SourceSchema
 from offline_rl.data.warehouse import Warehouse
 from offline_rl.decisions import (
     RegistryDecision,
@@ -33,7 +33,7 @@ from offline_rl.decisions import (
     record_decision,
     set_export_version,
 )
-from offline_rl.domains import Domain, get_domain
+from offline_rl.domains import Domain, get_domain, landing_schemas
 from offline_rl.domains.base import check_transitions
 from offline_rl.estimates import BEHAVIOR, DayEvaluations, write_evaluations
 from offline_rl.export.exploration import Exploration
@@ -94,11 +94,12 @@ def build_transitions_partition(
     last = day + dt.timedelta(days=domain.lookahead_days)
     raw: dict[str, pl.LazyFrame] = {}
     last_loaded: list[dt.date] = []
+    schemas = landing_schemas()
     for source in domain.sources:
-        table = SOURCES[source].table
+        table = schemas[source].table
         if not wh.table_exists(table):
             raise ValueError(f"{table} does not exist; ingest {source} for {day} first")
-        frame = SOURCES[source].complete(wh.read_partitions(table, first, last))
+        frame = schemas[source].complete(wh.read_partitions(table, first, last))
         if frame.filter(pl.col("partition_date") == day).is_empty():
             raise ValueError(f"{table} has no rows for {day}; ingest that partition first")
         # a Date column with rows for ``day``: its max is a date

@@ -222,13 +222,13 @@ def nightly_run_config(*, n_steps: int, seed: int, fqe_steps: int, n_bootstrap: 
                        fqe_refits: int | None = None) -> dict[str, Any]:
     """Run config of the nightly job: the same training and OPE settings for every domain
     (``fqe_refits`` None: the OPE asset's default)."""
-    from offline_rl.domains import DOMAIN_NAMES
+    from offline_rl.domains import domain_names
 
     training: dict[str, Any] = {"n_steps": n_steps, "seed": seed, "device": device}
     if algorithms:
         training["algorithms"] = list(algorithms)
     ops: dict[str, Any] = {}
-    for name in domains or DOMAIN_NAMES:
+    for name in domains or domain_names():
         ops[f"{name}_candidates"] = {"config": dict(training)}
         ops[f"{name}_ope"] = {"config": {"fqe_steps": fqe_steps, "seed": seed,
                                          "n_bootstrap": n_bootstrap, "device": device}}
@@ -391,13 +391,13 @@ def print_summary(summary: dict[str, Any], wall: float) -> None:
 
 def chosen_domains(args: argparse.Namespace) -> list[str]:
     """``--domains`` (default: every domain); an unknown name is a usage error."""
-    from offline_rl.domains import DOMAIN_NAMES
+    from offline_rl.domains import domain_names
 
-    domains = list(args.domains or DOMAIN_NAMES)
-    unknown = sorted(set(domains) - set(DOMAIN_NAMES))
+    domains = list(args.domains or domain_names())
+    unknown = sorted(set(domains) - set(domain_names()))
     if unknown:
         raise UsageError(f"unknown domain(s) {', '.join(unknown)}",
-                         f"choose from {', '.join(DOMAIN_NAMES)}")
+                         f"choose from {', '.join(domain_names())}")
     return domains
 
 

@@ -308,7 +308,7 @@ def _write_record(paths: DataPaths, settings: LoopSettings,
 def run_loop(paths: DataPaths, settings: LoopSettings, *, verbose: bool = False,
              say: Any = print) -> dict[str, Any]:
     """Runs the loop and returns its record (also written to ``reports/loop.json``)."""
-    from offline_rl.simulator.logs import write_landing
+    from offline_rl.shop import write_landing
     from orchestration.cli import Progress, _instance, demo_calendar, job_selection, run_job
 
     started = time.perf_counter()
@@ -390,7 +390,7 @@ def _transitions_on_worker(day: dt.date, domains: list[str], verbose: bool) -> N
 def _nights(paths: DataPaths, settings: LoopSettings, instance: Any, verbose: bool, say: Any,
             started: float, lookahead: dict[str, int], cluster: str | None) -> dict[str, Any]:
     """The loop's nights, after the warm-up."""
-    from offline_rl.simulator.logs import write_landing
+    from offline_rl.shop import write_landing
     from orchestration.cli import run_job
 
     truth = Truth(paths, settings)

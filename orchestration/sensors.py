@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from offline_rl.data.readers import landing_format
-from offline_rl.data.schemas import SOURCES
+from offline_rl.domains import landing_schemas
 from offline_rl.paths import RemotePath
 from orchestration.jobs import ingest_job, nightly_data_job, nightly_job, transitions_job
 from orchestration.resources import DataHome
@@ -71,7 +71,7 @@ def landing_signatures(home: DataHome) -> dict[str, str]:
     storage: sizes and the store's version tag, e.g. the ETag)."""
     landing = home.paths().landing
     files: dict[str, list[str]] = {}
-    for schema in SOURCES.values():
+    for schema in landing_schemas().values():
         root = landing / schema.name
         listed = _remote_files(root) if isinstance(root, RemotePath) else _local_files(root)
         for day, name, stamp in listed:

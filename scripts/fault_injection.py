@@ -62,7 +62,7 @@ if str(ROOT) not in sys.path:
 
 from offline_rl.crash import CRASH_ENV  # noqa: E402
 from offline_rl.data.ingest import load_partition  # noqa: E402
-from offline_rl.data.rules import VALUE_RULES  # noqa: E402
+from offline_rl.data.rules import value_rules  # noqa: E402
 from offline_rl.data.schemas import SOURCES, SourceSchema  # noqa: E402
 from offline_rl.data.warehouse import Warehouse  # noqa: E402
 from offline_rl.paths import DataPaths  # noqa: E402
@@ -169,7 +169,7 @@ def _break_rows(frame: pl.DataFrame, schema: SourceSchema, rows: np.ndarray, kin
                 text_format: bool) -> pl.DataFrame:
     """``frame`` with ``rows`` given an invalid value of the given kind."""
     mask = pl.Series(np.isin(np.arange(frame.height), rows))
-    rules = VALUE_RULES.get(schema.name, {})
+    rules = value_rules(schema)
     if kind == "null_key":
         return frame.with_columns(pl.when(mask).then(None).otherwise(pl.col(schema.key))
                                   .alias(schema.key))

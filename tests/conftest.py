@@ -57,7 +57,7 @@ def paths(tmp_path: Path) -> DataPaths:
 @pytest.fixture
 def landing_paths(paths: DataPaths) -> DataPaths:
     """A data home with two simulated days (about 4,000 clickstream events a day)."""
-    from offline_rl.simulator.logs import write_landing
+    from offline_rl.shop import write_landing
 
     write_landing(paths.home, days=2, start=START, seed=1, events_per_day=4000)
     return paths

@@ -43,7 +43,7 @@ Row rules (each broken rule is named in the reason, ``"; "``-joined):
   ``IngestConfig.future_tolerance``;
 * the behaviour probability outside (0, 1];
 * NaN or infinity in a float column;
-* a value outside the column's domain (``VALUE_RULES``: known categories and action ids,
+* a value outside the column's domain (``SourceSchema.rules``: known categories and action ids,
   non-negative prices and quantities);
 * a string longer than ``IngestConfig.max_string_length`` (UTF-8 bytes);
 * an id seen earlier in the partition with different content (the first is kept).

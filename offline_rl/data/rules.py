@@ -1,17 +1,16 @@
 """The row rules of the landing contract: ``IngestConfig`` (its limits), the value domains
-of the columns (``VALUE_RULES``) and the polars expressions that name each broken rule of a
+of the columns (``SourceSchema.rules``) and the polars expressions that name each broken rule of a
 row (``offline_rl.data.ingest`` lists them)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
 import polars as pl
 
 from offline_rl.data.readers import join_reasons
-from offline_rl.data.schemas import SourceSchema
+from offline_rl.data.schemas import SourceSchema, ValueRule
 
 
 @dataclass(frozen=True)
@@ -42,129 +41,9 @@ class IngestConfig:
             raise ValueError("IngestConfig.now must be timezone-aware")
 
 
-@dataclass(frozen=True)
-class ValueRule:
-    """Allowed values of a landing column beyond its type (nulls are left to ``nullable``).
-
-    Attributes:
-        allowed: The value must be one of these (categories, action ids), or None.
-        minimum: Inclusive lower bound, or None.
-        maximum: Inclusive upper bound, or None.
-    """
-
-    allowed: tuple[Any, ...] | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-
-    def violated(self, column: str) -> pl.Expr:
-        """True where a non-null value breaks the rule."""
-        c = pl.col(column)
-        bad = pl.lit(False)
-        if self.allowed is not None:
-            bad = bad | ~c.is_in(list(self.allowed))
-        if self.minimum is not None:
-            bad = bad | (c < self.minimum)
-        if self.maximum is not None:
-            bad = bad | (c > self.maximum)
-        return c.is_not_null() & bad
-
-    def allowed_text(self) -> str:
-        """The values the rule accepts, for the schema doc, e.g. ``one of a, b`` or ``>= 0``."""
-        if self.allowed is not None:
-            return "one of " + ", ".join(str(v) for v in self.allowed)
-        if self.minimum is not None and self.maximum is not None:
-            return f"{self.minimum:g} to {self.maximum:g}"
-        if self.minimum is not None:
-            return f">= {self.minimum:g}"
-        return f"<= {self.maximum:g}"
-
-    def describe(self) -> str:
-        """What a violating value is, e.g. ``is negative`` or ``is not one of a, b``."""
-        if self.allowed is not None:
-            return "is not one of " + ", ".join(str(v) for v in self.allowed)
-        if self.minimum is not None and self.maximum is not None:
-            return f"is not in [{self.minimum:g}, {self.maximum:g}]"
-        if self.minimum is not None:
-            return "is negative" if self.minimum == 0 else f"is below {self.minimum:g}"
-        return f"is above {self.maximum:g}"
-
-
-def _non_negative(*columns: str) -> dict[str, ValueRule]:
-    return {c: ValueRule(minimum=0) for c in columns}
-
-
-def _ids(n: int) -> ValueRule:
-    return ValueRule(allowed=tuple(range(n)))
-
-
-_CATEGORY_NAMES = ("electronics", "home", "fashion", "beauty", "sports", "toys")
-_DEVICES = ValueRule(allowed=("mobile", "desktop"))
-_CATEGORY = _ids(len(_CATEGORY_NAMES))
-
-VALUE_RULES: dict[str, dict[str, ValueRule]] = {
-    "clickstream": {
-        "event_type": ValueRule(allowed=("page_view", "impression", "click", "purchase")),
-        "device": _DEVICES,
-        "category_id": _CATEGORY,
-        **_non_negative("user_segment", "page", "slot", "price"),
-    },
-    "cart": {
-        "event_type": ValueRule(allowed=("visit", "offer", "checkout", "abandon")),
-        "device": _DEVICES,
-        "action": _ids(4),
-        "offer": ValueRule(allowed=("none", "coupon_5", "coupon_15", "free_shipping")),
-        **_non_negative("user_segment", "visit", "n_items", "cart_value", "revenue",
-                        "incentive_cost"),
-    },
-    "inventory_snapshots": {
-        "category_id": _CATEGORY,
-        **_non_negative("location_id", "day_index", "stock_start", "arrivals", "on_order",
-                        "demand", "sales", "lost_sales", "stock_end", "capacity", "unit_price",
-                        "unit_cost", "holding_cost", "stockout_cost"),
-    },
-    "inventory_orders": {
-        "category_id": _CATEGORY,
-        "action": _ids(6),
-        "action_mask": ValueRule(minimum=1, maximum=2**6 - 1),
-        "planning_days": ValueRule(minimum=1),
-        **_non_negative("location_id", "day_index", "order_multiple", "quantity",
-                        "demand_7d_mean", "stock_on_hand", "capacity", "lead_time_days",
-                        "ordering_cost"),
-    },
-    "ads": {
-        "vertical": ValueRule(allowed=_CATEGORY_NAMES),
-        "action": _ids(5),
-        "hour": ValueRule(minimum=0, maximum=23),
-        "end_hour": ValueRule(minimum=1, maximum=24),
-        "traffic_share_elapsed": ValueRule(minimum=0, maximum=1),
-        **_non_negative("bid_multiplier", "bid", "daily_budget", "planned_spend",
-                        "impressions", "clicks", "conversions", "spend"),
-    },
-    "pricing_changes": {
-        "category_id": _CATEGORY,
-        "action": _ids(5),
-        **_non_negative("market_id", "day_index", "price_multiplier", "list_price", "price",
-                        "unit_cost", "competitor_price", "stock", "season_days"),
-    },
-    "pricing_sales": {
-        "category_id": _CATEGORY,
-        **_non_negative("market_id", "day_index", "price", "units_sold", "revenue",
-                        "stock_end"),
-    },
-}
-"""Column domains the schemas describe only in words, by dataset and column: categories and
-action ids (the decision domains' action counts), and columns that cannot be negative (prices,
-quantities, costs, counts). ``value_rules`` checks that every named column exists."""
-
-
 def value_rules(schema: SourceSchema) -> dict[str, ValueRule]:
-    """The value rules of a dataset (``ValueError`` if one names a column it lacks)."""
-    rules = VALUE_RULES.get(schema.name, {})
-    unknown = [c for c in rules if c not in schema.polars_schema]
-    if unknown:
-        raise ValueError(f"value rules of {schema.name} name unknown column(s) "
-                         f"{', '.join(unknown)}")
-    return rules
+    """The value rules of a dataset (``SourceSchema.rules``)."""
+    return dict(schema.rules)
 
 
 

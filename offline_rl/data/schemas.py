@@ -13,7 +13,7 @@ and value rules. ``docs/schemas.md`` is generated from this module by :func:`sch
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -32,6 +32,53 @@ class Column:
 
 
 @dataclass(frozen=True)
+class ValueRule:
+    """Allowed values of a landing column beyond its type (nulls are left to ``nullable``).
+
+    Attributes:
+        allowed: The value must be one of these (categories, action ids), or None.
+        minimum: Inclusive lower bound, or None.
+        maximum: Inclusive upper bound, or None.
+    """
+
+    allowed: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def violated(self, column: str) -> pl.Expr:
+        """True where a non-null value breaks the rule."""
+        c = pl.col(column)
+        bad = pl.lit(False)
+        if self.allowed is not None:
+            bad = bad | ~c.is_in(list(self.allowed))
+        if self.minimum is not None:
+            bad = bad | (c < self.minimum)
+        if self.maximum is not None:
+            bad = bad | (c > self.maximum)
+        return c.is_not_null() & bad
+
+    def allowed_text(self) -> str:
+        """The values the rule accepts, for the schema doc, e.g. ``one of a, b`` or ``>= 0``."""
+        if self.allowed is not None:
+            return "one of " + ", ".join(str(v) for v in self.allowed)
+        if self.minimum is not None and self.maximum is not None:
+            return f"{self.minimum:g} to {self.maximum:g}"
+        if self.minimum is not None:
+            return f">= {self.minimum:g}"
+        return f"<= {self.maximum:g}"
+
+    def describe(self) -> str:
+        """What a violating value is, e.g. ``is negative`` or ``is not one of a, b``."""
+        if self.allowed is not None:
+            return "is not one of " + ", ".join(str(v) for v in self.allowed)
+        if self.minimum is not None and self.maximum is not None:
+            return f"is not in [{self.minimum:g}, {self.maximum:g}]"
+        if self.minimum is not None:
+            return "is negative" if self.minimum == 0 else f"is below {self.minimum:g}"
+        return f"is above {self.maximum:g}"
+
+
+@dataclass(frozen=True)
 class SourceSchema:
     """A landing dataset.
 
@@ -44,6 +91,8 @@ class SourceSchema:
         time_column: Timestamp whose UTC date decides the partition.
         probability_column: Behaviour-policy probability of the logged decision, if the
             dataset logs decisions; must lie in (0, 1] where not null.
+        rules: Allowed values of columns beyond their type, by column: categories and
+            action ids, columns that cannot be negative (prices, quantities, costs, counts).
     """
 
     name: str
@@ -53,6 +102,14 @@ class SourceSchema:
     key: str
     time_column: str
     probability_column: str | None = None
+    rules: Mapping[str, ValueRule] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = {c.name for c in self.columns}
+        unknown = [c for c in self.rules if c not in names]
+        if unknown:
+            raise ValueError(f"value rules of {self.name} name unknown column(s) "
+                             f"{', '.join(unknown)}")
 
     @property
     def table(self) -> str:
@@ -98,11 +155,25 @@ SHOP_RULE = "shop_rule"
 """The ``policy_version`` of decisions served by the shop's own rule (no export)."""
 
 
+def _non_negative(*columns: str) -> dict[str, ValueRule]:
+    return {c: ValueRule(minimum=0) for c in columns}
+
+
+def _ids(n: int) -> ValueRule:
+    return ValueRule(allowed=tuple(range(n)))
+
+
+_CATEGORY_NAMES = ("electronics", "home", "fashion", "beauty", "sports", "toys")
+_DEVICES = ValueRule(allowed=("mobile", "desktop"))
+_CATEGORY = _ids(len(_CATEGORY_NAMES))
+
+
 def _policy_version(what: str) -> Column:
     return Column(POLICY_VERSION, pl.String(),
                   f"{what}: the policy that served the decision (the export version, e.g. "
                   "v0003, or shop_rule); optional (a file may leave it out), null when "
                   "unknown.", optional=True)
+
 
 CLICKSTREAM = SourceSchema(
     name="clickstream",
@@ -131,6 +202,12 @@ CLICKSTREAM = SourceSchema(
         Column("margin", pl.Float64(), "Purchases: price minus unit cost."),
         _policy_version("Impressions"),
     ),
+    rules={
+        "event_type": ValueRule(allowed=("page_view", "impression", "click", "purchase")),
+        "device": _DEVICES,
+        "category_id": _CATEGORY,
+        **_non_negative("user_segment", "page", "slot", "price"),
+    },
 )
 
 CART = SourceSchema(
@@ -172,6 +249,14 @@ CART = SourceSchema(
                "absorbed shipping); the reward is margin minus incentive_cost."),
         _policy_version("Offers"),
     ),
+    rules={
+        "event_type": ValueRule(allowed=("visit", "offer", "checkout", "abandon")),
+        "device": _DEVICES,
+        "action": _ids(4),
+        "offer": ValueRule(allowed=("none", "coupon_5", "coupon_15", "free_shipping")),
+        **_non_negative("user_segment", "visit", "n_items", "cart_value", "revenue",
+                        "incentive_cost"),
+    },
 )
 
 _SKU_COLUMNS = (
@@ -214,6 +299,12 @@ INVENTORY_SNAPSHOTS = SourceSchema(
         Column("stockout_cost", pl.Float64(), "Penalty for lost_sales (lost goodwill).",
                nullable=False),
     ),
+    rules={
+        "category_id": _CATEGORY,
+        **_non_negative("location_id", "day_index", "stock_start", "arrivals", "on_order",
+                        "demand", "sales", "lost_sales", "stock_end", "capacity", "unit_price",
+                        "unit_cost", "holding_cost", "stockout_cost"),
+    },
 )
 
 INVENTORY_ORDERS = SourceSchema(
@@ -251,6 +342,15 @@ INVENTORY_ORDERS = SourceSchema(
                "order).", nullable=False),
         _policy_version("Orders"),
     ),
+    rules={
+        "category_id": _CATEGORY,
+        "action": _ids(6),
+        "action_mask": ValueRule(minimum=1, maximum=2**6 - 1),
+        "planning_days": ValueRule(minimum=1),
+        **_non_negative("location_id", "day_index", "order_multiple", "quantity",
+                        "demand_7d_mean", "stock_on_hand", "capacity", "lead_time_days",
+                        "ordering_cost"),
+    },
 )
 
 ADS = SourceSchema(
@@ -306,6 +406,15 @@ ADS = SourceSchema(
                "(the campaign stops for the day).", nullable=False),
         _policy_version("Bids"),
     ),
+    rules={
+        "vertical": ValueRule(allowed=_CATEGORY_NAMES),
+        "action": _ids(5),
+        "hour": ValueRule(minimum=0, maximum=23),
+        "end_hour": ValueRule(minimum=1, maximum=24),
+        "traffic_share_elapsed": ValueRule(minimum=0, maximum=1),
+        **_non_negative("bid_multiplier", "bid", "daily_budget", "planned_spend",
+                        "impressions", "clicks", "conversions", "spend"),
+    },
 )
 
 _PRICING_SKU_COLUMNS = (
@@ -350,6 +459,12 @@ PRICING_CHANGES = SourceSchema(
                "Probability the logging policy gave to the action.", nullable=False),
         _policy_version("Price changes"),
     ),
+    rules={
+        "category_id": _CATEGORY,
+        "action": _ids(5),
+        **_non_negative("market_id", "day_index", "price_multiplier", "list_price", "price",
+                        "unit_cost", "competitor_price", "stock", "season_days"),
+    },
 )
 
 PRICING_SALES = SourceSchema(
@@ -370,6 +485,11 @@ PRICING_SALES = SourceSchema(
         Column("stock_end", pl.Int64(), "Units left at the close.", nullable=False),
         Column("sold_out", pl.Boolean(), "Stock ran out (the episode ends).", nullable=False),
     ),
+    rules={
+        "category_id": _CATEGORY,
+        **_non_negative("market_id", "day_index", "price", "units_sold", "revenue",
+                        "stock_end"),
+    },
 )
 
 SOURCES: dict[str, SourceSchema] = {
@@ -392,9 +512,11 @@ def _type_name(dtype: pl.DataType) -> str:
     return _TYPE_NAMES.get(dtype, str(dtype))
 
 
-def schemas_markdown() -> str:
+def schemas_markdown(schemas: Mapping[str, SourceSchema] | None = None) -> str:
     """``docs/schemas.md``: the landing contract as the reader applies it (formats, column and
-    row rules from ``offline_rl.data.ingest``) and every dataset's columns."""
+    row rules from ``offline_rl.data.ingest``) and the columns of every dataset of ``schemas``
+    (default: the built-in ``SOURCES``; ``offline-rl schemas`` passes every registered
+    domain's)."""
     from offline_rl.data.readers import FORMATS
     from offline_rl.data.rules import IngestConfig, duration_text, value_rules
 
@@ -452,7 +574,7 @@ def schemas_markdown() -> str:
         "- a key seen earlier in the partition with different content (the first is kept); an "
         "exact re-delivery of a key is dropped and counted as a duplicate.", "",
     ]
-    for schema in SOURCES.values():
+    for schema in (SOURCES if schemas is None else schemas).values():
         rules = {name: rule.allowed_text() for name, rule in value_rules(schema).items()}
         if schema.probability_column:
             rules[schema.probability_column] = "(0, 1]"

@@ -59,9 +59,9 @@ from collections.abc import Mapping
 
 import polars as pl
 
+from offline_rl.data.schemas import ADS
 from offline_rl.domains.base import Domain, next_state_columns, transition_columns
-from offline_rl.simulator.ads import HOURS, AdsConfig, feature_names
-from offline_rl.simulator.truth import simulator_for
+from offline_rl.simulator.ads import HOURS, SIMULATION, AdsConfig, feature_names
 
 SOURCE = "ads"
 
@@ -174,7 +174,9 @@ DOMAIN = Domain(
     feature_names=FEATURES,
     action_names=tuple(f"bid_x{m:.2f}" for m in _CONFIG.bid_multipliers),
     build_transitions=build_ads_transitions,
-    make_simulator=lambda scenario: simulator_for("ads", scenario),
+    simulation=SIMULATION,
+    landing=(ADS,),
+    order=4,
     lookback_days=1,
     lookahead_days=1,
     segment_column="vertical",

@@ -2,10 +2,11 @@
 
 A domain names the landing datasets it reads, its state features and actions, how its
 transitions are built from the raw tables (one lazy polars query), and the simulator that
-gives ground truth for it. Adding a sixth domain means adding one module under
-``offline_rl/domains/`` that defines a ``Domain`` and registering it in
-``offline_rl/domains/__init__.py``; ingestion, transitions, training, evaluation, the gate and
-the export are generated from it.
+gives ground truth for it. Adding a sixth domain means adding one module that defines a
+``Domain`` (under ``offline_rl/domains/``, or anywhere importable and named in
+``$OFFLINE_RL_DOMAINS``; see :mod:`offline_rl.domains`); ingestion and its rules, the
+simulated logs and truth, transitions, training, evaluation, the gate, the export, the command
+line and the generated docs are generated from it.
 
 The transitions table every domain produces (``<domain>_transitions``) has these columns, in
 this order, and may add columns of its own after them (their names must not start with
@@ -44,9 +45,13 @@ from typing import Any
 
 import polars as pl
 
+from offline_rl.data.schemas import SourceSchema
 from offline_rl.export.exploration import Exploration, default_exploration
 from offline_rl.ope.gate import GateConfig
 from offline_rl.ope.replay import REPLAY
+from offline_rl.simulator.base import Simulation
+from offline_rl.simulator.scenarios import get_scenario
+from offline_rl.simulator.world import make_world
 
 TS = pl.Datetime("us", "UTC")
 
@@ -87,13 +92,19 @@ class Domain:
     Attributes:
         name: Short name; prefixes the domain's tables, assets, model and export folders.
         title: One line on the decision being made (shown in the UI and the docs).
-        sources: Landing datasets (keys of ``offline_rl.data.schemas.SOURCES``) it reads.
+        sources: Landing datasets it reads, by name (each declared in some domain's
+            ``landing``).
         feature_names: State feature names, in order (columns ``f_<name>``).
         action_names: Action names; an action's index is its id.
         build_transitions: The transitions query (see ``BuildTransitions``).
-        make_simulator: ``make_simulator(scenario_name)`` -> a simulator (see
-            ``offline_rl.simulator.base.DomainSimulatorProtocol``) whose ``observe`` returns
-            exactly ``feature_names``: the ground truth of any policy trained on the logs.
+        simulation: The domain's part of the simulated shop (its dynamics, default
+            configuration and log generator, ``offline_rl.simulator.base.Simulation``).
+        landing: The landing datasets the domain owns (its log producers' contract: columns,
+            keys, value rules); ingestion loads each into ``raw_<name>``.
+        order: Where the pipeline and the reports list the domain (ascending, then by name).
+        observe_as_logged: Wraps the simulation's simulator so that its ``observe`` returns
+            exactly ``feature_names`` where the transitions add features to the dynamics'
+            own (inventory: the action mask); None: the simulator already does.
         lookback_days: Raw partitions before the day the query needs.
         lookahead_days: Raw partitions after the day the query needs (episodes that last
             several days are completed from later partitions when they are loaded).
@@ -132,7 +143,10 @@ class Domain:
     feature_names: tuple[str, ...]
     action_names: tuple[str, ...]
     build_transitions: BuildTransitions
-    make_simulator: Callable[[str], Any]
+    simulation: Simulation
+    landing: tuple[SourceSchema, ...] = ()
+    order: int = 100
+    observe_as_logged: Callable[[Any], Any] | None = None
     lookback_days: int = 1
     lookahead_days: int = 1
     mask_features: tuple[str, ...] = ()
@@ -163,6 +177,19 @@ class Domain:
     @property
     def n_actions(self) -> int:
         return len(self.action_names)
+
+    def dynamics(self, scenario: str = "default") -> Any:
+        """The simulation's own simulator in ``scenario`` (the shop that wrote the logs)."""
+        scen = get_scenario(scenario)
+        return self.simulation.make(make_world(scen.world),
+                                    scen.config_for(self.name, self.simulation.config))
+
+    def make_simulator(self, scenario: str = "default") -> Any:
+        """The domain's simulator in ``scenario`` (see
+        ``offline_rl.simulator.base.DomainSimulatorProtocol``), whose ``observe`` returns
+        exactly ``feature_names``: the ground truth of any policy trained on the logs."""
+        sim = self.dynamics(scenario)
+        return sim if self.observe_as_logged is None else self.observe_as_logged(sim)
 
     @property
     def exploration(self) -> Exploration:

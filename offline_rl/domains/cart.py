@@ -63,9 +63,15 @@ from collections.abc import Mapping
 
 import polars as pl
 
+from offline_rl.data.schemas import CART
 from offline_rl.domains.base import Domain, transition_columns
-from offline_rl.simulator.cart import OFFERS, CartConfig, feature_names, max_cart_minutes
-from offline_rl.simulator.truth import simulator_for
+from offline_rl.simulator.cart import (
+    OFFERS,
+    SIMULATION,
+    CartConfig,
+    feature_names,
+    max_cart_minutes,
+)
 from offline_rl.simulator.world import DEVICES, WorldConfig
 
 SOURCE = "cart"
@@ -242,7 +248,9 @@ DOMAIN = Domain(
     feature_names=FEATURES,
     action_names=OFFERS,
     build_transitions=build_cart_transitions,
-    make_simulator=lambda scenario: simulator_for("cart", scenario),
+    simulation=SIMULATION,
+    landing=(CART,),
+    order=2,
     lookback_days=0,
     lookahead_days=math.ceil(max_cart_minutes(_CONFIG) / 1440.0),
     segment_column="user_segment",

@@ -73,9 +73,11 @@ from collections.abc import Mapping
 
 import polars as pl
 
+from offline_rl.data.schemas import INVENTORY_ORDERS, INVENTORY_SNAPSHOTS
 from offline_rl.domains.base import Domain, daily_episode_transitions
 from offline_rl.domains.inventory_replay import REPLAY_COLUMNS, InventoryReplay
 from offline_rl.simulator.inventory import (
+    SIMULATION,
     WEEKDAYS,
     InventoryConfig,
     MaskedInventorySimulator,
@@ -83,7 +85,6 @@ from offline_rl.simulator.inventory import (
     feature_names,
     mask_feature_names,
 )
-from offline_rl.simulator.truth import simulator_for
 
 ORDERS = "inventory_orders"
 SNAPSHOTS = "inventory_snapshots"
@@ -220,11 +221,6 @@ def build_inventory_transitions(
         features=_EXPRS, decision_id="order_id", decision_ts="order_ts", extra=EXTRA_COLUMNS)
 
 
-def make_simulator(scenario: str) -> MaskedInventorySimulator:
-    """The scenario's inventory simulator, observing the mask features too."""
-    return MaskedInventorySimulator(simulator_for("inventory", scenario))
-
-
 DOMAIN = Domain(
     name="inventory",
     title="How many weeks of demand to order each morning for each SKU, within its storage "
@@ -233,7 +229,10 @@ DOMAIN = Domain(
     feature_names=FEATURES,
     action_names=ACTIONS,
     build_transitions=build_inventory_transitions,
-    make_simulator=make_simulator,
+    simulation=SIMULATION,
+    landing=(INVENTORY_SNAPSHOTS, INVENTORY_ORDERS,),
+    order=3,
+    observe_as_logged=MaskedInventorySimulator,
     lookback_days=0,
     lookahead_days=CONFIG.horizon - 1,
     mask_features=MASK_FEATURES,

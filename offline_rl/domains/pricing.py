@@ -58,9 +58,9 @@ from collections.abc import Mapping
 
 import polars as pl
 
+from offline_rl.data.schemas import PRICING_CHANGES, PRICING_SALES
 from offline_rl.domains.base import Domain, daily_episode_transitions
-from offline_rl.simulator.pricing import WEEKDAYS, PricingConfig, feature_names
-from offline_rl.simulator.truth import simulator_for
+from offline_rl.simulator.pricing import SIMULATION, WEEKDAYS, PricingConfig, feature_names
 
 CHANGES = "pricing_changes"
 SALES = "pricing_sales"
@@ -196,7 +196,9 @@ DOMAIN = Domain(
     feature_names=FEATURES,
     action_names=ACTIONS,
     build_transitions=build_pricing_transitions,
-    make_simulator=lambda scenario: simulator_for("pricing", scenario),
+    simulation=SIMULATION,
+    landing=(PRICING_CHANGES, PRICING_SALES,),
+    order=5,
     lookback_days=0,
     lookahead_days=CONFIG.horizon - 1,
     segment_column="market_id",

@@ -36,9 +36,9 @@ from offline_rl.algos.training import (
     train_candidate,
 )
 from offline_rl.data.arrays import to_mdp_dataset
+from offline_rl.shop import simulator_for
 from offline_rl.simulator.base import true_value
 from offline_rl.simulator.rollouts import behavior_rollouts
-from offline_rl.simulator.truth import simulator_for
 from offline_rl.simulator.world import CATEGORIES
 
 VARIANTS = ("behavior", "scratch", "pooled", "warm_start", "plenty")

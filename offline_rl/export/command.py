@@ -37,15 +37,15 @@ def check_domain(domain: str, export_root: Location) -> None:
     """Raises ``UsageError`` for a domain that is neither registered nor has an export folder
     under ``export_root``, listing the choices (registered domains and exported ones)."""
     from offline_rl.cli import UsageError
-    from offline_rl.domains import DOMAIN_NAMES
+    from offline_rl.domains import domain_names
 
     if not domain or "/" in domain or "\\" in domain or domain.startswith("."):
         raise UsageError(f"invalid domain {domain!r}", "e.g. --domain recommendation")
-    if domain in DOMAIN_NAMES or (export_root / domain).is_dir():
+    if domain in domain_names() or (export_root / domain).is_dir():
         return
     exported = sorted(p.name for p in export_root.iterdir()
                       if p.is_dir() and not p.name.startswith(".")) if export_root.is_dir() else []
-    choices = list(DOMAIN_NAMES) + [d for d in exported if d not in DOMAIN_NAMES]
+    choices = list(domain_names()) + [d for d in exported if d not in domain_names()]
     raise UsageError(f"unknown domain {domain!r}; choose one of: {', '.join(choices)}",
                      "offline-rl exports list shows the domains with exports")
 

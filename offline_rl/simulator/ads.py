@@ -58,18 +58,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from offline_rl.data.schemas import ADS
-from offline_rl.simulator.base import PolicyFn, sample_actions
+from offline_rl.simulator.base import PolicyFn, Simulation, sample_actions
 from offline_rl.simulator.serving import SHOP, LoggingPolicy
 from offline_rl.simulator.world import CATEGORIES, World
-
-if TYPE_CHECKING:
-    from offline_rl.simulator.scenarios import Scenario
 
 HOURS = 24
 
@@ -421,8 +417,8 @@ of a 7-day window (30% of 7,000) to tell a policy that bids for profit from the 
 
 
 def generate_ads(
-    world: World, scenario: Scenario, day: dt.date, rng: np.random.Generator, events_per_day: int,
-    logging: LoggingPolicy = SHOP,
+    world: World, config: AdsConfig, day: dt.date, rng: np.random.Generator,
+    events_per_day: int, logging: LoggingPolicy = SHOP,
 ) -> dict[str, pl.DataFrame]:
     """One campaign-day per active campaign whose local day starts on ``day`` (UTC date).
 
@@ -432,7 +428,7 @@ def generate_ads(
     UTC date. Each row is one daypart's bid decision with the bidder's decision context (the
     planning estimates the features are built from) and the daypart's delivery.
     """
-    sim = logging.wrap(AdsSimulator(world, scenario.ads))
+    sim = logging.wrap(AdsSimulator(world, config))
     pool = sim.pool
     n = min(pool.n_campaigns, max(1, int(round(events_per_day / EVENTS_PER_CAMPAIGN))))
     campaign = np.arange(n)
@@ -499,3 +495,7 @@ def generate_ads(
                            pl.col("hour").cast(pl.String).str.zfill(2)),
     ).sort("event_ts", "event_id")
     return {ADS.name: ADS.conform(frame, logging.name)}
+
+
+SIMULATION = Simulation(config=AdsConfig(), make=AdsSimulator, generate=generate_ads)
+"""The ads domain's part of the simulated shop."""

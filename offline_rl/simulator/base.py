@@ -80,6 +80,26 @@ class DomainSimulatorProtocol(Protocol):
              rng: np.random.Generator) -> StepResultProtocol: ...
 
 
+@dataclass(frozen=True)
+class Simulation:
+    """A decision domain's part of the simulated shop: its default dynamics and logging rule,
+    how to build its simulator, and how it writes a day of landing logs.
+
+    Attributes:
+        config: The default configuration of the dynamics and the shop's logging rule (a
+            frozen dataclass); a scenario may give another (``Scenario.domains``).
+        make: ``make(world, config)`` -> the domain's simulator
+            (:class:`DomainSimulatorProtocol`).
+        generate: ``generate(world, config, day, rng, events_per_day, logging)`` -> rows per
+            landing dataset: one day of the domain's logs, its decisions served by ``logging``
+            (:class:`offline_rl.simulator.serving.LoggingPolicy`).
+    """
+
+    config: Any
+    make: Callable[[Any, Any], Any]
+    generate: Callable[..., Mapping[str, Any]]
+
+
 def sample_actions(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One categorical draw per row of ``probs`` (inverse CDF, vectorised).
 

@@ -64,18 +64,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from offline_rl.data.schemas import CART
-from offline_rl.simulator.base import PolicyFn, sample_actions
+from offline_rl.simulator.base import PolicyFn, Simulation, sample_actions
 from offline_rl.simulator.serving import SHOP, LoggingPolicy
 from offline_rl.simulator.world import DEVICES, World
-
-if TYPE_CHECKING:
-    from offline_rl.simulator.scenarios import Scenario
 
 OFFERS: tuple[str, ...] = ("none", "coupon_5", "coupon_15", "free_shipping")
 """Offer names; an offer's index is its action id."""
@@ -391,11 +387,11 @@ def max_cart_minutes(config: CartConfig) -> float:
 
 
 def generate_cart(
-    world: World, scenario: Scenario, day: dt.date, rng: np.random.Generator, events_per_day: int,
-    logging: LoggingPolicy = SHOP,
+    world: World, config: CartConfig, day: dt.date, rng: np.random.Generator,
+    events_per_day: int, logging: LoggingPolicy = SHOP,
 ) -> dict[str, pl.DataFrame]:
     """Carts opened on ``day`` under the behaviour policy, as ``cart`` events."""
-    sim = logging.wrap(CartSimulator(world, scenario.cart))
+    sim = logging.wrap(CartSimulator(world, config))
     cfg = sim.config
     n = max(1, int(round(events_per_day / EVENTS_PER_CART)))
     users = rng.integers(0, world.users.n_users, n)
@@ -503,3 +499,7 @@ def generate_cart(
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+SIMULATION = Simulation(config=CartConfig(), make=CartSimulator, generate=generate_cart)
+"""The cart domain's part of the simulated shop."""

@@ -52,18 +52,15 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from offline_rl.data.schemas import INVENTORY_ORDERS, INVENTORY_SNAPSHOTS
-from offline_rl.simulator.base import PolicyFn, sample_actions
+from offline_rl.simulator.base import PolicyFn, Simulation, sample_actions
 from offline_rl.simulator.serving import SHOP, LoggingPolicy
 from offline_rl.simulator.world import World
-
-if TYPE_CHECKING:
-    from offline_rl.simulator.scenarios import Scenario
 
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -416,8 +413,8 @@ EVENTS_PER_SKU_EPISODE = 200.0
 
 
 def generate_inventory(
-    world: World, scenario: Scenario, day: dt.date, rng: np.random.Generator, events_per_day: int,
-    logging: LoggingPolicy = SHOP,
+    world: World, config: InventoryConfig, day: dt.date, rng: np.random.Generator,
+    events_per_day: int, logging: LoggingPolicy = SHOP,
 ) -> dict[str, pl.DataFrame]:
     """Replenishment episodes starting on ``day`` under the behaviour policy.
 
@@ -426,7 +423,7 @@ def generate_inventory(
     episode fall on ``day`` and the following ``horizon - 1`` days.
     """
     # a served policy reads the transitions' layout: the observation followed by the mask
-    sim = logging.wrap(MaskedInventorySimulator(InventorySimulator(world, scenario.inventory)))
+    sim = logging.wrap(MaskedInventorySimulator(InventorySimulator(world, config)))
     cfg = sim.config
     pool = sim.pool
     per_day = min(pool.n_skus // cfg.horizon,
@@ -510,3 +507,8 @@ def generate_inventory(
         INVENTORY_SNAPSHOTS.name: INVENTORY_SNAPSHOTS.conform(snapshots),
         INVENTORY_ORDERS.name: INVENTORY_ORDERS.conform(orders, logging.name),
     }
+
+
+SIMULATION = Simulation(config=InventoryConfig(), make=InventorySimulator,
+                        generate=generate_inventory)
+"""The inventory domain's part of the simulated shop."""

@@ -61,18 +61,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from offline_rl.data.schemas import PRICING_CHANGES, PRICING_SALES
-from offline_rl.simulator.base import PolicyFn, sample_actions
+from offline_rl.simulator.base import PolicyFn, Simulation, sample_actions
 from offline_rl.simulator.serving import SHOP, LoggingPolicy
 from offline_rl.simulator.world import World
-
-if TYPE_CHECKING:
-    from offline_rl.simulator.scenarios import Scenario
 
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -346,8 +342,8 @@ decisions."""
 
 
 def generate_pricing(
-    world: World, scenario: Scenario, day: dt.date, rng: np.random.Generator, events_per_day: int,
-    logging: LoggingPolicy = SHOP,
+    world: World, config: PricingConfig, day: dt.date, rng: np.random.Generator,
+    events_per_day: int, logging: LoggingPolicy = SHOP,
 ) -> dict[str, pl.DataFrame]:
     """Pricing episodes starting on ``day`` under the behaviour policy.
 
@@ -357,7 +353,7 @@ def generate_pricing(
     shuffle of the SKU pool (seeded by the world), so every day's episodes mix items and
     markets; ``events_per_day / EVENTS_PER_SKU_EPISODE`` of the cohort's SKUs start.
     """
-    sim = logging.wrap(PricingSimulator(world, scenario.pricing))
+    sim = logging.wrap(PricingSimulator(world, config))
     cfg = sim.config
     pool = sim.pool
     per_day = min(pool.n_skus // cfg.horizon,
@@ -432,3 +428,7 @@ def generate_pricing(
         PRICING_CHANGES.name: PRICING_CHANGES.conform(changes, logging.name),
         PRICING_SALES.name: PRICING_SALES.conform(sales),
     }
+
+
+SIMULATION = Simulation(config=PricingConfig(), make=PricingSimulator, generate=generate_pricing)
+"""The pricing domain's part of the simulated shop."""

@@ -17,7 +17,7 @@ ends after each page with probability ``base_exit + no_click_exit * (1 - click)`
 latest after ``horizon`` pages, so episodes have variable length and always end in a terminal
 state.
 
-The state the policy sees (and that ``offline_rl.data.recommendation`` rebuilds from the logs)
+The state the policy sees (and that ``offline_rl.domains.recommendation`` rebuilds from the logs)
 is: the user's segment (one-hot), device (one-hot), the page index / horizon, and per category
 how often it was shown and clicked so far in the session (divided by horizon). A user's latent
 taste is not observed, but segment and in-session clicks reveal much of it, so a personalised
@@ -31,11 +31,15 @@ logged decision records the probability the policy gave to the shown category.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 import numpy as np
+import polars as pl
 
-from offline_rl.simulator.base import PolicyFn, sample_actions
+from offline_rl.data.schemas import CLICKSTREAM
+from offline_rl.simulator.base import PolicyFn, Simulation, sample_actions
+from offline_rl.simulator.serving import SHOP, LoggingPolicy
 from offline_rl.simulator.world import CATEGORIES, DEVICES, World
 
 
@@ -267,3 +271,116 @@ def simulate_sessions(
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+# -- landing logs ----------------------------------------------------------------------------
+EVENTS_PER_SESSION = 8.0
+"""Rough clickstream events per session, to turn ``events_per_day`` into sessions."""
+
+_HOUR_WEIGHTS = np.array(
+    [1, 0.6, 0.4, 0.3, 0.3, 0.5, 1, 2, 3, 3.5, 3.5, 4, 4.5, 4, 3.5, 3.5, 4, 4.5, 5.5, 6.5, 7, 6,
+     4, 2], dtype=float,
+)
+
+def session_start_times(day: dt.date, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Session start times (epoch microseconds, UTC) with a diurnal profile."""
+    hours = rng.choice(24, size=n, p=_HOUR_WEIGHTS / _HOUR_WEIGHTS.sum())
+    seconds = hours * 3600 + rng.random(n) * 3600
+    midnight = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp()
+    return ((midnight + seconds) * 1e6).astype(np.int64)
+
+
+def generate_clickstream(
+    world: World, config: RecommendationConfig, day: dt.date, rng: np.random.Generator,
+    events_per_day: int, logging: LoggingPolicy = SHOP,
+) -> dict[str, pl.DataFrame]:
+    """Sessions of one day under the recommendation behaviour policy, as clickstream events."""
+    sim = logging.wrap(RecommendationSimulator(world, config))
+    n_sessions = max(1, int(round(events_per_day / EVENTS_PER_SESSION)))
+    users = rng.integers(0, world.users.n_users, n_sessions)
+    starts = session_start_times(day, n_sessions, rng)
+    log = simulate_sessions(sim, users, rng)
+    return {CLICKSTREAM.name: clickstream_events(world, log, day, starts, rng, logging.name)}
+
+
+def clickstream_events(
+    world: World, log: SessionLog, day: dt.date, starts: np.ndarray, rng: np.random.Generator,
+    policy_version: str | None = None,
+) -> pl.DataFrame:
+    """Turns simulated sessions into clickstream rows (page view, impression, click, purchase).
+
+    ``starts`` holds each session's start time in epoch microseconds; impressions name
+    ``policy_version`` as the policy that chose them.
+    """
+    n = log.action.shape[0]
+    gaps = rng.integers(15_000_000, 120_000_000, n)  # 15 s to 2 min between pages
+    first = np.r_[True, log.session[1:] != log.session[:-1]]
+    offset = np.cumsum(gaps) - np.maximum.accumulate(np.where(first, np.cumsum(gaps), 0))
+    page_ts = starts[log.session] + offset
+    click_delay = rng.integers(2_000_000, 20_000_000, n)
+    buy_delay = rng.integers(20_000_000, 90_000_000, n)
+    seg = world.users.segment[log.user]
+    dev = np.asarray(DEVICES)[world.users.device[log.user]]
+    cat = world.catalogue.category_id[log.item]
+    base = pl.DataFrame(
+        {
+            "session_id": pl.Series(log.session, dtype=pl.Int64),
+            "user": pl.Series(log.user, dtype=pl.Int64),
+            "user_segment": pl.Series(seg, dtype=pl.Int32),
+            "device": dev,
+            "page": pl.Series(log.page, dtype=pl.Int32),
+            "item_id": pl.Series(log.item, dtype=pl.Int64),
+            "category_id": pl.Series(cat, dtype=pl.Int32),
+            "behavior_prob": log.behavior_prob.astype(np.float64),
+            "click": log.click,
+            "buy": log.buy,
+            "price": log.price.astype(np.float64),
+            "margin": (log.price - world.catalogue.cost[log.item]).astype(np.float64),
+            "page_ts": page_ts,
+            "click_ts": page_ts + click_delay,
+            "buy_ts": page_ts + click_delay + buy_delay,
+        }
+    ).with_columns(
+        session_id=pl.format("{}-{}", pl.lit(day.strftime("%Y%m%d")),
+                             pl.col("session_id").cast(pl.String).str.zfill(6)),
+        user_id=pl.format("u{}", pl.col("user").cast(pl.String).str.zfill(5)),
+    )
+    prefix = pl.format("{}-p{}", pl.col("session_id"), pl.col("page"))
+    null_f = pl.lit(None, dtype=pl.Float64)
+    common = ["session_id", "user_id", "user_segment", "device", "page"]
+    page_view = base.select(
+        *common, event_id=pl.format("{}-view", prefix), event_ts=pl.col("page_ts"),
+        event_type=pl.lit("page_view"), slot=pl.lit(None, dtype=pl.Int32),
+        item_id=pl.lit(None, dtype=pl.Int64), category_id=pl.lit(None, dtype=pl.Int32),
+        behavior_prob=null_f, ref_event_id=pl.lit(None, dtype=pl.String), price=null_f,
+        margin=null_f,
+    )
+    impression = base.select(
+        *common, event_id=pl.format("{}-imp", prefix), event_ts=pl.col("page_ts") + 500_000,
+        event_type=pl.lit("impression"), slot=pl.lit(0, dtype=pl.Int32),
+        item_id="item_id", category_id="category_id", behavior_prob="behavior_prob",
+        ref_event_id=pl.lit(None, dtype=pl.String), price=null_f, margin=null_f,
+    )
+    click = base.filter("click").select(
+        *common, event_id=pl.format("{}-click", prefix), event_ts=pl.col("click_ts"),
+        event_type=pl.lit("click"), slot=pl.lit(0, dtype=pl.Int32),
+        item_id="item_id", category_id="category_id", behavior_prob=null_f,
+        ref_event_id=pl.format("{}-imp", prefix), price=null_f, margin=null_f,
+    )
+    purchase = base.filter("buy").select(
+        *common, event_id=pl.format("{}-buy", prefix), event_ts=pl.col("buy_ts"),
+        event_type=pl.lit("purchase"), slot=pl.lit(0, dtype=pl.Int32),
+        item_id="item_id", category_id="category_id", behavior_prob=null_f,
+        ref_event_id=pl.format("{}-imp", prefix), price="price", margin="margin",
+    )
+    events = (
+        pl.concat([page_view, impression, click, purchase])
+        .with_columns(pl.col("event_ts").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
+        .sort("event_ts", "event_id")
+    )
+    return CLICKSTREAM.conform(events, policy_version)
+
+
+SIMULATION = Simulation(config=RecommendationConfig(), make=RecommendationSimulator,
+                        generate=generate_clickstream)
+"""The recommendation domain's part of the simulated shop."""

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from offline_rl.simulator.ads import AdsConfig
-from offline_rl.simulator.cart import CartConfig
-from offline_rl.simulator.inventory import InventoryConfig
-from offline_rl.simulator.pricing import PricingConfig
 from offline_rl.simulator.recommendation import RecommendationConfig
 from offline_rl.simulator.world import WorldConfig
+
+C = TypeVar("C")
 
 
 @dataclass(frozen=True)
@@ -20,21 +20,23 @@ class Scenario:
         name: Scenario name.
         doc: What makes it interesting.
         world: Catalogue and users.
-        recommendation: Recommendation dynamics and behaviour policy.
-        cart: Cart-intervention dynamics and behaviour policy.
-        inventory: Replenishment dynamics and behaviour policy.
-        ads: Ad-bidding dynamics and behaviour policy.
-        pricing: Dynamic-pricing dynamics and behaviour policy.
+        domains: Per decision domain (by name), the configuration of its dynamics and logging
+            rule where the scenario changes it; a domain it leaves out runs its default
+            (``Simulation.config``).
     """
 
     name: str
     doc: str
     world: WorldConfig = field(default_factory=WorldConfig)
-    recommendation: RecommendationConfig = field(default_factory=RecommendationConfig)
-    cart: CartConfig = field(default_factory=CartConfig)
-    inventory: InventoryConfig = field(default_factory=InventoryConfig)
-    ads: AdsConfig = field(default_factory=AdsConfig)
-    pricing: PricingConfig = field(default_factory=PricingConfig)
+    domains: Mapping[str, Any] = field(default_factory=dict)
+
+    def config_for(self, domain: str, default: C) -> C:
+        """The configuration of ``domain`` in this scenario: its own, else ``default``."""
+        chosen = self.domains.get(domain, default)
+        if type(chosen) is not type(default):
+            raise TypeError(f"scenario {self.name!r} configures {domain} with a "
+                            f"{type(chosen).__name__}, not a {type(default).__name__}")
+        return chosen
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -45,7 +47,8 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "near_deterministic",
             "Logging policy explores little (2%): hard for importance sampling.",
-            recommendation=RecommendationConfig(behavior_epsilon=0.02, behavior_temperature=0.25),
+            domains={"recommendation": RecommendationConfig(behavior_epsilon=0.02,
+                                                            behavior_temperature=0.25)},
         ),
         Scenario(
             "weak_personalisation",

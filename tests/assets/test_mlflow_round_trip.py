@@ -29,7 +29,7 @@ from offline_rl.data.warehouse import Warehouse  # noqa: E402
 from offline_rl.domains import get_domain  # noqa: E402
 from offline_rl.export.loader import load_latest  # noqa: E402
 from offline_rl.paths import DataPaths  # noqa: E402
-from offline_rl.simulator.logs import write_landing  # noqa: E402
+from offline_rl.shop import write_landing  # noqa: E402
 from offline_rl.tracking import CHAMPION  # noqa: E402
 from orchestration.resources import DataHome  # noqa: E402
 

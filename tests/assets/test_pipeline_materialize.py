@@ -19,7 +19,7 @@ from offline_rl.data.warehouse import Warehouse
 from offline_rl.domains import get_domain
 from offline_rl.export.loader import load_policy
 from offline_rl.paths import DataPaths
-from offline_rl.simulator.logs import write_landing
+from offline_rl.shop import write_landing
 from orchestration.resources import DataHome
 
 RECOMMENDATION = get_domain("recommendation")

@@ -64,7 +64,7 @@ def _expected(home: Path, tmp: Path) -> tuple:
 
 @pytest.fixture
 def home(tmp_path) -> Path:
-    from offline_rl.simulator.logs import write_landing
+    from offline_rl.shop import write_landing
 
     home = tmp_path / "home"
     write_landing(home, days=2, start=DAY - dt.timedelta(days=1), seed=2, events_per_day=400)

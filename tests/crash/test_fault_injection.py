@@ -29,7 +29,7 @@ def harness():
 
 
 def _partition(harness, tmp_path):
-    from offline_rl.simulator.logs import write_landing
+    from offline_rl.shop import write_landing
 
     paths = DataPaths(tmp_path / "home")
     write_landing(paths.home, days=1, start=DAY, seed=4, events_per_day=300)

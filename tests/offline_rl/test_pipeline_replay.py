@@ -24,7 +24,7 @@ from offline_rl.pipeline import (
     promote,
     train_candidates,
 )
-from offline_rl.simulator.logs import write_landing
+from offline_rl.shop import write_landing
 
 INVENTORY = get_domain("inventory")
 START = dt.date(2026, 10, 1)

@@ -13,7 +13,7 @@ import pytest
 from offline_rl.data.schemas import SOURCES
 from offline_rl.data.warehouse import Warehouse
 from offline_rl.paths import DataPaths
-from offline_rl.simulator.logs import write_landing
+from offline_rl.shop import write_landing
 
 START = dt.date(2026, 3, 1)
 DAYS = 30

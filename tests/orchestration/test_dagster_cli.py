@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from offline_rl.data.warehouse import Warehouse
-from offline_rl.simulator.logs import write_landing
+from offline_rl.shop import write_landing
 
 ROOT = Path(__file__).resolve().parents[2]
 

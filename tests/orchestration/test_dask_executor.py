@@ -14,7 +14,7 @@ import pytest
 
 from offline_rl.data.warehouse import Warehouse
 from offline_rl.paths import DataPaths
-from offline_rl.simulator.logs import write_landing
+from offline_rl.shop import write_landing
 from orchestration.partitions import daily
 
 if TYPE_CHECKING:

@@ -6,10 +6,10 @@ from orchestration.definitions import defs
 def test_definitions_load_with_every_stage():
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    from offline_rl.domains import DOMAIN_NAMES
+    from offline_rl.domains import domain_names
 
     stages = ("transitions", "candidates", "ope", "gate", "export")
-    for domain in DOMAIN_NAMES:
+    for domain in domain_names():
         assert {f"{domain}_{stage}" for stage in stages} <= keys
         groups = {repo.asset_graph.get(dg.AssetKey(f"{domain}_{s}")).group_name for s in stages}
         assert groups == {domain}

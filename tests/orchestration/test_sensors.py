@@ -7,7 +7,7 @@ import json
 
 import dagster as dg
 
-from offline_rl.simulator.logs import write_landing
+from offline_rl.shop import write_landing
 from orchestration.resources import DataHome
 from orchestration.sensors import landing_sensor
 

@@ -4,7 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
-from offline_rl.simulator.logs import write_landing
+from offline_rl.shop import write_landing
 from orchestration.resources import DataHome
 from orchestration.sensors import landing_sensor
 

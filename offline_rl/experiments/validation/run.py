@@ -138,9 +138,9 @@ class ValidationConfig:
             resolve_domain(name)
 
     def domain_names(self) -> tuple[str, ...]:
-        from offline_rl.domains import DOMAIN_NAMES
+        from offline_rl.domains import domain_names
 
-        return self.domains or DOMAIN_NAMES
+        return self.domains or domain_names()
 
 
 def run_seeds(seed: int, domain: str, scenario: str) -> dict[str, int]:

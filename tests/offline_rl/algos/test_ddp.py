@@ -47,7 +47,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
     from offline_rl.data.schemas import SOURCES
     from offline_rl.paths import DataPaths
     from offline_rl.pipeline import build_transitions_partition, ingest_partition
-    from offline_rl.simulator.logs import write_landing
+    from offline_rl.shop import write_landing
 
     day = dt.date(2026, 10, 1)
     paths = DataPaths(tmp_path / "home")

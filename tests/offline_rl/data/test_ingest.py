@@ -11,7 +11,7 @@ from offline_rl.data.ingest import (
     read_partition,
 )
 from offline_rl.data.readers import landing_format
-from offline_rl.data.rules import VALUE_RULES, value_rules
+from offline_rl.data.rules import value_rules
 from offline_rl.data.schemas import CLICKSTREAM, SOURCES
 from offline_rl.data.warehouse import Warehouse
 from offline_rl.pipeline import ingest_partition
@@ -51,14 +51,18 @@ def test_every_simulated_dataset_passes_the_value_rules(landing_paths):
 def test_value_rules_name_real_columns_and_match_the_action_counts():
     import importlib
 
-    for name in VALUE_RULES:
-        assert value_rules(SOURCES[name])  # raises on a column the schema lacks
+    from offline_rl.data.schemas import Column, SourceSchema, ValueRule
+
+    assert all(value_rules(s) == dict(s.rules) for s in SOURCES.values())
+    with pytest.raises(ValueError, match="value rules of toy name unknown column"):
+        SourceSchema("toy", "toy", "", (Column("id", pl.String(), ""),), key="id",
+                     time_column="id", rules={"nope": ValueRule(minimum=0)})
     for module, dataset in [("cart", "cart"), ("inventory", "inventory_orders"),
                             ("ads", "ads"), ("pricing", "pricing_changes")]:
         domain = importlib.import_module(f"offline_rl.domains.{module}").DOMAIN
-        assert VALUE_RULES[dataset]["action"].allowed == tuple(range(domain.n_actions))
+        assert SOURCES[dataset].rules["action"].allowed == tuple(range(domain.n_actions))
     recommendation = importlib.import_module("offline_rl.domains.recommendation").DOMAIN
-    assert VALUE_RULES["clickstream"]["category_id"].allowed == \
+    assert SOURCES["clickstream"].rules["category_id"].allowed == \
         tuple(range(recommendation.n_actions))
 
 

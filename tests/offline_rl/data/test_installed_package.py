@@ -23,7 +23,7 @@ from offline_rl.data.ingest import load_partition
 from offline_rl.data.schemas import SOURCES
 from offline_rl.data.warehouse import Warehouse, sql_text
 from offline_rl.paths import DataPaths
-from offline_rl.simulator.logs import write_landing
+from offline_rl.shop import write_landing
 
 day = dt.date(2026, 10, 1)
 paths = DataPaths(Path(sys.argv[1]))

@@ -5,12 +5,16 @@ import polars as pl
 import pytest
 
 from offline_rl.data.arrays import decision_arrays, to_mdp_dataset
-from offline_rl.data.recommendation import (
+from offline_rl.domains.recommendation import (
     RecommendationSpec,
     build_recommendation_transitions,
 )
-from offline_rl.simulator.logs import clickstream_events, session_start_times
-from offline_rl.simulator.recommendation import RecommendationSimulator, simulate_sessions
+from offline_rl.simulator.recommendation import (
+    RecommendationSimulator,
+    clickstream_events,
+    session_start_times,
+    simulate_sessions,
+)
 from offline_rl.simulator.world import make_world
 
 DAY = dt.date(2026, 10, 1)

@@ -12,7 +12,6 @@ import pytest
 from offline_rl.domains.ads import DOMAIN, build_ads_transitions
 from offline_rl.domains.base import check_transitions
 from offline_rl.simulator import ads
-from offline_rl.simulator.scenarios import get_scenario
 from offline_rl.simulator.world import make_world
 
 START = dt.date(2026, 10, 1)
@@ -24,14 +23,14 @@ EVENTS_PER_DAY = 1200  # 30 campaigns a day
 @pytest.fixture(scope="module")
 def logs(recorder: Any) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Four days of raw_ads rows (with partition_date) and what the simulator saw."""
-    world, scenario = make_world(), get_scenario("default")
+    world, config = make_world(), ads.SIMULATION.config
     frames, truth = [], []
     recorded = recorder(ads.AdsSimulator, ("campaign", "hour"))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ads, "AdsSimulator", recorded)
         for i, day in enumerate(DAYS):
             recorded.records = []
-            frames.append(ads.generate_ads(world, scenario, day, np.random.default_rng(i),
+            frames.append(ads.generate_ads(world, config, day, np.random.default_rng(i),
                                            EVENTS_PER_DAY)["ads"])
             for r in recorded.records:
                 a = r["alive"]

@@ -12,7 +12,6 @@ import pytest
 from offline_rl.domains.base import check_transitions
 from offline_rl.domains.cart import DOMAIN, build_cart_transitions
 from offline_rl.simulator import cart
-from offline_rl.simulator.scenarios import get_scenario
 from offline_rl.simulator.world import make_world
 
 START = dt.date(2026, 10, 1)
@@ -24,14 +23,14 @@ EVENTS_PER_DAY = 20_000  # about 300 carts a day
 @pytest.fixture(scope="module")
 def logs(recorder: Any) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Five days of raw_cart rows (with partition_date) and what the simulator saw per visit."""
-    world, scenario = make_world(), get_scenario("default")
+    world, config = make_world(), cart.SIMULATION.config
     frames, truth = [], []
     recorded = recorder(cart.CartSimulator, ("visit",))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(cart, "CartSimulator", recorded)
         for i, day in enumerate(DAYS):
             recorded.records = []
-            frames.append(cart.generate_cart(world, scenario, day, np.random.default_rng(i),
+            frames.append(cart.generate_cart(world, config, day, np.random.default_rng(i),
                                              EVENTS_PER_DAY)["cart"])
             for r in recorded.records:
                 a = r["alive"]

@@ -13,7 +13,6 @@ from offline_rl.domains.base import check_transitions
 from offline_rl.domains.inventory import CONFIG, DOMAIN
 from offline_rl.simulator import inventory
 from offline_rl.simulator.base import true_value
-from offline_rl.simulator.scenarios import get_scenario
 from offline_rl.simulator.world import make_world
 
 START = dt.date(2026, 10, 1)
@@ -28,7 +27,7 @@ TIME_COLUMN = {"inventory_orders": "order_ts", "inventory_snapshots": "snapshot_
 def logs(recorder: Any) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
     """Raw rows of the episodes starting on three days (with partition_date) and what the
     simulator saw at each of their decisions."""
-    world, scenario = make_world(), get_scenario("default")
+    world, config = make_world(), inventory.SIMULATION.config
     frames: dict[str, list[pl.DataFrame]] = {name: [] for name in TIME_COLUMN}
     truth = []
     n_items = world.catalogue.n_items
@@ -38,7 +37,7 @@ def logs(recorder: Any) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
         mp.setattr(inventory, "InventorySimulator", recorded)
         for i, day in enumerate(DAYS):
             recorded.records = []
-            out = inventory.generate_inventory(world, scenario, day, np.random.default_rng(i),
+            out = inventory.generate_inventory(world, config, day, np.random.default_rng(i),
                                                EVENTS_PER_DAY)
             for name, frame in out.items():
                 frames[name].append(frame)

@@ -12,7 +12,6 @@ import pytest
 from offline_rl.domains.base import check_transitions
 from offline_rl.domains.pricing import CONFIG, DOMAIN, build_pricing_transitions
 from offline_rl.simulator import pricing
-from offline_rl.simulator.scenarios import get_scenario
 from offline_rl.simulator.world import make_world
 
 HORIZON = CONFIG.horizon
@@ -28,7 +27,7 @@ TIME_COLUMN = {"pricing_changes": "change_ts", "pricing_sales": "sales_ts"}
 def logs(recorder: Any) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
     """Raw rows of the seasons starting on 15 consecutive days (with partition_date) and what
     the simulator saw at each of their decisions."""
-    world, scenario = make_world(), get_scenario("default")
+    world, config = make_world(), pricing.SIMULATION.config
     n_items = world.catalogue.n_items
     frames: dict[str, list[pl.DataFrame]] = {name: [] for name in TIME_COLUMN}
     truth = []
@@ -37,7 +36,7 @@ def logs(recorder: Any) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
         mp.setattr(pricing, "PricingSimulator", recorded)
         for i, day in enumerate(DAYS):
             recorded.records = []
-            out = pricing.generate_pricing(world, scenario, day, np.random.default_rng(i),
+            out = pricing.generate_pricing(world, config, day, np.random.default_rng(i),
                                            EVENTS_PER_DAY)
             for name, frame in out.items():
                 frames[name].append(frame)

@@ -38,7 +38,7 @@ from offline_rl.pipeline import (
     ingest_partition,
     train_candidates,
 )
-from offline_rl.simulator.logs import write_landing
+from offline_rl.shop import write_landing
 
 DOMAIN = get_domain("recommendation")
 DAYS = [dt.date(2026, 10, 1), dt.date(2026, 10, 2)]

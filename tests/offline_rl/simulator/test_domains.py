@@ -11,7 +11,6 @@ import pytest
 from offline_rl.data.schemas import SOURCES
 from offline_rl.simulator import ads, cart, inventory, pricing
 from offline_rl.simulator.base import DomainEnv, sample_actions, true_value
-from offline_rl.simulator.scenarios import get_scenario
 from offline_rl.simulator.world import make_world
 
 DOMAINS = {
@@ -22,6 +21,7 @@ DOMAINS = {
     "pricing": (pricing.PricingSimulator, pricing.heuristic_policy, pricing.generate_pricing,
                 ["pricing_changes", "pricing_sales"]),
 }
+MODULES = {"cart": cart, "inventory": inventory, "ads": ads, "pricing": pricing}
 DAY = dt.date(2026, 10, 1)
 
 
@@ -32,7 +32,7 @@ def world():
 
 def make_sim(world, domain: str):
     sim_cls = DOMAINS[domain][0]
-    return sim_cls(world, getattr(get_scenario("default"), domain))
+    return sim_cls(world, MODULES[domain].SIMULATION.config)
 
 
 @pytest.mark.parametrize("domain", DOMAINS)
@@ -117,11 +117,11 @@ def test_env_reset_step(world, domain):
 @pytest.mark.parametrize("domain", DOMAINS)
 def test_generator_frames_match_schema_and_are_reproducible(world, domain):
     generate, names = DOMAINS[domain][2], DOMAINS[domain][3]
-    scenario = get_scenario("default")
-    frames = generate(world, scenario, DAY, np.random.default_rng(11), 40_000)
-    same = generate(world, scenario, DAY, np.random.default_rng(11), 40_000)
-    other = generate(world, scenario, DAY, np.random.default_rng(12), 40_000)
-    nxt = generate(world, scenario, DAY + dt.timedelta(days=1), np.random.default_rng(11), 40_000)
+    config = MODULES[domain].SIMULATION.config
+    frames = generate(world, config, DAY, np.random.default_rng(11), 40_000)
+    same = generate(world, config, DAY, np.random.default_rng(11), 40_000)
+    other = generate(world, config, DAY, np.random.default_rng(12), 40_000)
+    nxt = generate(world, config, DAY + dt.timedelta(days=1), np.random.default_rng(11), 40_000)
     assert sorted(frames) == sorted(names)
     for name in names:
         schema = SOURCES[name]
@@ -145,7 +145,7 @@ def test_generator_frames_match_schema_and_are_reproducible(world, domain):
 
 def test_generator_decisions_follow_the_logged_probabilities(world):
     """Logged actions are the behaviour policy's: masked inventory orders never appear."""
-    frames = inventory.generate_inventory(world, get_scenario("default"), DAY,
+    frames = inventory.generate_inventory(world, inventory.SIMULATION.config, DAY,
                                           np.random.default_rng(0), 40_000)
     orders = frames["inventory_orders"]
     allowed = (orders["action_mask"].to_numpy() >> orders["action"].to_numpy()) & 1

@@ -70,7 +70,7 @@ def test_gym_env_round_trip(sim):
 
 @pytest.mark.parametrize("domain", ["recommendation", "cart", "inventory", "ads", "pricing"])
 def test_every_domain_has_an_env_and_ground_truth(domain):
-    from offline_rl.simulator.truth import make_env, policy_value
+    from offline_rl.shop import make_env, policy_value
 
     env = make_env(domain)
     obs, info = env.reset(seed=0)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from offline_rl.domains import domain_names
+from offline_rl.shop import simulator_for
 from offline_rl.simulator.base import true_value
 from offline_rl.simulator.rollouts import behavior_rollouts
-from offline_rl.simulator.truth import DOMAINS, simulator_for
 
 
-@pytest.mark.parametrize("domain", DOMAINS)
+@pytest.mark.parametrize("domain", domain_names())
 def test_rollouts_are_episodes_whose_mean_return_is_the_behaviour_value(domain):
     sim = simulator_for(domain)
     data = behavior_rollouts(sim, 3000, seed=4)

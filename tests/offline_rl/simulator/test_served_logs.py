@@ -13,7 +13,7 @@ from offline_rl.data.schemas import SOURCES
 from offline_rl.domains import get_domain
 from offline_rl.export.exploration import Exploration, allowed_actions, serving_probabilities
 from offline_rl.paths import DataPaths
-from offline_rl.simulator.logs import write_landing
+from offline_rl.shop import write_landing
 from offline_rl.simulator.serving import SHOP_RULE, LoggingPolicy
 
 DAY = dt.date(2026, 10, 1)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from offline_rl.shop import simulator_for
 from offline_rl.simulator.base import (
     BEHAVIOR,
     StochasticPolicy,
@@ -16,7 +17,6 @@ from offline_rl.simulator.base import (
     true_values,
 )
 from offline_rl.simulator.rollouts import behavior_rollouts
-from offline_rl.simulator.truth import simulator_for
 
 
 @dataclass
