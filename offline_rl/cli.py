@@ -109,12 +109,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ rollout
 
 def cmd_rollout(args: argparse.Namespace) -> int:
+    from offline_rl.domains import domain_names
     from offline_rl.export.loader import ExportError, load_policy
     from offline_rl.export.registry import resolve_export
     from offline_rl.shop import policy_value
     from offline_rl.simulator.base import BEHAVIOR
     from offline_rl.simulator.truth import read_simulation_manifest
 
+    if args.domain not in domain_names():
+        raise UsageError(f"unknown domain {args.domain!r}",
+                         f"choose one of: {', '.join(domain_names())}")
     paths = paths_from(args)
     scenario = args.scenario
     if scenario is None:
@@ -320,8 +324,6 @@ def build_parser(more_commands: Callable[[Any], None] | None = None
                  ) -> argparse.ArgumentParser:
     """The ``offline-rl`` parser; ``more_commands(subparsers)`` adds the commands of another
     layer (``orchestration.cli`` adds ``demo`` and ``loop``) to its sub-commands."""
-    from offline_rl.domains import domain_names
-
     parser = argparse.ArgumentParser(
         prog="offline-rl",
         description="Offline RL for an online shop: simulate logs, run the nightly pipeline, "
@@ -351,7 +353,8 @@ def build_parser(more_commands: Callable[[Any], None] | None = None
 
     p = sub.add_parser("rollout", help="true value of a policy by simulator rollouts")
     p.add_argument("--domain", default="recommendation",
-                   choices=domain_names(), help="decision domain (default recommendation)")
+                   help="a registered decision domain (offline-rl domains lists them; "
+                        "default recommendation)")
     p.add_argument("--policy", required=True,
                    help="an export directory (a folder or fsspec URI), a domain's latest "
                         "pointer (e.g. .data/exports/cart/latest: the version it names), or "

@@ -168,7 +168,9 @@ _DEVICES = ValueRule(allowed=("mobile", "desktop"))
 _CATEGORY = _ids(len(_CATEGORY_NAMES))
 
 
-def _policy_version(what: str) -> Column:
+def policy_version_column(what: str) -> Column:
+    """The optional ``policy_version`` column of a dataset that logs decisions (``what``: the
+    rows that are decisions)."""
     return Column(POLICY_VERSION, pl.String(),
                   f"{what}: the policy that served the decision (the export version, e.g. "
                   "v0003, or shop_rule); optional (a file may leave it out), null when "
@@ -200,7 +202,7 @@ CLICKSTREAM = SourceSchema(
         Column("ref_event_id", pl.String(), "Clicks and purchases: the impression they follow."),
         Column("price", pl.Float64(), "Purchases: unit price paid."),
         Column("margin", pl.Float64(), "Purchases: price minus unit cost."),
-        _policy_version("Impressions"),
+        policy_version_column("Impressions"),
     ),
     rules={
         "event_type": ValueRule(allowed=("page_view", "impression", "click", "purchase")),
@@ -247,7 +249,7 @@ CART = SourceSchema(
                "Checkouts: merchandise margin (price minus unit cost) before the incentive."),
         Column("incentive_cost", pl.Float64(), "Checkouts: cost of the incentive (discount or "
                "absorbed shipping); the reward is margin minus incentive_cost."),
-        _policy_version("Offers"),
+        policy_version_column("Offers"),
     ),
     rules={
         "event_type": ValueRule(allowed=("visit", "offer", "checkout", "abandon")),
@@ -340,7 +342,7 @@ INVENTORY_ORDERS = SourceSchema(
         Column("arrival_date", pl.Date(), "Date the order arrives (null when quantity is 0)."),
         Column("ordering_cost", pl.Float64(), "Fixed plus per-unit ordering cost (0 when no "
                "order).", nullable=False),
-        _policy_version("Orders"),
+        policy_version_column("Orders"),
     ),
     rules={
         "category_id": _CATEGORY,
@@ -404,7 +406,7 @@ ADS = SourceSchema(
                "is conversion_value minus spend.", nullable=False),
         Column("budget_exhausted", pl.Boolean(), "The budget ran out in this daypart "
                "(the campaign stops for the day).", nullable=False),
-        _policy_version("Bids"),
+        policy_version_column("Bids"),
     ),
     rules={
         "vertical": ValueRule(allowed=_CATEGORY_NAMES),
@@ -457,7 +459,7 @@ PRICING_CHANGES = SourceSchema(
                "in days; stock left after it is not sold.", nullable=False),
         Column("behavior_prob", pl.Float64(),
                "Probability the logging policy gave to the action.", nullable=False),
-        _policy_version("Price changes"),
+        policy_version_column("Price changes"),
     ),
     rules={
         "category_id": _CATEGORY,
