@@ -341,7 +341,8 @@ def build_parser(more_commands: Callable[[Any], None] | None = None
                              "<home>/exports)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                parser_class=CommandParser)
 
     p = sub.add_parser("simulate", help="write simulated landing files into the data home")
     add_simulation_args(p, days_default=None, seed_help="seed of the logs (default 0)")
@@ -448,23 +449,18 @@ def build_parser(more_commands: Callable[[Any], None] | None = None
     return parser
 
 
-def add_global_flags(parser: argparse.ArgumentParser) -> None:
-    """Accepts ``--debug`` and ``--verbose`` after any (sub-)command too, e.g. ``demo --debug``.
+class CommandParser(argparse.ArgumentParser):
+    """A sub-command's parser: accepts ``--debug`` and ``--verbose`` after the command too
+    (e.g. ``demo --debug``). Its copies default to SUPPRESS, so they never overwrite the
+    top-level value; the sub-commands' own sub-commands are parsers of this class as well
+    (``add_subparsers`` makes them of its parser's class)."""
 
-    A sub-command's copy defaults to SUPPRESS, so it never overwrites the top-level value.
-    """
-    for action in parser._actions:
-        if not isinstance(action, argparse._SubParsersAction):
-            continue
-        for sub in action.choices.values():
-            if "--debug" not in sub._option_string_actions:
-                sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                                 help="show the full error and traceback")
-            if "--verbose" not in sub._option_string_actions:
-                flags = [f for f in ("-v", "--verbose") if f not in sub._option_string_actions]
-                sub.add_argument(*flags, action="store_true", default=argparse.SUPPRESS,
-                                 help="log progress at INFO")
-            add_global_flags(sub)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                          help="show the full error and traceback")
+        self.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                          help="log progress at INFO")
 
 
 def root_cause(exc: BaseException) -> BaseException:
@@ -498,7 +494,6 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
     Exit codes: 0 success, 1 failure, 2 usage error (bad arguments or input), 130 interrupted.
     ``--debug`` re-raises instead, with the traceback.
     """
-    add_global_flags(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

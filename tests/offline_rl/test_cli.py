@@ -64,10 +64,12 @@ def _parser_raising(exc: BaseException):
     """A parser with one command, ``boom``, whose handler raises ``exc``."""
     import argparse
 
+    from offline_rl.cli import CommandParser
+
     parser = argparse.ArgumentParser(prog="t")
     parser.add_argument("--debug", action="store_true")
     parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
 
     def handler(_args):
         raise exc
@@ -120,11 +122,9 @@ def _all_parsers():
     """(command path, parser) for the installed ``offline-rl`` and every sub-command."""
     import argparse
 
-    from offline_rl.cli import add_global_flags
     from orchestration.cli import build_full_parser
 
     root = build_full_parser()
-    add_global_flags(root)
     todo = [((), root)]
     while todo:
         path, parser = todo.pop()
