@@ -30,7 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -39,6 +39,7 @@ from offline_rl.bench_config import BenchConfig
 from offline_rl.paths import DataPaths
 
 DAY = dt.date(2026, 10, 1)
+R = TypeVar("R")
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -265,12 +266,34 @@ def bench_ope(n_transitions: int, n_bootstrap: int = 1000) -> dict[str, Any]:
             "goal": ">= 10M transition-resamples/s (ratio >= 1)"}
 
 
-def bench_end_to_end(home: Path, events_per_day: int, n_steps: int = 0) -> dict[str, Any]:
+def prepare_end_to_end(home: Path, events_per_day: int) -> int:
+    """The logs :func:`bench_end_to_end` runs on: two simulated days with ``events_per_day``
+    each, the first ingested; returns the events of the benchmarked (second) day. Run in its
+    own process, so the simulator's memory is not counted as the night's."""
+    from offline_rl.domains import landing_schemas
+    from offline_rl.pipeline import ingest_partition
+    from offline_rl.shop import write_landing
+
+    paths = DataPaths(home)
+    # the day before gives the window a completed day, as in production (multi-day episodes
+    # of that day are completed by the benchmarked day's data)
+    before = DAY - dt.timedelta(days=1)
+    write_landing(home, days=1, start=before, seed=0, events_per_day=events_per_day)
+    for schema in landing_schemas().values():
+        ingest_partition(paths, schema, before)
+    summary = write_landing(home, days=1, start=DAY, seed=1, events_per_day=events_per_day)
+    return sum(summary.rows.values())
+
+
+def bench_end_to_end(home: Path, events: int, n_steps: int = 0) -> dict[str, Any]:
     """The nightly stages for one day of every domain, in this process, as the nightly job
     runs them: ingestion, transitions, monitor, the default candidates, evaluation, gate and
     export, each at the nightly job's settings (``n_steps`` > 0 replaces the training and FQE
-    gradient steps). Two days of logs, so the window is two days with nothing held back to
-    settle (the nightly job: seven, and each domain's lookahead)."""
+    gradient steps), on the logs :func:`prepare_end_to_end` wrote (``events``: the day's
+    events, reported). Two days of logs, so the window is two days with nothing held back to
+    settle (the nightly job: seven, and each domain's lookahead); evaluation takes the
+    held-out episodes of both days (``settle_days=0``), since two days hold no whole pricing
+    season."""
     from offline_rl.algos.training import DEFAULT_CANDIDATES, TrainingConfig
     from offline_rl.domains import all_domains, landing_schemas
     from offline_rl.monitor import MonitorConfig, monitor
@@ -284,18 +307,9 @@ def bench_end_to_end(home: Path, events_per_day: int, n_steps: int = 0) -> dict[
         promote,
         train_candidates,
     )
-    from offline_rl.shop import write_landing
 
     paths = DataPaths(home)
-    # the day before gives the window a completed day, as in production (multi-day episodes
-    # of that day are completed by the benchmarked day's data); evaluation takes the held-out
-    # episodes of both days (settle_days=0), since two days hold no whole pricing season
     before = DAY - dt.timedelta(days=1)
-    write_landing(home, days=1, start=before, seed=0, events_per_day=events_per_day)
-    for schema in landing_schemas().values():
-        ingest_partition(paths, schema, before)
-    summary = write_landing(home, days=1, start=DAY, seed=1, events_per_day=events_per_day)
-    events = sum(summary.rows.values())
     stages: dict[str, float] = {}
 
     # fn is called without arguments; "..." admits the lambdas whose defaults bind a loop variable
@@ -331,7 +345,7 @@ def bench_end_to_end(home: Path, events_per_day: int, n_steps: int = 0) -> dict[
             "goal": "under 15 minutes (ratio <= 1) on 2 cores"}
 
 
-def _in_child(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+def _in_child(fn: Callable[..., R], *args: Any) -> R:
     """Runs ``fn`` in a fresh process, so its peak memory is its own (not the earlier
     benchmarks')."""
     import multiprocessing as mp
@@ -385,8 +399,11 @@ def run_benchmarks(cfg: BenchConfig, progress: Callable[[str], None] | None = No
     measure("ope", lambda: bench_ope(cfg.ope_transitions))
     if cfg.end_to_end:
         with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+            home = Path(tmp)
+            say(f"simulating two days of {cfg.end_to_end_events:,} events ...")
+            events = _in_child(prepare_end_to_end, home, cfg.end_to_end_events)
             measure("end_to_end", lambda: _in_child(
-                bench_end_to_end, Path(tmp), cfg.end_to_end_events, cfg.end_to_end_steps))
+                bench_end_to_end, home, events, cfg.end_to_end_steps))
     return results
 
 
