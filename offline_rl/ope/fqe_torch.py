@@ -58,6 +58,9 @@ DTYPE = torch.float32
 """Precision of the FQE network, its inputs and targets (results are returned as float64)."""
 NP_DTYPE = np.float32
 """``DTYPE`` for the numpy arrays converted to tensors."""
+FINAL_PASS_ROWS = 16_384
+"""Rows per chunk of the fitted networks' final pass over every row (bounds its memory to
+about ``members * FINAL_PASS_ROWS * width`` floats per layer, whatever the data's size)."""
 
 
 @dataclass(frozen=True)
@@ -330,15 +333,23 @@ def _fit(features: np.ndarray, action: np.ndarray, reward: np.ndarray, next_inde
             loss.backward()
             optimizer.step()
 
+    # every member's values of every row, FINAL_PASS_ROWS rows at a time: the network's
+    # activations of all rows at once would take members * rows * width floats per layer
+    q_all = np.empty((members, rows, n_actions))
+    residual = torch.empty((members, rows), dtype=DTYPE, device=dev)
     with torch.no_grad():
-        everything = torch.arange(rows, device=dev).expand(members, rows)
-        q_all = net(xt.expand(members, rows, x.shape[1]))
-        y = targets(net, everything)
-        residual = (q_all.gather(2, at.expand(members, rows)[:, :, None]).squeeze(2) - y) ** 2
+        for lo in range(0, rows, FINAL_PASS_ROWS):
+            hi = min(rows, lo + FINAL_PASS_ROWS)
+            part = torch.arange(lo, hi, device=dev).expand(members, hi - lo)
+            q_part = net(xt[lo:hi].expand(members, hi - lo, x.shape[1]))
+            y = targets(net, part)
+            residual[:, lo:hi] = (q_part.gather(2, at[lo:hi].expand(members, hi - lo)[:, :, None])
+                                  .squeeze(2) - y) ** 2
+            q_all[:, lo:hi] = q_part.double().cpu().numpy() / scale
         w = tensor(row_weights)
         final_loss = ((residual.double() * w).sum(dim=1) / w.sum(dim=1)).cpu().numpy()
-    return FQEEnsembleResult(q_all=q_all.double().cpu().numpy() / scale, reward_scale=scale,
-                             n_iterations=n_iter, final_loss=final_loss)
+    return FQEEnsembleResult(q_all=q_all, reward_scale=scale, n_iterations=n_iter,
+                             final_loss=final_loss)
 
 
 def _searchsorted_rows(cdf: np.ndarray, draws: np.ndarray) -> np.ndarray:

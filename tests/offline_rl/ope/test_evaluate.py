@@ -164,6 +164,30 @@ def test_fqe_ensemble_members_fit_their_own_rows():
         fit_fqe_ensemble(obs, action, reward, np.full(n, -1), np.ones((n, 1)), np.ones(n))
 
 
+def test_the_final_pass_in_chunks_gives_the_values_of_one_pass(monkeypatch):
+    """The fitted members' values of every row come in chunks of ``FINAL_PASS_ROWS`` rows (so
+    memory does not grow with members x rows x width); chunking changes no bit of them."""
+    from offline_rl.ope import fqe_torch
+
+    rng = np.random.default_rng(1)
+    n = 1_000
+    obs, action = rng.normal(size=(n, 5)), rng.integers(0, 3, n)
+    reward, nxt = rng.normal(size=n), np.where(rng.random(n) < 0.3, -1, np.arange(1, n + 1))
+    nxt[-1] = -1
+    probs, weights = rng.dirichlet(np.ones(3), n), rng.poisson(1.0, (4, n)) + 1.0
+    settings = FQESettings(steps=60, hidden_units=(16, 16), seed=2)
+
+    def fit():
+        return fit_fqe_ensemble(obs, action, reward, nxt, probs, weights, horizon=4,
+                                settings=settings)
+
+    whole = fit()
+    monkeypatch.setattr(fqe_torch, "FINAL_PASS_ROWS", 97)  # 11 chunks, the last one short
+    chunked = fit()
+    assert np.array_equal(whole.q_all, chunked.q_all)
+    assert np.array_equal(whole.final_loss, chunked.final_loss)
+
+
 def test_evaluate_policy_on_the_mdp_with_refitted_dm_interval(logs):
     value, _ = exact(TARGET)
     config = OPEConfig(n_bootstrap=200, fqe_steps=1200, fqe_hidden_units=(16,), fqe_refits=6)
