@@ -154,6 +154,11 @@ def settle_days_for(domain: Domain, settle_days: int | None) -> int:
     return settle
 
 
+WINDOW_COLUMNS = ("partition_date", "episode_id", "step", "action", "reward", "terminal",
+                  "timeout", "behavior_prob")
+"""The transitions columns a window keeps besides the state features and the replay's."""
+
+
 def load_window(
     paths: DataPaths, domain: Domain | str, day: dt.date, window_days: int,
     eval_fraction: float, seed: int, settle_days: int | None = None,
@@ -176,8 +181,11 @@ def load_window(
     start = day - dt.timedelta(days=window_days - 1)
     eval_end = day - dt.timedelta(days=settle)
     eval_start = eval_end - dt.timedelta(days=window_days - 1)
+    # only what the arrays read: the next-state features, ids and timestamps are a third to
+    # half of a row and would be copied by every step below
+    wanted = [*WINDOW_COLUMNS, *domain.feature_columns, *domain.replay_columns]
     frame = Warehouse(paths.warehouse).read_partitions(domain.transitions_table,
-                                                       min(start, eval_start), day)
+                                                       min(start, eval_start), day, wanted)
     if frame.is_empty():
         raise ValueError(f"no {domain.name} transitions between {min(start, eval_start)} and "
                          f"{day}; build the transitions first")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -201,15 +201,21 @@ class Warehouse:
                                      f"{dtype} to the existing table; rebuild it")
             con.execute(sql_text("warehouse/add_column", table=table, column=column, type=kind))
 
-    def read_partitions(self, table: str, start: dt.date, end: dt.date) -> pl.DataFrame:
-        """Rows of ``table`` with ``start <= partition_date <= end`` (empty if no table)."""
+    def read_partitions(self, table: str, start: dt.date, end: dt.date,
+                        columns: Sequence[str] | None = None) -> pl.DataFrame:
+        """Rows of ``table`` with ``start <= partition_date <= end`` (empty if no table); with
+        ``columns``, only those of its columns (in the table's order; names it lacks are left
+        out), so a reader that needs a few columns never holds the others."""
         if not self.path.exists():
             return pl.DataFrame()
         with self.connect(read_only=True) as con:  # one connection for the check and the read
             if not self._exists(con, table):
                 return pl.DataFrame()
-            return self._select(con, "warehouse/select_partition_range", table, None,
-                                {"start": start, "end": end})
+            if columns is None:
+                return self._select(con, "warehouse/select_partition_range", table, None,
+                                    {"start": start, "end": end})
+            return self._select(con, "warehouse/select_partition_range_columns", table, None,
+                                {"start": start, "end": end, "columns": list(columns)})
 
     def digest(self, table: str, day: dt.date | None = None) -> tuple[int, str]:
         """(rows, MD5 of the ordered rows as text) of ``table``, or of one partition of it.

@@ -37,6 +37,17 @@ def test_replace_only_touches_its_partition(tmp_path):
     assert wh.read_partitions("t", DAY, other).sort("v")["v"].to_list() == [2, 3]
 
 
+def test_a_reader_may_ask_for_some_columns_only(tmp_path):
+    wh = Warehouse(tmp_path / "w.duckdb")
+    rows = pl.DataFrame({"partition_date": [DAY, DAY], "v": [2, 1], "w": ["b", "a"],
+                         "x": [0.5, 1.5]})
+    wh.replace_partition("t", rows, day=DAY)
+    some = wh.read_partitions("t", DAY, DAY, ["x", "v", "partition_date", "not_there"])
+    assert some.columns == ["partition_date", "v", "x"]  # the table's order, absent names left out
+    assert some.rows() == [(DAY, 1, 1.5), (DAY, 2, 0.5)]  # ordered as a full read is
+    assert wh.read_partitions("t", DAY, DAY).select("partition_date", "v", "x").equals(some)
+
+
 def test_missing_table_reads_empty(tmp_path):
     assert Warehouse(tmp_path / "w.duckdb").read_partitions("nothing", DAY, DAY).is_empty()
 
