@@ -3,7 +3,7 @@
     .venv/bin/python scripts/fault_injection.py --rounds 10 --seed 0
 
 Each round simulates one day of every landing dataset into a temporary data home
-(``offline_rl.simulator.logs.write_landing``), then damages the day's files at random:
+(``offline_rl.shop.write_landing``), then damages the day's files at random:
 
 * converts them to CSV, JSON lines or their gzip forms (mixed formats in one folder);
 * breaks rows: null key, timestamp in the future, probability outside (0, 1], NaN, negative
@@ -432,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_rounds(paths: DataPaths, stages: list[Stage], args: argparse.Namespace,
                state: dict[str, Any]) -> int:
-    from offline_rl.simulator.logs import write_landing
+    from offline_rl.shop import write_landing
 
     rng = random.Random(args.seed)
     nprng = np.random.default_rng(args.seed)

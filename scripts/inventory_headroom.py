@@ -19,8 +19,9 @@ import dataclasses
 import itertools
 
 from offline_rl.simulator.base import true_value
-from offline_rl.simulator.inventory import InventorySimulator
-from offline_rl.simulator.truth import get_scenario, make_world
+from offline_rl.simulator.inventory import SIMULATION, InventorySimulator
+from offline_rl.simulator.scenarios import get_scenario
+from offline_rl.simulator.world import make_world
 
 SAFETY_DAYS = (0.5, 1.5, 2.5, 3.5, 5.0)
 CYCLE_DAYS = (3.0, 5.0, 7.0, 10.0)
@@ -34,15 +35,16 @@ def main() -> None:
     args = parser.parse_args()
     scenario = get_scenario(args.scenario)
     world = make_world(scenario.world)
-    behavior = true_value(InventorySimulator(world, scenario.inventory), "behavior",
+    inventory = scenario.config_for("inventory", SIMULATION.config)
+    behavior = true_value(InventorySimulator(world, inventory), "behavior",
                           episodes=args.episodes, seed=args.seed)
-    print(f"behaviour policy (safety {scenario.inventory.behavior_safety_days:g} days, cycle "
-          f"{scenario.inventory.behavior_cycle_days:g} days, "
-          f"{scenario.inventory.behavior_epsilon:.0%} exploration): {behavior.mean:.1f} "
+    print(f"behaviour policy (safety {inventory.behavior_safety_days:g} days, cycle "
+          f"{inventory.behavior_cycle_days:g} days, "
+          f"{inventory.behavior_epsilon:.0%} exploration): {behavior.mean:.1f} "
           f"± {behavior.stderr:.1f}")
     results = []
     for safety, cycle in itertools.product(SAFETY_DAYS, CYCLE_DAYS):
-        config = dataclasses.replace(scenario.inventory, behavior_safety_days=safety,
+        config = dataclasses.replace(inventory, behavior_safety_days=safety,
                                      behavior_cycle_days=cycle, behavior_epsilon=0.0,
                                      behavior_temperature=0.05)
         value = true_value(InventorySimulator(world, config), "behavior",
