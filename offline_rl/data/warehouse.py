@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import re
 from collections.abc import Iterator, Sequence
 from importlib import resources
@@ -57,6 +58,21 @@ def sql_text(name: str, *, table: str | None = None, **identifiers: str) -> str:
     return text
 
 
+MEMORY_LIMIT_ENV = "OFFLINE_RL_DUCKDB_MEMORY_LIMIT"
+DEFAULT_MEMORY_LIMIT = "1GB"
+"""DuckDB's own memory per connection (its buffers: sorts, joins, results before they are
+handed to polars); past it DuckDB spills to a temporary folder beside the database. DuckDB's
+default, 80% of the machine, let a night's reads hold gigabytes of buffers beside the polars
+frames they became. ``$OFFLINE_RL_DUCKDB_MEMORY_LIMIT`` sets another (DuckDB's syntax, e.g.
+``4GB``)."""
+
+
+def duckdb_memory_limit() -> str:
+    """The memory limit of the warehouse's DuckDB connections (``MEMORY_LIMIT_ENV``, else
+    ``DEFAULT_MEMORY_LIMIT``)."""
+    return os.environ.get(MEMORY_LIMIT_ENV) or DEFAULT_MEMORY_LIMIT
+
+
 class Warehouse:
     """The DuckDB file of one data home.
 
@@ -86,7 +102,13 @@ class Warehouse:
         # One lock object per connection: the lock coordinates processes and threads alike.
         lock = ReadWriteLock(self.lock_path, is_singleton=False)
         with lock.read_lock() if read_only else lock.write_lock():
-            con = duckdb.connect(str(self.path), read_only=read_only)
+            limit = duckdb_memory_limit()
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only,
+                                     config={"memory_limit": limit})
+            except duckdb.ParserException as exc:
+                raise WarehouseError(f"${MEMORY_LIMIT_ENV}={limit!r} is not a DuckDB memory "
+                                     f"limit ({exc}); e.g. 4GB or 512MB") from exc
             try:
                 con.execute("SET TimeZone = 'UTC'")
                 yield con

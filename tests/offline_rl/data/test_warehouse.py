@@ -149,3 +149,19 @@ def test_readers_of_a_missing_warehouse_create_nothing(tmp_path):
     with pytest.raises(WarehouseError, match="does not exist yet"):
         wh.query("warehouse/table_exists", table_name="t")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_duckdbs_memory_is_bounded_and_a_bad_limit_is_named(tmp_path, monkeypatch):
+    from offline_rl.data.warehouse import MEMORY_LIMIT_ENV
+
+    wh = Warehouse(tmp_path / "w.duckdb")
+    wh.replace_partition("t", pl.DataFrame({"partition_date": [DAY], "v": [1]}), day=DAY)
+    with wh.connect(read_only=True) as con:
+        assert con.sql("SELECT current_setting('memory_limit')").fetchall() == [("953.6 MiB",)]
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, "2GB")
+    with wh.connect(read_only=True) as con:
+        assert con.sql("SELECT current_setting('memory_limit')").fetchall() == [("1.8 GiB",)]
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, "lots")
+    with pytest.raises(WarehouseError, match=r"\$OFFLINE_RL_DUCKDB_MEMORY_LIMIT='lots' is not "
+                                             r"a DuckDB memory limit"):
+        wh.read_partitions("t", DAY, DAY)
