@@ -21,6 +21,7 @@ Every figure is measured; nothing is estimated or extrapolated.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -28,7 +29,7 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,6 +54,47 @@ def peak_rss_mb() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(own, children) / 1024.0
+
+
+class StagePeaks:
+    """The peak resident memory of this process while each named stage runs, in MiB: a
+    thread reads ``/proc/self/statm`` every ``interval`` seconds (empty where there is none).
+
+    Use ``with peaks.during(name):`` around a stage; ``peaks.mib`` holds the result.
+    """
+
+    def __init__(self, interval: float = 0.01) -> None:
+        import os
+        import threading
+
+        self.mib: dict[str, float] = {}
+        self._stage: str | None = None
+        self._page_mib = os.sysconf("SC_PAGE_SIZE") / 2**20
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, args=(interval,), daemon=True)
+        if Path("/proc/self/statm").is_file():
+            self._thread.start()
+
+    def _rss_mib(self) -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * self._page_mib
+
+    def _sample(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            name = self._stage
+            if name is not None:
+                self.mib[name] = max(self.mib.get(name, 0.0), self._rss_mib())
+
+    @contextlib.contextmanager
+    def during(self, name: str) -> Iterator[None]:
+        self._stage = name
+        try:
+            yield
+        finally:
+            self._stage = None
+
+    def close(self) -> None:
+        self._stop.set()
 
 
 def write_clickstream_day(home: Path, events: int, seed: int = 0) -> int:
@@ -311,10 +353,12 @@ def bench_end_to_end(home: Path, events: int, n_steps: int = 0) -> dict[str, Any
     paths = DataPaths(home)
     before = DAY - dt.timedelta(days=1)
     stages: dict[str, float] = {}
+    peaks = StagePeaks()
 
     # fn is called without arguments; "..." admits the lambdas whose defaults bind a loop variable
     def stage(name: str, fn: Callable[..., Any]) -> Any:
-        seconds, out = _timed(fn)
+        with peaks.during(name):
+            seconds, out = _timed(fn)
         stages[name] = stages.get(name, 0.0) + seconds
         return out
 
@@ -336,8 +380,9 @@ def bench_end_to_end(home: Path, events: int, n_steps: int = 0) -> dict[str, Any
         stage("promotion", lambda d=domain: promote(paths, d, DAY, GateConfig()))
         stage("export", lambda d=domain: export_promoted(paths, d, DAY))
     wall = time.perf_counter() - started
+    peaks.close()
     return {"events": events, "project_s": wall, "reference_s": 900.0, "ratio": wall / 900.0,
-            "stages_s": stages, "peak_rss_mb": peak_rss_mb(),
+            "stages_s": stages, "peak_rss_mb": peak_rss_mb(), "stages_peak_rss_mb": peaks.mib,
             "settings": {"train_steps": training.n_steps, "fqe_steps": ope.fqe_steps,
                          "fqe_refits": ope.fqe_refits, "n_bootstrap": ope.n_bootstrap,
                          "candidates": list(DEFAULT_CANDIDATES)},
@@ -472,8 +517,11 @@ def format_table(results: dict[str, Any]) -> str:
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     if e2e:
+        peak_of = e2e.get("stages_peak_rss_mb", {})
         lines.append("end_to_end stages: " + ", ".join(
-            f"{name} {seconds:.1f} s" for name, seconds in e2e["stages_s"].items())
+            f"{name} {seconds:.1f} s" + (f" (peak {peak_of[name]:.0f} MiB)" if name in peak_of
+                                        else "")
+            for name, seconds in e2e["stages_s"].items())
             + "; at " + ", ".join(f"{k} {v}" for k, v in e2e.get("settings", {}).items()))
     m = results["machine"]
     lines += [f"FAILED {name}: {err}" for name, err in results.get("errors", {}).items()]

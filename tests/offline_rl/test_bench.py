@@ -26,9 +26,29 @@ def test_tiny_benchmark_run_reports_every_benchmark(tmp_path):
     assert set(flat["end_to_end"]["stages_s"]) >= {"ingestion", "monitor", "training",
                                                    "evaluation", "promotion", "export"}
     assert flat["end_to_end"]["settings"]["train_steps"] == 60
+    peaks = flat["end_to_end"]["stages_peak_rss_mb"]
+    assert set(peaks) == set(flat["end_to_end"]["stages_s"]) and min(peaks.values()) > 0
     table = format_table(results)
     assert "end_to_end" in table and "FAILED" not in table
     json.dumps(flat)  # serialisable as written by --json
+
+
+def test_stage_peaks_see_the_memory_a_stage_holds():
+    import time
+
+    import numpy as np
+
+    from offline_rl.bench import StagePeaks
+
+    peaks = StagePeaks(interval=0.001)
+    with peaks.during("small"):
+        time.sleep(0.05)
+    with peaks.during("big"):
+        block = np.ones(200 * 2**20 // 8)  # 200 MiB, every page written
+        time.sleep(0.05)
+        del block
+    peaks.close()
+    assert peaks.mib["big"] > peaks.mib["small"] + 150
 
 
 def test_fqe_benchmark_times_the_nightly_ensemble_on_a_device():
