@@ -40,6 +40,8 @@ from offline_rl.bench_config import BenchConfig
 from offline_rl.paths import DataPaths
 
 DAY = dt.date(2026, 10, 1)
+DAY_BEFORE = DAY - dt.timedelta(days=1)
+"""The end-to-end run's completed day before ``DAY`` (its window's first day)."""
 R = TypeVar("R")
 
 
@@ -319,10 +321,9 @@ def prepare_end_to_end(home: Path, events_per_day: int) -> int:
     paths = DataPaths(home)
     # the day before gives the window a completed day, as in production (multi-day episodes
     # of that day are completed by the benchmarked day's data)
-    before = DAY - dt.timedelta(days=1)
-    write_landing(home, days=1, start=before, seed=0, events_per_day=events_per_day)
+    write_landing(home, days=1, start=DAY_BEFORE, seed=0, events_per_day=events_per_day)
     for schema in landing_schemas().values():
-        ingest_partition(paths, schema, before)
+        ingest_partition(paths, schema, DAY_BEFORE)
     summary = write_landing(home, days=1, start=DAY, seed=1, events_per_day=events_per_day)
     return sum(summary.rows.values())
 
@@ -351,7 +352,6 @@ def bench_end_to_end(home: Path, events: int, n_steps: int = 0) -> dict[str, Any
     )
 
     paths = DataPaths(home)
-    before = DAY - dt.timedelta(days=1)
     stages: dict[str, float] = {}
     peaks = StagePeaks()
 
@@ -370,7 +370,7 @@ def bench_end_to_end(home: Path, events: int, n_steps: int = 0) -> dict[str, Any
         training = dataclasses.replace(training, n_steps=n_steps)
         ope = dataclasses.replace(ope, fqe_steps=n_steps)
     for domain in all_domains():
-        stage("transitions", lambda d=domain: build_transitions_partition(paths, d, before))
+        stage("transitions", lambda d=domain: build_transitions_partition(paths, d, DAY_BEFORE))
         stage("transitions", lambda d=domain: build_transitions_partition(paths, d, DAY))
         stage("monitor", lambda d=domain: monitor(paths, d, DAY, MonitorConfig()))
         stage("training", lambda d=domain: train_candidates(

@@ -15,10 +15,13 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offline_rl.argtypes import iso_date, nonnegative_int, positive_int
 from offline_rl.paths import EXPORTS_ENV, HOME_ENV, LANDING_ENV, DataPaths, RemotePath
+
+if TYPE_CHECKING:
+    from offline_rl.domains import Domain
 
 log = logging.getLogger("offline_rl")
 
@@ -109,16 +112,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ rollout
 
 def cmd_rollout(args: argparse.Namespace) -> int:
-    from offline_rl.domains import domain_names
     from offline_rl.export.loader import ExportError, load_policy
     from offline_rl.export.registry import resolve_export
     from offline_rl.shop import policy_value
     from offline_rl.simulator.base import BEHAVIOR
     from offline_rl.simulator.truth import read_simulation_manifest
 
-    if args.domain not in domain_names():
-        raise UsageError(f"unknown domain {args.domain!r}",
-                         f"choose one of: {', '.join(domain_names())}")
+    registered_domain(args.domain)
     paths = paths_from(args)
     scenario = args.scenario
     if scenario is None:
@@ -447,6 +447,16 @@ def build_parser(more_commands: Callable[[Any], None] | None = None
     if more_commands is not None:
         more_commands(sub)
     return parser
+
+
+def registered_domain(name: str) -> Domain:
+    """The registered domain ``name``; a usage error naming the choices otherwise."""
+    from offline_rl.domains import get_domain
+
+    try:
+        return get_domain(name)
+    except ValueError as exc:
+        raise UsageError(str(exc), "offline-rl domains describes each") from None
 
 
 class CommandParser(argparse.ArgumentParser):

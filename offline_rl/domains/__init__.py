@@ -97,18 +97,21 @@ def domain_names() -> tuple[str, ...]:
     return tuple(_current())
 
 
-def get_domain(name: str) -> Domain:
-    """The domain called ``name``; ``ValueError`` naming the choices if there is none."""
+def _entry(name: str) -> tuple[ModuleType, Domain]:
     registry = _current()
     if name not in registry:
         raise ValueError(f"unknown domain {name!r}; choose one of: {', '.join(registry)}")
-    return registry[name][1]
+    return registry[name]
+
+
+def get_domain(name: str) -> Domain:
+    """The domain called ``name``; ``ValueError`` naming the choices if there is none."""
+    return _entry(name)[1]
 
 
 def domain_module(name: str) -> ModuleType:
     """The module that defines the domain ``name`` (its docstring is the domain's doc)."""
-    get_domain(name)
-    return _current()[name][0]
+    return _entry(name)[0]
 
 
 def all_domains() -> list[Domain]:

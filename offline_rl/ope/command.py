@@ -229,7 +229,7 @@ def resolve_target(target: str) -> str:
 def action_count(target: str, domain: str | None) -> tuple[int, str] | None:
     """How many actions the logs may use and where that comes from: ``--domain``, else the
     target export's manifest (``n_actions`` or its ``action_map``); None when neither says."""
-    from offline_rl.cli import UsageError
+    from offline_rl.cli import UsageError, registered_domain
 
     manifest: dict[str, Any] = {}
     path = Path(target)
@@ -241,12 +241,7 @@ def action_count(target: str, domain: str | None) -> tuple[int, str] | None:
         except (OSError, ValueError):
             manifest = {}  # the loader reports a broken manifest
     if domain is not None:
-        from offline_rl.domains import get_domain
-
-        try:
-            spec = get_domain(domain)
-        except ValueError as exc:
-            raise UsageError(str(exc), "offline-rl domains describes each") from None
+        spec = registered_domain(domain)
         exported = manifest.get("domain")
         if exported not in (None, domain):
             raise UsageError(f"target {target} is a {exported} policy, not {domain}",

@@ -54,10 +54,10 @@ def write_logs(
     *,
     days: int,
     start: dt.date,
-    seed: int = 0,
-    events_per_day: int = 40_000,
-    scenario: str = "default",
-    serve: Location | str | PathLike[str] | None = None,
+    seed: int,
+    events_per_day: int,
+    scenario: str,
+    serve: Location | str | PathLike[str] | None,
 ) -> LandingSummary:
     """Simulates ``days`` days from ``start`` and writes the landing files of every domain of
     ``simulations`` (by domain name; ``schemas`` holds every dataset they write, by name).

@@ -18,7 +18,7 @@ from offline_rl.experiments.validation.figures import (
     power_curve,
     summarise,
 )
-from offline_rl.experiments.validation.scenarios import BEHAVIOR, domain_gate, resolve_domain
+from offline_rl.experiments.validation.scenarios import BEHAVIOR, domain_gate
 from offline_rl.ope.gate import GateConfig, Incumbent, decide, promotion_bar
 
 
@@ -85,13 +85,14 @@ def replay_gate(result: dict[str, Any], gate: GateConfig) -> dict[str, Any]:
     domain's ``replay`` headline, its candidates have no headline estimate and are kept out;
     set ``gate.headline`` to compare them on ``dr``).
     """
+    from offline_rl.domains import get_domain
     from offline_rl.ope.gate import evaluated_incumbent
 
     zone = float(result["config"].get("indifference", 0.0))
     runs = []
     for run in result["runs"]:
         b = run["behavior"]
-        run_gate = domain_gate(gate, resolve_domain(run["domain"]))
+        run_gate = domain_gate(gate, get_domain(run["domain"]))
         stored = run.get("incumbent") or {}
         if stored.get("estimates") is not None:  # an earlier promoted policy, off-policy
             incumbent = evaluated_incumbent(_stored_evaluation(stored),

@@ -34,7 +34,6 @@ from offline_rl.experiments.validation.scenarios import (
     GreedierBehavior,
     ValidationScenario,
     domain_gate,
-    resolve_domain,
 )
 from offline_rl.ope.gate import GateConfig, Incumbent, decide, promotion_bar
 from offline_rl.ope.replay import REPLAY
@@ -134,8 +133,10 @@ class ValidationConfig:
         if bad:
             raise ValueError(f"unknown candidate algorithm(s) {bad}; choose from "
                              f"{', '.join(ALGORITHMS)}")
+        from offline_rl.domains import get_domain
+
         for name in self.domain_names():
-            resolve_domain(name)
+            get_domain(name)
 
     def domain_names(self) -> tuple[str, ...]:
         from offline_rl.domains import domain_names
@@ -345,8 +346,10 @@ def run_validation(cfg: ValidationConfig, progress: Progress | None = None,
     ``checkpoint``, the result so far is written there (JSON) after every run, with
     ``complete`` false until the last (a stopped validation keeps the runs it finished)."""
     say = progress or (lambda _m: None)
+    from offline_rl.domains import get_domain
+
     cfg.check()
-    domains = [resolve_domain(d) for d in cfg.domain_names()]
+    domains = [get_domain(d) for d in cfg.domain_names()]
     jobs = [(d, VALIDATION_SCENARIOS[s], seed) for d in domains for s in cfg.scenarios
             for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds)]
     runs = []

@@ -137,9 +137,3 @@ def domain_gate(gate: GateConfig, domain: Domain) -> GateConfig:
     return gate.for_domain(domain.gate_max_weight_share, domain.gate_headline)
 
 
-def resolve_domain(name: str) -> Domain:
-    """A registered domain (``offline_rl.domains``: the package's and ``$OFFLINE_RL_DOMAINS``'
-    modules); ``ValueError`` naming the choices otherwise."""
-    from offline_rl.domains import get_domain
-
-    return get_domain(name)

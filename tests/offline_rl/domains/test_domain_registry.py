@@ -110,4 +110,4 @@ def test_logs_of_an_undeclared_dataset_are_refused(tmp_path):
     with pytest.raises(ValueError, match="the cart simulation writes a landing dataset 'cart' "
                                          "that no domain declares"):
         write_logs(tmp_path, {"cart": cart.SIMULATION}, {}, days=1, start=dt.date(2026, 10, 1),
-                   events_per_day=200)
+                   seed=0, events_per_day=200, scenario="default", serve=None)

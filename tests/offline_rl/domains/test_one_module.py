@@ -27,7 +27,7 @@ import polars as pl
 home = Path(sys.argv[1])
 facts = {}
 
-from offline_rl.domains import domain_names, get_domain, landing_schemas
+from offline_rl.domains import domain_names, get_domain
 facts["registry"] = list(domain_names())
 
 from offline_rl.cli import main
@@ -56,7 +56,6 @@ with contextlib.redirect_stderr(err):
 facts["unknown_domain_error"] = err.getvalue()
 
 # a row that breaks the toy's own value rule (sort must be 0, 1 or 2), in its own file
-schema = landing_schemas()["search_queries"]
 day_two = home / "landing" / "search_queries" / "date=2026-10-02"
 first = pl.read_parquet(next(day_two.glob("*.parquet")))
 bad = first.head(1).with_columns(event_id=pl.lit("bad-q0"), sort=pl.lit(7, pl.Int32))
