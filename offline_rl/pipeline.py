@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -26,7 +26,7 @@ from offline_rl.algos.record import CandidateRecord, DataWindow, Split, Training
 from offline_rl.data.arrays import DecisionArrays, decision_arrays, to_mdp_dataset
 from offline_rl.data.ingest import PartitionLoad, load_partition
 from offline_rl.data.schemas import SourceSchema
-from offline_rl.data.warehouse import Warehouse
+from offline_rl.data.warehouse import Share, Warehouse
 from offline_rl.decisions import (
     RegistryDecision,
     promoted_before,
@@ -79,6 +79,13 @@ def _domain(domain: Domain | str) -> Domain:
     return domain if isinstance(domain, Domain) else get_domain(domain)
 
 
+TRANSITIONS_SHARE_ROWS = 4_000_000
+"""Raw rows a domain with a ``share_key`` builds transitions from at a time. Its range of raw
+partitions is read and built in ``ceil(rows / TRANSITIONS_SHARE_ROWS)`` shares of its key's
+values, so the query's memory follows this, not the day's size (about 1 GB at 4M
+clickstream rows); fewer rows are built in one pass."""
+
+
 def build_transitions_partition(
     paths: DataPaths, domain: Domain | str, day: dt.date
 ) -> pl.DataFrame:
@@ -86,27 +93,41 @@ def build_transitions_partition(
 
     Reads the domain's raw tables from ``lookback_days`` before the day (to recognise episodes
     that started earlier and belong to an earlier partition) to ``lookahead_days`` after it
-    (where loaded, so episodes that cross midnight or last several days are complete).
+    (where loaded, so episodes that cross midnight or last several days are complete). A
+    domain with a ``share_key`` whose range holds more than ``TRANSITIONS_SHARE_ROWS`` raw rows
+    is built a share of its episodes at a time; the rows are then ordered by (episode, step),
+    the order one pass gives, so the partition does not depend on the number of shares.
     """
     domain = _domain(domain)
     wh = Warehouse(paths.warehouse)
     first = day - dt.timedelta(days=domain.lookback_days)
     last = day + dt.timedelta(days=domain.lookahead_days)
-    raw: dict[str, pl.LazyFrame] = {}
-    last_loaded: list[dt.date] = []
     schemas = landing_schemas()
+    rows, last_loaded = 0, []
     for source in domain.sources:
         table = schemas[source].table
         if not wh.table_exists(table):
             raise ValueError(f"{table} does not exist; ingest {source} for {day} first")
-        frame = schemas[source].complete(wh.read_partitions(table, first, last))
-        if frame.filter(pl.col("partition_date") == day).is_empty():
+        summary = wh.summarize_partitions(table, first, last, day)
+        if not summary.day_rows or summary.last_day is None:
             raise ValueError(f"{table} has no rows for {day}; ingest that partition first")
-        # a Date column with rows for ``day``: its max is a date
-        last_loaded.append(cast(dt.date, frame["partition_date"].max()))
-        raw[source] = frame.lazy()
-    # the data ends where the least advanced source ends
-    transitions = domain.build_day(raw, day, min(last_loaded)).collect()
+        rows += summary.rows
+        last_loaded.append(summary.last_day)
+    shares = 1 if domain.share_key is None else max(1, -(-rows // TRANSITIONS_SHARE_ROWS))
+    parts = []
+    for index in range(shares):
+        share = None if domain.share_key is None else Share(domain.share_key, index, shares)
+        raw = {source: schemas[source].complete(
+                   wh.read_partitions(schemas[source].table, first, last, share=share)).lazy()
+               for source in domain.sources}
+        # the data end where the least advanced source ends
+        parts.append(domain.build_day(raw, day, min(last_loaded)).collect())
+        del raw
+        if shares > 1:
+            log.info("%s %s: transitions of share %d of %d built (%d rows)", domain.name, day,
+                     index + 1, shares, parts[-1].height)
+    transitions = parts[0] if shares == 1 else pl.concat(parts).sort("episode_id", "step")
+    del parts
     problems = check_transitions(transitions, domain)
     if problems:
         raise ValueError(f"{domain.transitions_table} {day}: " + "; ".join(problems))

@@ -276,29 +276,38 @@ def read_partition(
             quarantined.append(_rejected_row(schema, day, rel,
                                              f"unreadable: {one_line(exc)}"))
             continue
-        frames.append(frame.with_columns(_source_file=pl.lit(rel)))
+        # the name as a column of its own, not a broadcast literal: the files' frames are
+        # concatenated without copying, and some string kernels mishandle chunked literals
+        frames.append(frame.with_columns(pl.repeat(rel, frame.height, dtype=pl.String,
+                                                   eager=True).alias("_source_file")))
 
     columns = [*schema.polars_schema.names(), "_source_file", "_source_row"]
     if frames:
-        # one contiguous frame: some string kernels mishandle chunked constant columns
-        everything = pl.concat(frames, rechunk=True)
+        everything = pl.concat(frames, rechunk=False)  # the files' rows, not copied
     else:
         everything = pl.DataFrame(schema={**schema.polars_schema, "_source_row": pl.Int64(),
                                           "_record": pl.String(), "_parse": pl.String(),
                                           "_unparsed": pl.Boolean(),
                                           "_source_file": pl.String()})
+    del frames  # from here on the rows are held by ``everything`` alone
     rows_read = everything.height
     rules = row_rules(schema, day, config)
     broken = pl.any_horizontal(pl.col("_parse").is_not_null(), *[b for b, _ in rules])
     row_reason = pl.when(pl.col("_unparsed")).then(pl.col("_parse")).otherwise(
         join_reasons([pl.col("_parse"), *[pl.when(b).then(r) for b, r in rules]]))
-    lazy = everything.lazy().with_columns(_broken=broken)
-    bad, good = pl.collect_all([
-        lazy.filter(pl.col("_broken")),
-        lazy.filter(~pl.col("_broken")).select(*columns, "_record"),
-    ], engine=_ENGINE)
-    if bad.height:
+    flags = everything.lazy().select(broken.alias("_broken")).collect(engine=_ENGINE)["_broken"]
+    if flags.any() or flags.null_count():
+        lazy = everything.lazy().with_columns(_broken=flags)
+        bad, good = pl.collect_all([
+            lazy.filter(pl.col("_broken")),
+            lazy.filter(~pl.col("_broken")).select(*columns, "_record"),
+        ], engine=_ENGINE)
+        del lazy
         quarantined.append(_quarantine_rows(bad, schema, day, row_reason, config))
+        del bad
+    else:  # the usual case, every row good: selecting columns copies nothing
+        good = everything.select(*columns, "_record")
+    del everything, flags
 
     good, conflicting, duplicates = _drop_duplicates(good, schema)
     if conflicting.height:
@@ -306,13 +315,23 @@ def read_partition(
                           pl.lit(schema.key), pl.col(schema.key), pl.col("_kept_file"),
                           pl.col("_kept_row"))
         quarantined.append(_quarantine_rows(conflicting, schema, day, first, config))
-    rows = good.lazy().select(columns).with_columns(
-        partition_date=pl.lit(day, dtype=pl.Date)).sort(schema.time_column, schema.key).collect(
-        engine=_ENGINE)
+    del conflicting
+    rows = _in_order(good.select(columns), schema.time_column, schema.key).with_columns(
+        partition_date=pl.lit(day, dtype=pl.Date))
+    del good
     quarantine = (pl.concat(quarantined).sort("file", "row_number", nulls_last=False)
                   if quarantined else pl.DataFrame(schema=QUARANTINE_SCHEMA))
     return PartitionLoad(rows=rows, quarantine=quarantine, files=[str(f) for f in files],
                          rows_read=rows_read, duplicates=duplicates, skipped=skipped)
+
+
+def _in_order(frame: pl.DataFrame, *by: str) -> pl.DataFrame:
+    """``frame`` sorted by ``by`` (unique together); rows that arrive in order (a day's one
+    file, as shops write them) are returned as they are, without a sorted copy."""
+    order = frame.select(pl.arg_sort_by(*by)).to_series()
+    if order.is_sorted():  # a permutation in ascending order is the identity
+        return frame
+    return frame[order]
 
 
 def _drop_duplicates(good: pl.DataFrame, schema: SourceSchema

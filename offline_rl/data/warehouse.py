@@ -14,6 +14,7 @@ import datetime as dt
 import os
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,30 @@ SQL_PACKAGE = "sql"
 """The package whose data files are the statements: ``<folder>/<name>.sql``."""
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
+
+
+@dataclass(frozen=True)
+class Share:
+    """The rows whose ``key`` hashes (DuckDB's ``hash``) to ``index`` modulo ``count``: the
+    ``count`` shares of a range are disjoint and together hold every row once."""
+
+    key: str
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"share {self.index} of {self.count} does not exist")
+
+
+@dataclass(frozen=True)
+class RangeSummary:
+    """Rows of a partition range, rows of one day in it, and its last loaded day (None when
+    the range is empty)."""
+
+    rows: int
+    day_rows: int
+    last_day: dt.date | None
 
 
 class WarehouseError(RuntimeError):
@@ -224,20 +249,42 @@ class Warehouse:
             con.execute(sql_text("warehouse/add_column", table=table, column=column, type=kind))
 
     def read_partitions(self, table: str, start: dt.date, end: dt.date,
-                        columns: Sequence[str] | None = None) -> pl.DataFrame:
+                        columns: Sequence[str] | None = None,
+                        share: Share | None = None) -> pl.DataFrame:
         """Rows of ``table`` with ``start <= partition_date <= end`` (empty if no table); with
         ``columns``, only those of its columns (in the table's order; names it lacks are left
-        out), so a reader that needs a few columns never holds the others."""
+        out), so a reader that needs a few columns never holds the others; with ``share``,
+        only that share of the rows (all columns)."""
+        if columns is not None and share is not None:
+            raise ValueError("read_partitions takes columns or a share, not both")
         if not self.path.exists():
             return pl.DataFrame()
         with self.connect(read_only=True) as con:  # one connection for the check and the read
             if not self._exists(con, table):
                 return pl.DataFrame()
+            if share is not None and share.count > 1:
+                return self._select(con, "warehouse/select_partition_range_share", table,
+                                    {"key": share.key},
+                                    {"start": start, "end": end, "share": share.index,
+                                     "shares": share.count})
             if columns is None:
                 return self._select(con, "warehouse/select_partition_range", table, None,
                                     {"start": start, "end": end})
             return self._select(con, "warehouse/select_partition_range_columns", table, None,
                                 {"start": start, "end": end, "columns": list(columns)})
+
+    def summarize_partitions(self, table: str, start: dt.date, end: dt.date,
+                             day: dt.date) -> RangeSummary:
+        """Rows of ``table`` with ``start <= partition_date <= end``, of them those of ``day``,
+        and the last day present, without reading the rows (all zero/None if no table)."""
+        if not self.path.exists():
+            return RangeSummary(0, 0, None)
+        with self.connect(read_only=True) as con:
+            if not self._exists(con, table):
+                return RangeSummary(0, 0, None)
+            frame = self._select(con, "warehouse/summarize_partition_range", table, None,
+                                 {"start": start, "end": end, "day": day})
+        return RangeSummary(int(frame["n"][0]), int(frame["n_day"][0]), frame["last_day"][0])
 
     def digest(self, table: str, day: dt.date | None = None) -> tuple[int, str]:
         """(rows, MD5 of the ordered rows as text) of ``table``, or of one partition of it.

@@ -135,6 +135,10 @@ class Domain:
             ``offline_rl.domains.inventory_replay``).
         serving_exploration: How the exported policy explores when it is served
             (:mod:`offline_rl.export.exploration`); None: :attr:`exploration`'s default.
+        share_key: A column of every source that no episode crosses (all rows of an episode
+            share its value), so the transitions query may run on a share of its values at a
+            time where the raw rows are many (``offline_rl.pipeline.TRANSITIONS_SHARE_ROWS``);
+            None: the query always reads the whole range at once.
     """
 
     name: str
@@ -158,6 +162,7 @@ class Domain:
     replay: Any | None = None
     gate_headline: str = "dr"
     serving_exploration: Exploration | None = None
+    share_key: str | None = None
 
     def __post_init__(self) -> None:
         if self.gate_headline == REPLAY and self.replay is None:

@@ -28,7 +28,8 @@ probabilities) and their parameters: ``offline_rl.simulator.recommendation``.
 The transitions query (``build_recommendation_transitions``, one lazy polars query) has one row
 per recommendation impression, ordered within its session; the reward of an impression is
 ``click_value * clicked`` plus the margin of purchases following it. A session is built whole
-from the raw partitions of its start day and the next one.
+from the raw partitions of its start day and the next one; where those hold many rows, a
+share of the sessions at a time (``Domain.share_key``).
 """
 
 from __future__ import annotations
@@ -217,4 +218,5 @@ DOMAIN = Domain(
     episode_doc="A browsing session; it ends when the user leaves (at most "
                 f"{SPEC.horizon} pages).",
     gate_max_weight_share=1.0,  # measured: see Domain.gate_max_weight_share
+    share_key="session_id",  # a session's impressions, clicks and purchases carry its id
 )

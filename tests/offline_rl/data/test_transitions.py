@@ -116,3 +116,20 @@ def test_a_day_does_not_claim_the_tail_of_yesterdays_sessions(landing_paths):
     second = build_transitions_partition(landing_paths, "recommendation", day1)
     assert set(first["episode_id"]).isdisjoint(set(second["episode_id"]))
     assert (second["episode_id"].str.slice(0, 8) == day1.strftime("%Y%m%d")).all()
+
+
+def test_a_day_built_in_shares_equals_the_day_built_at_once(landing_paths, monkeypatch):
+    from offline_rl import pipeline
+    from offline_rl.data.schemas import CLICKSTREAM
+    from offline_rl.data.warehouse import Warehouse
+
+    for d in (DAY, DAY + dt.timedelta(days=1)):
+        pipeline.ingest_partition(landing_paths, CLICKSTREAM, d)
+    whole = pipeline.build_transitions_partition(landing_paths, "recommendation", DAY)
+    monkeypatch.setattr(pipeline, "TRANSITIONS_SHARE_ROWS", 1500)  # about 8,000 raw rows
+    shared = pipeline.build_transitions_partition(landing_paths, "recommendation", DAY)
+    assert whole.height > 1000
+    assert shared.equals(whole)  # the same rows in the same order, whatever the shares
+    stored = Warehouse(landing_paths.warehouse).read_partitions(
+        "recommendation_transitions", DAY, DAY)
+    assert stored.height == whole.height

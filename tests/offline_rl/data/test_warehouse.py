@@ -3,7 +3,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from offline_rl.data.warehouse import Warehouse, WarehouseError, sql_text
+from offline_rl.data.warehouse import RangeSummary, Share, Warehouse, WarehouseError, sql_text
 
 DAY = dt.date(2026, 10, 1)
 
@@ -46,6 +46,29 @@ def test_a_reader_may_ask_for_some_columns_only(tmp_path):
     assert some.columns == ["partition_date", "v", "x"]  # the table's order, absent names left out
     assert some.rows() == [(DAY, 1, 1.5), (DAY, 2, 0.5)]  # ordered as a full read is
     assert wh.read_partitions("t", DAY, DAY).select("partition_date", "v", "x").equals(some)
+
+
+def test_shares_of_a_range_are_disjoint_and_hold_every_row_once(tmp_path):
+    wh = Warehouse(tmp_path / "w.duckdb")
+    rows = pl.DataFrame({"partition_date": [DAY] * 40 + [DAY + dt.timedelta(days=1)] * 20,
+                         "session": [f"s{i % 13}" for i in range(60)], "v": list(range(60))})
+    for day, part in rows.group_by("partition_date"):
+        wh.replace_partition("t", part, day=day[0])
+    end = DAY + dt.timedelta(days=1)
+    shares = [wh.read_partitions("t", DAY, end, share=Share("session", i, 3)) for i in range(3)]
+    keys = [set(s["session"]) for s in shares]
+    assert sum(bool(k) for k in keys) >= 2  # the range is split, not handed over whole
+    assert not (keys[0] & keys[1] or keys[0] & keys[2] or keys[1] & keys[2])
+    assert pl.concat(shares).sort("v").equals(wh.read_partitions("t", DAY, end).sort("v"))
+    assert wh.read_partitions("t", DAY, end, share=Share("session", 0, 1)).equals(
+        wh.read_partitions("t", DAY, end))  # one share is the whole range
+    summary = wh.summarize_partitions("t", DAY, end, end)
+    assert (summary.rows, summary.day_rows, summary.last_day) == (60, 20, end)
+    assert wh.summarize_partitions("nothing", DAY, end, DAY) == RangeSummary(0, 0, None)
+    with pytest.raises(ValueError, match="share 3 of 3"):
+        Share("session", 3, 3)
+    with pytest.raises(WarehouseError, match="invalid identifier"):
+        wh.read_partitions("t", DAY, end, share=Share("session; drop", 0, 2))
 
 
 def test_missing_table_reads_empty(tmp_path):
