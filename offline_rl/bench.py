@@ -58,34 +58,66 @@ def peak_rss_mb() -> float:
     return max(own, children) / 1024.0
 
 
+def _pages(pid: int | str) -> int:
+    """Resident pages of process ``pid`` (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _descendants(root: int) -> list[int]:
+    """``root`` and every process below it, from ``/proc/<pid>/stat``'s parent ids."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        # the command name may hold spaces and parentheses: the fields follow its last ")"
+        children.setdefault(int(text.rsplit(")", 1)[1].split()[1]), []).append(
+            int(stat.parent.name))
+    found, frontier = [root], [root]
+    while frontier:
+        frontier = [c for pid in frontier for c in children.get(pid, [])]
+        found += frontier
+    return found
+
+
 class StagePeaks:
-    """The peak resident memory of this process while each named stage runs, in MiB: a
-    thread reads ``/proc/self/statm`` every ``interval`` seconds (empty where there is none).
+    """The peak resident memory while each named stage runs, in MiB: a thread reads
+    ``/proc/<pid>/statm`` every ``interval`` seconds (empty where there is none), of this
+    process, or with ``tree`` of this process and all its descendants together (their list
+    refreshed every second), so a stage run by worker processes is measured whole.
 
     Use ``with peaks.during(name):`` around a stage; ``peaks.mib`` holds the result.
     """
 
-    def __init__(self, interval: float = 0.01) -> None:
+    def __init__(self, interval: float = 0.01, *, tree: bool = False) -> None:
         import os
         import threading
 
         self.mib: dict[str, float] = {}
         self._stage: str | None = None
         self._page_mib = os.sysconf("SC_PAGE_SIZE") / 2**20
+        self._root, self._tree = os.getpid(), tree
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, args=(interval,), daemon=True)
         if Path("/proc/self/statm").is_file():
             self._thread.start()
 
-    def _rss_mib(self) -> float:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * self._page_mib
-
     def _sample(self, interval: float) -> None:
+        pids: list[int | str] = ["self"]
+        listed = 0.0
         while not self._stop.wait(interval):
             name = self._stage
-            if name is not None:
-                self.mib[name] = max(self.mib.get(name, 0.0), self._rss_mib())
+            if name is None:
+                continue
+            if self._tree and time.monotonic() - listed > 1.0:
+                pids, listed = list(_descendants(self._root)), time.monotonic()
+            mib = sum(_pages(pid) for pid in pids) * self._page_mib
+            self.mib[name] = max(self.mib.get(name, 0.0), mib)
 
     @contextlib.contextmanager
     def during(self, name: str) -> Iterator[None]:
@@ -328,19 +360,13 @@ def prepare_end_to_end(home: Path, events_per_day: int) -> int:
     return sum(summary.rows.values())
 
 
-def bench_end_to_end(home: Path, events: int, n_steps: int = 0) -> dict[str, Any]:
-    """The nightly stages for one day of every domain, in this process, as the nightly job
-    runs them: ingestion, transitions, monitor, the default candidates, evaluation, gate and
-    export, each at the nightly job's settings (``n_steps`` > 0 replaces the training and FQE
-    gradient steps), on the logs :func:`prepare_end_to_end` wrote (``events``: the day's
-    events, reported). Two days of logs, so the window is two days with nothing held back to
-    settle (the nightly job: seven, and each domain's lookahead); evaluation takes the
-    held-out episodes of both days (``settle_days=0``), since two days hold no whole pricing
-    season."""
-    from offline_rl.algos.training import DEFAULT_CANDIDATES, TrainingConfig
-    from offline_rl.domains import all_domains, landing_schemas
+def _night_part(home: Path, domain: str | None, training: Any, ope: Any) -> dict[str, Any]:
+    """One part of :func:`bench_end_to_end`'s night, in the nightly job's order, in this
+    process: the day's ingestion (``domain`` None) or one domain's stages after it. Returns
+    the seconds and this process's peak resident memory (MiB) of each stage."""
+    from offline_rl.algos.training import DEFAULT_CANDIDATES
+    from offline_rl.domains import get_domain, landing_schemas
     from offline_rl.monitor import MonitorConfig, monitor
-    from offline_rl.ope.evaluate import OPEConfig
     from offline_rl.ope.gate import GateConfig
     from offline_rl.pipeline import (
         build_transitions_partition,
@@ -362,41 +388,89 @@ def bench_end_to_end(home: Path, events: int, n_steps: int = 0) -> dict[str, Any
         stages[name] = stages.get(name, 0.0) + seconds
         return out
 
-    started = time.perf_counter()
-    for schema in landing_schemas().values():
-        stage("ingestion", lambda s=schema: ingest_partition(paths, s, DAY))
+    if domain is None:
+        for schema in landing_schemas().values():
+            stage("ingestion", lambda s=schema: ingest_partition(paths, s, DAY))
+    else:
+        d = get_domain(domain)
+        stage("transitions", lambda: build_transitions_partition(paths, d, DAY_BEFORE))
+        stage("transitions", lambda: build_transitions_partition(paths, d, DAY))
+        stage("monitor", lambda: monitor(paths, d, DAY, MonitorConfig()))
+        stage("training", lambda: train_candidates(
+            paths, d, DAY, list(DEFAULT_CANDIDATES), training,
+            window_days=2, eval_fraction=0.3, settle_days=0))
+        stage("evaluation", lambda: evaluate_candidates(paths, d, DAY, ope))
+        stage("promotion", lambda: promote(paths, d, DAY, GateConfig()))
+        stage("export", lambda: export_promoted(paths, d, DAY))
+    peaks.close()
+    return {"seconds": stages, "peak_mib": peaks.mib}
+
+
+def bench_end_to_end(home: Path, events: int, n_steps: int = 0, workers: int = 0
+                     ) -> dict[str, Any]:
+    """The nightly stages for one day of every domain, as the nightly job runs them: the
+    day's ingestion, then each domain's transitions, monitor, candidates, evaluation, gate and
+    export, at the nightly job's settings (``n_steps`` > 0 replaces the training and FQE
+    gradient steps), on the logs :func:`prepare_end_to_end` wrote (``events``: the day's
+    events, reported). The domains run side by side on ``workers`` processes (0: one per
+    core, the multiprocess executor's default ``max_concurrent``), the largest first; a worker
+    takes the next domain when it is free. Two days of logs, so the window is two days with
+    nothing held back to settle (the nightly job: seven, and each domain's lookahead);
+    evaluation takes the held-out episodes of both days (``settle_days=0``), since two days
+    hold no whole pricing season.
+
+    Reported: the night's wall seconds; per stage the seconds summed over the domains (the
+    work, whichever worker did it) and the highest resident memory one process reached in
+    it; the night's peak resident memory of all its processes together (``peak_rss_mb``) and
+    of the largest one (``process_peak_rss_mb``)."""
+    import concurrent.futures
+    import multiprocessing as mp
+    import os
+
+    from offline_rl.algos.config import DEFAULT_CANDIDATES, TrainingConfig
+    from offline_rl.domains import all_domains
+    from offline_rl.ope.evaluate import OPEConfig
+
+    workers = workers or os.cpu_count() or 1
     training, ope = TrainingConfig(seed=0, device="cpu"), OPEConfig(device="cpu")
     if n_steps:
         training = dataclasses.replace(training, n_steps=n_steps)
         ope = dataclasses.replace(ope, fqe_steps=n_steps)
-    for domain in all_domains():
-        stage("transitions", lambda d=domain: build_transitions_partition(paths, d, DAY_BEFORE))
-        stage("transitions", lambda d=domain: build_transitions_partition(paths, d, DAY))
-        stage("monitor", lambda d=domain: monitor(paths, d, DAY, MonitorConfig()))
-        stage("training", lambda d=domain: train_candidates(
-            paths, d, DAY, list(DEFAULT_CANDIDATES), training,
-            window_days=2, eval_fraction=0.3, settle_days=0))
-        stage("evaluation", lambda d=domain: evaluate_candidates(paths, d, DAY, ope))
-        stage("promotion", lambda d=domain: promote(paths, d, DAY, GateConfig()))
-        stage("export", lambda d=domain: export_promoted(paths, d, DAY))
+    names = [d.name for d in all_domains()]
+    night = StagePeaks(tree=True)
+    started = time.perf_counter()
+    with night.during("night"), concurrent.futures.ProcessPoolExecutor(
+            max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        parts = [pool.submit(_night_part, home, None, training, ope).result()]
+        parts += list(pool.map(_night_part, [home] * len(names), names,
+                               [training] * len(names), [ope] * len(names)))
     wall = time.perf_counter() - started
-    peaks.close()
+    night.close()
+    stages: dict[str, float] = {}
+    peaks: dict[str, float] = {}
+    for part in parts:
+        for name, seconds in part["seconds"].items():
+            stages[name] = stages.get(name, 0.0) + seconds
+            peaks[name] = max(peaks.get(name, 0.0), part["peak_mib"].get(name, 0.0))
     return {"events": events, "project_s": wall, "reference_s": 900.0, "ratio": wall / 900.0,
-            "stages_s": stages, "peak_rss_mb": peak_rss_mb(), "stages_peak_rss_mb": peaks.mib,
+            "workers": workers, "stages_s": stages,
+            "peak_rss_mb": night.mib.get("night", peak_rss_mb()),
+            "process_peak_rss_mb": peak_rss_mb(), "stages_peak_rss_mb": peaks,
             "settings": {"train_steps": training.n_steps, "fqe_steps": ope.fqe_steps,
                          "fqe_refits": ope.fqe_refits, "n_bootstrap": ope.n_bootstrap,
                          "candidates": list(DEFAULT_CANDIDATES)},
-            "domains": [d.name for d in all_domains()],
+            "domains": names,
             "goal": "under 15 minutes (ratio <= 1) on 2 cores"}
 
 
 def _in_child(fn: Callable[..., R], *args: Any) -> R:
     """Runs ``fn`` in a fresh process, so its peak memory is its own (not the earlier
-    benchmarks')."""
+    benchmarks'); the process may start processes of its own."""
+    import concurrent.futures
     import multiprocessing as mp
 
-    with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(fn, args)
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
 
 
 def run_benchmarks(cfg: BenchConfig, progress: Callable[[str], None] | None = None
@@ -448,7 +522,7 @@ def run_benchmarks(cfg: BenchConfig, progress: Callable[[str], None] | None = No
             say(f"simulating two days of {cfg.end_to_end_events:,} events ...")
             events = _in_child(prepare_end_to_end, home, cfg.end_to_end_events)
             measure("end_to_end", lambda: _in_child(
-                bench_end_to_end, home, events, cfg.end_to_end_steps))
+                bench_end_to_end, home, events, cfg.end_to_end_steps, cfg.end_to_end_workers))
     return results
 
 
@@ -512,13 +586,15 @@ def format_table(results: dict[str, Any]) -> str:
     e2e = results.get("end_to_end")
     if e2e:
         rows.append(("end_to_end", f"{e2e['events']:,}", f"{e2e['project_s']:.1f}", "900",
-                     f"{e2e['ratio']:.2f}", f"peak RSS {e2e['peak_rss_mb']:.0f} MiB"))
+                     f"{e2e['ratio']:.2f}", f"{e2e['workers']} workers, peak RSS "
+                     f"{e2e['peak_rss_mb']:.0f} MiB (largest process "
+                     f"{e2e['process_peak_rss_mb']:.0f})"))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     if e2e:
         peak_of = e2e.get("stages_peak_rss_mb", {})
-        lines.append("end_to_end stages: " + ", ".join(
+        lines.append("end_to_end stages (seconds summed over the domains): " + ", ".join(
             f"{name} {seconds:.1f} s" + (f" (peak {peak_of[name]:.0f} MiB)" if name in peak_of
                                         else "")
             for name, seconds in e2e["stages_s"].items())

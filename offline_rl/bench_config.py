@@ -19,6 +19,9 @@ class BenchConfig:
         end_to_end_steps: Training and FQE gradient steps of the end-to-end run; 0: the
             nightly job's own (``TrainingConfig.n_steps`` and ``OPEConfig.fqe_steps``, with
             every other training, OPE and gate setting at the nightly default either way).
+        end_to_end_workers: Processes the end-to-end run's domains share, side by side as
+            the nightly job's multiprocess executor runs its steps; 0: one per core (that
+            executor's default ``max_concurrent``). 1 runs the night in one process.
         fqe_steps: Gradient steps of the FQE benchmark.
         device: torch device of the training and FQE benchmarks. ``cpu``; or ``cuda`` /
             ``cuda:N`` to measure the GPU path: both are then run on the CPU too, with the
@@ -31,5 +34,6 @@ class BenchConfig:
     end_to_end: bool = False
     end_to_end_events: int = 1_000_000
     end_to_end_steps: int = 0
+    end_to_end_workers: int = 0
     fqe_steps: int = 600
     device: str = "cpu"

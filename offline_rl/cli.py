@@ -157,7 +157,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     cfg = BenchConfig(sizes=tuple(args.sizes), train_steps=args.train_steps,
                       ope_transitions=args.ope_transitions, end_to_end=args.end_to_end,
                       end_to_end_events=args.end_to_end_events,
-                      end_to_end_steps=args.end_to_end_steps, fqe_steps=args.fqe_steps,
+                      end_to_end_steps=args.end_to_end_steps,
+                      end_to_end_workers=args.end_to_end_workers, fqe_steps=args.fqe_steps,
                       device=args.device)
     return main_bench(cfg, Path(args.json) if args.json else None)
 
@@ -435,6 +436,7 @@ def build_parser(more_commands: Callable[[Any], None] | None = None
                    help="also run the nightly stages of every domain for one simulated day")
     add_flag(p, BenchConfig, "end_to_end_events", type=positive_int)
     add_flag(p, BenchConfig, "end_to_end_steps", type=nonnegative_int)
+    add_flag(p, BenchConfig, "end_to_end_workers", type=nonnegative_int)
     p.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
     p.set_defaults(handler=cmd_bench)
 

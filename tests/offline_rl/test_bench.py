@@ -23,6 +23,9 @@ def test_tiny_benchmark_run_reports_every_benchmark(tmp_path):
         assert figures["events"] > 0 and figures["project_s"] > 0
         assert figures["ratio"] > 0
     assert flat["end_to_end"]["peak_rss_mb"] > 0
+    assert flat["end_to_end"]["workers"] >= 1
+    # the night's processes together hold at least what its largest one held
+    assert flat["end_to_end"]["peak_rss_mb"] >= 0.9 * flat["end_to_end"]["process_peak_rss_mb"]
     assert set(flat["end_to_end"]["stages_s"]) >= {"ingestion", "monitor", "training",
                                                    "evaluation", "promotion", "export"}
     assert flat["end_to_end"]["settings"]["train_steps"] == 60
@@ -49,6 +52,31 @@ def test_stage_peaks_see_the_memory_a_stage_holds():
         del block
     peaks.close()
     assert peaks.mib["big"] > peaks.mib["small"] + 150
+
+
+def _hold(mib: int, seconds: float) -> None:
+    import time
+
+    import numpy as np
+
+    block = np.ones(mib * 2**20 // 8)  # every page written
+    time.sleep(seconds)
+    del block
+
+
+def test_stage_peaks_of_a_tree_add_up_its_processes():
+    import concurrent.futures
+    import multiprocessing as mp
+
+    from offline_rl.bench import StagePeaks
+
+    own, tree = StagePeaks(interval=0.005), StagePeaks(interval=0.005, tree=True)
+    with own.during("workers"), tree.during("workers"), concurrent.futures.ProcessPoolExecutor(
+            2, mp_context=mp.get_context("fork")) as pool:
+        list(pool.map(_hold, [300, 300], [2.5, 2.5]))  # two processes, 300 MiB each, at once
+    own.close()
+    tree.close()
+    assert tree.mib["workers"] > own.mib["workers"] + 500
 
 
 def test_fqe_benchmark_times_the_nightly_ensemble_on_a_device():
