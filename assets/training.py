@@ -9,7 +9,12 @@ from pydantic import Field
 from assets import domain_asset_args, setting, track
 from offline_rl.algos.config import DEFAULT_CANDIDATES, TrainingConfig
 from offline_rl.domains import Domain, all_domains
-from offline_rl.pipeline import settle_days_for, train_candidates
+from offline_rl.pipeline import (
+    WINDOW_MAX_EVAL_ROWS,
+    WINDOW_MAX_TRAIN_ROWS,
+    settle_days_for,
+    train_candidates,
+)
 from offline_rl.report import markdown_table
 from orchestration.partitions import (
     TRAINING_WINDOW_DAYS,
@@ -34,6 +39,14 @@ class TrainingRunConfig(dg.Config):
         description="Evaluate on whole episodes: held-out episodes come from the window ending "
                     "this many days before the partition. Default: the domain's lookahead "
                     "days (the longest an episode lasts); 0 evaluates running episodes too.")
+    max_train_rows: int | None = Field(
+        default=WINDOW_MAX_TRAIN_ROWS, ge=1,
+        description="Training decisions kept at most: beyond it, a seeded sample of whole "
+                    "training episodes (None: all).")
+    max_eval_rows: int | None = Field(
+        default=WINDOW_MAX_EVAL_ROWS, ge=1,
+        description="Held-out decisions kept at most: beyond it, a seeded sample of whole "
+                    "held-out episodes, which evaluation and export then read (None: all).")
     n_steps: int = setting(TrainingConfig, "n_steps", ge=1)
     batch_size: int = setting(TrainingConfig, "batch_size", ge=1)
     learning_rate: float = setting(TrainingConfig, "learning_rate", gt=0)
@@ -84,7 +97,8 @@ def candidates_asset(domain: Domain) -> dg.AssetsDefinition:
         window, trained = train_candidates(
             data_home.paths(), domain, day, config.algorithms, cfg,
             window_days=config.window_days, eval_fraction=config.eval_fraction,
-            settle_days=config.settle_days,
+            settle_days=config.settle_days, max_train_rows=config.max_train_rows,
+            max_eval_rows=config.max_eval_rows,
             warm_start=config.warm_start, progress=progress,
         )
         return dg.MaterializeResult(metadata={

@@ -164,6 +164,8 @@ class WindowData:
     eval_start: dt.date
     eval_end: dt.date
     settle_days: int
+    max_train_rows: int | None = None
+    max_eval_rows: int | None = None
 
 
 def split_episodes(frame: pl.DataFrame, eval_fraction: float, seed: int) -> pl.DataFrame:
@@ -190,9 +192,21 @@ WINDOW_COLUMNS = ("partition_date", "episode_id", "step", "action", "reward", "t
 """The transitions columns a window keeps besides the state features and the replay's."""
 
 
+WINDOW_MAX_TRAIN_ROWS = 2_000_000
+"""Training decisions a window keeps at most (the nightly default): beyond it, a seeded
+sample of whole training episodes. The nightly training draws 4,000 mini-batches of 256 (1.0M
+decisions), so a larger split adds memory, not information the fit uses."""
+WINDOW_MAX_EVAL_ROWS = 1_000_000
+"""Held-out decisions a window keeps at most (the nightly default): beyond it, a seeded
+sample of whole held-out episodes, so evaluation's memory stops growing with the shop. The
+estimates are then those of a shop with that many held-out decisions: unbiased as before,
+their intervals as wide as the sample's size makes them."""
+
+
 def load_window(
     paths: DataPaths, domain: Domain | str, day: dt.date, window_days: int,
-    eval_fraction: float, seed: int, settle_days: int | None = None,
+    eval_fraction: float, seed: int, settle_days: int | None = None, *,
+    max_train_rows: int | None = None, max_eval_rows: int | None = None,
 ) -> WindowData:
     """Training and held-out evaluation episodes of the window ending at ``day``.
 
@@ -206,6 +220,11 @@ def load_window(
     episodes are complete once ``day`` is loaded. A seeded share ``eval_fraction`` of the
     episodes of both windows is held out; a held-out episode is evaluated if it started in the
     evaluation window and otherwise trains.
+
+    ``max_train_rows`` / ``max_eval_rows`` (None: no limit): where the training or the
+    evaluated episodes hold more decisions, a seeded share of their episodes (whole episodes,
+    the share that brings the expected decisions to the limit) is kept, and only the kept
+    episodes' rows are read. Below both limits the window is exactly the unlimited one.
     """
     domain = _domain(domain)
     settle = settle_days_for(domain, settle_days)
@@ -215,15 +234,30 @@ def load_window(
     # only what the arrays read: the next-state features, ids and timestamps are a third to
     # half of a row and would be copied by every step below
     wanted = [*WINDOW_COLUMNS, *domain.feature_columns, *domain.replay_columns]
-    frame = Warehouse(paths.warehouse).read_partitions(domain.transitions_table,
-                                                       min(start, eval_start), day, wanted)
+    first = min(start, eval_start)
+    wh = Warehouse(paths.warehouse)
+    kept = None
+    if max_train_rows is not None or max_eval_rows is not None:
+        kept = _sampled_episodes(wh.episode_sizes(domain.transitions_table, first, day),
+                                 eval_fraction, seed, start, eval_start, eval_end,
+                                 max_train_rows, max_eval_rows)
+    if kept is None:
+        frame = wh.read_partitions(domain.transitions_table, first, day, wanted)
+        if not frame.is_empty():
+            frame = split_episodes(frame, eval_fraction, seed)
+    else:
+        log.info("%s: the window keeps %d sampled episodes (limits: %s training, %s held-out "
+                 "decisions)", domain.name, kept.height, max_train_rows, max_eval_rows)
+        frame = wh.read_episodes(domain.transitions_table, first, day, wanted,
+                                 kept["episode_id"]).join(kept.select("episode_id", "is_eval"),
+                                                          on="episode_id", how="left")
     if frame.is_empty():
-        raise ValueError(f"no {domain.name} transitions between {min(start, eval_start)} and "
+        raise ValueError(f"no {domain.name} transitions between {first} and "
                          f"{day}; build the transitions first")
-    frame = split_episodes(frame, eval_fraction, seed)
     evaluated = pl.col("is_eval") & pl.col("partition_date").is_between(eval_start, eval_end)
     held = frame.filter(evaluated)
     train = frame.filter(~evaluated & (pl.col("partition_date") >= start))
+    del frame
     if train.is_empty():
         raise ValueError(f"{domain.name}: no training episodes started between {start} and "
                          f"{day}")
@@ -240,7 +274,35 @@ def load_window(
         train_episodes=train["episode_id"].n_unique(),
         eval_episodes=held["episode_id"].n_unique(),
         eval_start=eval_start, eval_end=eval_end, settle_days=settle,
+        max_train_rows=max_train_rows, max_eval_rows=max_eval_rows,
     )
+
+
+def _sampled_episodes(sizes: pl.DataFrame, eval_fraction: float, seed: int, start: dt.date,
+                      eval_start: dt.date, eval_end: dt.date, max_train_rows: int | None,
+                      max_eval_rows: int | None) -> pl.DataFrame | None:
+    """The episodes a limited window keeps (``episode_id``, ``is_eval``), or None when both
+    parts are within their limits (the window keeps everything). ``sizes``: one row per
+    episode with its ``partition_date`` and decisions ``n``. The hold-out split is
+    :func:`split_episodes`'s (the same episodes held out as in the unlimited window); each
+    part over its limit keeps the episodes whose seeded uniform draw falls below
+    ``limit / decisions``."""
+    if sizes.is_empty():
+        return None
+    sizes = split_episodes(sizes, eval_fraction, seed)
+    evaluated = pl.col("is_eval") & pl.col("partition_date").is_between(eval_start, eval_end)
+    trains = ~evaluated & (pl.col("partition_date") >= start)
+    parts = {"eval": (evaluated, max_eval_rows), "train": (trains, max_train_rows)}
+    totals = sizes.select(**{k: pl.col("n").filter(m).sum() for k, (m, _) in parts.items()})
+    share = {k: 1.0 if limit is None or totals[k][0] <= limit else limit / totals[k][0]
+             for k, (_, limit) in parts.items()}
+    if share == {"eval": 1.0, "train": 1.0}:
+        return None
+    ids = sizes.select(pl.col("episode_id").unique().sort())
+    draw = ids.with_columns(_u=pl.Series(np.random.default_rng([seed, 1]).random(ids.height)))
+    return sizes.join(draw, on="episode_id", how="left").filter(
+        (evaluated & (pl.col("_u") < share["eval"])) | (trains & (pl.col("_u") < share["train"]))
+    ).select("episode_id", "is_eval")
 
 
 def candidates_dir(paths: DataPaths, domain: Domain | str, day: dt.date) -> Path:
@@ -272,7 +334,8 @@ def training_context(domain: Domain, window: WindowData, window_days: int,
         split=Split(eval_fraction=eval_fraction, seed=seed,
                     train_episodes=window.train_episodes, eval_episodes=window.eval_episodes,
                     settle_days=window.settle_days, eval_start=str(window.eval_start),
-                    eval_end=str(window.eval_end)),
+                    eval_end=str(window.eval_end), max_train_rows=window.max_train_rows,
+                    max_eval_rows=window.max_eval_rows),
         feature_names=tuple(domain.feature_names),
         action_map={str(i): name for i, name in enumerate(domain.action_names)},
         action_mask_feature=tuple(domain.mask_features) or None,
@@ -289,6 +352,8 @@ def train_candidates(
     window_days: int,
     eval_fraction: float,
     settle_days: int | None = None,
+    max_train_rows: int | None = WINDOW_MAX_TRAIN_ROWS,
+    max_eval_rows: int | None = WINDOW_MAX_EVAL_ROWS,
     warm_start: bool = True,
     progress: Any = None,
 ) -> tuple[WindowData, list[TrainedCandidate]]:
@@ -296,13 +361,14 @@ def train_candidates(
 
     With ``warm_start`` a candidate of the incumbent's algorithm starts from the incumbent's
     weights when the feature schema is unchanged (recorded in its ``training.json``).
-    ``settle_days``: see :func:`load_window`.
+    ``settle_days``, ``max_train_rows``, ``max_eval_rows``: see :func:`load_window` (the
+    candidates record them, so evaluation and export read the same window).
     """
     from offline_rl.algos.training import auto_reward_scale, train_candidate
 
     domain = _domain(domain)
     window = load_window(paths, domain, day, window_days, eval_fraction, config.seed,
-                         settle_days)
+                         settle_days, max_train_rows=max_train_rows, max_eval_rows=max_eval_rows)
     dataset = to_mdp_dataset(window.train, domain.n_actions)
     if config.reward_scale is None:  # one scale for every candidate of the window
         config = dataclasses.replace(config, reward_scale=auto_reward_scale(window.train.rewards))
@@ -380,7 +446,8 @@ def evaluation_window(paths: DataPaths, domain: Domain, day: dt.date
     context = CandidateRecord.read(root / names[0]).require_context(root / names[0])
     split = context.split
     window = load_window(paths, domain, day, context.data_window.days, split.eval_fraction,
-                         split.seed, split.settle_days)
+                         split.seed, split.settle_days, max_train_rows=split.max_train_rows,
+                         max_eval_rows=split.max_eval_rows)
     return root, names, window
 
 

@@ -38,7 +38,8 @@ class DataWindow:
 
 @dataclass(frozen=True)
 class Split:
-    """How the window's episodes were split between training and held-out evaluation."""
+    """How the window's episodes were split between training and held-out evaluation (and
+    the decisions each part was limited to, None: none; see ``pipeline.load_window``)."""
 
     eval_fraction: float
     seed: int
@@ -47,6 +48,12 @@ class Split:
     settle_days: int
     eval_start: str
     eval_end: str
+    max_train_rows: int | None = None
+    max_eval_rows: int | None = None
+
+
+def _limit(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,8 @@ class TrainingContext:
                 split=Split(float(split["eval_fraction"]), int(split["seed"]),
                             int(split["train_episodes"]), int(split["eval_episodes"]),
                             int(split.get("settle_days", 0)), str(split["eval_start"]),
-                            str(split["eval_end"])),
+                            str(split["eval_end"]), _limit(split.get("max_train_rows")),
+                            _limit(split.get("max_eval_rows"))),
                 feature_names=tuple(str(n) for n in _field(data, "feature_schema",
                                                            where)["names"]),
                 action_map={str(k): str(v) for k, v in _field(data, "action_map", where).items()},

@@ -273,6 +273,33 @@ class Warehouse:
             return self._select(con, "warehouse/select_partition_range_columns", table, None,
                                 {"start": start, "end": end, "columns": list(columns)})
 
+    def episode_sizes(self, table: str, start: dt.date, end: dt.date) -> pl.DataFrame:
+        """One row per episode of ``table``'s partitions ``start``..``end``:
+        ``partition_date``, ``episode_id`` and its rows ``n`` (empty if no table)."""
+        if not self.path.exists():
+            return pl.DataFrame()
+        with self.connect(read_only=True) as con:
+            if not self._exists(con, table):
+                return pl.DataFrame()
+            return self._select(con, "warehouse/select_episode_sizes", table, None,
+                                {"start": start, "end": end})
+
+    def read_episodes(self, table: str, start: dt.date, end: dt.date, columns: Sequence[str],
+                      episodes: pl.Series) -> pl.DataFrame:
+        """:meth:`read_partitions` with ``columns``, of the rows whose ``episode_id`` is one of
+        ``episodes`` only (the others are never read into memory)."""
+        if not self.path.exists():
+            return pl.DataFrame()
+        with self.connect(read_only=True) as con:
+            if not self._exists(con, table):
+                return pl.DataFrame()
+            con.register("kept_episodes", episodes.rename("episode_id").to_frame().to_arrow())
+            try:
+                return self._select(con, "warehouse/select_partition_range_episodes", table,
+                                    None, {"start": start, "end": end, "columns": list(columns)})
+            finally:
+                con.unregister("kept_episodes")
+
     def summarize_partitions(self, table: str, start: dt.date, end: dt.date,
                              day: dt.date) -> RangeSummary:
         """Rows of ``table`` with ``start <= partition_date <= end``, of them those of ``day``,

@@ -70,3 +70,42 @@ def test_no_settled_episodes_is_a_clear_error(two_days):
     frame = Warehouse(two_days.warehouse).read_partitions("recommendation_transitions", START,
                                                           DAY2)
     assert frame.select(pl.col("partition_date").n_unique()).item() == 2
+
+
+
+def test_a_limited_window_samples_whole_episodes_of_the_same_split(two_days):
+    import numpy as np
+
+    from offline_rl.pipeline import _sampled_episodes
+
+    domain = get_domain("recommendation")
+    whole = load_window(two_days, domain, DAY2, 2, 0.3, 3, settle_days=0)
+    n_train, n_eval = whole.train.actions.size, whole.evaluation.actions.size
+    # within both limits: exactly the unlimited window
+    same = load_window(two_days, domain, DAY2, 2, 0.3, 3, settle_days=0,
+                       max_train_rows=n_train, max_eval_rows=n_eval)
+    for part in ("train", "evaluation"):
+        a, b = getattr(whole, part), getattr(same, part)
+        assert np.array_equal(a.observations, b.observations)
+        assert np.array_equal(a.actions, b.actions) and np.array_equal(a.episode, b.episode)
+    # over them: a share of whole episodes, each on its side of the unlimited window's split
+    limits = {"max_train_rows": n_train // 4, "max_eval_rows": n_eval // 2}
+    small = load_window(two_days, domain, DAY2, 2, 0.3, 3, settle_days=0, **limits)
+    assert 0.6 * n_train / 4 < small.train.actions.size < 1.4 * n_train / 4
+    assert 0.6 * n_eval / 2 < small.evaluation.actions.size < 1.4 * n_eval / 2
+    assert (small.max_train_rows, small.max_eval_rows) == (n_train // 4, n_eval // 2)
+    wh = Warehouse(two_days.warehouse)
+    sizes = wh.episode_sizes("recommendation_transitions", START, DAY2)
+    kept = _sampled_episodes(sizes, 0.3, 3, START, START, DAY2, n_train // 4, n_eval // 2)
+    split = split_episodes(wh.read_partitions("recommendation_transitions", START, DAY2),
+                           0.3, 3).unique("episode_id").select("episode_id", "is_eval")
+    assert kept.join(split, on="episode_id").filter(
+        pl.col("is_eval") != pl.col("is_eval_right")).is_empty()
+    kept_sizes = kept.join(sizes, on="episode_id")
+    # whole episodes: the window holds every decision of each kept episode
+    assert small.evaluation.actions.size == kept_sizes.filter("is_eval")["n"].sum()
+    assert small.train.actions.size == kept_sizes.filter(~pl.col("is_eval"))["n"].sum()
+    assert (small.train_episodes, small.eval_episodes) == (
+        kept_sizes.filter(~pl.col("is_eval")).height, kept_sizes.filter("is_eval").height)
+    again = load_window(two_days, domain, DAY2, 2, 0.3, 3, settle_days=0, **limits)
+    assert np.array_equal(again.train.observations, small.train.observations)  # seeded

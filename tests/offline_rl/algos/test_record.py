@@ -10,7 +10,7 @@ CONTEXT = TrainingContext(
     domain="cart",
     data_window=DataWindow("2026-10-01", "2026-10-14", 14),
     split=Split(eval_fraction=0.3, seed=7, train_episodes=70, eval_episodes=30, settle_days=1,
-                eval_start="2026-10-10", eval_end="2026-10-13"),
+                eval_start="2026-10-10", eval_end="2026-10-13", max_train_rows=2000),
     feature_names=("cart_value", "items", "coupon_ok"),
     action_map={"0": "none", "1": "coupon"},
     action_mask_feature=("coupon_ok",),
@@ -36,6 +36,7 @@ def test_round_trip_keeps_the_flat_layout(tmp_path):
     assert data["mask_indices"] == [2]
     read = CandidateRecord.read(tmp_path)
     assert read == record
+    assert (read.context.split.max_train_rows, read.context.split.max_eval_rows) == (2000, None)
     assert read.seed == 7 and read.reward_scale == 0.25
 
 
