@@ -1,7 +1,7 @@
 """Benchmarks: each stage side by side with the floor of what this machine can do.
 
 ``offline-rl bench`` (``make bench``) simulates clickstream days of the requested sizes and
-times, in one process and one run:
+times, in one run:
 
 * ``ingestion``: the validated load (schema check, row rules, quarantine, dedup, atomic
   partition replace) vs a bare DuckDB ``CREATE TABLE AS SELECT * FROM read_parquet(...)``
@@ -14,7 +14,9 @@ times, in one process and one run:
 * ``ope``: IPW, SNIPW and DR with 1,000 bootstrap resamples; transition-resamples per second
   (goal >= 10M/s on 2 cores).
 * ``end_to_end`` (``--end-to-end``): the nightly stages for one day of every registered
-  domain (ingest, transitions, train, evaluate, gate, export) with the peak resident memory.
+  domain (ingest, transitions, train, evaluate, gate, export), the domains side by side on
+  ``--end-to-end-workers`` processes as the nightly job's executor runs them, with the peak
+  resident memory of all of them together.
 
 Every figure is measured; nothing is estimated or extrapolated.
 """

@@ -316,22 +316,23 @@ def read_partition(
                           pl.col("_kept_row"))
         quarantined.append(_quarantine_rows(conflicting, schema, day, first, config))
     del conflicting
-    rows = _in_order(good.select(columns), schema.time_column, schema.key).with_columns(
-        partition_date=pl.lit(day, dtype=pl.Date))
-    del good
+    good = good.select(columns)
+    order = good.select(pl.arg_sort_by(schema.time_column, schema.key)).to_series()
+    if not order.is_sorted():  # a permutation in ascending order is the identity: in order
+        # out of order (several files): sorted a column at a time, each source column let go
+        # once copied, so the rows are held about once, not twice, while they are sorted
+        ordered: list[pl.Series] = []
+        for name in columns:
+            ordered.append(good.get_column(name).gather(order))
+            good = good.drop(name)
+        good = pl.DataFrame(ordered)
+        del ordered
+    rows = good.with_columns(partition_date=pl.lit(day, dtype=pl.Date))
+    del good, order
     quarantine = (pl.concat(quarantined).sort("file", "row_number", nulls_last=False)
                   if quarantined else pl.DataFrame(schema=QUARANTINE_SCHEMA))
     return PartitionLoad(rows=rows, quarantine=quarantine, files=[str(f) for f in files],
                          rows_read=rows_read, duplicates=duplicates, skipped=skipped)
-
-
-def _in_order(frame: pl.DataFrame, *by: str) -> pl.DataFrame:
-    """``frame`` sorted by ``by`` (unique together); rows that arrive in order (a day's one
-    file, as shops write them) are returned as they are, without a sorted copy."""
-    order = frame.select(pl.arg_sort_by(*by)).to_series()
-    if order.is_sorted():  # a permutation in ascending order is the identity
-        return frame
-    return frame[order]
 
 
 def _drop_duplicates(good: pl.DataFrame, schema: SourceSchema

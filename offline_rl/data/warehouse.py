@@ -215,7 +215,9 @@ class Warehouse:
             try:
                 con.execute("BEGIN TRANSACTION")
                 for name, rows, delete_sql, params in writes:
-                    con.register("incoming", rows.to_arrow())
+                    # polars' own text layout (Arrow string views): handed over without a copy;
+                    # the default layout copied every text column (+2 GB at 10M clickstream rows)
+                    con.register("incoming", rows.to_arrow(compat_level=pl.CompatLevel.newest()))
                     con.execute(sql_text("warehouse/create_table_like_incoming", table=name))
                     self._add_new_columns(con, name)
                     con.execute(sql_text(delete_sql, table=name), params)
