@@ -415,15 +415,16 @@ def bench_end_to_end(home: Path, events: int, n_steps: int = 0, workers: int = 0
     export, at the nightly job's settings (``n_steps`` > 0 replaces the training and FQE
     gradient steps), on the logs :func:`prepare_end_to_end` wrote (``events``: the day's
     events, reported). The domains run side by side on ``workers`` processes (0: one per
-    core, the multiprocess executor's default ``max_concurrent``), the largest first; a worker
-    takes the next domain when it is free. Two days of logs, so the window is two days with
+    core, the multiprocess executor's default ``max_concurrent``), in the registry's order;
+    a worker takes the next domain when it is free. Two days of logs, so the window is two days with
     nothing held back to settle (the nightly job: seven, and each domain's lookahead);
     evaluation takes the held-out episodes of both days (``settle_days=0``), since two days
     hold no whole pricing season.
 
     Reported: the night's wall seconds; per stage the seconds summed over the domains (the
     work, whichever worker did it) and the highest resident memory one process reached in
-    it; the night's peak resident memory of all its processes together (``peak_rss_mb``) and
+    it; the seconds of the ingestion and of each domain's stages (``parts_s``); the night's
+    peak resident memory of all its processes together (``peak_rss_mb``) and
     of the largest one (``process_peak_rss_mb``)."""
     import concurrent.futures
     import multiprocessing as mp
@@ -450,12 +451,14 @@ def bench_end_to_end(home: Path, events: int, n_steps: int = 0, workers: int = 0
     night.close()
     stages: dict[str, float] = {}
     peaks: dict[str, float] = {}
+    by_domain = {name: sum(part["seconds"].values()) for name, part in zip(
+        ["ingestion", *names], parts, strict=True)}
     for part in parts:
         for name, seconds in part["seconds"].items():
             stages[name] = stages.get(name, 0.0) + seconds
             peaks[name] = max(peaks.get(name, 0.0), part["peak_mib"].get(name, 0.0))
     return {"events": events, "project_s": wall, "reference_s": 900.0, "ratio": wall / 900.0,
-            "workers": workers, "stages_s": stages,
+            "workers": workers, "stages_s": stages, "parts_s": by_domain,
             "peak_rss_mb": night.mib.get("night", peak_rss_mb()),
             "process_peak_rss_mb": peak_rss_mb(), "stages_peak_rss_mb": peaks,
             "settings": {"train_steps": training.n_steps, "fqe_steps": ope.fqe_steps,
@@ -601,6 +604,9 @@ def format_table(results: dict[str, Any]) -> str:
                                         else "")
             for name, seconds in e2e["stages_s"].items())
             + "; at " + ", ".join(f"{k} {v}" for k, v in e2e.get("settings", {}).items()))
+        if "parts_s" in e2e:
+            lines.append("end_to_end parts: " + ", ".join(
+                f"{name} {seconds:.1f} s" for name, seconds in e2e["parts_s"].items()))
     m = results["machine"]
     lines += [f"FAILED {name}: {err}" for name, err in results.get("errors", {}).items()]
     return "\n".join(lines) + (f"\nmachine: {m['cpus']} CPUs, Python {m['python']}, torch "

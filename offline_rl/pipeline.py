@@ -128,7 +128,7 @@ def build_transitions_partition(
     for index in range(shares):
         share = None if domain.share_key is None else Share(domain.share_key, index, shares)
         raw = {source: schemas[source].complete(
-                   wh.read_partitions(schemas[source].table, first, last, share=share)).lazy()
+                   wh.read_as_written(schemas[source].table, first, last, share)).lazy()
                for source in domain.sources}
         # the data end where the least advanced source ends
         parts.append(_compacted(domain.build_day(raw, day, min(last_loaded)).collect()))

@@ -251,29 +251,44 @@ class Warehouse:
             con.execute(sql_text("warehouse/add_column", table=table, column=column, type=kind))
 
     def read_partitions(self, table: str, start: dt.date, end: dt.date,
-                        columns: Sequence[str] | None = None,
-                        share: Share | None = None) -> pl.DataFrame:
-        """Rows of ``table`` with ``start <= partition_date <= end`` (empty if no table); with
-        ``columns``, only those of its columns (in the table's order; names it lacks are left
-        out), so a reader that needs a few columns never holds the others; with ``share``,
-        only that share of the rows (all columns)."""
-        if columns is not None and share is not None:
-            raise ValueError("read_partitions takes columns or a share, not both")
+                        columns: Sequence[str] | None = None) -> pl.DataFrame:
+        """Rows of ``table`` with ``start <= partition_date <= end`` (empty if no table),
+        ordered by all columns; with ``columns``, only those of its columns (in the table's
+        order; names it lacks are left out), so a reader that needs a few columns never holds
+        the others."""
         if not self.path.exists():
             return pl.DataFrame()
         with self.connect(read_only=True) as con:  # one connection for the check and the read
             if not self._exists(con, table):
                 return pl.DataFrame()
-            if share is not None and share.count > 1:
-                return self._select(con, "warehouse/select_partition_range_share", table,
-                                    {"key": share.key},
-                                    {"start": start, "end": end, "share": share.index,
-                                     "shares": share.count})
             if columns is None:
                 return self._select(con, "warehouse/select_partition_range", table, None,
                                     {"start": start, "end": end})
             return self._select(con, "warehouse/select_partition_range_columns", table, None,
                                 {"start": start, "end": end, "columns": list(columns)})
+
+    def read_as_written(self, table: str, start: dt.date, end: dt.date,
+                        share: Share | None = None) -> pl.DataFrame:
+        """Rows of ``table``'s partitions ``start``..``end`` (empty if no table), a day at a
+        time in date order and each day's rows in the order its last write gave them (DuckDB
+        returns a table's rows in insertion order), so the result depends only on what was
+        written, without the sort of :meth:`read_partitions` (15 of 20 s for 20M clickstream
+        rows); with ``share``, only that share of the rows."""
+        if not self.path.exists():
+            return pl.DataFrame()
+        days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+        with self.connect(read_only=True) as con:
+            if not self._exists(con, table):
+                return pl.DataFrame()
+            if share is None or share.count == 1:
+                parts = [self._select(con, "warehouse/select_partition", table, None,
+                                      {"day": day}) for day in days]
+            else:
+                parts = [self._select(con, "warehouse/select_partition_share", table,
+                                      {"key": share.key},
+                                      {"day": day, "share": share.index, "shares": share.count})
+                         for day in days]
+        return pl.concat(parts)
 
     def episode_sizes(self, table: str, start: dt.date, end: dt.date) -> pl.DataFrame:
         """One row per episode of ``table``'s partitions ``start``..``end``:

@@ -157,7 +157,7 @@ def build_recommendation_transitions(
         .join(sessions, on="session_id", how="left")
         .filter(pl.col("first_ts").dt.date().is_between(sessions_from, sessions_to))
         .join(outcomes, left_on="event_id", right_on="ref_event_id", how="left")
-        .sort("session_id", "page", "event_ts")
+        .sort("session_id", "page", "event_ts", "event_id")  # event_id: no ties, any input order
         .with_columns(
             clicked=pl.col("clicked").fill_null(False),
             purchase_margin=pl.col("purchase_margin").fill_null(0.0),

@@ -24,6 +24,7 @@ def test_tiny_benchmark_run_reports_every_benchmark(tmp_path):
         assert figures["ratio"] > 0
     assert flat["end_to_end"]["peak_rss_mb"] > 0
     assert flat["end_to_end"]["workers"] >= 1
+    assert list(flat["end_to_end"]["parts_s"]) == ["ingestion", *flat["end_to_end"]["domains"]]
     # the night's processes together hold at least what its largest one held
     assert flat["end_to_end"]["peak_rss_mb"] >= 0.9 * flat["end_to_end"]["process_peak_rss_mb"]
     assert set(flat["end_to_end"]["stages_s"]) >= {"ingestion", "monitor", "training",

@@ -55,20 +55,34 @@ def test_shares_of_a_range_are_disjoint_and_hold_every_row_once(tmp_path):
     for day, part in rows.group_by("partition_date"):
         wh.replace_partition("t", part, day=day[0])
     end = DAY + dt.timedelta(days=1)
-    shares = [wh.read_partitions("t", DAY, end, share=Share("session", i, 3)) for i in range(3)]
+    shares = [wh.read_as_written("t", DAY, end, Share("session", i, 3)) for i in range(3)]
     keys = [set(s["session"]) for s in shares]
     assert sum(bool(k) for k in keys) >= 2  # the range is split, not handed over whole
     assert not (keys[0] & keys[1] or keys[0] & keys[2] or keys[1] & keys[2])
     assert pl.concat(shares).sort("v").equals(wh.read_partitions("t", DAY, end).sort("v"))
-    assert wh.read_partitions("t", DAY, end, share=Share("session", 0, 1)).equals(
-        wh.read_partitions("t", DAY, end))  # one share is the whole range
+    assert wh.read_as_written("t", DAY, end, Share("session", 0, 1)).equals(
+        wh.read_as_written("t", DAY, end))  # one share is the whole range
     summary = wh.summarize_partitions("t", DAY, end, end)
     assert (summary.rows, summary.day_rows, summary.last_day) == (60, 20, end)
     assert wh.summarize_partitions("nothing", DAY, end, DAY) == RangeSummary(0, 0, None)
     with pytest.raises(ValueError, match="share 3 of 3"):
         Share("session", 3, 3)
     with pytest.raises(WarehouseError, match="invalid identifier"):
-        wh.read_partitions("t", DAY, end, share=Share("session; drop", 0, 2))
+        wh.read_as_written("t", DAY, end, Share("session; drop", 0, 2))
+
+
+def test_rows_read_as_written_follow_the_days_then_the_last_write(tmp_path):
+    wh = Warehouse(tmp_path / "w.duckdb")
+    later = DAY + dt.timedelta(days=1)
+    wh.replace_partition("t", pl.DataFrame({"partition_date": [later] * 3, "v": [9, 7, 8]}),
+                         day=later)
+    wh.replace_partition("t", pl.DataFrame({"partition_date": [DAY] * 3, "v": [3, 1, 2]}),
+                         day=DAY)
+    assert wh.read_as_written("t", DAY, later)["v"].to_list() == [3, 1, 2, 9, 7, 8]
+    # a day written again: its new rows in their new order, still before the later day's
+    wh.replace_partition("t", pl.DataFrame({"partition_date": [DAY] * 2, "v": [5, 4]}), day=DAY)
+    assert wh.read_as_written("t", DAY, later)["v"].to_list() == [5, 4, 9, 7, 8]
+    assert wh.read_as_written("nothing", DAY, later).is_empty()
 
 
 def test_missing_table_reads_empty(tmp_path):
