@@ -26,7 +26,7 @@ from offline_rl.algos.record import CandidateRecord, DataWindow, Split, Training
 from offline_rl.data.arrays import DecisionArrays, decision_arrays, to_mdp_dataset
 from offline_rl.data.ingest import PartitionLoad, load_partition
 from offline_rl.data.schemas import SourceSchema
-from offline_rl.data.warehouse import Share, Warehouse
+from offline_rl.data.warehouse import KeyRange, Warehouse
 from offline_rl.decisions import (
     RegistryDecision,
     promoted_before,
@@ -91,9 +91,35 @@ def _compacted(frame: pl.DataFrame) -> pl.DataFrame:
 
 TRANSITIONS_SHARE_ROWS = 4_000_000
 """Raw rows a domain with a ``share_key`` builds transitions from at a time. Its range of raw
-partitions is read and built in ``ceil(rows / TRANSITIONS_SHARE_ROWS)`` shares of its key's
-values, so the query's memory follows this, not the day's size (about 1 GB at 4M
-clickstream rows); fewer rows are built in one pass."""
+partitions is read and built in ``ceil(rows / TRANSITIONS_SHARE_ROWS)`` shares, consecutive
+ranges of its key's values holding about as many rows each, so the query's memory follows
+this, not the day's size (about 1 GB at 4M clickstream rows); fewer rows are built in one
+pass."""
+
+
+def _key_ranges(wh: Warehouse, domain: Domain, first: dt.date, last: dt.date, rows: int
+                ) -> list[KeyRange | None]:
+    """The consecutive ranges of ``domain.share_key`` whose transitions are built one at a
+    time (``[None]``: all at once), cut where the raw rows before a bound reach a multiple of
+    ``rows / shares``; rows without a key go with the first range."""
+    shares = max(1, -(-rows // TRANSITIONS_SHARE_ROWS))
+    key = domain.share_key
+    if key is None or shares == 1:
+        return [None]
+    schemas = landing_schemas()
+    counts = pl.concat([wh.key_counts(schemas[s].table, first, last, key)
+                        for s in domain.sources]).group_by("key").agg(pl.col("n").sum())
+    nulls = int(counts.filter(pl.col("key").is_null())["n"].sum())
+    keyed = counts.filter(pl.col("key").is_not_null()).sort("key")
+    before = (keyed["n"].cum_sum() - keyed["n"] + nulls).cast(pl.Float64)
+    total = nulls + int(keyed["n"].sum())
+    bounds: list[Any] = []
+    for i in range(1, shares):
+        at = int(before.search_sorted(i * total / shares, side="left"))
+        if at < keyed.height and (not bounds or keyed["key"][at] != bounds[-1]):
+            bounds.append(keyed["key"][at])
+    return [KeyRange(key, low, high, with_null=j == 0)
+            for j, (low, high) in enumerate(zip([None, *bounds], [*bounds, None], strict=True))]
 
 
 def build_transitions_partition(
@@ -105,8 +131,8 @@ def build_transitions_partition(
     that started earlier and belong to an earlier partition) to ``lookahead_days`` after it
     (where loaded, so episodes that cross midnight or last several days are complete). A
     domain with a ``share_key`` whose range holds more than ``TRANSITIONS_SHARE_ROWS`` raw rows
-    is built a share of its episodes at a time; the rows are then ordered by (episode, step),
-    the order one pass gives, so the partition does not depend on the number of shares.
+    is built a range of its episodes at a time, in ascending order, so the rows come out as
+    one pass orders them: the partition does not depend on the number of shares.
     """
     domain = _domain(domain)
     wh = Warehouse(paths.warehouse)
@@ -123,20 +149,20 @@ def build_transitions_partition(
             raise ValueError(f"{table} has no rows for {day}; ingest that partition first")
         rows += summary.rows
         last_loaded.append(summary.last_day)
-    shares = 1 if domain.share_key is None else max(1, -(-rows // TRANSITIONS_SHARE_ROWS))
+    ranges = _key_ranges(wh, domain, first, last, rows)
     parts = []
-    for index in range(shares):
-        share = None if domain.share_key is None else Share(domain.share_key, index, shares)
+    for index, keys in enumerate(ranges):
         raw = {source: schemas[source].complete(
-                   wh.read_as_written(schemas[source].table, first, last, share)).lazy()
+                   wh.read_as_written(schemas[source].table, first, last, keys)).lazy()
                for source in domain.sources}
         # the data end where the least advanced source ends
         parts.append(_compacted(domain.build_day(raw, day, min(last_loaded)).collect()))
         del raw
-        if shares > 1:
+        if len(ranges) > 1:
             log.info("%s %s: transitions of share %d of %d built (%d rows)", domain.name, day,
-                     index + 1, shares, parts[-1].height)
-    transitions = parts[0] if shares == 1 else pl.concat(parts).sort("episode_id", "step")
+                     index + 1, len(ranges), parts[-1].height)
+    # the shares are ranges of episodes in ascending order: together, one pass's order
+    transitions = parts[0] if len(parts) == 1 else pl.concat(parts)
     del parts
     problems = check_transitions(transitions, domain)
     if problems:

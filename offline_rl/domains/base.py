@@ -136,9 +136,10 @@ class Domain:
         serving_exploration: How the exported policy explores when it is served
             (:mod:`offline_rl.export.exploration`); None: :attr:`exploration`'s default.
         share_key: A column of every source that no episode crosses (all rows of an episode
-            share its value), so the transitions query may run on a share of its values at a
-            time where the raw rows are many (``offline_rl.pipeline.TRANSITIONS_SHARE_ROWS``);
-            None: the query always reads the whole range at once.
+            share its value) and by which the transitions query orders its rows first, so the
+            query may run on consecutive ranges of its values, one at a time, where the raw
+            rows are many (``offline_rl.pipeline.TRANSITIONS_SHARE_ROWS``); None: the query
+            always reads the whole range at once.
     """
 
     name: str

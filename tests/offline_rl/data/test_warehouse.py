@@ -3,7 +3,13 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from offline_rl.data.warehouse import RangeSummary, Share, Warehouse, WarehouseError, sql_text
+from offline_rl.data.warehouse import (
+    KeyRange,
+    RangeSummary,
+    Warehouse,
+    WarehouseError,
+    sql_text,
+)
 
 DAY = dt.date(2026, 10, 1)
 
@@ -48,27 +54,33 @@ def test_a_reader_may_ask_for_some_columns_only(tmp_path):
     assert wh.read_partitions("t", DAY, DAY).select("partition_date", "v", "x").equals(some)
 
 
-def test_shares_of_a_range_are_disjoint_and_hold_every_row_once(tmp_path):
+def test_key_ranges_are_disjoint_and_hold_every_row_once(tmp_path):
     wh = Warehouse(tmp_path / "w.duckdb")
     rows = pl.DataFrame({"partition_date": [DAY] * 40 + [DAY + dt.timedelta(days=1)] * 20,
-                         "session": [f"s{i % 13}" for i in range(60)], "v": list(range(60))})
+                         "session": [None if i % 17 == 0 else f"s{i % 13:02d}"
+                                     for i in range(60)], "v": list(range(60))})
     for day, part in rows.group_by("partition_date"):
         wh.replace_partition("t", part, day=day[0])
     end = DAY + dt.timedelta(days=1)
-    shares = [wh.read_as_written("t", DAY, end, Share("session", i, 3)) for i in range(3)]
-    keys = [set(s["session"]) for s in shares]
-    assert sum(bool(k) for k in keys) >= 2  # the range is split, not handed over whole
-    assert not (keys[0] & keys[1] or keys[0] & keys[2] or keys[1] & keys[2])
-    assert pl.concat(shares).sort("v").equals(wh.read_partitions("t", DAY, end).sort("v"))
-    assert wh.read_as_written("t", DAY, end, Share("session", 0, 1)).equals(
-        wh.read_as_written("t", DAY, end))  # one share is the whole range
+    ranges = [KeyRange("session", None, "s04"), KeyRange("session", "s04", "s09", False),
+              KeyRange("session", "s09", None, False)]
+    parts = [wh.read_as_written("t", DAY, end, r) for r in ranges]
+    assert [p.height for p in parts] == [rows.filter(pl.col("session").is_null()
+                                                     | (pl.col("session") < "s04")).height,
+                                         rows.filter((pl.col("session") >= "s04")
+                                                     & (pl.col("session") < "s09")).height,
+                                         rows.filter(pl.col("session") >= "s09").height]
+    assert pl.concat(parts).sort("v").equals(wh.read_partitions("t", DAY, end).sort("v"))
+    assert wh.read_as_written("t", DAY, end, KeyRange("session")).sort("v").equals(
+        wh.read_as_written("t", DAY, end).sort("v"))  # an unbounded range is everything
+    counts = wh.key_counts("t", DAY, end, "session")
+    assert counts["key"][0] is None and counts["n"].sum() == 60  # nulls first
+    assert counts["key"].drop_nulls().is_sorted()
     summary = wh.summarize_partitions("t", DAY, end, end)
     assert (summary.rows, summary.day_rows, summary.last_day) == (60, 20, end)
     assert wh.summarize_partitions("nothing", DAY, end, DAY) == RangeSummary(0, 0, None)
-    with pytest.raises(ValueError, match="share 3 of 3"):
-        Share("session", 3, 3)
     with pytest.raises(WarehouseError, match="invalid identifier"):
-        wh.read_as_written("t", DAY, end, Share("session; drop", 0, 2))
+        wh.read_as_written("t", DAY, end, KeyRange("session; drop"))
 
 
 def test_rows_read_as_written_follow_the_days_then_the_last_write(tmp_path):

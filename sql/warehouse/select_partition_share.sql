@@ -1,1 +1,0 @@
-SELECT * FROM {{table}} WHERE partition_date = $day AND hash({{key}}) % $shares = $share
