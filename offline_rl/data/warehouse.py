@@ -248,16 +248,24 @@ class Warehouse:
                                      f"{dtype} to the existing table; rebuild it")
             con.execute(sql_text("warehouse/add_column", table=table, column=column, type=kind))
 
+    @contextlib.contextmanager
+    def _reading(self, table: str) -> Iterator[duckdb.DuckDBPyConnection | None]:
+        """A read-only connection where ``table`` exists, None where it does not (or there is
+        no warehouse yet, which is not created): one connection for the check and the reads."""
+        if not self.path.exists():
+            yield None
+            return
+        with self.connect(read_only=True) as con:
+            yield con if self._exists(con, table) else None
+
     def read_partitions(self, table: str, start: dt.date, end: dt.date,
                         columns: Sequence[str] | None = None) -> pl.DataFrame:
         """Rows of ``table`` with ``start <= partition_date <= end`` (empty if no table),
         ordered by all columns; with ``columns``, only those of its columns (in the table's
         order; names it lacks are left out), so a reader that needs a few columns never holds
         the others."""
-        if not self.path.exists():
-            return pl.DataFrame()
-        with self.connect(read_only=True) as con:  # one connection for the check and the read
-            if not self._exists(con, table):
+        with self._reading(table) as con:
+            if con is None:
                 return pl.DataFrame()
             if columns is None:
                 return self._select(con, "warehouse/select_partition_range", table, None,
@@ -272,11 +280,9 @@ class Warehouse:
         returns a table's rows in insertion order), so the result depends only on what was
         written, without the sort of :meth:`read_partitions` (15 of 20 s for 20M clickstream
         rows); with ``keys``, only the rows in that range of a key."""
-        if not self.path.exists():
-            return pl.DataFrame()
         days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-        with self.connect(read_only=True) as con:
-            if not self._exists(con, table):
+        with self._reading(table) as con:
+            if con is None:
                 return pl.DataFrame()
             if keys is None:
                 parts = [self._select(con, "warehouse/select_partition", table, None,
@@ -292,10 +298,8 @@ class Warehouse:
     def key_counts(self, table: str, start: dt.date, end: dt.date, key: str) -> pl.DataFrame:
         """Rows per value of ``key`` (``key``, ``n``; nulls first, then ascending) in
         ``table``'s partitions ``start``..``end`` (empty if no table)."""
-        if not self.path.exists():
-            return pl.DataFrame()
-        with self.connect(read_only=True) as con:
-            if not self._exists(con, table):
+        with self._reading(table) as con:
+            if con is None:
                 return pl.DataFrame()
             return self._select(con, "warehouse/select_key_counts", table, {"key": key},
                                 {"start": start, "end": end})
@@ -303,10 +307,8 @@ class Warehouse:
     def episode_sizes(self, table: str, start: dt.date, end: dt.date) -> pl.DataFrame:
         """One row per episode of ``table``'s partitions ``start``..``end``:
         ``partition_date``, ``episode_id`` and its rows ``n`` (empty if no table)."""
-        if not self.path.exists():
-            return pl.DataFrame()
-        with self.connect(read_only=True) as con:
-            if not self._exists(con, table):
+        with self._reading(table) as con:
+            if con is None:
                 return pl.DataFrame()
             return self._select(con, "warehouse/select_episode_sizes", table, None,
                                 {"start": start, "end": end})
@@ -315,10 +317,8 @@ class Warehouse:
                       episodes: pl.Series) -> pl.DataFrame:
         """:meth:`read_partitions` with ``columns``, of the rows whose ``episode_id`` is one of
         ``episodes`` only (the others are never read into memory)."""
-        if not self.path.exists():
-            return pl.DataFrame()
-        with self.connect(read_only=True) as con:
-            if not self._exists(con, table):
+        with self._reading(table) as con:
+            if con is None:
                 return pl.DataFrame()
             con.register("kept_episodes", episodes.rename("episode_id").to_frame().to_arrow())
             try:
@@ -331,10 +331,8 @@ class Warehouse:
                              day: dt.date) -> RangeSummary:
         """Rows of ``table`` with ``start <= partition_date <= end``, of them those of ``day``,
         and the last day present, without reading the rows (all zero/None if no table)."""
-        if not self.path.exists():
-            return RangeSummary(0, 0, None)
-        with self.connect(read_only=True) as con:
-            if not self._exists(con, table):
+        with self._reading(table) as con:
+            if con is None:
                 return RangeSummary(0, 0, None)
             frame = self._select(con, "warehouse/summarize_partition_range", table, None,
                                  {"start": start, "end": end, "day": day})
