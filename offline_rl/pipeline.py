@@ -396,6 +396,12 @@ def train_candidates(
     window = load_window(paths, domain, day, window_days, eval_fraction, config.seed,
                          settle_days, max_train_rows=max_train_rows, max_eval_rows=max_eval_rows)
     dataset = to_mdp_dataset(window.train, domain.n_actions)
+    if dataset.transition_count == 0:
+        raise ValueError(
+            f"{domain.name}: the training window {window.start}..{window.end} holds "
+            f"{window.train_episodes} episode(s) but no transition to learn from (each is one "
+            "decision of an episode still running); train on more days (window_days), or "
+            "after the next day's transitions complete these episodes")
     if config.reward_scale is None:  # one scale for every candidate of the window
         config = dataclasses.replace(config, reward_scale=auto_reward_scale(window.train.rewards))
     final = candidates_dir(paths, domain, day)

@@ -109,3 +109,28 @@ def test_a_limited_window_samples_whole_episodes_of_the_same_split(two_days):
         kept_sizes.filter(~pl.col("is_eval")).height, kept_sizes.filter("is_eval").height)
     again = load_window(two_days, domain, DAY2, 2, 0.3, 3, settle_days=0, **limits)
     assert np.array_equal(again.train.observations, small.train.observations)  # seeded
+
+
+def test_a_window_of_single_running_decisions_is_a_clear_error(tmp_path, monkeypatch):
+    import numpy as np
+
+    from offline_rl import pipeline
+    from offline_rl.algos.config import TrainingConfig
+    from offline_rl.data.arrays import DecisionArrays
+    from offline_rl.paths import DataPaths
+
+    n = 4  # four episodes of one decision each, all still running (timeouts)
+    arrays = DecisionArrays(
+        observations=np.zeros((n, len(get_domain("inventory").feature_names)), np.float32),
+        actions=np.zeros(n, np.int64), rewards=np.ones(n, np.float32),
+        terminals=np.zeros(n, np.float32), timeouts=np.ones(n, np.float32),
+        behavior_prob=np.full(n, 0.5), episode=np.arange(n), step=np.zeros(n, np.int64),
+        extras={})
+    window = pipeline.WindowData(start=START, end=DAY2, train=arrays, evaluation=arrays,
+                                 train_episodes=n, eval_episodes=n, eval_start=START,
+                                 eval_end=DAY2, settle_days=0)
+    monkeypatch.setattr(pipeline, "load_window", lambda *a, **k: window)
+    with pytest.raises(ValueError, match=r"inventory: the training window 2026-10-01\.\.2026-10-02 "
+                                         r"holds 4 episode\(s\) but no transition"):
+        pipeline.train_candidates(DataPaths(tmp_path), "inventory", DAY2, ["bc"],
+                                  TrainingConfig(n_steps=1), window_days=2, eval_fraction=0.3)
