@@ -366,7 +366,7 @@ def _night_part(home: Path, domain: str | None, training: Any, ope: Any) -> dict
     """One part of :func:`bench_end_to_end`'s night, in the nightly job's order, in this
     process: the day's ingestion (``domain`` None) or one domain's stages after it. Returns
     the seconds and this process's peak resident memory (MiB) of each stage."""
-    from offline_rl.algos.training import DEFAULT_CANDIDATES
+    from offline_rl.algos.config import DEFAULT_CANDIDATES
     from offline_rl.domains import get_domain, landing_schemas
     from offline_rl.monitor import MonitorConfig, monitor
     from offline_rl.ope.gate import GateConfig
@@ -416,10 +416,10 @@ def bench_end_to_end(home: Path, events: int, n_steps: int = 0, workers: int = 0
     gradient steps), on the logs :func:`prepare_end_to_end` wrote (``events``: the day's
     events, reported). The domains run side by side on ``workers`` processes (0: one per
     core, the multiprocess executor's default ``max_concurrent``), in the registry's order;
-    a worker takes the next domain when it is free. Two days of logs, so the window is two days with
-    nothing held back to settle (the nightly job: seven, and each domain's lookahead);
-    evaluation takes the held-out episodes of both days (``settle_days=0``), since two days
-    hold no whole pricing season.
+    a worker takes the next domain when it is free. Two days of logs, so the window is two
+    days with nothing held back to settle (the nightly job: seven, and each domain's
+    lookahead); evaluation takes the held-out episodes of both days (``settle_days=0``),
+    since two days hold no whole pricing season.
 
     Reported: the night's wall seconds; per stage the seconds summed over the domains (the
     work, whichever worker did it) and the highest resident memory one process reached in
@@ -598,15 +598,13 @@ def format_table(results: dict[str, Any]) -> str:
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     if e2e:
-        peak_of = e2e.get("stages_peak_rss_mb", {})
+        peak_of = e2e["stages_peak_rss_mb"]
         lines.append("end_to_end stages (seconds summed over the domains): " + ", ".join(
-            f"{name} {seconds:.1f} s" + (f" (peak {peak_of[name]:.0f} MiB)" if name in peak_of
-                                        else "")
+            f"{name} {seconds:.1f} s (peak {peak_of[name]:.0f} MiB)"
             for name, seconds in e2e["stages_s"].items())
-            + "; at " + ", ".join(f"{k} {v}" for k, v in e2e.get("settings", {}).items()))
-        if "parts_s" in e2e:
-            lines.append("end_to_end parts: " + ", ".join(
-                f"{name} {seconds:.1f} s" for name, seconds in e2e["parts_s"].items()))
+            + "; at " + ", ".join(f"{k} {v}" for k, v in e2e["settings"].items()))
+        lines.append("end_to_end parts: " + ", ".join(
+            f"{name} {seconds:.1f} s" for name, seconds in e2e["parts_s"].items()))
     m = results["machine"]
     lines += [f"FAILED {name}: {err}" for name, err in results.get("errors", {}).items()]
     return "\n".join(lines) + (f"\nmachine: {m['cpus']} CPUs, Python {m['python']}, torch "

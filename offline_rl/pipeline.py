@@ -97,18 +97,17 @@ this, not the day's size (about 1 GB at 4M clickstream rows); fewer rows are bui
 pass."""
 
 
-def _key_ranges(wh: Warehouse, domain: Domain, first: dt.date, last: dt.date, rows: int
-                ) -> list[KeyRange | None]:
-    """The consecutive ranges of ``domain.share_key`` whose transitions are built one at a
-    time (``[None]``: all at once), cut where the raw rows before a bound reach a multiple of
-    ``rows / shares``; rows without a key go with the first range."""
+def _key_ranges(wh: Warehouse, key: str | None, tables: list[str], first: dt.date,
+                last: dt.date, rows: int) -> list[KeyRange | None]:
+    """The consecutive ranges of ``key`` (a domain's ``share_key``) whose transitions are
+    built one at a time (``[None]``: all at once), cut where the raw rows of ``tables`` before
+    a bound reach a multiple of ``rows / shares``; rows without a key go with the first
+    range."""
     shares = max(1, -(-rows // TRANSITIONS_SHARE_ROWS))
-    key = domain.share_key
     if key is None or shares == 1:
         return [None]
-    schemas = landing_schemas()
-    counts = pl.concat([wh.key_counts(schemas[s].table, first, last, key)
-                        for s in domain.sources]).group_by("key").agg(pl.col("n").sum())
+    counts = pl.concat([wh.key_counts(table, first, last, key) for table in tables]
+                       ).group_by("key").agg(pl.col("n").sum())
     nulls = int(counts.filter(pl.col("key").is_null())["n"].sum())
     keyed = counts.filter(pl.col("key").is_not_null()).sort("key")
     before = (keyed["n"].cum_sum() - keyed["n"] + nulls).cast(pl.Float64)
@@ -138,23 +137,24 @@ def build_transitions_partition(
     wh = Warehouse(paths.warehouse)
     first = day - dt.timedelta(days=domain.lookback_days)
     last = day + dt.timedelta(days=domain.lookahead_days)
-    schemas = landing_schemas()
+    schemas = {source: landing_schemas()[source] for source in domain.sources}
     rows, last_loaded = 0, []
-    for source in domain.sources:
-        table = schemas[source].table
-        if not wh.table_exists(table):
-            raise ValueError(f"{table} does not exist; ingest {source} for {day} first")
-        summary = wh.summarize_partitions(table, first, last, day)
+    for source, schema in schemas.items():
+        summary = wh.summarize_partitions(schema.table, first, last, day)
         if not summary.day_rows or summary.last_day is None:
-            raise ValueError(f"{table} has no rows for {day}; ingest that partition first")
+            if not wh.table_exists(schema.table):  # asked only to name what is missing
+                raise ValueError(f"{schema.table} does not exist; ingest {source} for {day} "
+                                 "first")
+            raise ValueError(f"{schema.table} has no rows for {day}; ingest that partition "
+                             "first")
         rows += summary.rows
         last_loaded.append(summary.last_day)
-    ranges = _key_ranges(wh, domain, first, last, rows)
+    ranges = _key_ranges(wh, domain.share_key, [s.table for s in schemas.values()], first,
+                         last, rows)
     parts = []
     for index, keys in enumerate(ranges):
-        raw = {source: schemas[source].complete(
-                   wh.read_as_written(schemas[source].table, first, last, keys)).lazy()
-               for source in domain.sources}
+        raw = {source: schema.complete(wh.read_as_written(schema.table, first, last, keys))
+               .lazy() for source, schema in schemas.items()}
         # the data end where the least advanced source ends
         parts.append(_compacted(domain.build_day(raw, day, min(last_loaded)).collect()))
         del raw
@@ -280,9 +280,9 @@ def load_window(
     if frame.is_empty():
         raise ValueError(f"no {domain.name} transitions between {first} and "
                          f"{day}; build the transitions first")
-    evaluated = pl.col("is_eval") & pl.col("partition_date").is_between(eval_start, eval_end)
+    evaluated, trains = _window_parts(start, eval_start, eval_end)
     held = frame.filter(evaluated)
-    train = frame.filter(~evaluated & (pl.col("partition_date") >= start))
+    train = frame.filter(trains)
     del frame
     if train.is_empty():
         raise ValueError(f"{domain.name}: no training episodes started between {start} and "
@@ -304,6 +304,15 @@ def load_window(
     )
 
 
+def _window_parts(start: dt.date, eval_start: dt.date, eval_end: dt.date
+                  ) -> tuple[pl.Expr, pl.Expr]:
+    """(evaluated, trains): the rows of held-out episodes that started in the evaluation
+    window, and the rows of every other episode that started in the training window (rows
+    carry ``is_eval`` from :func:`split_episodes` and their ``partition_date``)."""
+    evaluated = pl.col("is_eval") & pl.col("partition_date").is_between(eval_start, eval_end)
+    return evaluated, ~evaluated & (pl.col("partition_date") >= start)
+
+
 def _sampled_episodes(sizes: pl.DataFrame, eval_fraction: float, seed: int, start: dt.date,
                       eval_start: dt.date, eval_end: dt.date, max_train_rows: int | None,
                       max_eval_rows: int | None) -> pl.DataFrame | None:
@@ -316,8 +325,7 @@ def _sampled_episodes(sizes: pl.DataFrame, eval_fraction: float, seed: int, star
     if sizes.is_empty():
         return None
     sizes = split_episodes(sizes, eval_fraction, seed)
-    evaluated = pl.col("is_eval") & pl.col("partition_date").is_between(eval_start, eval_end)
-    trains = ~evaluated & (pl.col("partition_date") >= start)
+    evaluated, trains = _window_parts(start, eval_start, eval_end)
     parts = {"eval": (evaluated, max_eval_rows), "train": (trains, max_train_rows)}
     totals = sizes.select(**{k: pl.col("n").filter(m).sum() for k, (m, _) in parts.items()})
     share = {k: 1.0 if limit is None or totals[k][0] <= limit else limit / totals[k][0]

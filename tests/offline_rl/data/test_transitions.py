@@ -133,3 +133,15 @@ def test_a_day_built_in_shares_equals_the_day_built_at_once(landing_paths, monke
     stored = Warehouse(landing_paths.warehouse).read_partitions(
         "recommendation_transitions", DAY, DAY)
     assert stored.height == whole.height
+
+
+def test_a_missing_table_or_day_is_named(landing_paths):
+    from offline_rl import pipeline
+    from offline_rl.data.schemas import CLICKSTREAM
+
+    with pytest.raises(ValueError, match="raw_clickstream does not exist; ingest clickstream"):
+        pipeline.build_transitions_partition(landing_paths, "recommendation", DAY)
+    pipeline.ingest_partition(landing_paths, CLICKSTREAM, DAY)
+    later = DAY + dt.timedelta(days=1)
+    with pytest.raises(ValueError, match=f"raw_clickstream has no rows for {later}"):
+        pipeline.build_transitions_partition(landing_paths, "recommendation", later)
