@@ -345,9 +345,9 @@ def run_validation(cfg: ValidationConfig, progress: Progress | None = None,
     """Every (domain, scenario, seed) run, the figures, and the configuration; with
     ``checkpoint``, the result so far is written there (JSON) after every run, with
     ``complete`` false until the last (a stopped validation keeps the runs it finished)."""
-    say = progress or (lambda _m: None)
     from offline_rl.domains import get_domain
 
+    say = progress or (lambda _m: None)
     cfg.check()
     domains = [get_domain(d) for d in cfg.domain_names()]
     jobs = [(d, VALIDATION_SCENARIOS[s], seed) for d in domains for s in cfg.scenarios

@@ -135,5 +135,3 @@ class GreedierBehavior:
 def domain_gate(gate: GateConfig, domain: Domain) -> GateConfig:
     """``gate`` with the domain's calibrated settings where it leaves them unset."""
     return gate.for_domain(domain.gate_max_weight_share, domain.gate_headline)
-
-
