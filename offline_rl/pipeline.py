@@ -49,6 +49,7 @@ from offline_rl.ope.evaluate import (
     behavior_replicates,
     behavior_terms,
     evaluate_behavior,
+    evaluate_policies,
     evaluate_policy,
     with_episode_gains,
 )
@@ -520,11 +521,11 @@ def evaluate_candidates(
     replay = prepare_replay(domain.replay, data)
     if replay is not None and not replay.available:
         log.warning("%s %s: no replay estimate: %s", domain.name, day, replay.reason)
+    # every policy's FQE trained in one batched network: each gets the fit it gets alone
     evaluations = [
-        dataclasses.replace(evaluate_policy(name, load_candidate(directory), data, dataset, ope,
-                                            n_actions=domain.n_actions, replay=replay),
-                            role=role)
-        for name, directory, role in policies
+        dataclasses.replace(ev, role=role) for ev, (_, _, role) in zip(evaluate_policies(
+            [(name, load_candidate(directory)) for name, directory, _ in policies], data,
+            dataset, ope, n_actions=domain.n_actions, replay=replay), policies, strict=True)
     ]
     # each candidate's gain over either incumbent the gate may judge it against, paired per
     # episode (GateConfig.paired_by = "episodes")

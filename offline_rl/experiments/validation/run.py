@@ -175,6 +175,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
         behavior_replicates,
         behavior_terms,
         evaluate_behavior,
+        evaluate_policies,
         evaluate_policy,
         with_episode_gains,
     )
@@ -292,11 +293,10 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
             policies[name], kinds[name] = found[0], "constructed"
             truths[name] = measured[id(found[0])]
 
-    evaluations = []
-    for name, policy in policies.items():
-        say(f"evaluating {name} on {int(held_out.episode.max()) + 1:,} held-out episodes")
-        evaluations.append(evaluate_policy(name, policy, held_out, None, ope,
-                                           n_actions=n_actions, replay=replay))
+    say(f"evaluating {', '.join(policies)} on {int(held_out.episode.max()) + 1:,} held-out "
+        "episodes")
+    evaluations = evaluate_policies(list(policies.items()), held_out, None, ope,
+                                    n_actions=n_actions, replay=replay)
     evaluations = with_episode_gains(evaluations, incumbent.name, incumbent_terms)
     decision = decide(evaluations, incumbent, gate)
     candidates = []

@@ -188,6 +188,57 @@ def test_the_final_pass_in_chunks_gives_the_values_of_one_pass(monkeypatch):
     assert np.array_equal(whole.final_loss, chunked.final_loss)
 
 
+def test_policies_fitted_together_get_exactly_their_own_fits():
+    """The batched fit of several target policies gives each the members its own fit gives:
+    same start, same mini-batches, only the targets differ (so nothing the gate was validated
+    on changes)."""
+    from offline_rl.ope.fqe_torch import fit_fqe_policies
+
+    rng = np.random.default_rng(3)
+    n = 1_500
+    obs, action = rng.normal(size=(n, 4)), rng.integers(0, 3, n)
+    reward, nxt = rng.normal(size=n), np.where(rng.random(n) < 0.25, -1, np.arange(1, n + 1))
+    nxt[-1] = -1
+    targets = [np.eye(3)[rng.integers(0, 3, n)], rng.dirichlet(np.ones(3), n),
+               np.full((n, 3), 1 / 3)]
+    weights = np.r_[np.ones((1, n)), rng.poisson(1.0, (3, n)).astype(float)]
+    weights[1:, 0] += 1.0
+    settings = FQESettings(steps=90, hidden_units=(16, 16), seed=4)
+    together = fit_fqe_policies(obs, action, reward, nxt, targets, weights, gamma=0.9,
+                                horizon=5, settings=settings)
+    assert together.policies == 3
+    for p, probs in enumerate(targets):
+        alone = fit_fqe_ensemble(obs, action, reward, nxt, probs, weights, gamma=0.9, horizon=5,
+                                 settings=settings)
+        mine = together.result(p)
+        assert np.array_equal(mine.q_all, alone.q_all), p
+        assert np.array_equal(mine.final_loss, alone.final_loss), p
+        assert mine.n_iterations == alone.n_iterations
+    assert not np.array_equal(together.result(0).q_all, together.result(1).q_all)
+    with pytest.raises(ValueError, match="at least one policy"):
+        fit_fqe_policies(obs, action, reward, nxt, [], weights)
+    with pytest.raises(ValueError, match="the same"):
+        fit_fqe_policies(obs, action, reward, nxt, [targets[0], targets[0][:, :2]], weights)
+    with pytest.raises(IndexError):
+        together.result(3)
+
+
+def test_policies_evaluated_together_equal_each_evaluated_alone(logs):
+    from offline_rl.ope.evaluate import StochasticTarget, evaluate_policies
+
+    config = OPEConfig(n_bootstrap=50, fqe_steps=150, fqe_hidden_units=(8,), fqe_refits=3)
+    pi = np.array([[0.3, 0.7], [0.1, 0.9]])
+    policies = [("always_1", StatePolicy(TARGET)), ("switch", StatePolicy(np.array([1, 0]))),
+                ("eps_1", StochasticTarget(lambda obs: pi[np.asarray(obs).argmax(axis=1)]))]
+    together = evaluate_policies(policies, logs, None, config, n_actions=2)
+    for (name, policy), ev in zip(policies, together, strict=True):
+        alone = evaluate_policy(name, policy, logs, None, config, n_actions=2)
+        assert ev.name == name
+        assert ev.estimates == alone.estimates, name
+        assert ev.extra == alone.extra, name
+        assert ev.estimates["dm"].value != together[0].estimates["dm"].value or name == "always_1"
+
+
 def test_evaluate_policy_on_the_mdp_with_refitted_dm_interval(logs):
     value, _ = exact(TARGET)
     config = OPEConfig(n_bootstrap=200, fqe_steps=1200, fqe_hidden_units=(16,), fqe_refits=6)
