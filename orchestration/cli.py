@@ -565,6 +565,26 @@ def print_loop_summary(result: dict[str, Any]) -> None:
               f"{s['rollbacks']:>9} {s['bad_nights']:>4} {s['bad_nights_followed_by_bad']:>9} "
               f"{pct(s['promise_coverage']):>8} {pct(s.get('promise_true_above_low')):>9}")
     print(f"wall time {result['wall_seconds']:.0f} s")
+    cost = night_cost(result.get("night_seconds") or [])
+    if cost:
+        nights, wall, cpu = cost.pop("nights"), cost.pop("wall"), cost.pop("cpu")
+        print(f"a night, mean of the {nights:.0f} that served exports: {wall:.0f} s wall, "
+              f"{cpu:.0f} s CPU of this process ("
+              + ", ".join(f"{phase} {v:.0f} s" for phase, v in cost.items()) + ")")
+
+
+def night_cost(timings: list[dict[str, Any]]) -> dict[str, float]:
+    """The loop's mean cost of a night over the nights that served exports (the first night
+    only runs the job on the warm-up days): ``nights``, wall and CPU seconds and each phase's
+    wall seconds; empty before the second night."""
+    served = timings[1:]
+    if not served:
+        return {}
+    out = {"nights": float(len(served)), "wall": sum(t["wall"] for t in served) / len(served),
+           "cpu": sum(t["cpu"] for t in served) / len(served)}
+    for phase in served[0]["phases"]:
+        out[phase] = sum(t["phases"].get(phase, 0.0) for t in served) / len(served)
+    return out
 
 
 READS_EXPORTS = frozenset({"exports", "predict"})

@@ -16,7 +16,8 @@ Two FQE implementations are available (``OPEConfig.fqe_backend``):
 
 * ``torch`` (default): :mod:`offline_rl.ope.fqe_torch`, squared loss, one fitted-Q iteration
   per step of the horizon, any policy. FQE is refitted on ``fqe_refits`` bootstrap resamples
-  of the episodes (all members trained together in one batched network). The model the
+  of the episodes (all members, and those of every policy evaluated on the same data, trained
+  together in one batched network: :func:`evaluate_policies`). The model the
   estimators use is the average of the full-data fit and the refits (bagging: FQE's fits
   vary a lot from one resample to the next, and their average is steadier), and the
   intervals of the model-based estimators come from the refits, so they include the model's

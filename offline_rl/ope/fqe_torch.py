@@ -29,7 +29,11 @@ mini-batches from its own weighting of the rows: with the counts of bootstrap re
 the episodes, member ``k`` is the FQE refit on resample ``k``, which is what a bootstrap of
 the direct method needs (resampling episodes around one fitted model ignores the model's
 own estimation error). The members' weights are stacked into one batched network, so ``K``
-members cost far less than ``K`` separate fits on a CPU.
+members cost far less than ``K`` separate fits on a CPU. :func:`fit_fqe_policies` goes one
+step further for several target policies on the same rows (a night's candidates and its
+incumbent): their ensembles train side by side in one network, each policy's members exactly
+those it gets alone, since the start and the mini-batches depend on the seed and the rows'
+weights only.
 
 Caveat: FQE is only as good as the features are a Markov state. When part of the state is
 latent (e.g. a user's taste that clicks only hint at), ``Q(s, a)`` learned under the

@@ -85,6 +85,21 @@ def test_three_nights_of_cart(tmp_path, monkeypatch):
     assert served_versions <= {n["decision"]["export_version"] for n in nights}
 
 
+def test_the_cost_of_a_night_leaves_out_the_first():
+    from orchestration.cli import night_cost
+
+    first = {"night": "2026-10-10", "wall": 50.0, "cpu": 40.0,
+             "phases": {"nightly_job": 45.0, "truth_and_record": 5.0}}
+    later = [{"night": f"2026-10-1{i}", "wall": w, "cpu": c,
+              "phases": {"simulate": s, "ingest": 2.0, "nightly_job": w - s - 3.0,
+                         "truth_and_record": 1.0}}
+             for i, (w, c, s) in enumerate([(30.0, 20.0, 4.0), (40.0, 24.0, 6.0)], start=1)]
+    assert night_cost([first]) == {}
+    assert night_cost([first, *later]) == {
+        "nights": 2.0, "wall": 35.0, "cpu": 22.0, "simulate": 5.0, "ingest": 2.0,
+        "nightly_job": 27.0, "truth_and_record": 1.0}
+
+
 def test_summary_counts_bad_nights_and_their_repeats():
     def night(served_true, promoted=False, monitor=None):
         return {"served_true": served_true, "shop_true": 10.0,
