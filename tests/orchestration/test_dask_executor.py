@@ -177,6 +177,66 @@ def test_two_concurrent_runs_of_one_job_on_one_cluster_keep_their_own_results(tm
     assert {k.split(".")[1] for k in seen.keys} == run_ids
 
 
+def _sigterm_action() -> str:
+    import signal
+
+    return str(signal.getsignal(signal.SIGTERM))
+
+
+def test_steps_on_workers_that_inherited_an_ignored_sigterm_end_at_once(tmp_path):
+    """Started in the background, the process that starts the workers ignores SIGTERM
+    (dagster maps it to SIGINT's handler, ignored there) and its worker processes inherit
+    that. Each run gives them the default back, so the tail processes of every step's
+    compute-log capture stop when told to (else: 2 x 30 s per step and the tails left over)."""
+    import signal
+    import time
+
+    from orchestration.dask_executor import local_cluster
+
+    (tmp_path / "dagster").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        cluster = local_cluster(n_workers=1, threads_per_worker=1, dashboard_address=None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    started = time.perf_counter()
+    with cluster, dg.execute_job(
+            dg.reconstructable(_two_steps_on_dask), instance=instance, run_config={
+                "ops": {"_slow_value": {"config": {"value": 3, "delay": 0.0}}},
+                "execution": {"config": {"cluster": {
+                    "existing": {"address": cluster.scheduler_address}}}}}) as result:
+        from distributed import Client
+
+        seconds = time.perf_counter() - started
+        assert result.success
+        with Client(cluster) as client:
+            actions = client.run(_sigterm_action)
+    assert set(actions.values()) == {str(signal.SIG_DFL)}
+    engine = [e.message or "" for e in result.all_events if e.event_type_value == "ENGINE_EVENT"]
+    assert not [m for m in engine if "compute log" in m], engine
+    assert seconds < 30  # each of the two steps waited 60 s for its tails
+
+
+def test_the_workers_of_a_process_ignoring_sigterm_inherit_it():
+    """What the test above relies on: without the run's plugin, the worker ignores SIGTERM."""
+    import signal
+
+    from distributed import Client
+
+    from orchestration.dask_executor import local_cluster
+
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        cluster = local_cluster(n_workers=1, threads_per_worker=1, dashboard_address=None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    with cluster, Client(cluster) as client:
+        assert set(client.run(_sigterm_action).values()) == {str(signal.SIG_IGN)}
+
+
 def test_critical_path_weighs_each_chain_by_its_steps_seconds():
     from orchestration.dask_executor import UNKNOWN_STEP_SECONDS, critical_path
 
