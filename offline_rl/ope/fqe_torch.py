@@ -356,11 +356,19 @@ def _bellman_targets(frozen: torch.nn.Module, data: _Rows, idx: torch.Tensor,
     under each member of ``frozen`` (the members of ``policies``, ``K`` each)."""
     with torch.no_grad():
         nidx = data.nxt[idx]
-        pi = data.pi[policies]
-        q_next = frozen(_tiled(data.x[nidx], pi.shape[0]))
-        q_next = q_next.view(pi.shape[0], *nidx.shape, q_next.shape[-1])
-        v_next = (pi[:, nidx] * q_next).sum(dim=3)
-        return (data.reward[idx] + data.cont[idx] * v_next).flatten(0, 1)
+        q_next = frozen(_tiled(data.x[nidx], data.pi[policies].shape[0]))
+        return _targets_from(q_next, data, idx, policies)
+
+
+def _targets_from(q_next: torch.Tensor, data: _Rows, idx: torch.Tensor, policies: slice
+                  ) -> torch.Tensor:
+    """:func:`_bellman_targets` given the members' values ``q_next`` (``[P * K, B,
+    n_actions]``) of the next rows of ``idx``."""
+    nidx = data.nxt[idx]
+    pi = data.pi[policies]
+    q_next = q_next.view(pi.shape[0], *nidx.shape, q_next.shape[-1])
+    v_next = (pi[:, nidx] * q_next).sum(dim=3)
+    return (data.reward[idx] + data.cont[idx] * v_next).flatten(0, 1)
 
 
 def _tiled(values: torch.Tensor, policies: int) -> torch.Tensor:
@@ -389,17 +397,25 @@ class FQEPolicies:
         net = self._net.members(slice(p * members, (p + 1) * members))
         rows, n_actions = data.pi.shape[1:]
         q_all = np.empty((members, rows, n_actions))
+        dev = data.x.device
         with single_thread(), torch.no_grad():
-            residual = torch.empty((members, rows), dtype=DTYPE, device=data.x.device)
+            # the values of every row first; each row's Bellman target then reads its next
+            # row's values from them (a row's values do not depend on the rows it is passed
+            # with, so they are those a second pass over the next rows would give)
+            q_raw = torch.empty((members, rows, n_actions), dtype=DTYPE, device=dev)
             for lo in range(0, rows, FINAL_PASS_ROWS):
                 hi = min(rows, lo + FINAL_PASS_ROWS)
-                part = torch.arange(lo, hi, device=data.x.device).expand(members, hi - lo)
-                q_part = net(data.x[lo:hi].expand(members, hi - lo, data.x.shape[1]))
-                y = _bellman_targets(net, data, part, slice(p, p + 1))
-                residual[:, lo:hi] = (q_part.gather(
+                q_raw[:, lo:hi] = net(data.x[lo:hi].expand(members, hi - lo, data.x.shape[1]))
+                q_all[:, lo:hi] = q_raw[:, lo:hi].double().cpu().numpy() / data.scale
+            residual = torch.empty((members, rows), dtype=DTYPE, device=dev)
+            for lo in range(0, rows, FINAL_PASS_ROWS):
+                hi = min(rows, lo + FINAL_PASS_ROWS)
+                part = torch.arange(lo, hi, device=dev).expand(members, hi - lo)
+                q_next = q_raw.gather(1, data.nxt[part][:, :, None].expand(-1, -1, n_actions))
+                y = _targets_from(q_next, data, part, slice(p, p + 1))
+                residual[:, lo:hi] = (q_raw[:, lo:hi].gather(
                     2, data.action[lo:hi].expand(members, hi - lo)[:, :, None]).squeeze(2)
                     - y) ** 2
-                q_all[:, lo:hi] = q_part.double().cpu().numpy() / data.scale
             w = torch.from_numpy(self._weights).to(data.x.device)
             final_loss = ((residual.double() * w).sum(dim=1) / w.sum(dim=1)).cpu().numpy()
         return FQEEnsembleResult(q_all=q_all, reward_scale=data.scale,
