@@ -183,6 +183,21 @@ def _sigterm_action() -> str:
     return str(signal.getsignal(signal.SIGTERM))
 
 
+def _cluster_started_ignoring_sigterm():  # type: ignore[no-untyped-def]
+    """A one-worker local cluster started while this process ignores SIGTERM (as one started
+    in the background does once dagster maps SIGTERM to the ignored SIGINT)."""
+    import signal
+
+    from orchestration.dask_executor import local_cluster
+
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        return local_cluster(n_workers=1, threads_per_worker=1, dashboard_address=None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_steps_on_workers_that_inherited_an_ignored_sigterm_end_at_once(tmp_path):
     """Started in the background, the process that starts the workers ignores SIGTERM
     (dagster maps it to SIGINT's handler, ignored there) and its worker processes inherit
@@ -191,16 +206,9 @@ def test_steps_on_workers_that_inherited_an_ignored_sigterm_end_at_once(tmp_path
     import signal
     import time
 
-    from orchestration.dask_executor import local_cluster
-
     (tmp_path / "dagster").mkdir()
     instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    try:
-        cluster = local_cluster(n_workers=1, threads_per_worker=1, dashboard_address=None)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    cluster = _cluster_started_ignoring_sigterm()
     started = time.perf_counter()
     with cluster, dg.execute_job(
             dg.reconstructable(_two_steps_on_dask), instance=instance, run_config={
@@ -225,14 +233,7 @@ def test_the_workers_of_a_process_ignoring_sigterm_inherit_it():
 
     from distributed import Client
 
-    from orchestration.dask_executor import local_cluster
-
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    try:
-        cluster = local_cluster(n_workers=1, threads_per_worker=1, dashboard_address=None)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    cluster = _cluster_started_ignoring_sigterm()
     with cluster, Client(cluster) as client:
         assert set(client.run(_sigterm_action).values()) == {str(signal.SIG_IGN)}
 
