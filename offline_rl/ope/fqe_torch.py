@@ -399,9 +399,11 @@ class FQEPolicies:
         q_all = np.empty((members, rows, n_actions))
         dev = data.x.device
         with single_thread(), torch.no_grad():
-            # the values of every row first; each row's Bellman target then reads its next
-            # row's values from them (a row's values do not depend on the rows it is passed
-            # with, so they are those a second pass over the next rows would give)
+            # the values of every row first (float32 as well as the float64 returned); each
+            # row's Bellman target then reads its next row's values from them instead of a
+            # second pass over the next rows. The targets feed only ``final_loss``, which
+            # can differ from a second pass's in float32's last bits (about 1e-9 relative):
+            # a row's values may depend on the rows it is passed with by that much
             q_raw = torch.empty((members, rows, n_actions), dtype=DTYPE, device=dev)
             for lo in range(0, rows, FINAL_PASS_ROWS):
                 hi = min(rows, lo + FINAL_PASS_ROWS)
