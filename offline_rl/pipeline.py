@@ -49,8 +49,8 @@ from offline_rl.ope.evaluate import (
     behavior_replicates,
     behavior_terms,
     evaluate_behavior,
-    evaluate_policies,
     evaluate_policy,
+    evaluate_targets,
     with_episode_gains,
 )
 from offline_rl.ope.gate import Decision, GateConfig, Incumbent, decide, evaluated_incumbent
@@ -138,7 +138,8 @@ def build_transitions_partition(
     wh = Warehouse(paths.warehouse)
     first = day - dt.timedelta(days=domain.lookback_days)
     last = day + dt.timedelta(days=domain.lookahead_days)
-    schemas = {source: landing_schemas()[source] for source in domain.sources}
+    every_schema = landing_schemas()
+    schemas = {source: every_schema[source] for source in domain.sources}
     rows, last_loaded = 0, []
     for source, schema in schemas.items():
         summary = wh.summarize_partitions(schema.table, first, last, day)
@@ -522,11 +523,11 @@ def evaluate_candidates(
     if replay is not None and not replay.available:
         log.warning("%s %s: no replay estimate: %s", domain.name, day, replay.reason)
     # every policy's FQE trained in one batched network: each gets the fit it gets alone
-    evaluations = [
-        dataclasses.replace(ev, role=role) for ev, (_, _, role) in zip(evaluate_policies(
-            [(name, load_candidate(directory)) for name, directory, _ in policies], data,
-            dataset, ope, n_actions=domain.n_actions, replay=replay), policies, strict=True)
-    ]
+    evaluated = evaluate_targets([(name, load_candidate(directory))
+                                  for name, directory, _ in policies], data, ope,
+                                 n_actions=domain.n_actions, replay=replay, dataset=dataset)
+    evaluations = [dataclasses.replace(ev, role=role)
+                   for ev, (_, _, role) in zip(evaluated, policies, strict=True)]
     # each candidate's gain over either incumbent the gate may judge it against, paired per
     # episode (GateConfig.paired_by = "episodes")
     evaluations = with_episode_gains(evaluations, BEHAVIOR, behavior_terms(data, ope))

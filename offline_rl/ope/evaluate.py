@@ -17,7 +17,7 @@ Two FQE implementations are available (``OPEConfig.fqe_backend``):
 * ``torch`` (default): :mod:`offline_rl.ope.fqe_torch`, squared loss, one fitted-Q iteration
   per step of the horizon, any policy. FQE is refitted on ``fqe_refits`` bootstrap resamples
   of the episodes (all members, and those of every policy evaluated on the same data, trained
-  together in one batched network: :func:`evaluate_policies`). The model the
+  together in one batched network: :func:`evaluate_targets`). The model the
   estimators use is the average of the full-data fit and the refits (bagging: FQE's fits
   vary a lot from one resample to the next, and their average is steadier), and the
   intervals of the model-based estimators come from the refits, so they include the model's
@@ -421,18 +421,8 @@ def fold_of_episode(n_episodes: int, config: OPEConfig) -> np.ndarray | None:
 
 FQEFit = tuple[np.ndarray, np.ndarray, EvaluationDetails]
 """``(q [members, rows, n_actions], resample counts [members - 1, n_episodes], details)`` of
-one policy's FQE (:func:`_torch_fqe`)."""
-
-
-def _torch_fqe(policy_actions: np.ndarray, arrays: DecisionArrays, n_actions: int,
-               config: OPEConfig, target_probs: np.ndarray | None = None) -> FQEFit:
-    """The FQE fit of the deterministic policy ``policy_actions`` or, given, of
-    ``target_probs``.
-
-    Member 0 is the fit on all episodes; member ``k >= 1`` the refit on resample ``k - 1``.
-    """
-    return _torch_fqe_fits([_fqe_target(policy_actions, n_actions, target_probs)], arrays,
-                           config)(0)
+one policy's FQE (:func:`_torch_fqe_fits`): member 0 is the fit on all episodes, member
+``k >= 1`` the refit on resample ``k - 1``."""
 
 
 def _fqe_target(policy_actions: np.ndarray, n_actions: int,
@@ -448,8 +438,8 @@ def _fqe_target(policy_actions: np.ndarray, n_actions: int,
 def _torch_fqe_fits(probs: list[np.ndarray], arrays: DecisionArrays, config: OPEConfig
                     ) -> Callable[[int], FQEFit]:
     """FQE of several policies (their ``[rows, n_actions]`` target probabilities) trained in
-    one batched network; returns a function giving policy ``p``'s fit, which is exactly
-    :func:`_torch_fqe` of that policy alone (``fit_fqe_policies``). Each call runs that
+    one batched network; returns a function giving policy ``p``'s fit, exactly the fit of
+    that policy alone (``fit_fqe_policies``). Each call runs that
     policy's final pass over the rows, so only one policy's values are held at a time."""
     from offline_rl.ope.fqe_torch import FQESettings, fit_fqe_policies
 
@@ -608,17 +598,6 @@ def evaluate_target(
     """
     return evaluate_targets([(name, algo)], arrays, config, n_actions=n_actions, replay=replay,
                             dataset=dataset, behavior_probs_all=behavior_probs_all)[0]
-
-
-def evaluate_policies(
-    policies: list[tuple[str, Any]], arrays: DecisionArrays, dataset: Any, config: OPEConfig,
-    n_actions: int | None = None, replay: ReplayData | None = None,
-) -> list[PolicyEvaluation]:
-    """:func:`evaluate_policy` of each ``(name, policy)`` on the same logged decisions, with
-    the policies' FQE fits trained together (:func:`evaluate_targets`): each evaluation
-    equals the policy's own :func:`evaluate_policy`."""
-    return evaluate_targets(policies, arrays, config, n_actions=n_actions, replay=replay,
-                            dataset=dataset)
 
 
 @dataclass(frozen=True)

@@ -175,8 +175,8 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
         behavior_replicates,
         behavior_terms,
         evaluate_behavior,
-        evaluate_policies,
         evaluate_policy,
+        evaluate_targets,
         with_episode_gains,
     )
     from offline_rl.ope.gate import evaluated_incumbent
@@ -295,8 +295,8 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
 
     say(f"evaluating {', '.join(policies)} on {int(held_out.episode.max()) + 1:,} held-out "
         "episodes")
-    evaluations = evaluate_policies(list(policies.items()), held_out, None, ope,
-                                    n_actions=n_actions, replay=replay)
+    evaluations = evaluate_targets(list(policies.items()), held_out, ope, n_actions=n_actions,
+                                   replay=replay)
     evaluations = with_episode_gains(evaluations, incumbent.name, incumbent_terms)
     decision = decide(evaluations, incumbent, gate)
     candidates = []

@@ -224,13 +224,13 @@ def test_policies_fitted_together_get_exactly_their_own_fits():
 
 
 def test_policies_evaluated_together_equal_each_evaluated_alone(logs):
-    from offline_rl.ope.evaluate import StochasticTarget, evaluate_policies
+    from offline_rl.ope.evaluate import StochasticTarget, evaluate_targets
 
     config = OPEConfig(n_bootstrap=50, fqe_steps=150, fqe_hidden_units=(8,), fqe_refits=3)
     pi = np.array([[0.3, 0.7], [0.1, 0.9]])
     policies = [("always_1", StatePolicy(TARGET)), ("switch", StatePolicy(np.array([1, 0]))),
                 ("eps_1", StochasticTarget(lambda obs: pi[np.asarray(obs).argmax(axis=1)]))]
-    together = evaluate_policies(policies, logs, None, config, n_actions=2)
+    together = evaluate_targets(policies, logs, config, n_actions=2)
     for (name, policy), ev in zip(policies, together, strict=True):
         alone = evaluate_policy(name, policy, logs, None, config, n_actions=2)
         assert ev.name == name

@@ -96,7 +96,10 @@ def test_full_behaviour_probabilities_give_the_exact_rare_action_rate():
 
 
 def test_cross_fitting_never_uses_a_rows_own_episode_for_its_model_value():
-    from offline_rl.ope.evaluate import _torch_fqe, fold_of_episode
+    from offline_rl.ope.evaluate import _fqe_target, _torch_fqe_fits, fold_of_episode
+
+    def _torch_fqe(target, logs, n_actions, config):  # type: ignore[no-untyped-def]
+        return _torch_fqe_fits([_fqe_target(target, n_actions, None)], logs, config)(0)
 
     logs = three_step_logs(n=60, seed=3)
     config = dataclasses.replace(CONFIG, fqe_folds=2)
