@@ -180,6 +180,7 @@ DOMAIN = Domain(
     lookback_days=1,
     lookahead_days=1,
     segment_column="vertical",
+    progress_feature="hour_frac",
     reward_doc="Margin of the daypart's attributed orders minus its ad spend.",
     episode_doc="A campaign-day in the campaign's market time zone; it ends when the daily "
                 f"budget runs out or after its {HOURS // _CONFIG.daypart_hours} dayparts.",

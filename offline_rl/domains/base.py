@@ -140,6 +140,9 @@ class Domain:
             query may run on consecutive ranges of its values, one at a time, where the raw
             rows are many (``offline_rl.pipeline.TRANSITIONS_SHARE_ROWS``); None: the query
             always reads the whole range at once.
+        progress_feature: The state feature that says how far into its episode a decision
+            is, from 0 at the start towards 1 at the end (the validation's ``early_late``
+            candidate acts on it); None: the domain has none.
     """
 
     name: str
@@ -164,6 +167,7 @@ class Domain:
     gate_headline: str = "dr"
     serving_exploration: Exploration | None = None
     share_key: str | None = None
+    progress_feature: str | None = None
 
     def __post_init__(self) -> None:
         if self.gate_headline == REPLAY and self.replay is None:
@@ -179,6 +183,9 @@ class Domain:
             raise ValueError(f"{self.name}: mask features {unknown} are not state features")
         if self.mask_features and len(self.mask_features) != len(self.action_names):
             raise ValueError(f"{self.name}: need one mask feature per action")
+        if self.progress_feature is not None and self.progress_feature not in self.feature_names:
+            raise ValueError(f"{self.name}: progress feature {self.progress_feature!r} is not "
+                             "a state feature")
 
     @property
     def n_actions(self) -> int:

@@ -254,6 +254,7 @@ DOMAIN = Domain(
     lookback_days=0,
     lookahead_days=math.ceil(max_cart_minutes(_CONFIG) / 1440.0),
     segment_column="user_segment",
+    progress_feature="visit_frac",
     reward_doc="Margin of the cart minus the incentive's cost when the visit ends in a "
                "checkout, else 0.",
     episode_doc="A cart, from its first cart-page visit; it ends at checkout or abandonment "

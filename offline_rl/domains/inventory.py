@@ -237,6 +237,7 @@ DOMAIN = Domain(
     lookahead_days=CONFIG.horizon - 1,
     mask_features=MASK_FEATURES,
     segment_column="location_id",
+    progress_feature="day_frac",
     reward_doc="Sales margin minus holding, ordering and stock-out costs of the day.",
     episode_doc=f"One SKU over a {CONFIG.horizon}-day planning episode, one order decision a "
                 "day; it ends after its last day.",

@@ -202,6 +202,7 @@ DOMAIN = Domain(
     lookback_days=0,
     lookahead_days=CONFIG.horizon - 1,
     segment_column="market_id",
+    progress_feature="day_frac",
     reward_doc="The day's margin: units sold times price minus unit cost.",
     episode_doc=f"One SKU over its {CONFIG.horizon}-day selling season, one price a day; it "
                 "ends when the stock sells out or after the season's last day.",

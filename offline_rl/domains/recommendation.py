@@ -214,6 +214,7 @@ DOMAIN = Domain(
     order=1,
     lookback_days=1,
     lookahead_days=1,
+    progress_feature="page_frac",
     reward_doc=f"{SPEC.click_value} per click plus the margin of a purchase that follows it.",
     episode_doc="A browsing session; it ends when the user leaves (at most "
                 f"{SPEC.horizon} pages).",

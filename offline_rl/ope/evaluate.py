@@ -55,6 +55,7 @@ from offline_rl.ope.replay import REPLAY, ReplayData, replay_estimate
 
 if TYPE_CHECKING:  # annotations only: the command line's defaults load this module
     from offline_rl.data.arrays import DecisionArrays
+    from offline_rl.ope.fqe_torch import FQEPolicies, FQESettings
 
 log = logging.getLogger(__name__)
 
@@ -435,14 +436,35 @@ def _fqe_target(policy_actions: np.ndarray, n_actions: int,
     return probs
 
 
-def _torch_fqe_fits(probs: list[np.ndarray], arrays: DecisionArrays, config: OPEConfig
-                    ) -> Callable[[int], FQEFit]:
-    """FQE of several policies (their ``[rows, n_actions]`` target probabilities) trained in
-    one batched network; returns a function giving policy ``p``'s fit, exactly the fit of
-    that policy alone (``fit_fqe_policies``). Each call runs that
-    policy's final pass over the rows, so only one policy's values are held at a time."""
-    from offline_rl.ope.fqe_torch import FQESettings, fit_fqe_policies
+def _fqe_settings(config: OPEConfig) -> FQESettings:
+    """``config``'s torch FQE settings."""
+    from offline_rl.ope.fqe_torch import FQESettings
 
+    return FQESettings(steps=config.fqe_steps, batch_size=config.fqe_batch_size,
+                       learning_rate=config.fqe_learning_rate,
+                       hidden_units=tuple(config.fqe_hidden_units), seed=config.seed,
+                       device=torch_fqe_device(config.device))
+
+
+@dataclass(frozen=True)
+class _FQEMembers:
+    """Which rows each member of a policy's FQE ensemble fits (:func:`_fqe_members`)."""
+
+    members: np.ndarray
+    """``[1 + refits, rows]`` row weights: all episodes, then each bootstrap resample."""
+    counts: np.ndarray
+    """``[refits, n_episodes]`` the resamples' episode counts."""
+    row_fold: np.ndarray | None
+    """Each row's cross-fitting fold (None: no cross-fitting)."""
+    folds: int
+    stacked: np.ndarray
+    """``[folds * (1 + refits), rows]``: member ``(f, k)`` fits ``members[k]`` outside fold
+    ``f``."""
+
+
+def _fqe_members(arrays: DecisionArrays, config: OPEConfig) -> _FQEMembers:
+    """The members every policy's FQE ensemble fits on ``arrays`` (a function of the data and
+    ``config`` only, so every policy gets the same)."""
     rows = arrays.actions.shape[0]
     weights = [np.ones((1, rows))]
     counts = refit_counts(arrays, config)
@@ -463,14 +485,28 @@ def _torch_fqe_fits(probs: list[np.ndarray], arrays: DecisionArrays, config: OPE
             stacked[empty] = outside[empty]
     else:
         stacked = members
-    settings = FQESettings(steps=config.fqe_steps, batch_size=config.fqe_batch_size,
-                           learning_rate=config.fqe_learning_rate,
-                           hidden_units=tuple(config.fqe_hidden_units), seed=config.seed,
-                           device=torch_fqe_device(config.device))
-    fitted = fit_fqe_policies(arrays.observations, arrays.actions,
-                              arrays.rewards.astype(np.float64), next_rows(arrays), probs,
-                              stacked, gamma=config.gamma,
-                              horizon=int(arrays.step.max()) + 1, settings=settings)
+    return _FQEMembers(members, counts, row_fold, folds, stacked)
+
+
+def _fit_policies(probs: list[np.ndarray], arrays: DecisionArrays, config: OPEConfig,
+                  members: _FQEMembers) -> FQEPolicies:
+    from offline_rl.ope.fqe_torch import fit_fqe_policies
+
+    return fit_fqe_policies(arrays.observations, arrays.actions,
+                            arrays.rewards.astype(np.float64), next_rows(arrays), probs,
+                            members.stacked, gamma=config.gamma,
+                            horizon=int(arrays.step.max()) + 1, settings=_fqe_settings(config))
+
+
+def _torch_fqe_fits(probs: list[np.ndarray], arrays: DecisionArrays, config: OPEConfig
+                    ) -> Callable[[int], FQEFit]:
+    """FQE of several policies (their ``[rows, n_actions]`` target probabilities) trained in
+    one batched network; returns a function giving policy ``p``'s fit, exactly the fit of
+    that policy alone (``fit_fqe_policies``). Each call runs that
+    policy's final pass over the rows, so only one policy's values are held at a time."""
+    m = _fqe_members(arrays, config)
+    members, counts, row_fold, folds = m.members, m.counts, m.row_fold, m.folds
+    fitted = _fit_policies(probs, arrays, config, m)
 
     def fit_of(p: int) -> FQEFit:
         fit = fitted.result(p)
@@ -638,6 +674,21 @@ def _target_of(name: str, algo: Any, arrays: DecisionArrays, config: OPEConfig,
         raise ValueError(f"{name}: predict returned action {int(target.max())} outside "
                          f"[0, {n_actions})")
     return _Target(name, algo, target, target_probs, n_actions)
+
+
+def fitted_q_function(name: str, algo: Any, arrays: DecisionArrays, config: OPEConfig,
+                      n_actions: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """The Q-function the evaluation fits for ``algo`` on ``arrays`` (torch backend: its
+    ensemble's member fitted on every episode, the same fit to the bit; with cross-fitting,
+    the one that left fold 0 out) as a function of any observations: ``[n, features]`` ->
+    ``[n, n_actions]`` in reward units. What a policy tuned on the evaluator's own model sees
+    (the validation's ``fqe_greedy``)."""
+    if config.fqe_backend != "torch":
+        raise ValueError(f"{name}: the evaluation's Q-function needs the torch FQE backend")
+    t = _target_of(name, algo, arrays, config, n_actions)
+    fitted = _fit_policies([_fqe_target(t.target, t.n_actions, t.target_probs)], arrays,
+                           config, _fqe_members(arrays, config))
+    return fitted.q_function(0)
 
 
 def evaluate_targets(

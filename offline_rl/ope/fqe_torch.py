@@ -51,7 +51,7 @@ References:
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -382,10 +382,38 @@ class FQEPolicies:
     """The fitted batched network of :func:`fit_fqe_policies`."""
 
     def __init__(self, net: _Ensemble, data: _Rows, row_weights: np.ndarray,
-                 n_iterations: int) -> None:
+                 n_iterations: int, standardise: tuple[np.ndarray, np.ndarray]) -> None:
         self._net, self._data, self._weights = net, data, row_weights
+        self._mean, self._std = standardise
         self.n_iterations = n_iterations
         self.policies = data.pi.shape[0]
+
+    def q_function(self, p: int, member: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+        """Member ``member`` of policy ``p`` as a function of any observations: ``[n,
+        features]`` -> ``[n, n_actions]`` ``Q_hat(s, a)`` in reward units (the features
+        standardised as in the fit). On the logged rows it gives ``result(p).q_all[member]``
+        (to float32's rounding: there the member ran beside the others)."""
+        if not 0 <= p < self.policies:
+            raise IndexError(f"policy {p} of {self.policies}")
+        members = self._weights.shape[0]
+        if not 0 <= member < members:
+            raise IndexError(f"member {member} of {members}")
+        at = p * members + member
+        net = self._net.members(slice(at, at + 1))
+        mean, std, scale = self._mean, self._std, self._data.scale
+        dev = self._data.x.device
+
+        def q(observations: np.ndarray) -> np.ndarray:
+            x = (np.asarray(observations, dtype=np.float64) - mean) / std
+            out = np.empty((x.shape[0], net.weights[-1].shape[-1]))
+            with single_thread(), torch.no_grad():
+                for lo in range(0, x.shape[0], FINAL_PASS_ROWS):
+                    part = torch.from_numpy(x[lo:lo + FINAL_PASS_ROWS].astype(NP_DTYPE))
+                    out[lo:lo + part.shape[0]] = net(part.to(dev)[None])[0].double().cpu() \
+                        .numpy() / scale
+            return out
+
+        return q
 
     def result(self, p: int) -> FQEEnsembleResult:
         """Policy ``p``'s members: every member's values of every row (``FINAL_PASS_ROWS``
@@ -487,7 +515,7 @@ def _fit(features: np.ndarray, action: np.ndarray, reward: np.ndarray, next_inde
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    return FQEPolicies(net, data, row_weights, n_iter)
+    return FQEPolicies(net, data, row_weights, n_iter, (mean, std))
 
 
 def _searchsorted_rows(cdf: np.ndarray, draws: np.ndarray) -> np.ndarray:

@@ -22,6 +22,18 @@ ground truth is known:
      the share bisected with simulator truth (every rollout, common random numbers) until
      the blend is worth between the bar and 1% of the incumbent's value above / below it:
      the decisions a margin exists for, where a false promotion is easiest.
+   * ``early_late``: good early, bad late. The truly best policy so far until a cut in the
+     domain's progress feature (``Domain.progress_feature``: the page, visit, hour or day of
+     the episode as a fraction), the first Q-learner's least-valued action after it, the cut
+     bisected with simulator truth until the policy is worth between the bar and 1% of the
+     incumbent's value below it. Its late steps are where a policy that leaves the logs has
+     cumulative importance weights near zero, so doubly robust values them with FQE alone.
+   * ``fqe_greedy``: tuned to please the evaluator. The greedy policy of the Q-function the
+     evaluation itself fits for the first Q-learner on the held-out episodes
+     (:func:`offline_rl.ope.evaluate.fitted_q_function`: same settings, seed and
+     mini-batches): one step of policy improvement on FQE, which picks the actions whose
+     values FQE over-estimates. Its truth falls where it falls; the figure is how much its
+     estimate flatters it and how often it passes when it is truly below the bar.
 
 3. **Estimates and decision.** Every candidate is evaluated on the held-out episodes with
    :func:`offline_rl.ope.evaluate.evaluate_policy`; the gate
@@ -66,6 +78,10 @@ and for the gate (one decision per run), with ``bar = truth(incumbent) * (1 + ma
 * ``decision_regret``: truth lost by the decision against the best the gate could have done
   (promote the truly best candidate if it beats the behaviour policy, else keep it),
   ``(max(truth(behaviour), max truth) - truth(outcome)) / |truth(behaviour)|``, averaged.
+
+and per constructed candidate (``constructed``): among the runs where it is truly at or below
+the bar, how often it passed the gate's test (``false_passes``, exact upper bound) and was
+promoted, and the mean signed relative error of its headline estimate.
 
 The overall figures pool every domain; their estimator figures are those of each run's gate
 headline (``run_headline``: ``replay`` for inventory, ``dr`` elsewhere; ``headline`` in the

@@ -197,6 +197,38 @@ def gate_figures(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def constructed_figures(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per constructed candidate (by name, in order of appearance): the runs it took part in;
+    among those where it was truly at or below the bar, how often it passed the gate's test
+    (``false_passes``, with the rate's exact one-sided 95% upper bound) and how often it was
+    promoted; and the mean signed relative error of its headline estimate (above zero: the
+    estimate flatters it), the figure that shows whether a candidate built to fool an
+    estimator does."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(c["name"] for r in runs for c in r["candidates"]
+                              if c.get("kind") == "constructed"):
+        present = below = passed = promoted = 0
+        signed: list[float] = []
+        for r in runs:
+            c = next((c for c in r["candidates"] if c["name"] == name), None)
+            if c is None:
+                continue
+            present += 1
+            e = c["estimates"].get(run_headline(r))
+            if e is not None and e["value"] is not None and math.isfinite(e["value"]) \
+                    and c["true_value"] != 0:
+                signed.append((e["value"] - c["true_value"]) / abs(c["true_value"]))
+            if c["true_value"] <= r["bar"]:
+                below += 1
+                passed += bool(c.get("passed_gate"))
+                promoted += r["decision"]["candidate"] == name
+        out[name] = {"runs": present, "truly_below_bar": below, "false_passes": passed,
+                     "false_pass_upper": clopper_pearson_upper(passed, below),
+                     "promoted_below_bar": promoted,
+                     "mean_signed_relative_error": _mean(signed)}
+    return out
+
+
 def gain_lower_coverage(runs: Sequence[dict[str, Any]], basis: str = "refits"
                         ) -> dict[str, Any]:
     """How often rule 1's paired lower bound lies at or below the true gain: over every
@@ -298,7 +330,7 @@ def summarise(runs: Sequence[dict[str, Any]], estimators: Sequence[str],
                                 for basis in ("refits", "episodes")},
     }
     return {"overall": overall, "headline": headline, "per_domain": per_domain,
-            "per_scenario": per_scenario}
+            "per_scenario": per_scenario, "constructed": constructed_figures(runs)}
 
 
 def incumbent_truth(run: dict[str, Any]) -> float:

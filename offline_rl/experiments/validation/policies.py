@@ -1,5 +1,5 @@
-"""The constructed candidates of a validation run: greedy, perturbed, blended and rare-action
-policies over a simulator's observations."""
+"""The constructed candidates of a validation run: greedy, perturbed, blended, early/late,
+value-greedy and rare-action policies over a simulator's observations."""
 
 from __future__ import annotations
 
@@ -106,17 +106,17 @@ class BlendPolicy:
         return np.where(pick, self.first.predict(obs), self.second.predict(obs)).astype(np.int64)
 
 
-def near_bar_blend(value_of: Callable[[Any], float], best: Any, low: Any, target: float,
-                   band: float, seed: int, steps: int = NEAR_BAR_SEARCH
-                   ) -> tuple[BlendPolicy, float] | None:
-    """A blend of ``best`` (truly above ``target``) and ``low`` (truly below) whose true value
-    (``value_of``) is within ``band`` of ``target``, by bisection on the blend share; None
-    when the bisection ends farther away (the value need not be monotone in the share)."""
+def near_value(value_of: Callable[[Any], float], make: Callable[[float], Any], target: float,
+               band: float, steps: int = NEAR_BAR_SEARCH) -> tuple[Any, float] | None:
+    """A policy ``make(share)`` whose true value (``value_of``) is within ``band`` of
+    ``target``, by bisection on ``share`` in [0, 1] (``make(1)`` truly above ``target``,
+    ``make(0)`` below); None when the bisection ends farther away (the value need not be
+    monotone in the share)."""
     lo, hi = 0.0, 1.0
-    found: tuple[BlendPolicy, float] | None = None
+    found: tuple[Any, float] | None = None
     for _ in range(steps):
         mid = 0.5 * (lo + hi)
-        policy = BlendPolicy(best, low, mid, seed)
+        policy = make(mid)
         value = value_of(policy)
         if found is None or abs(value - target) < abs(found[1] - target):
             found = (policy, value)
@@ -125,6 +125,52 @@ def near_bar_blend(value_of: Callable[[Any], float], best: Any, low: Any, target
         else:
             hi = mid
     return found if found is not None and abs(found[1] - target) <= band else None
+
+
+def near_bar_blend(value_of: Callable[[Any], float], best: Any, low: Any, target: float,
+                   band: float, seed: int, steps: int = NEAR_BAR_SEARCH
+                   ) -> tuple[BlendPolicy, float] | None:
+    """:func:`near_value` over blends of ``best`` (truly above ``target``) and ``low`` (truly
+    below): ``best``'s action in a share of states (:class:`BlendPolicy`)."""
+    return near_value(value_of, lambda share: BlendPolicy(best, low, share, seed), target,
+                      band, steps)
+
+
+class EarlyLatePolicy:
+    """``early``'s action while the episode's progress feature (column ``progress_index``:
+    0 at an episode's start, towards 1 at its end) is below ``cut``, ``late``'s from there
+    on. Good early and bad late is where doubly robust leans on its model: a policy that
+    leaves the logged actions has its later steps' cumulative importance weights near zero
+    (or clipped), so their value comes from FQE's extrapolation."""
+
+    def __init__(self, early: Any, late: Any, cut: float, progress_index: int) -> None:
+        self.early, self.late, self.cut = early, late, float(cut)
+        self.progress_index = int(progress_index)
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float32)
+        early = obs[:, self.progress_index] < self.cut
+        return np.where(early, self.early.predict(obs), self.late.predict(obs)).astype(np.int64)
+
+
+class ValueGreedyPolicy:
+    """The allowed action of highest value under ``q`` (observations -> ``[n, n_actions]``
+    values). With ``q`` the evaluation's own fitted Q-function on the held-out episodes, it is
+    a candidate tuned to please the evaluator: one step of policy improvement on FQE, which
+    picks exactly the actions whose values FQE over-estimates."""
+
+    def __init__(self, q: Callable[[np.ndarray], np.ndarray],
+                 mask_indices: Sequence[int] | None) -> None:
+        self.q = q
+        self.mask_indices = list(mask_indices) if mask_indices else None
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float32)
+        values = self.q(obs)
+        allowed = allowed_actions(obs, self.mask_indices)
+        if allowed is not None:
+            values = np.where(allowed | ~allowed.any(axis=1, keepdims=True), values, -np.inf)
+        return values.argmax(axis=1).astype(np.int64)
 
 
 class RarePolicy:

@@ -161,6 +161,14 @@ def format_validation(result: dict[str, Any]) -> str:
                      f"{g['missed_improvements']:>5} of {g['improvements_available']:<3}"
                      f"({_pct(g['missed_improvement_rate']):>6})"
                      f"{_pct(g['decision_regret']):>9}")
+    if result.get("constructed"):
+        lines += ["", f"{'constructed':<16}{'runs':>6}{'truly <= bar':>14}{'passed':>8}"
+                      f"{'upper 95%':>11}{'promoted':>10}{'headline bias':>15}"]
+        for name, c in result["constructed"].items():
+            lines.append(f"{name:<16}{c['runs']:>6}{c['truly_below_bar']:>14}"
+                         f"{c['false_passes']:>8}{_pct(c['false_pass_upper']):>11}"
+                         f"{c['promoted_below_bar']:>10}"
+                         f"{_pct(c['mean_signed_relative_error']):>15}")
     zone = result["config"].get("indifference", 0.0)
     lines += ["", f"power curve: promotions by the best candidate's true gain over the "
                   f"incumbent (bar: +{100 * result['config']['gate']['margin']:g}%, "

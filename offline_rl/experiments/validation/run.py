@@ -16,10 +16,13 @@ import numpy as np
 
 from offline_rl.experiments.validation.figures import decision_record, summarise
 from offline_rl.experiments.validation.policies import (
+    EarlyLatePolicy,
     GreedyPolicy,
     PerturbedPolicy,
     RarePolicy,
+    ValueGreedyPolicy,
     near_bar_blend,
+    near_value,
 )
 from offline_rl.experiments.validation.results import write_json
 from offline_rl.experiments.validation.scenarios import (
@@ -177,6 +180,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
         evaluate_behavior,
         evaluate_policy,
         evaluate_targets,
+        fitted_q_function,
         with_episode_gains,
     )
     from offline_rl.ope.gate import evaluated_incumbent
@@ -227,6 +231,14 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
     replay = prepare_replay(domain.replay, held_out)
     if replay is not None and not replay.available:
         notes.append(f"no replay estimate: {replay.reason}")
+
+    if "fqe_greedy" in cfg.constructed:
+        improved = base or next(iter(policies.values()))
+        name = next(n for n, p in policies.items() if p is improved)
+        say(f"constructing fqe_greedy: greedy on the evaluation's FQE of {name}")
+        policies["fqe_greedy"] = ValueGreedyPolicy(
+            fitted_q_function(name, improved, held_out, ope, n_actions), mask)
+        kinds["fqe_greedy"] = "constructed"
 
     def truth_of(policy: Any) -> Any:
         return true_value(sim, policy, episodes=cfg.truth_episodes, seed=seeds["truth"])
@@ -292,6 +304,11 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
                 continue
             policies[name], kinds[name] = found[0], "constructed"
             truths[name] = measured[id(found[0])]
+    if "early_late" in cfg.constructed:
+        worst = PerturbedPolicy(base, 1.0, seeds["perturbation"]) if base is not None \
+            else RarePolicy(train.actions, n_actions, mask)
+        _add_early_late(domain, policies, kinds, truths, notes, worst, truth_of,
+                        bar - NEAR_BAR_OFFSET * scale, NEAR_BAR_OFFSET * scale, say)
 
     say(f"evaluating {', '.join(policies)} on {int(held_out.episode.max()) + 1:,} held-out "
         "episodes")
@@ -325,6 +342,40 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
         "notes": notes,
         "seconds": time.perf_counter() - started,
     }
+
+
+def _add_early_late(domain: Domain, policies: dict[str, Any], kinds: dict[str, str],
+                    truths: dict[str, Any], notes: list[str], late: Any,
+                    truth_of: Callable[[Any], Any], target: float, band: float,
+                    say: Progress) -> None:
+    """Adds ``early_late``: the truly best policy so far early in the episode and ``late``
+    (a trained Q-learner's least-valued action, else the rarest logged one) late, switching at the
+    point of the domain's progress feature found by bisection that makes it truly worth
+    ``target`` (within ``band``: just below the bar, so promoting it is a false promotion)."""
+    if domain.progress_feature is None:
+        notes.append(f"early_late left out: {domain.name} declares no progress feature")
+        return
+    best = max(truths, key=lambda n: truths[n].mean)
+    if not truths[best].mean > target:
+        notes.append(f"early_late left out: no candidate truly above {target:.4g}")
+        return
+    index = domain.feature_names.index(domain.progress_feature)
+    say(f"constructing early_late: {best} before a cut in {domain.progress_feature}, the "
+        f"worst action after it, truly worth about {target:.4g}")
+    measured: dict[int, Any] = {}
+
+    def value(policy: Any) -> float:
+        measured[id(policy)] = truth_of(policy.predict)
+        return float(measured[id(policy)].mean)
+
+    found = near_value(value, lambda cut: EarlyLatePolicy(policies[best], late, cut, index),
+                       target, band)
+    if found is None:
+        notes.append(f"early_late left out: no cut in {domain.progress_feature} within "
+                     f"{band:.4g} of {target:.4g}")
+        return
+    policies["early_late"], kinds["early_late"] = found[0], "constructed"
+    truths["early_late"] = measured[id(found[0])]
 
 
 def _evaluation_record(ev: Any) -> dict[str, Any]:

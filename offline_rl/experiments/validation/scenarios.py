@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # the command line builds its parser without importing polars
     from offline_rl.domains import Domain
 
 
-CONSTRUCTED: tuple[str, ...] = ("worse", "rare", "near_bar")
+CONSTRUCTED: tuple[str, ...] = ("worse", "rare", "near_bar", "early_late", "fqe_greedy")
 """Names of the constructed candidates (see ``offline_rl.experiments.validation``)."""
 
 BEHAVIOR = "behavior"

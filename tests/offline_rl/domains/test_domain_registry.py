@@ -111,3 +111,14 @@ def test_logs_of_an_undeclared_dataset_are_refused(tmp_path):
                                          "that no domain declares"):
         write_logs(tmp_path, {"cart": cart.SIMULATION}, {}, days=1, start=dt.date(2026, 10, 1),
                    seed=0, events_per_day=200, scenario="default", serve=None)
+
+
+def test_every_domain_declares_a_progress_feature_among_its_features():
+    import dataclasses
+
+    from offline_rl.domains import all_domains, get_domain
+
+    for domain in all_domains():
+        assert domain.progress_feature in domain.feature_names, domain.name
+    with pytest.raises(ValueError, match="cart: progress feature 'page' is not a state feature"):
+        dataclasses.replace(get_domain("cart"), progress_feature="page")

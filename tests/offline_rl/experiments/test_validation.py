@@ -10,6 +10,7 @@ import pytest
 
 from offline_rl.experiments.validation.figures import (
     clopper_pearson_upper,
+    constructed_figures,
     estimator_figures,
     gate_figures,
     power_curve,
@@ -18,8 +19,10 @@ from offline_rl.experiments.validation.figures import (
 )
 from offline_rl.experiments.validation.policies import (
     BlendPolicy,
+    EarlyLatePolicy,
     PerturbedPolicy,
     RarePolicy,
+    ValueGreedyPolicy,
     near_bar_blend,
 )
 from offline_rl.experiments.validation.results import replay_gate
@@ -238,6 +241,8 @@ def test_validate_ope_command_on_a_tiny_configuration(tmp_path, capsys):
     assert "power curve: promotions by the best candidate's true gain" in captured.out
     result = json.loads(out.read_text())
     overall = result["overall"]
+    assert "fqe_greedy" in result["constructed"] and "\nfqe_greedy " in captured.out
+    assert result["constructed"]["fqe_greedy"]["runs"] == 2
     assert set(overall) == {"scenarios", "decisions", "median_relative_error",
                             "rank_correlation", "pairwise_accuracy", "interval_coverage",
                             "false_promotion_rate", "false_promotion_upper",
@@ -265,8 +270,8 @@ def test_validate_ope_command_on_a_tiny_configuration(tmp_path, capsys):
     for run in result["runs"]:
         assert run["eval_episodes"] == 100
         names = [c["name"] for c in run["candidates"]]
-        assert names[:3] == ["double_dqn", "worse", "rare"]
-        assert set(names[3:]) <= {"near_bar_above", "near_bar_below"}
+        assert names[:4] == ["double_dqn", "worse", "rare", "fqe_greedy"]
+        assert set(names[4:]) <= {"near_bar_above", "near_bar_below", "early_late"}
         d = run["decision"]
         assert d["false_promotion"] == (d["promoted"] and d["promoted_true_value"] <= run["bar"])
         assert all(math.isfinite(c["true_value"]) for c in run["candidates"])
@@ -467,3 +472,75 @@ def test_gain_lower_coverage_counts_bounds_at_or_below_the_true_gain():
     assert gain_lower_coverage([{**runs[0], "candidates": [
         {k: v for k, v in runs[0]["candidates"][0].items() if k != "episode_gains"}]}],
         "episodes")["pairs"] == 0  # runs recorded before episode gains: not counted
+
+
+def test_early_late_policy_switches_at_the_cut_of_the_progress_feature():
+    obs = np.zeros((5, 3), dtype=np.float32)
+    obs[:, 1] = [0.0, 0.25, 0.5, 0.75, 1.0]
+    policy = EarlyLatePolicy(_Const(1), _Const(0), cut=0.5, progress_index=1)
+    assert policy.predict(obs).tolist() == [1, 1, 0, 0, 0]
+    assert EarlyLatePolicy(_Const(1), _Const(0), 0.0, 1).predict(obs).tolist() == [0] * 5
+
+
+def test_value_greedy_policy_takes_the_best_allowed_action():
+    def q(obs):
+        return np.tile([3.0, 1.0, 2.0], (np.asarray(obs).shape[0], 1))
+
+    obs = np.array([[1, 1, 1], [0, 1, 1], [0, 1, 0], [0, 0, 0]], dtype=np.float32)
+    assert ValueGreedyPolicy(q, None).predict(obs).tolist() == [0, 0, 0, 0]
+    # the mask features are the observation's columns 0-2; a state allowing none takes the
+    # best of all
+    assert ValueGreedyPolicy(q, [0, 1, 2]).predict(obs).tolist() == [0, 2, 1, 0]
+
+
+def test_constructed_figures_count_false_passes_of_candidates_truly_below_the_bar():
+    def cand(name, true, value, passed):
+        return {**_cand(name, true, value, value - 1, value + 1), "kind": "constructed",
+                "passed_gate": passed}
+
+    runs = [_run("a", [_cand("x", 12.0, 12.0, 11.0, 13.0), cand("early_late", 9.0, 11.0, True)],
+                 promoted="early_late"),
+            _run("a", [cand("early_late", 9.5, 9.5, False), cand("fqe_greedy", 11.0, 12.1, True)],
+                 promoted="fqe_greedy"),
+            _run("a", [cand("fqe_greedy", 10.0, 12.0, False)])]
+    figures = constructed_figures(runs)
+    assert list(figures) == ["early_late", "fqe_greedy"]
+    late = figures["early_late"]
+    assert (late["runs"], late["truly_below_bar"], late["false_passes"],
+            late["promoted_below_bar"]) == (2, 2, 1, 1)
+    assert late["false_pass_upper"] == pytest.approx(clopper_pearson_upper(1, 2))
+    assert late["mean_signed_relative_error"] == pytest.approx((2 / 9 + 0.0) / 2)
+    greedy = figures["fqe_greedy"]  # truly above the bar once: only the other run counts
+    assert (greedy["runs"], greedy["truly_below_bar"], greedy["false_passes"],
+            greedy["promoted_below_bar"]) == (2, 1, 0, 0)
+    assert greedy["mean_signed_relative_error"] == pytest.approx((0.1 + 0.2) / 2)
+    assert "x" not in figures  # trained candidates are not constructed ones
+
+
+def test_early_late_is_bisected_to_just_below_the_bar():
+    from offline_rl.domains import get_domain
+    from offline_rl.experiments.validation.run import _add_early_late
+
+    cart = get_domain("cart")
+    index = cart.feature_names.index(cart.progress_feature)
+    obs = np.zeros((1000, len(cart.feature_names)), dtype=np.float32)
+    obs[:, index] = np.linspace(0.0, 1.0, 1000, endpoint=False)
+
+    class Truth:
+        def __init__(self, mean):
+            self.mean = mean
+
+    def truth_of(predict):  # action 1 is worth 20 a decision, action 0 10
+        return Truth(10.0 + 10.0 * predict(obs).mean())
+
+    policies, kinds, notes = {"best": _Const(1)}, {"best": "trained"}, []
+    truths = {"best": Truth(20.0)}
+    _add_early_late(cart, policies, kinds, truths, notes, _Const(0), truth_of, target=14.0,
+                    band=0.1, say=lambda _m: None)
+    assert notes == [] and kinds["early_late"] == "constructed"
+    assert truths["early_late"].mean == pytest.approx(14.0, abs=0.1)
+    assert policies["early_late"].cut == pytest.approx(0.4, abs=0.01)
+    # nothing truly above the aim: left out, with the reason
+    _add_early_late(cart, {}, {}, {"best": Truth(13.0)}, notes, _Const(0), truth_of, 14.0, 0.1,
+                    lambda _m: None)
+    assert notes == ["early_late left out: no candidate truly above 14"]

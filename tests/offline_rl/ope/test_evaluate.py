@@ -221,6 +221,14 @@ def test_policies_fitted_together_get_exactly_their_own_fits():
         fit_fqe_policies(obs, action, reward, nxt, [targets[0], targets[0][:, :2]], weights)
     with pytest.raises(IndexError):
         together.result(3)
+    with pytest.raises(IndexError):
+        together.q_function(3)
+    with pytest.raises(IndexError):
+        together.q_function(0, member=weights.shape[0])
+    # a member as a function of any state: its values of the logged rows, row by row
+    q = together.q_function(1, member=2)
+    np.testing.assert_allclose(q(obs[:7]), together.result(1).q_all[2][:7], rtol=1e-5,
+                               atol=1e-6)
 
 
 def test_policies_evaluated_together_equal_each_evaluated_alone(logs):
@@ -237,6 +245,29 @@ def test_policies_evaluated_together_equal_each_evaluated_alone(logs):
         assert ev.estimates == alone.estimates, name
         assert ev.extra == alone.extra, name
         assert ev.estimates["dm"].value != together[0].estimates["dm"].value or name == "always_1"
+
+
+def test_the_fitted_q_function_is_the_evaluations_own_fit_at_any_state(logs):
+    """``fitted_q_function`` gives the Q-function the evaluation fits on every episode (its
+    member 0: same settings, seed and mini-batches), at the logged states and at new ones."""
+    from offline_rl.ope.evaluate import _fqe_target, _torch_fqe_fits, fitted_q_function
+
+    config = OPEConfig(n_bootstrap=50, fqe_steps=150, fqe_hidden_units=(8,), fqe_refits=3)
+    q = fitted_q_function("always_1", StatePolicy(TARGET), logs, config, n_actions=2)
+    target = _fqe_target(StatePolicy(TARGET).predict(logs.observations), 2, None)
+    evaluation_fit = _torch_fqe_fits([target], logs, config)(0)[0][0]
+    logged = q(logs.observations)
+    assert logged.shape == (logs.actions.shape[0], 2)
+    np.testing.assert_allclose(logged, evaluation_fit, rtol=1e-6, atol=1e-6)
+    # a state asked about alone gets the values its logged rows got
+    per_state = q(np.eye(2, dtype=np.float32))
+    for s in (0, 1):
+        np.testing.assert_allclose(per_state[s], logged[logs.observations[:, s] == 1][0],
+                                   rtol=1e-6, atol=1e-6)
+    assert not np.allclose(per_state[0], per_state[1])
+    with pytest.raises(ValueError, match="torch FQE backend"):
+        fitted_q_function("always_1", StatePolicy(TARGET), logs,
+                          dataclasses.replace(config, fqe_backend="d3rlpy"))
 
 
 def test_evaluate_policy_on_the_mdp_with_refitted_dm_interval(logs):
