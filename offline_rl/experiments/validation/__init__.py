@@ -24,7 +24,8 @@ ground truth is known:
      the decisions a margin exists for, where a false promotion is easiest.
    * ``early_late``: good early, bad late. The truly best policy so far until a cut in the
      domain's progress feature (``Domain.progress_feature``: the page, visit, hour or day of
-     the episode as a fraction), the first Q-learner's least-valued action after it, the cut
+     the episode as a fraction; the states of the step the cut falls in are split by a hash
+     of the observation), the first Q-learner's least-valued action after it, the cut
      bisected with simulator truth until the policy is worth between the bar and 1% of the
      incumbent's value below it. Its late steps are where a policy that leaves the logs has
      cumulative importance weights near zero, so doubly robust values them with FQE alone.

@@ -137,20 +137,40 @@ def near_bar_blend(value_of: Callable[[Any], float], best: Any, low: Any, target
 
 
 class EarlyLatePolicy:
-    """``early``'s action while the episode's progress feature (column ``progress_index``:
-    0 at an episode's start, towards 1 at its end) is below ``cut``, ``late``'s from there
-    on. Good early and bad late is where doubly robust leans on its model: a policy that
-    leaves the logged actions has its later steps' cumulative importance weights near zero
-    (or clipped), so their value comes from FQE's extrapolation."""
+    """``early``'s action early in the episode, ``late``'s from ``cut`` on: a decision is early
+    when its progress feature (column ``progress_index``: 0 at an episode's start, towards 1
+    at its end) plus ``step`` times the state's hash (:func:`state_hash`, in [0, 1)) is below
+    ``cut``. With ``step`` the feature's step (a page, a visit, a day), the states at the
+    step where the switch happens are split by their hash, so the policy's value moves
+    smoothly with ``cut`` instead of in jumps of a whole step.
 
-    def __init__(self, early: Any, late: Any, cut: float, progress_index: int) -> None:
+    Good early and bad late is where doubly robust leans on its model: a policy that leaves
+    the logged actions has its later steps' cumulative importance weights near zero (or
+    clipped), so their value comes from FQE's extrapolation.
+    """
+
+    def __init__(self, early: Any, late: Any, cut: float, progress_index: int, step: float,
+                 seed: int) -> None:
         self.early, self.late, self.cut = early, late, float(cut)
-        self.progress_index = int(progress_index)
+        self.progress_index, self.step = int(progress_index), float(step)
+        self._seed = seed
+        self._projection: np.ndarray | None = None
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float32)
-        early = obs[:, self.progress_index] < self.cut
+        if self._projection is None:
+            n_features: int = obs.shape[1]
+            self._projection = np.random.default_rng(self._seed).normal(size=n_features)
+        position = obs[:, self.progress_index] + self.step * state_hash(obs, self._projection)
+        early = position < self.cut
         return np.where(early, self.early.predict(obs), self.late.predict(obs)).astype(np.int64)
+
+
+def progress_step(values: np.ndarray) -> float:
+    """The smallest gap between the distinct values of a progress feature (0 with fewer than
+    two): its step when it counts pages, visits or days."""
+    distinct = np.unique(np.asarray(values, dtype=np.float64))
+    return float(np.diff(distinct).min()) if distinct.size > 1 else 0.0
 
 
 class ValueGreedyPolicy:

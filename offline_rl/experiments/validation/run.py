@@ -23,6 +23,7 @@ from offline_rl.experiments.validation.policies import (
     ValueGreedyPolicy,
     near_bar_blend,
     near_value,
+    progress_step,
 )
 from offline_rl.experiments.validation.results import write_json
 from offline_rl.experiments.validation.scenarios import (
@@ -308,7 +309,8 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
         worst = PerturbedPolicy(base, 1.0, seeds["perturbation"]) if base is not None \
             else RarePolicy(train.actions, n_actions, mask)
         _add_early_late(domain, policies, kinds, truths, notes, worst, truth_of,
-                        bar - NEAR_BAR_OFFSET * scale, NEAR_BAR_OFFSET * scale, say)
+                        bar - NEAR_BAR_OFFSET * scale, NEAR_BAR_OFFSET * scale, say,
+                        train.observations, seeds["perturbation"])
 
     say(f"evaluating {', '.join(policies)} on {int(held_out.episode.max()) + 1:,} held-out "
         "episodes")
@@ -347,11 +349,13 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
 def _add_early_late(domain: Domain, policies: dict[str, Any], kinds: dict[str, str],
                     truths: dict[str, Any], notes: list[str], late: Any,
                     truth_of: Callable[[Any], Any], target: float, band: float,
-                    say: Progress) -> None:
+                    say: Progress, logged: np.ndarray, seed: int) -> None:
     """Adds ``early_late``: the truly best policy so far early in the episode and ``late``
     (a trained Q-learner's least-valued action, else the rarest logged one) late, switching at the
     point of the domain's progress feature found by bisection that makes it truly worth
-    ``target`` (within ``band``: just below the bar, so promoting it is a false promotion)."""
+    ``target`` (within ``band``: just below the bar, so promoting it is a false promotion);
+    ``logged``: observations whose progress feature gives its step
+    (:class:`EarlyLatePolicy`)."""
     if domain.progress_feature is None:
         notes.append(f"early_late left out: {domain.name} declares no progress feature")
         return
@@ -360,6 +364,7 @@ def _add_early_late(domain: Domain, policies: dict[str, Any], kinds: dict[str, s
         notes.append(f"early_late left out: no candidate truly above {target:.4g}")
         return
     index = domain.feature_names.index(domain.progress_feature)
+    step = progress_step(logged[:, index])
     say(f"constructing early_late: {best} before a cut in {domain.progress_feature}, the "
         f"worst action after it, truly worth about {target:.4g}")
     measured: dict[int, Any] = {}
@@ -368,8 +373,9 @@ def _add_early_late(domain: Domain, policies: dict[str, Any], kinds: dict[str, s
         measured[id(policy)] = truth_of(policy.predict)
         return float(measured[id(policy)].mean)
 
-    found = near_value(value, lambda cut: EarlyLatePolicy(policies[best], late, cut, index),
-                       target, band)
+    # share 1: every decision early (positions stay below 1 + step)
+    found = near_value(value, lambda share: EarlyLatePolicy(
+        policies[best], late, share * (1.0 + step), index, step, seed), target, band)
     if found is None:
         notes.append(f"early_late left out: no cut in {domain.progress_feature} within "
                      f"{band:.4g} of {target:.4g}")

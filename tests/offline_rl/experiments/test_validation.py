@@ -24,6 +24,7 @@ from offline_rl.experiments.validation.policies import (
     RarePolicy,
     ValueGreedyPolicy,
     near_bar_blend,
+    progress_step,
 )
 from offline_rl.experiments.validation.results import replay_gate
 from offline_rl.experiments.validation.run import ValidationConfig, run_seeds
@@ -477,9 +478,21 @@ def test_gain_lower_coverage_counts_bounds_at_or_below_the_true_gain():
 def test_early_late_policy_switches_at_the_cut_of_the_progress_feature():
     obs = np.zeros((5, 3), dtype=np.float32)
     obs[:, 1] = [0.0, 0.25, 0.5, 0.75, 1.0]
-    policy = EarlyLatePolicy(_Const(1), _Const(0), cut=0.5, progress_index=1)
+    policy = EarlyLatePolicy(_Const(1), _Const(0), cut=0.5, progress_index=1, step=0.0, seed=0)
     assert policy.predict(obs).tolist() == [1, 1, 0, 0, 0]
-    assert EarlyLatePolicy(_Const(1), _Const(0), 0.0, 1).predict(obs).tolist() == [0] * 5
+    assert EarlyLatePolicy(_Const(1), _Const(0), 0.0, 1, 0.0, 0).predict(obs).tolist() == [0] * 5
+    # with the feature's step, the states of the step the cut falls in are split by their
+    # hash: the share taking the early action grows smoothly with the cut
+    rng = np.random.default_rng(2)
+    many = rng.normal(size=(20_000, 3)).astype(np.float32)
+    many[:, 1] = rng.integers(0, 4, 20_000) / 4  # four steps of 0.25
+    assert progress_step(many[:, 1]) == 0.25 and progress_step(np.zeros(3)) == 0.0
+    shares = [EarlyLatePolicy(_Const(1), _Const(0), cut, 1, 0.25, 7).predict(many).mean()
+              for cut in (0.3, 0.35, 0.4)]
+    assert shares[0] < shares[1] < shares[2]
+    assert shares[1] == pytest.approx(0.25 + 0.25 * 0.4, abs=0.02)  # step 1 early, 40% of step 2
+    at = EarlyLatePolicy(_Const(1), _Const(0), 0.35, 1, 0.25, 7)
+    assert (at.predict(many) == at.predict(many)).all()  # deterministic per state
 
 
 def test_value_greedy_policy_takes_the_best_allowed_action():
@@ -536,11 +549,12 @@ def test_early_late_is_bisected_to_just_below_the_bar():
     policies, kinds, notes = {"best": _Const(1)}, {"best": "trained"}, []
     truths = {"best": Truth(20.0)}
     _add_early_late(cart, policies, kinds, truths, notes, _Const(0), truth_of, target=14.0,
-                    band=0.1, say=lambda _m: None)
+                    band=0.1, say=lambda _m: None, logged=obs, seed=3)
     assert notes == [] and kinds["early_late"] == "constructed"
     assert truths["early_late"].mean == pytest.approx(14.0, abs=0.1)
     assert policies["early_late"].cut == pytest.approx(0.4, abs=0.01)
+    assert policies["early_late"].step == pytest.approx(0.001, rel=1e-4)  # float32 gaps
     # nothing truly above the aim: left out, with the reason
     _add_early_late(cart, {}, {}, {"best": Truth(13.0)}, notes, _Const(0), truth_of, 14.0, 0.1,
-                    lambda _m: None)
+                    lambda _m: None, obs, 3)
     assert notes == ["early_late left out: no candidate truly above 14"]
