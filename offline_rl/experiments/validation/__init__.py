@@ -35,6 +35,13 @@ ground truth is known:
      mini-batches): one step of policy improvement on FQE, which picks the actions whose
      values FQE over-estimates. Its truth falls where it falls; the figure is how much its
      estimate flatters it and how often it passes when it is truly below the bar.
+   * ``spibb``: a candidate that stays where the logs are (Pi_b-SPIBB-style,
+     :class:`~offline_rl.experiments.validation.policies.SpibbPolicy`): actions the
+     behaviour-cloning candidate gives less than ``SPIBB_THRESHOLD`` (5%) keep that
+     probability, the rest goes to the first Q-learner's best action among the others. A
+     stochastic policy, valued exactly (``StochasticTarget``) and sampled in the truth
+     rollouts; the run records the share of probability left with the logging policy's
+     estimate (``spibb.fallback_share``).
 
 3. **Estimates and decision.** Every candidate is evaluated on the held-out episodes with
    :func:`offline_rl.ope.evaluate.evaluate_policy`; the gate

@@ -193,6 +193,66 @@ class ValueGreedyPolicy:
         return values.argmax(axis=1).astype(np.int64)
 
 
+class SpibbPolicy:
+    """A policy that stays where the logs are, in the manner of Pi_b-SPIBB (Laroche,
+    Trichelair and Tachet des Combes 2019): in each state, the actions the logging policy
+    takes with probability below ``threshold`` (by a behaviour model's estimate,
+    ``behavior_log_probs``: the logs hold few samples of them) keep that probability; the
+    rest of the probability goes to the action of highest ``values`` (a trained Q-learner's)
+    among the others. A state where every allowed action is that rare keeps the estimate
+    whole. Actions the mask forbids get none.
+
+    A stochastic policy: :meth:`probs` gives its distribution (valued exactly by the
+    evaluation, sampled in the truth rollouts); :meth:`fallback` the probability each state
+    leaves with the logging policy's estimate.
+    """
+
+    def __init__(self, values: Callable[[np.ndarray], np.ndarray],
+                 behavior_log_probs: Callable[[np.ndarray], np.ndarray], threshold: float,
+                 mask_indices: Sequence[int] | None) -> None:
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold: expected a probability in (0, 1), got {threshold!r}")
+        self.values, self.behavior_log_probs = values, behavior_log_probs
+        self.threshold = float(threshold)
+        self.mask_indices = list(mask_indices) if mask_indices else None
+
+    def behavior_probs(self, obs: np.ndarray) -> np.ndarray:
+        """``[n, n_actions]`` the behaviour model's probabilities over the allowed actions."""
+        log_probs = np.asarray(self.behavior_log_probs(obs), dtype=np.float64)
+        allowed = allowed_actions(obs, self.mask_indices)
+        if allowed is not None:
+            log_probs = np.where(allowed | ~allowed.any(axis=1, keepdims=True), log_probs,
+                                 -np.inf)
+        probs = np.exp(log_probs - log_probs.max(axis=1, keepdims=True))
+        return probs / probs.sum(axis=1, keepdims=True)
+
+    def _parts(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        obs = np.asarray(obs, dtype=np.float32)
+        pb = self.behavior_probs(obs)
+        kept: np.ndarray = pb < self.threshold  # too rare in the logs: logging probability
+        free: np.ndarray = (pb > 0) & ~kept
+        has_free: np.ndarray = free.any(axis=1)
+        best = np.where(free, self.values(obs), -np.inf).argmax(axis=1)
+        probs = np.where(kept | ~has_free[:, None], pb, 0.0)
+        rows = np.flatnonzero(has_free)
+        probs[rows, best[rows]] += (pb * free).sum(axis=1)[rows]
+        fallback = np.where(has_free, (pb * kept).sum(axis=1), 1.0)
+        return probs, fallback
+
+    def probs(self, obs: np.ndarray) -> np.ndarray:
+        """``[n, n_actions]`` the policy's probabilities."""
+        return self._parts(obs)[0]
+
+    def fallback(self, obs: np.ndarray) -> np.ndarray:
+        """``[n]`` the probability each state leaves with the logging policy's estimate (1 in
+        a state whose allowed actions are all rare)."""
+        return self._parts(obs)[1]
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        """The most probable action."""
+        return self.probs(obs).argmax(axis=1).astype(np.int64)
+
+
 class RarePolicy:
     """Always the allowed action that the training logs contain least often."""
 

@@ -20,6 +20,7 @@ from offline_rl.experiments.validation.policies import (
     GreedyPolicy,
     PerturbedPolicy,
     RarePolicy,
+    SpibbPolicy,
     ValueGreedyPolicy,
     near_bar_blend,
     near_value,
@@ -33,6 +34,7 @@ from offline_rl.experiments.validation.scenarios import (
     NEAR_BAR_OFFSET,
     NIGHTLY_TRAIN_BATCH_SIZE,
     NIGHTLY_TRAIN_STEPS,
+    SPIBB_THRESHOLD,
     VALIDATION_FQE_STEPS,
     VALIDATION_SCENARIOS,
     GreedierBehavior,
@@ -76,7 +78,7 @@ class ValidationConfig:
         candidates: Algorithms trained per run (keys of
             ``offline_rl.algos.training.ALGORITHMS``, checked by :meth:`check`).
         constructed: Constructed candidates per run (subset of ``CONSTRUCTED``); ``worse``
-            needs a trained candidate with action values.
+            needs a trained candidate with action values, ``spibb`` one and ``bc``.
         train_steps: Gradient steps per trained candidate (default: the nightly job's).
         train_batch_size: Mini-batch size of that training (default: the nightly job's).
         worse_share: Share of states in which ``worse`` takes its base's least-valued action.
@@ -224,6 +226,24 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
     if "rare" in cfg.constructed:
         policies["rare"] = RarePolicy(train.actions, n_actions, mask)
         kinds["rare"] = "constructed"
+    spibb_record: dict[str, float] = {}
+    if "spibb" in cfg.constructed:
+        cloned = next((p for p in policies.values() if isinstance(p, GreedyPolicy)
+                       and not p.has_values), None)
+        if base is None or cloned is None:
+            notes.append("spibb left out: it needs a behaviour-cloning candidate and a "
+                         "Q-learner")
+        else:
+            from offline_rl.export.build import reference_outputs
+
+            behavior_model = cloned.algo  # the cloned policy's log-probabilities
+            spibb = SpibbPolicy(base.action_values,
+                                lambda obs: reference_outputs(behavior_model, obs)[1],
+                                SPIBB_THRESHOLD, mask)
+            policies["spibb"], kinds["spibb"] = spibb, "constructed"
+            fallback = spibb.fallback(held_out.observations)
+            spibb_record = {"threshold": SPIBB_THRESHOLD,
+                            "fallback_share": float(fallback.mean())}
     if not policies:
         raise ValueError(f"{domain.name}/{scenario.name}: no candidate to evaluate")
 
@@ -242,11 +262,12 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
         kinds["fqe_greedy"] = "constructed"
 
     def truth_of(policy: Any) -> Any:
-        return true_value(sim, policy, episodes=cfg.truth_episodes, seed=seeds["truth"])
+        return true_value(sim, _rolled_out(policy), episodes=cfg.truth_episodes,
+                          seed=seeds["truth"])
 
     say(f"true values ({cfg.truth_episodes:,} rollouts per policy)")
     truth_b = truth_of(BEHAVIOR)
-    truths = {name: truth_of(policy.predict) for name, policy in policies.items()}
+    truths = {name: truth_of(policy) for name, policy in policies.items()}
     behavior = evaluate_behavior(held_out, ope)
     behavior_reps = tuple(behavior_replicates(held_out, ope))
     if scenario.promoted_incumbent:
@@ -266,7 +287,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
                                          n_actions=n_actions, replay=replay)
         incumbent = evaluated_incumbent(incumbent_eval, gate.headline_estimator)
         incumbent_terms = incumbent_eval.episode_terms
-        truth_i = truth_of(incumbent_policy.predict)
+        truth_i = truth_of(incumbent_policy)
         incumbent_record: dict[str, Any] = {
             "name": incumbent_name, "true_value": truth_i.mean, "true_stderr": truth_i.stderr,
             **_evaluation_record(incumbent_eval)}
@@ -294,7 +315,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
             measured: dict[int, Any] = {}  # the bisection's truths, kept for the one found
 
             def blend_value(policy: Any, measured: dict[int, Any] = measured) -> float:
-                measured[id(policy)] = truth_of(policy.predict)
+                measured[id(policy)] = truth_of(policy)
                 return measured[id(policy)].mean
 
             found = near_bar_blend(blend_value, policies[best], policies[low], target,
@@ -314,7 +335,9 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
 
     say(f"evaluating {', '.join(policies)} on {int(held_out.episode.max()) + 1:,} held-out "
         "episodes")
-    evaluations = evaluate_targets(list(policies.items()), held_out, ope, n_actions=n_actions,
+    evaluations = evaluate_targets([(name, _evaluated(policy, ope.seed))
+                                    for name, policy in policies.items()], held_out, ope,
+                                   n_actions=n_actions,
                                    replay=replay)
     evaluations = with_episode_gains(evaluations, incumbent.name, incumbent_terms)
     decision = decide(evaluations, incumbent, gate)
@@ -342,6 +365,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
         "decision": decision_record(decision, {n: t.mean for n, t in truths.items()}, bar,
                                      cfg.indifference * scale),
         "notes": notes,
+        **({"spibb": spibb_record} if spibb_record else {}),
         "seconds": time.perf_counter() - started,
     }
 
@@ -370,7 +394,7 @@ def _add_early_late(domain: Domain, policies: dict[str, Any], kinds: dict[str, s
     measured: dict[int, Any] = {}
 
     def value(policy: Any) -> float:
-        measured[id(policy)] = truth_of(policy.predict)
+        measured[id(policy)] = truth_of(policy)
         return float(measured[id(policy)].mean)
 
     # share 1: every decision early (positions stay below 1 + step)
@@ -382,6 +406,27 @@ def _add_early_late(domain: Domain, policies: dict[str, Any], kinds: dict[str, s
         return
     policies["early_late"], kinds["early_late"] = found[0], "constructed"
     truths["early_late"] = measured[id(found[0])]
+
+
+def _rolled_out(policy: Any) -> Any:
+    """What the truth rollouts run for a policy: ``BEHAVIOR`` as it is, a stochastic
+    candidate's distribution (sampled from the action stream), else its actions."""
+    from offline_rl.simulator.base import StochasticPolicy
+
+    if isinstance(policy, str):
+        return policy
+    if isinstance(policy, SpibbPolicy):
+        return StochasticPolicy(policy.probs)
+    return policy.predict
+
+
+def _evaluated(policy: Any, seed: int) -> Any:
+    """What the evaluation values for a policy: a stochastic candidate as a
+    ``StochasticTarget`` (valued exactly over its distribution), else the policy."""
+    from offline_rl.ope.evaluate import StochasticTarget
+
+    return StochasticTarget(policy.probs, seed=seed) if isinstance(policy, SpibbPolicy) \
+        else policy
 
 
 def _evaluation_record(ev: Any) -> dict[str, Any]:

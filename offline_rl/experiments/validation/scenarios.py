@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # the command line builds its parser without importing polars
     from offline_rl.domains import Domain
 
 
-CONSTRUCTED: tuple[str, ...] = ("worse", "rare", "near_bar", "early_late", "fqe_greedy")
+CONSTRUCTED: tuple[str, ...] = ("worse", "rare", "near_bar", "early_late", "fqe_greedy", "spibb")
 """Names of the constructed candidates (see ``offline_rl.experiments.validation``)."""
 
 BEHAVIOR = "behavior"
@@ -34,6 +34,10 @@ NEAR_BAR_OFFSET = 0.005
 """``near_bar_above``/``near_bar_below`` are aimed this share of the incumbent's true value
 above and below the bar, and kept when their true value lands within the same distance of
 that aim: between the bar and 1% of the incumbent's value beyond it, on their side."""
+
+SPIBB_THRESHOLD = 0.05
+"""The ``spibb`` candidate keeps the logging policy's probability of an action the behaviour
+model gives less than this (set before any run, not tuned)."""
 
 NEAR_BAR_SEARCH = 8
 """Bisection steps of the blend share of a near-bar candidate."""

@@ -22,6 +22,7 @@ from offline_rl.experiments.validation.policies import (
     EarlyLatePolicy,
     PerturbedPolicy,
     RarePolicy,
+    SpibbPolicy,
     ValueGreedyPolicy,
     near_bar_blend,
     progress_step,
@@ -271,7 +272,7 @@ def test_validate_ope_command_on_a_tiny_configuration(tmp_path, capsys):
     for run in result["runs"]:
         assert run["eval_episodes"] == 100
         names = [c["name"] for c in run["candidates"]]
-        assert names[:4] == ["double_dqn", "worse", "rare", "fqe_greedy"]
+        assert names[:4] == ["double_dqn", "worse", "rare", "fqe_greedy"]  # no bc: no spibb
         assert set(names[4:]) <= {"near_bar_above", "near_bar_below", "early_late"}
         d = run["decision"]
         assert d["false_promotion"] == (d["promoted"] and d["promoted_true_value"] <= run["bar"])
@@ -543,8 +544,8 @@ def test_early_late_is_bisected_to_just_below_the_bar():
         def __init__(self, mean):
             self.mean = mean
 
-    def truth_of(predict):  # action 1 is worth 20 a decision, action 0 10
-        return Truth(10.0 + 10.0 * predict(obs).mean())
+    def truth_of(policy):  # action 1 is worth 20 a decision, action 0 10
+        return Truth(10.0 + 10.0 * policy.predict(obs).mean())
 
     policies, kinds, notes = {"best": _Const(1)}, {"best": "trained"}, []
     truths = {"best": Truth(20.0)}
@@ -558,3 +559,35 @@ def test_early_late_is_bisected_to_just_below_the_bar():
     _add_early_late(cart, {}, {}, {"best": Truth(13.0)}, notes, _Const(0), truth_of, 14.0, 0.1,
                     lambda _m: None, obs, 3)
     assert notes == ["early_late left out: no candidate truly above 14"]
+
+
+def test_spibb_keeps_the_logging_probability_of_rare_actions_and_moves_the_rest_to_the_best():
+    behavior = np.array([[0.50, 0.30, 0.17, 0.03],   # action 3 rare
+                         [0.02, 0.01, 0.94, 0.03],   # only action 2 well logged
+                         [0.02, 0.02, 0.02, 0.94],   # well logged action 3 is masked out
+                         [0.25, 0.25, 0.25, 0.25]])
+    values = np.array([[1.0, 2.0, 0.0, 9.0],         # the rare action's value is ignored
+                       [5.0, 5.0, 1.0, 5.0],
+                       [0.0, 3.0, 1.0, 9.0],
+                       [0.0, 0.0, 1.0, 0.0]])
+    obs = np.zeros((4, 5), dtype=np.float32)
+    obs[:, 1:5] = 1.0  # mask features 1-4: every action allowed ...
+    obs[2, 4] = 0.0    # ... but action 3 in state 2
+    policy = SpibbPolicy(lambda o: values[: len(o)], lambda o: np.log(behavior[: len(o)]),
+                         0.05, mask_indices=[1, 2, 3, 4])
+    probs = policy.probs(obs)
+    np.testing.assert_allclose(probs[0], [0.0, 0.97, 0.0, 0.03])
+    np.testing.assert_allclose(probs[1], [0.02, 0.01, 0.94, 0.03])  # best logged action: 2
+    # state 2 renormalises the model over the allowed actions (1/3 each): none is rare
+    np.testing.assert_allclose(probs[2], [0.0, 1.0, 0.0, 0.0])
+    np.testing.assert_allclose(probs[3], [0.0, 0.0, 1.0, 0.0])
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    np.testing.assert_allclose(policy.fallback(obs), [0.03, 0.06, 0.0, 0.0])
+    assert policy.predict(obs).tolist() == [1, 2, 1, 2]
+    # with more actions than 1 / threshold, a state may hold only rare ones: kept whole
+    flat = SpibbPolicy(lambda o: np.arange(25.0)[None].repeat(len(o), 0),
+                       lambda o: np.zeros((len(o), 25)), 0.05, None)
+    np.testing.assert_allclose(flat.probs(obs[:1]), np.full((1, 25), 0.04))
+    assert flat.fallback(obs[:1]).tolist() == [1.0]
+    with pytest.raises(ValueError, match="threshold"):
+        SpibbPolicy(lambda o: o, lambda o: o, 1.0, None)
