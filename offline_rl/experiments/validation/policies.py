@@ -231,7 +231,7 @@ class SpibbPolicy:
         pb = self.behavior_probs(obs)
         kept: np.ndarray = pb < self.threshold  # too rare in the logs: logging probability
         free: np.ndarray = (pb > 0) & ~kept
-        has_free: np.ndarray = free.any(axis=1)
+        has_free = np.asarray(free.any(axis=1), dtype=bool)
         best = np.where(free, self.values(obs), -np.inf).argmax(axis=1)
         probs = np.where(kept | ~has_free[:, None], pb, 0.0)
         rows = np.flatnonzero(has_free)
