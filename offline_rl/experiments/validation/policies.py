@@ -60,14 +60,7 @@ class PerturbedPolicy:
             raise ValueError("the perturbed policy needs a base with action values")
         self.base = base
         self.share = float(share)
-        self._projection: np.ndarray | None = None
-        self._seed = seed
-
-    def _perturbed(self, obs: np.ndarray) -> np.ndarray:
-        if self._projection is None:
-            n_features: int = obs.shape[1]
-            self._projection = np.random.default_rng(self._seed).normal(size=n_features)
-        return state_hash(obs, self._projection) < self.share
+        self._hash = StateHash(seed)
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float32)
@@ -77,7 +70,7 @@ class PerturbedPolicy:
             allowed = np.ones(values.shape, dtype=bool)
         best = np.where(allowed, values, -np.inf).argmax(axis=1)
         worst = np.where(allowed, values, np.inf).argmin(axis=1)
-        return np.where(self._perturbed(obs), worst, best).astype(np.int64)
+        return np.where(self._hash(obs) < self.share, worst, best).astype(np.int64)
 
 
 def state_hash(obs: np.ndarray, projection: np.ndarray) -> np.ndarray:
@@ -87,6 +80,21 @@ def state_hash(obs: np.ndarray, projection: np.ndarray) -> np.ndarray:
     return h - np.floor(h)
 
 
+class StateHash:
+    """:func:`state_hash` with a projection drawn from ``seed`` on first use (its length is
+    the observations' number of features)."""
+
+    def __init__(self, seed: int) -> None:
+        self._seed = seed
+        self._projection: np.ndarray | None = None
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        if self._projection is None:
+            n_features: int = obs.shape[1]
+            self._projection = np.random.default_rng(self._seed).normal(size=n_features)
+        return state_hash(obs, self._projection)
+
+
 class BlendPolicy:
     """``first``'s action in ``share`` of states (chosen by :func:`state_hash`), ``second``'s
     elsewhere: a deterministic policy whose value moves from ``second``'s (share 0) towards
@@ -94,15 +102,11 @@ class BlendPolicy:
 
     def __init__(self, first: Any, second: Any, share: float, seed: int) -> None:
         self.first, self.second, self.share = first, second, float(share)
-        self._seed = seed
-        self._projection: np.ndarray | None = None
+        self._hash = StateHash(seed)
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float32)
-        if self._projection is None:
-            n_features: int = obs.shape[1]
-            self._projection = np.random.default_rng(self._seed).normal(size=n_features)
-        pick = state_hash(obs, self._projection) < self.share
+        pick = self._hash(obs) < self.share
         return np.where(pick, self.first.predict(obs), self.second.predict(obs)).astype(np.int64)
 
 
@@ -153,15 +157,11 @@ class EarlyLatePolicy:
                  seed: int) -> None:
         self.early, self.late, self.cut = early, late, float(cut)
         self.progress_index, self.step = int(progress_index), float(step)
-        self._seed = seed
-        self._projection: np.ndarray | None = None
+        self._hash = StateHash(seed)
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float32)
-        if self._projection is None:
-            n_features: int = obs.shape[1]
-            self._projection = np.random.default_rng(self._seed).normal(size=n_features)
-        position = obs[:, self.progress_index] + self.step * state_hash(obs, self._projection)
+        position = obs[:, self.progress_index] + self.step * self._hash(obs)
         early = position < self.cut
         return np.where(early, self.early.predict(obs), self.late.predict(obs)).astype(np.int64)
 
