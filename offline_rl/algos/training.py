@@ -13,6 +13,8 @@ The candidates (names are stable: they name model folders, OPE rows and registry
 name          algorithm    settings beyond ``TrainingConfig``
 ============  ===========  ================================================================
 bc            DiscreteBC   behaviour cloning (the logged policy's most probable action)
+bc_b0         DiscreteBC   ``beta = 0``: no logit penalty, so its probabilities estimate the
+                           logging policy's (the validation's ``spibb`` behaviour model)
 dqn           DQN          -
 double_dqn    DoubleDQN    -
 cql           DiscreteCQL  ``alpha = TrainingConfig.cql_alpha`` (0.5 by default)
@@ -94,6 +96,16 @@ def _bc(cfg: TrainingConfig) -> d3rlpy.base.LearnableConfig:
     )
 
 
+def _bc_b0(cfg: TrainingConfig) -> d3rlpy.base.LearnableConfig:
+    # d3rlpy's default logit penalty (beta 0.5) flattens the cloned probabilities: on
+    # near-deterministic cart logs (the logged action's probability 0.93) the bc candidate's
+    # most likely action got a median 0.45, this model's 0.94: the logging policy's estimate
+    return d3rlpy.algos.DiscreteBCConfig(
+        batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+        encoder_factory=_encoder(cfg), optim_factory=AdamFactory(), beta=0.0,
+    )
+
+
 def _dqn(cfg: TrainingConfig) -> d3rlpy.base.LearnableConfig:
     return d3rlpy.algos.DQNConfig(
         batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, gamma=cfg.gamma,
@@ -151,6 +163,7 @@ def _fixed(name: str, factory: Callable[[TrainingConfig], d3rlpy.base.LearnableC
 
 ALGORITHMS: dict[str, tuple[str, Callable[[TrainingConfig], d3rlpy.base.LearnableConfig]]] = {
     "bc": ("DiscreteBC", _bc),
+    "bc_b0": ("DiscreteBC", _bc_b0),
     "dqn": ("DQN", _dqn),
     "double_dqn": ("DoubleDQN", _double_dqn),
     "cql": ("DiscreteCQL", _cql),

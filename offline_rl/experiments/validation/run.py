@@ -228,15 +228,15 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
         kinds["rare"] = "constructed"
     spibb_record: dict[str, float] = {}
     if "spibb" in cfg.constructed:
-        cloned = next((p for p in policies.values() if isinstance(p, GreedyPolicy)
-                       and not p.has_values), None)
-        if base is None or cloned is None:
-            notes.append("spibb left out: it needs a behaviour-cloning candidate and a "
-                         "Q-learner")
+        if base is None:
+            notes.append("spibb left out: it needs a trained Q-learner")
         else:
             from offline_rl.export.build import reference_outputs
 
-            behavior_model = cloned.algo  # the cloned policy's log-probabilities
+            say(f"training spibb's behaviour model (bc_b0, {cfg.train_steps} steps)")
+            train_candidate("bc_b0", dataset, tcfg, workdir / "behavior_model",
+                            mask_indices=mask)
+            behavior_model = load_candidate(workdir / "behavior_model")
             spibb = SpibbPolicy(base.action_values,
                                 lambda obs: reference_outputs(behavior_model, obs)[1],
                                 SPIBB_THRESHOLD, mask)
