@@ -55,10 +55,13 @@ def _params(algo) -> dict[str, torch.Tensor]:
 def test_grid_names_and_conservative_weights():
     assert set(DEFAULT_CANDIDATES) <= set(ALGORITHMS)
     algorithms = {name: algorithm for name, (algorithm, _) in ALGORITHMS.items()}
-    assert algorithms == {"bc": "DiscreteBC", "dqn": "DQN", "double_dqn": "DoubleDQN",
-                          "cql": "DiscreteCQL", "cql_a0.1": "DiscreteCQL",
-                          "cql_a2": "DiscreteCQL", "bcq": "DiscreteBCQ"}
+    assert algorithms == {"bc": "DiscreteBC", "bc_b0": "DiscreteBC", "dqn": "DQN",
+                          "double_dqn": "DoubleDQN", "cql": "DiscreteCQL",
+                          "cql_a0.1": "DiscreteCQL", "cql_a2": "DiscreteCQL",
+                          "bcq": "DiscreteBCQ"}
     config = tiny_config()
+    betas = {name: ALGORITHMS[name][1](config).beta for name in ("bc", "bc_b0")}
+    assert betas == {"bc": 0.5, "bc_b0": 0.0}  # bc_b0's probabilities are not shrunk
     alphas = {name: ALGORITHMS[name][1](config).alpha for name in ("cql", "cql_a0.1", "cql_a2")}
     assert alphas == {"cql": config.cql_alpha, "cql_a0.1": 0.1, "cql_a2": 2.0}
     for name, (algorithm, factory) in ALGORITHMS.items():  # each builds its d3rlpy algorithm

@@ -272,8 +272,9 @@ def test_validate_ope_command_on_a_tiny_configuration(tmp_path, capsys):
     for run in result["runs"]:
         assert run["eval_episodes"] == 100
         names = [c["name"] for c in run["candidates"]]
-        assert names[:4] == ["double_dqn", "worse", "rare", "fqe_greedy"]  # no bc: no spibb
-        assert set(names[4:]) <= {"near_bar_above", "near_bar_below", "early_late"}
+        assert names[:5] == ["double_dqn", "worse", "rare", "spibb", "fqe_greedy"]
+        assert set(names[5:]) <= {"near_bar_above", "near_bar_below", "early_late"}
+        assert 0.0 <= run["spibb"]["fallback_share"] <= 1.0
         d = run["decision"]
         assert d["false_promotion"] == (d["promoted"] and d["promoted_true_value"] <= run["bar"])
         assert all(math.isfinite(c["true_value"]) for c in run["candidates"])
