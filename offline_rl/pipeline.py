@@ -197,13 +197,40 @@ class WindowData:
 
 
 def split_episodes(frame: pl.DataFrame, eval_fraction: float, seed: int) -> pl.DataFrame:
-    """Adds ``is_eval``: a seeded, reproducible episode-level hold-out split."""
+    """Adds ``is_eval``: an episode is held out when :func:`episode_draws` of its id falls
+    below ``eval_fraction``. The draw is a function of the id and ``seed`` alone, so an episode
+    is held out on every night that reads it or on none; with :func:`load_window`, which never
+    trains on a held-out episode, no model trained on any night with the same seed (an
+    incumbent, a warm start) has seen an episode another night evaluates."""
     if not 0.0 < eval_fraction < 1.0:
         raise ValueError("eval_fraction must lie in (0, 1)")
-    ids = frame.select(pl.col("episode_id").unique().sort())
-    rng = np.random.default_rng(seed)
-    flags = rng.random(ids.height) < eval_fraction
-    return frame.join(ids.with_columns(is_eval=pl.Series(flags)), on="episode_id", how="left")
+    ids = frame.select(pl.col("episode_id").unique())
+    held = episode_draws(ids["episode_id"], seed) < eval_fraction
+    return frame.join(ids.with_columns(is_eval=pl.Series(held)), on="episode_id", how="left")
+
+
+_FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
+
+
+def episode_draws(ids: pl.Series, seed: int) -> np.ndarray:
+    """A uniform number in [0, 1) per episode id, a fixed function of the id's bytes and
+    ``seed``: 64-bit FNV-1a of the bytes from a seeded start, then the SplitMix64 finaliser
+    (no library's hash, whose values may change with its version). Vectorised over the ids,
+    one pass per byte position."""
+    lengths = ids.str.len_bytes().to_numpy()
+    width = max(int(lengths.max()) if lengths.size else 0, 1)
+    data = np.array(ids.cast(pl.Binary).to_numpy(), dtype=f"S{width}")  # NUL-padded
+    grid = data.view(np.uint8).reshape(data.shape[0], width)
+    h = np.full(data.shape[0], _FNV_OFFSET ^ np.uint64(seed & 0xFFFFFFFFFFFFFFFF))
+    with np.errstate(over="ignore"):
+        for column in grid.T:  # NUL bytes pad shorter ids: skipped, so padding changes nothing
+            h = np.where(column != 0, (h ^ column.astype(np.uint64)) * _FNV_PRIME, h)
+        h ^= h >> np.uint64(30)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(27)
+        h *= np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(31)
+    return (h >> np.uint64(11)).astype(np.float64) / float(2 ** 53)
 
 
 def settle_days_for(domain: Domain, settle_days: int | None) -> int:
@@ -246,8 +273,8 @@ def load_window(
     held-out episodes come from the ``window_days`` start days ending ``settle_days`` before
     ``day`` (default: the domain's ``lookahead_days``, the longest an episode lasts), whose
     episodes are complete once ``day`` is loaded. A seeded share ``eval_fraction`` of the
-    episodes of both windows is held out; a held-out episode is evaluated if it started in the
-    evaluation window and otherwise trains.
+    episodes is held out (:func:`split_episodes`: the same episodes every night); a held-out
+    episode is evaluated if it started in the evaluation window and never trains.
 
     ``max_train_rows`` / ``max_eval_rows`` (None: no limit): where the training or the
     evaluated episodes hold more decisions, a seeded share of their episodes (whole episodes,
@@ -309,10 +336,11 @@ def load_window(
 def _window_parts(start: dt.date, eval_start: dt.date, eval_end: dt.date
                   ) -> tuple[pl.Expr, pl.Expr]:
     """(evaluated, trains): the rows of held-out episodes that started in the evaluation
-    window, and the rows of every other episode that started in the training window (rows
-    carry ``is_eval`` from :func:`split_episodes` and their ``partition_date``)."""
+    window, and the rows of the episodes not held out that started in the training window
+    (rows carry ``is_eval`` from :func:`split_episodes` and their ``partition_date``). A
+    held-out episode never trains, also while it waits to be evaluated on a later night."""
     evaluated = pl.col("is_eval") & pl.col("partition_date").is_between(eval_start, eval_end)
-    return evaluated, ~evaluated & (pl.col("partition_date") >= start)
+    return evaluated, ~pl.col("is_eval") & (pl.col("partition_date") >= start)
 
 
 def _sampled_episodes(sizes: pl.DataFrame, eval_fraction: float, seed: int, start: dt.date,

@@ -59,10 +59,15 @@ Student's t with ``K - 1`` degrees of freedom (a normal estimator whose replicat
 its standard error; asymptotically so with many held-out episodes and refits), the estimator
 is unbiased for the true gain (FQE's extrapolation beyond the logs' coverage breaks this), and
 the margin ``margin * |incumbent_value|`` is taken as known though the incumbent's value is
-estimated. Then, however the candidates' estimates depend on each other, the probability that
-a night promotes a candidate not truly better than the incumbent by the margin is at most
-``alpha / 2`` (0.05 by default), for any number of candidates: the promoted candidate's
-``H0`` was rejected, and Holm rejects some true ``H0`` with probability at most ``alpha / 2``.
+estimated, and no candidate was chosen or trained with the held-out episodes (a policy
+picked for how the evaluation's own model values those episodes is a different, data-chosen
+hypothesis: the validation's ``fqe_greedy`` measures what that costs; the nightly window
+holds an episode out on every night or on none and never trains on it,
+``offline_rl.pipeline.split_episodes``). Then, however the candidates' estimates depend on
+each other, the probability that a night promotes a candidate not truly better than the
+incumbent by the margin is at most ``alpha / 2`` (0.05 by default), for any number of
+candidates: the promoted candidate's ``H0`` was rejected, and Holm rejects some true ``H0``
+with probability at most ``alpha / 2``.
 The bound is per night (over ``N`` nights at most ``N * alpha / 2`` false promotions are
 expected); with ``"none"`` only ``m * alpha / 2`` bounds it. The price is power: among ``m``
 candidates the best is first tested at ``alpha / 2 / m``.

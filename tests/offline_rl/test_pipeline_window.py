@@ -12,6 +12,7 @@ from offline_rl.data.warehouse import Warehouse
 from offline_rl.domains import get_domain
 from offline_rl.pipeline import (
     build_transitions_partition,
+    episode_draws,
     ingest_partition,
     load_window,
     split_episodes,
@@ -44,12 +45,14 @@ def test_evaluation_uses_whole_episodes_and_running_ones_train(two_days):
     counts = _episodes_by_day(two_days, seed=3)
     total = sum(counts.values())
     # default: settle the domain's lookahead (1 day): only the first day's sessions, complete
-    # once the second day is loaded, are evaluated; the second day's held-out share trains
+    # once the second day is loaded, are evaluated; the second day's held-out share waits for
+    # a later night and never trains
     window = load_window(two_days, domain, DAY2, 2, 0.3, 3)
     assert (window.eval_start, window.eval_end, window.settle_days) == (
         START - dt.timedelta(days=1), START, 1)
     assert window.eval_episodes == counts[(START, True)]
-    assert window.train_episodes == total - counts[(START, True)]
+    assert window.train_episodes == counts[(START, False)] + counts[(DAY2, False)]
+    assert total == window.train_episodes + counts[(START, True)] + counts[(DAY2, True)]
     # settle_days=0: every held-out episode of the window is evaluated
     window = load_window(two_days, domain, DAY2, 2, 0.3, 3, settle_days=0)
     assert window.eval_episodes == counts[(START, True)] + counts[(DAY2, True)]
@@ -58,7 +61,7 @@ def test_evaluation_uses_whole_episodes_and_running_ones_train(two_days):
     window = load_window(two_days, domain, DAY2, 1, 0.3, 3)
     assert (window.start, window.eval_start, window.eval_end) == (DAY2, START, START)
     assert window.eval_episodes == counts[(START, True)]
-    assert window.train_episodes == counts[(DAY2, False)] + counts[(DAY2, True)]
+    assert window.train_episodes == counts[(DAY2, False)]
 
 
 def test_no_settled_episodes_is_a_clear_error(two_days):
@@ -134,3 +137,26 @@ def test_a_window_of_single_running_decisions_is_a_clear_error(tmp_path, monkeyp
                                          r"holds 4 episode\(s\) but no transition"):
         pipeline.train_candidates(DataPaths(tmp_path), "inventory", DAY2, ["bc"],
                                   TrainingConfig(n_steps=1), window_days=2, eval_fraction=0.3)
+
+
+def test_an_episode_is_held_out_every_night_or_never():
+    """The split is a function of the episode id and the seed alone: the same episode gets
+    the same flag whatever else a night's window holds (no model trained on one night has
+    seen an episode another night evaluates)."""
+    import numpy as np
+
+    ids = [f"session-{i:06d}" for i in range(4000)]
+    night1 = pl.DataFrame({"episode_id": ids[:3000], "step": 0})
+    night2 = pl.DataFrame({"episode_id": ["x-new-and-much-longer-id"] + ids[1000:],
+                           "step": 0})
+    flags1 = dict(split_episodes(night1, 0.3, 5).select("episode_id", "is_eval").iter_rows())
+    flags2 = dict(split_episodes(night2, 0.3, 5).select("episode_id", "is_eval").iter_rows())
+    assert all(flags1[i] == flags2[i] for i in ids[1000:3000])
+    assert 0.27 < np.mean(list(flags1.values())) < 0.33
+    other = dict(split_episodes(night1, 0.3, 6).select("episode_id", "is_eval").iter_rows())
+    assert other != flags1  # another seed, another split
+    # the draws: fixed numbers of the id's bytes (these values are the contract)
+    draws = episode_draws(pl.Series(["s-1", "s-22", "abc", "s-1"]), 3)
+    np.testing.assert_allclose(draws, [0.40380092, 0.15460044, 0.57842516, 0.40380092],
+                               atol=1e-8)
+    assert draws[0] == episode_draws(pl.Series(["s-1", "a-longer-id"]), 3)[0]
