@@ -391,8 +391,9 @@ def add_validate_ope_parser(subparsers: Any) -> None:
         "validate-ope", help="check off-policy estimates and gate decisions against simulator "
                              "truth",
         description="Over seeded simulator scenarios (behaviour-policy logs, candidates "
-                    "trained as the nightly job trains them, a secretly worse, a rare-action "
-                    "and two near-bar candidates), runs train -> "
+                    "trained as the nightly job trains them, a secretly worse, a rare-action, "
+                    "two near-bar, a good-early-bad-late, an FQE-greedy and a SPIBB-style "
+                    "candidate), runs train -> "
                     "evaluate -> gate and compares with the simulator's true values: per "
                     "estimator the median relative error, rank correlation, share of "
                     "candidate pairs a margin apart put in the true order, and interval "
