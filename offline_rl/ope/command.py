@@ -461,6 +461,10 @@ def add_validate_ope_parser(subparsers: Any) -> None:
                            f"stored validation runs were first decided with); default "
                            f"{GateConfig.multiplicity}")
     add_flag(gate, GateConfig, "paired_by", choices=PAIRED_BY)
+    gate.add_argument("--without", metavar="CANDIDATE", nargs="+", default=(),
+                      help="with --replay: re-decide as if these candidates had not been "
+                           "evaluated (e.g. early_late fqe_greedy spibb: the night with the "
+                           "other candidates only)")
     p.set_defaults(handler=cmd_validate_ope)
 
 
@@ -492,12 +496,14 @@ def cmd_validate_ope(args: argparse.Namespace) -> int:
                                  "pass a file written by `offline-rl validate-ope --json`"
                                  ) from None
         try:
-            result = replay_gate(merge_results(stored), gate)
+            result = replay_gate(merge_results(stored), gate, without=tuple(args.without))
         except (ValueError, KeyError, TypeError) as exc:
             where = ", ".join(args.replay)
             raise UsageError(f"{where}: cannot replay it ({type(exc).__name__}: {exc})",
                              "pass files written by `offline-rl validate-ope --json`") from None
     else:
+        if args.without:
+            raise UsageError("--without re-decides stored runs", "add --replay RESULT")
         defaults = ValidationConfig()
         try:
             cfg = ValidationConfig(

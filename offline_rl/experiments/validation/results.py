@@ -74,8 +74,11 @@ def merge_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "seconds": sum(r.get("seconds") or 0.0 for r in results)}
 
 
-def replay_gate(result: dict[str, Any], gate: GateConfig) -> dict[str, Any]:
-    """``result`` (``run_validation``'s, or its JSON) re-decided by another gate.
+def replay_gate(result: dict[str, Any], gate: GateConfig, without: Sequence[str] = ()
+                ) -> dict[str, Any]:
+    """``result`` (``run_validation``'s, or its JSON) re-decided by another gate; ``without``:
+    candidates left out, as if they had not been evaluated (the others' decisions, Holm's
+    family included, are then those of a night without them).
 
     The decisions and gate figures are recomputed from each run's stored estimates,
     diagnostics, refit replicates and true values: no training, FQE or rollouts, so gate
@@ -91,6 +94,9 @@ def replay_gate(result: dict[str, Any], gate: GateConfig) -> dict[str, Any]:
     zone = float(result["config"].get("indifference", 0.0))
     runs = []
     for run in result["runs"]:
+        if without:
+            run = {**run, "candidates": [c for c in run["candidates"]
+                                         if c["name"] not in without]}
         b = run["behavior"]
         run_gate = domain_gate(gate, get_domain(run["domain"]))
         stored = run.get("incumbent") or {}
@@ -110,7 +116,8 @@ def replay_gate(result: dict[str, Any], gate: GateConfig) -> dict[str, Any]:
                      "candidates": [{**c, "passed_gate": passed[c["name"]]}
                                     for c in run["candidates"]],
                      "decision": decision_record(decision, truths, bar, zone * abs(base))})
-    config = {**result["config"], "gate": dataclasses.asdict(gate)}
+    config = {**result["config"], "gate": dataclasses.asdict(gate),
+              **({"without": list(without)} if without else {})}
     estimators = tuple(config["ope"]["estimators"])
     return {**summarise(runs, estimators, gate.margin), "config": config,
             "runs": runs, "seconds": result.get("seconds"), "replayed": True}

@@ -304,6 +304,19 @@ def test_validate_ope_command_on_a_tiny_configuration(tmp_path, capsys):
     assert main(["validate-ope", "--replay", str(out), "--multiplicity", "none",
                  "--json", str(each)]) == 0
     assert json.loads(each.read_text())["config"]["gate"]["multiplicity"] == "none"
+    # re-decided without some candidates: a night that never evaluated them
+    fewer = tmp_path / "fewer.json"
+    assert main(["validate-ope", "--replay", str(out), "--without", "fqe_greedy", "spibb",
+                 "--json", str(fewer)]) == 0
+    reduced = json.loads(fewer.read_text())
+    assert reduced["config"]["without"] == ["fqe_greedy", "spibb"]
+    for run, full in zip(reduced["runs"], result["runs"], strict=True):
+        assert [c["name"] for c in run["candidates"]] == [
+            c["name"] for c in full["candidates"] if c["name"] not in ("fqe_greedy", "spibb")]
+    assert "fqe_greedy" not in reduced["constructed"]
+    capsys.readouterr()
+    assert main(["validate-ope", "--without", "spibb"]) == 2
+    assert "--without re-decides stored runs" in capsys.readouterr().err
     # every candidate's gain over the incumbent paired per episode is stored, so the runs can
     # be re-decided on it
     for run in result["runs"]:
