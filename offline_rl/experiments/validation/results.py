@@ -204,6 +204,10 @@ def format_validation(result: dict[str, Any]) -> str:
                   f"regret of the top-estimated candidate {_pct(o['selection_regret'])} "
                   f"and of the decision {_pct(o['decision_regret'])} of the incumbent's "
                   f"true value"]
+    if "fqe_greedy" in (result.get("constructed") or {}):
+        lines.append("fqe_greedy is tuned on the held-out episodes, outside the gate's "
+                     "guarantee (candidates chosen without them): `--replay RESULT --without "
+                     "fqe_greedy` gives the decisions the guarantee covers")
     for basis, c in (o.get("gain_lower_coverage") or {}).items():
         if c["pairs"]:
             lines.append(f"paired gain's lower bound (standard error from the {basis}) at or "

@@ -244,6 +244,8 @@ def test_validate_ope_command_on_a_tiny_configuration(tmp_path, capsys):
     result = json.loads(out.read_text())
     overall = result["overall"]
     assert "fqe_greedy" in result["constructed"] and "\nfqe_greedy " in captured.out
+    assert "fqe_greedy is tuned on the held-out episodes, outside the gate's guarantee" \
+        in captured.out
     assert result["constructed"]["fqe_greedy"]["runs"] == 2
     assert set(overall) == {"scenarios", "decisions", "median_relative_error",
                             "rank_correlation", "pairwise_accuracy", "interval_coverage",
