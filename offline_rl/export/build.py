@@ -477,10 +477,16 @@ def run_onnx(path: Path, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def reference_outputs(algo: Any, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """What the export must reproduce: ``algo.predict`` and the per-action values from d3rlpy
-    (``predict_value`` for Q-learning algos, the policy's log-probabilities for DiscreteBC)."""
+    """What the export must reproduce: ``algo.predict`` and :func:`reference_values`."""
     x = np.ascontiguousarray(features, dtype=np.float32)
     actions = np.asarray(algo.predict(x)).reshape(-1)
+    return actions.astype(np.int64), reference_values(algo, x)
+
+
+def reference_values(algo: Any, features: np.ndarray) -> np.ndarray:
+    """The per-action values from d3rlpy (``predict_value`` for Q-learning algos, in reward
+    units; the policy's log-probabilities for DiscreteBC), ``[n, n_actions]`` float32."""
+    x = np.ascontiguousarray(features, dtype=np.float32)
     n_actions = int(algo.impl.action_size)
     if isinstance(algo.impl, DiscreteBCImpl):
         obs = torch.from_numpy(x)
@@ -491,7 +497,7 @@ def reference_outputs(algo: Any, features: np.ndarray) -> tuple[np.ndarray, np.n
     else:
         values = np.stack([algo.predict_value(x, np.full(len(x), a)) for a in range(n_actions)],
                           axis=1) / reward_multiplier(algo)
-    return actions.astype(np.int64), values.astype(np.float32)
+    return values.astype(np.float32)
 
 
 def verify_export(algo: Any, built: BuiltExport, n: int = 256, seed: int = 0,

@@ -401,11 +401,12 @@ class FQEPolicies:
         at = p * members + member
         net = self._net.members(slice(at, at + 1))
         mean, std, scale = self._mean, self._std, self._data.scale
+        n_actions = self._data.pi.shape[2]
         dev = self._data.x.device
 
         def q(observations: np.ndarray) -> np.ndarray:
             x = (np.asarray(observations, dtype=np.float64) - mean) / std
-            out = np.empty((x.shape[0], net.weights[-1].shape[-1]))
+            out = np.empty((x.shape[0], n_actions))
             with single_thread(), torch.no_grad():
                 for lo in range(0, x.shape[0], FINAL_PASS_ROWS):
                     part = torch.from_numpy(x[lo:lo + FINAL_PASS_ROWS].astype(NP_DTYPE))

@@ -78,7 +78,7 @@ class ValidationConfig:
         candidates: Algorithms trained per run (keys of
             ``offline_rl.algos.training.ALGORITHMS``, checked by :meth:`check`).
         constructed: Constructed candidates per run (subset of ``CONSTRUCTED``); ``worse``
-            needs a trained candidate with action values, ``spibb`` one and ``bc``.
+            and ``spibb`` need a trained candidate with action values.
         train_steps: Gradient steps per trained candidate (default: the nightly job's).
         train_batch_size: Mini-batch size of that training (default: the nightly job's).
         worse_share: Share of states in which ``worse`` takes its base's least-valued action.
@@ -178,6 +178,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
     )
     from offline_rl.data.arrays import to_mdp_dataset
     from offline_rl.ope.evaluate import (
+        StochasticTarget,
         behavior_replicates,
         behavior_terms,
         evaluate_behavior,
@@ -226,24 +227,6 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
     if "rare" in cfg.constructed:
         policies["rare"] = RarePolicy(train.actions, n_actions, mask)
         kinds["rare"] = "constructed"
-    spibb_record: dict[str, float] = {}
-    if "spibb" in cfg.constructed:
-        if base is None:
-            notes.append("spibb left out: it needs a trained Q-learner")
-        else:
-            from offline_rl.export.build import reference_outputs
-
-            say(f"training spibb's behaviour model (bc_b0, {cfg.train_steps} steps)")
-            train_candidate("bc_b0", dataset, tcfg, workdir / "behavior_model",
-                            mask_indices=mask)
-            behavior_model = load_candidate(workdir / "behavior_model")
-            spibb = SpibbPolicy(base.action_values,
-                                lambda obs: reference_outputs(behavior_model, obs)[1],
-                                SPIBB_THRESHOLD, mask)
-            policies["spibb"], kinds["spibb"] = spibb, "constructed"
-            fallback = spibb.fallback(held_out.observations)
-            spibb_record = {"threshold": SPIBB_THRESHOLD,
-                            "fallback_share": float(fallback.mean())}
     if not policies:
         raise ValueError(f"{domain.name}/{scenario.name}: no candidate to evaluate")
 
@@ -253,12 +236,32 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
     if replay is not None and not replay.available:
         notes.append(f"no replay estimate: {replay.reason}")
 
+    spibb_record: dict[str, float] = {}
+    if "spibb" in cfg.constructed:
+        if base is None:
+            notes.append("spibb left out: it needs a trained Q-learner")
+        else:
+            from offline_rl.export.build import reference_values
+
+            say(f"training spibb's behaviour model (bc_b0, {cfg.train_steps} steps)")
+            train_candidate("bc_b0", dataset, tcfg, workdir / "behavior_model",
+                            mask_indices=mask)
+            behavior_model = load_candidate(workdir / "behavior_model")
+            spibb = SpibbPolicy(base.action_values,
+                                lambda obs: reference_values(behavior_model, obs),
+                                SPIBB_THRESHOLD, mask)
+            # a stochastic candidate: valued exactly, sampled in the truth rollouts
+            policies["spibb"] = StochasticTarget(spibb.probs, seed=ope.seed)
+            kinds["spibb"] = "constructed"
+            fallback = spibb.fallback(held_out.observations)
+            spibb_record = {"threshold": SPIBB_THRESHOLD,
+                            "fallback_share": float(fallback.mean())}
+
     if "fqe_greedy" in cfg.constructed:
-        improved = base or next(iter(policies.values()))
-        name = next(n for n, p in policies.items() if p is improved)
+        name = next((n for n, p in policies.items() if p is base), next(iter(policies)))
         say(f"constructing fqe_greedy: greedy on the evaluation's FQE of {name}")
         policies["fqe_greedy"] = ValueGreedyPolicy(
-            fitted_q_function(name, improved, held_out, ope, n_actions), mask)
+            fitted_q_function(name, policies[name], held_out, ope, n_actions), mask)
         kinds["fqe_greedy"] = "constructed"
 
     def truth_of(policy: Any) -> Any:
@@ -335,9 +338,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
 
     say(f"evaluating {', '.join(policies)} on {int(held_out.episode.max()) + 1:,} held-out "
         "episodes")
-    evaluations = evaluate_targets([(name, _evaluated(policy, ope.seed))
-                                    for name, policy in policies.items()], held_out, ope,
-                                   n_actions=n_actions,
+    evaluations = evaluate_targets(list(policies.items()), held_out, ope, n_actions=n_actions,
                                    replay=replay)
     evaluations = with_episode_gains(evaluations, incumbent.name, incumbent_terms)
     decision = decide(evaluations, incumbent, gate)
@@ -410,23 +411,15 @@ def _add_early_late(domain: Domain, policies: dict[str, Any], kinds: dict[str, s
 
 def _rolled_out(policy: Any) -> Any:
     """What the truth rollouts run for a policy: ``BEHAVIOR`` as it is, a stochastic
-    candidate's distribution (sampled from the action stream), else its actions."""
+    target's distribution (sampled from the action stream), else its actions."""
+    from offline_rl.ope.evaluate import StochasticTarget
     from offline_rl.simulator.base import StochasticPolicy
 
     if isinstance(policy, str):
         return policy
-    if isinstance(policy, SpibbPolicy):
+    if isinstance(policy, StochasticTarget):
         return StochasticPolicy(policy.probs)
     return policy.predict
-
-
-def _evaluated(policy: Any, seed: int) -> Any:
-    """What the evaluation values for a policy: a stochastic candidate as a
-    ``StochasticTarget`` (valued exactly over its distribution), else the policy."""
-    from offline_rl.ope.evaluate import StochasticTarget
-
-    return StochasticTarget(policy.probs, seed=seed) if isinstance(policy, SpibbPolicy) \
-        else policy
 
 
 def _evaluation_record(ev: Any) -> dict[str, Any]:
