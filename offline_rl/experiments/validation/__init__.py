@@ -44,8 +44,12 @@ ground truth is known:
      estimate (``spibb.fallback_share``).
 
 3. **Estimates and decision.** Every candidate is evaluated on the held-out episodes with
-   :func:`offline_rl.ope.evaluate.evaluate_policy`; the gate
-   (:func:`offline_rl.ope.gate.decide`) compares them with the incumbent: the behaviour
+   :func:`offline_rl.ope.evaluate.evaluate_policy`. The run's decision is the gate's
+   (:func:`offline_rl.ope.gate.decide`) over the trained candidates alone, the family the
+   nightly job tests (Holm's correction over its candidates, not over the constructed ones
+   too); each constructed candidate is judged in a night of its own that adds it to the
+   trained ones (:func:`~offline_rl.experiments.validation.results.decide_night`). The gate
+   compares them with the incumbent: the behaviour
    policy, valued on-policy from the same held-out logs, or (scenario ``promoted_incumbent``)
    an earlier promoted policy trained on an earlier log and valued off-policy, as the nightly
    job values the policy in production. Training and evaluation use the nightly job's
@@ -70,7 +74,7 @@ Figures, per domain and estimator (``summarise``):
   estimate instead of the truly best candidate, ``(max truth - truth(argmax estimate)) /
   |truth(behaviour)|``, averaged over runs (off-policy selection's regret at 1);
 
-and for the gate (one decision per run), with ``bar = truth(incumbent) * (1 + margin)``
+and for the gate (one decision per run, among the trained candidates), with ``bar = truth(incumbent) * (1 + margin)``
 (``margin * |truth|`` for a negative value):
 
 * ``false_promotion_rate``: promotions of a candidate whose true value does not exceed the
@@ -88,8 +92,9 @@ and for the gate (one decision per run), with ``bar = truth(incumbent) * (1 + ma
   ``(max(truth(behaviour), max truth) - truth(outcome)) / |truth(behaviour)|``, averaged.
 
 and per constructed candidate (``constructed``): among the runs where it is truly at or below
-the bar, how often it passed the gate's test (``false_passes``, exact upper bound) and was
-promoted, and the mean signed relative error of its headline estimate.
+the bar, how often it passed the gate's test in the night that added it (``false_passes``,
+exact upper bound) and how often that night promoted it, and the mean signed relative error
+of its headline estimate.
 
 The overall figures pool every domain; their estimator figures are those of each run's gate
 headline (``run_headline``: ``replay`` for inventory, ``dr`` elsewhere; ``headline`` in the

@@ -64,6 +64,19 @@ def _ordered_pairs(estimates: Sequence[float], truths: Sequence[float], toleranc
     return int((right & apart).sum()), int(apart.sum())
 
 
+KIND_TRAINED = "trained"
+KIND_CONSTRUCTED = "constructed"
+"""A run's candidates are of one of two kinds: ``KIND_TRAINED`` as the nightly job trains them (its
+night's candidates), or ``KIND_CONSTRUCTED`` by the validation to probe the gate."""
+
+
+def night_candidates(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The candidates the nightly job itself would have had that night: the trained ones
+    (every candidate of a run recorded without kinds). The run's decision, its false
+    promotions, misses, regret and power are theirs."""
+    return [c for c in run["candidates"] if c.get("kind") != KIND_CONSTRUCTED]
+
+
 def run_headline(run: dict[str, Any]) -> str:
     """The estimator a run's gate decided on (``dr`` in result files from before the
     per-domain headline)."""
@@ -131,15 +144,16 @@ def clopper_pearson_upper(events: int, trials: int, confidence: float = 0.95) ->
 
 def power_curve(runs: Sequence[dict[str, Any]], edges: Sequence[float] = POWER_BINS
                 ) -> list[dict[str, Any]]:
-    """Probability of promotion against the best candidate's true gain over the incumbent
-    (a share of its true value), per bin of ``edges``: decisions, promotions, the rate and
-    its exact 95% interval (one-sided bounds each at 97.5%)."""
+    """Probability of promotion against the best night candidate's (:func:`night_candidates`)
+    true gain over the incumbent (a share of its true value), per bin of ``edges``:
+    decisions, promotions, the rate and its exact 95% interval (one-sided bounds each at
+    97.5%)."""
     gains, promoted = [], []
     for run in runs:
-        base = incumbent_truth(run)
-        if base == 0 or not run["candidates"]:
+        base, night = incumbent_truth(run), night_candidates(run)
+        if base == 0 or not night:
             continue
-        gains.append((max(c["true_value"] for c in run["candidates"]) - base) / abs(base))
+        gains.append((max(c["true_value"] for c in night) - base) / abs(base))
         promoted.append(bool(run["decision"]["promoted"]))
     out = []
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
@@ -166,7 +180,8 @@ def decision_regret(behavior_truth: float, candidate_truths: Sequence[float],
 
 
 def gate_figures(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Promotions, false promotions (with their rate's exact 95% upper bound), missed
+    """Of the runs' decisions (among the night's candidates, :func:`night_candidates`):
+    promotions, false promotions (with their rate's exact 95% upper bound), missed
     improvements (all, and beyond the indifference zone, with its upper bound), the
     decisions' regret and the power curve."""
     decisions = len(runs)
@@ -177,7 +192,7 @@ def gate_figures(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     beyond = sum(r["decision"].get("improvement_beyond_zone", False) for r in runs)
     missed_beyond = sum(r["decision"].get("missed_beyond_zone", False) for r in runs)
     regrets = [decision_regret(incumbent_truth(r),
-                               [c["true_value"] for c in r["candidates"]],
+                               [c["true_value"] for c in night_candidates(r)],
                                r["decision"]["promoted_true_value"]) for r in runs]
     return {
         "decisions": decisions,
@@ -200,13 +215,14 @@ def gate_figures(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def constructed_figures(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per constructed candidate (by name, in order of appearance): the runs it took part in;
     among those where it was truly at or below the bar, how often it passed the gate's test
-    (``false_passes``, with the rate's exact one-sided 95% upper bound) and how often it was
-    promoted; and the mean signed relative error of its headline estimate (above zero: the
-    estimate flatters it), the figure that shows whether a candidate built to fool an
-    estimator does."""
+    in a night that added it to the trained candidates (``false_passes``, with the rate's
+    exact one-sided 95% upper bound) and how often that night promoted it
+    (``promoted_below_bar``, from the candidate's ``promoted_when_added``); and the mean
+    signed relative error of its headline estimate (above zero: the estimate flatters it),
+    the figure that shows whether a candidate built to fool an estimator does."""
     out: dict[str, dict[str, Any]] = {}
     for name in dict.fromkeys(c["name"] for r in runs for c in r["candidates"]
-                              if c.get("kind") == "constructed"):
+                              if c.get("kind") == KIND_CONSTRUCTED):
         present = below = passed = promoted = 0
         signed: list[float] = []
         for r in runs:
@@ -221,7 +237,7 @@ def constructed_figures(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, A
             if c["true_value"] <= r["bar"]:
                 below += 1
                 passed += bool(c.get("passed_gate"))
-                promoted += r["decision"]["candidate"] == name
+                promoted += bool(c.get("promoted_when_added"))
         out[name] = {"runs": present, "truly_below_bar": below, "false_passes": passed,
                      "false_pass_upper": clopper_pearson_upper(passed, below),
                      "promoted_below_bar": promoted,

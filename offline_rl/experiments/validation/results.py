@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 
 from offline_rl.experiments.validation.figures import (
+    KIND_CONSTRUCTED,
+    KIND_TRAINED,
     decision_record,
     incumbent_truth,
     power_curve,
@@ -42,6 +44,33 @@ def _stored_evaluation(record: dict[str, Any]) -> Any:
     if record.get("episode_gains"):  # runs recorded before these were kept have none
         extra["episode_gains"] = record["episode_gains"]
     return PolicyEvaluation(record["name"], estimates, diagnostics, math.nan, extra)
+
+
+def decide_night(evaluations: Sequence[Any], kinds: dict[str, str], incumbent: Incumbent,
+                 gate: GateConfig, truths: dict[str, float], bar: float, zone: float
+                 ) -> tuple[dict[str, Any], dict[str, dict[str, bool]]]:
+    """A run decided as the nightly job decides: ``(decision record, per candidate fields)``.
+
+    The decision is the gate's over the trained candidates alone (``kinds``), the family the
+    nightly job tests (Holm's correction over as many candidates as it has, not over the
+    validation's constructed ones too); its record (:func:`decision_record`) judges it
+    against their true values. Each constructed candidate is then decided in a night of its
+    own that adds it to the trained ones: its ``passed_gate`` is its verdict there and
+    ``promoted_when_added`` whether that night promoted it. A trained candidate's
+    ``passed_gate`` is its verdict in the run's decision.
+    """
+    trained = [e for e in evaluations if kinds.get(e.name, KIND_TRAINED) != KIND_CONSTRUCTED]
+    night = decide(trained, incumbent, gate)
+    fields = {v.name: {"passed_gate": v.passed} for v in night.verdicts}
+    for extra in evaluations:
+        if kinds.get(extra.name, KIND_TRAINED) != KIND_CONSTRUCTED:
+            continue
+        added = decide([*trained, extra], incumbent, gate)
+        fields[extra.name] = {"passed_gate": next(v.passed for v in added.verdicts
+                                                  if v.name == extra.name),
+                              "promoted_when_added": added.candidate == extra.name}
+    record = decision_record(night, {e.name: truths[e.name] for e in trained}, bar, zone)
+    return record, fields
 
 
 def merge_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -106,16 +135,16 @@ def replay_gate(result: dict[str, Any], gate: GateConfig, without: Sequence[str]
         else:
             incumbent = Incumbent(BEHAVIOR, _nan(b["value"]), _nan(b["low"]), _nan(b["high"]),
                                   tuple(b.get("refit_replicates") or ()))
-        decision = decide([_stored_evaluation(c) for c in run["candidates"]], incumbent,
-                          run_gate)
-        truths = {c["name"]: c["true_value"] for c in run["candidates"]}
-        passed = {v.name: v.passed for v in decision.verdicts}
         base = incumbent_truth(run)
         bar = promotion_bar(base, gate.margin)
+        record, fields = decide_night(
+            [_stored_evaluation(c) for c in run["candidates"]],
+            {c["name"]: c.get("kind", KIND_TRAINED) for c in run["candidates"]}, incumbent,
+            run_gate, {c["name"]: c["true_value"] for c in run["candidates"]}, bar,
+            zone * abs(base))
         runs.append({**run, "bar": bar, "headline": run_gate.headline_estimator,
-                     "candidates": [{**c, "passed_gate": passed[c["name"]]}
-                                    for c in run["candidates"]],
-                     "decision": decision_record(decision, truths, bar, zone * abs(base))})
+                     "candidates": [{**c, **fields[c["name"]]} for c in run["candidates"]],
+                     "decision": record})
     config = {**result["config"], "gate": dataclasses.asdict(gate),
               **({"without": list(without)} if without else {})}
     estimators = tuple(config["ope"]["estimators"])
@@ -204,10 +233,13 @@ def format_validation(result: dict[str, Any]) -> str:
                   f"regret of the top-estimated candidate {_pct(o['selection_regret'])} "
                   f"and of the decision {_pct(o['decision_regret'])} of the incumbent's "
                   f"true value"]
+    if result.get("constructed"):
+        lines.append("decisions are the gate's over the trained candidates, as the nightly job "
+                     "decides; a constructed candidate is judged in a night that adds it to "
+                     "them (passed, promoted)")
     if "fqe_greedy" in (result.get("constructed") or {}):
         lines.append("fqe_greedy is tuned on the held-out episodes, outside the gate's "
-                     "guarantee (candidates chosen without them): `--replay RESULT --without "
-                     "fqe_greedy` gives the decisions the guarantee covers")
+                     "guarantee (candidates chosen without them)")
     for basis, c in (o.get("gain_lower_coverage") or {}).items():
         if c["pairs"]:
             lines.append(f"paired gain's lower bound (standard error from the {basis}) at or "

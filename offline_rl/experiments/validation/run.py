@@ -14,7 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from offline_rl.experiments.validation.figures import decision_record, summarise
+from offline_rl.experiments.validation.figures import (
+    KIND_CONSTRUCTED,
+    KIND_TRAINED,
+    summarise,
+)
 from offline_rl.experiments.validation.policies import (
     EarlyLatePolicy,
     GreedyPolicy,
@@ -26,7 +30,7 @@ from offline_rl.experiments.validation.policies import (
     near_value,
     progress_step,
 )
-from offline_rl.experiments.validation.results import write_json
+from offline_rl.experiments.validation.results import decide_night, write_json
 from offline_rl.experiments.validation.scenarios import (
     BEHAVIOR,
     CONSTRUCTED,
@@ -41,7 +45,7 @@ from offline_rl.experiments.validation.scenarios import (
     ValidationScenario,
     domain_gate,
 )
-from offline_rl.ope.gate import GateConfig, Incumbent, decide, promotion_bar
+from offline_rl.ope.gate import GateConfig, Incumbent, promotion_bar
 from offline_rl.ope.replay import REPLAY
 
 if TYPE_CHECKING:  # the command line builds its parser without importing polars or torch
@@ -216,17 +220,17 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
             say(f"training {name} ({cfg.train_steps} steps on {len(train.actions):,} decisions)")
             train_candidate(name, dataset, tcfg, workdir / name, mask_indices=mask)
             policies[name] = GreedyPolicy(load_candidate(workdir / name), n_actions, mask)
-            kinds[name] = "trained"
+            kinds[name] = KIND_TRAINED
     base = next((p for p in policies.values() if p.has_values), None)
     if "worse" in cfg.constructed:
         if base is None:
             notes.append("worse left out: no trained candidate with action values")
         else:
             policies["worse"] = PerturbedPolicy(base, cfg.worse_share, seeds["perturbation"])
-            kinds["worse"] = "constructed"
+            kinds["worse"] = KIND_CONSTRUCTED
     if "rare" in cfg.constructed:
         policies["rare"] = RarePolicy(train.actions, n_actions, mask)
-        kinds["rare"] = "constructed"
+        kinds["rare"] = KIND_CONSTRUCTED
     if not policies:
         raise ValueError(f"{domain.name}/{scenario.name}: no candidate to evaluate")
 
@@ -252,7 +256,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
                                 SPIBB_THRESHOLD, mask)
             # a stochastic candidate: valued exactly, sampled in the truth rollouts
             policies["spibb"] = StochasticTarget(spibb.probs, seed=ope.seed)
-            kinds["spibb"] = "constructed"
+            kinds["spibb"] = KIND_CONSTRUCTED
             fallback = spibb.fallback(held_out.observations)
             spibb_record = {"threshold": SPIBB_THRESHOLD,
                             "fallback_share": float(fallback.mean())}
@@ -262,7 +266,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
         say(f"constructing fqe_greedy: greedy on the evaluation's FQE of {name}")
         policies["fqe_greedy"] = ValueGreedyPolicy(
             fitted_q_function(name, policies[name], held_out, ope, n_actions), mask)
-        kinds["fqe_greedy"] = "constructed"
+        kinds["fqe_greedy"] = KIND_CONSTRUCTED
 
     def truth_of(policy: Any) -> Any:
         return true_value(sim, _rolled_out(policy), episodes=cfg.truth_episodes,
@@ -327,7 +331,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
                 notes.append(f"{name} left out: no blend of {best} and {low} within "
                              f"{NEAR_BAR_OFFSET:.1%} of {target:.4g}")
                 continue
-            policies[name], kinds[name] = found[0], "constructed"
+            policies[name], kinds[name] = found[0], KIND_CONSTRUCTED
             truths[name] = measured[id(found[0])]
     if "early_late" in cfg.constructed:
         worst = PerturbedPolicy(base, 1.0, seeds["perturbation"]) if base is not None \
@@ -341,15 +345,12 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
     evaluations = evaluate_targets(list(policies.items()), held_out, ope, n_actions=n_actions,
                                    replay=replay)
     evaluations = with_episode_gains(evaluations, incumbent.name, incumbent_terms)
-    decision = decide(evaluations, incumbent, gate)
-    candidates = []
-    for ev in evaluations:
-        t = truths[ev.name]
-        candidates.append({
-            "kind": kinds[ev.name], "true_value": t.mean, "true_stderr": t.stderr,
-            **_evaluation_record(ev),
-            "passed_gate": next(v.passed for v in decision.verdicts if v.name == ev.name),
-        })
+    record, fields = decide_night(evaluations, kinds, incumbent, gate,
+                                  {n: t.mean for n, t in truths.items()}, bar,
+                                  cfg.indifference * scale)
+    candidates = [{"kind": kinds[ev.name], "true_value": truths[ev.name].mean,
+                   "true_stderr": truths[ev.name].stderr, **_evaluation_record(ev),
+                   **fields[ev.name]} for ev in evaluations]
     return {
         "domain": domain.name,
         "scenario": scenario.name,
@@ -363,8 +364,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
         "incumbent": incumbent_record,
         "bar": bar,
         "candidates": candidates,
-        "decision": decision_record(decision, {n: t.mean for n, t in truths.items()}, bar,
-                                     cfg.indifference * scale),
+        "decision": record,
         "notes": notes,
         **({"spibb": spibb_record} if spibb_record else {}),
         "seconds": time.perf_counter() - started,
@@ -405,7 +405,7 @@ def _add_early_late(domain: Domain, policies: dict[str, Any], kinds: dict[str, s
         notes.append(f"early_late left out: no cut in {domain.progress_feature} within "
                      f"{band:.4g} of {target:.4g}")
         return
-    policies["early_late"], kinds["early_late"] = found[0], "constructed"
+    policies["early_late"], kinds["early_late"] = found[0], KIND_CONSTRUCTED
     truths["early_late"] = measured[id(found[0])]
 
 

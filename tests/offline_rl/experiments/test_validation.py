@@ -246,6 +246,7 @@ def test_validate_ope_command_on_a_tiny_configuration(tmp_path, capsys):
     assert "fqe_greedy" in result["constructed"] and "\nfqe_greedy " in captured.out
     assert "fqe_greedy is tuned on the held-out episodes, outside the gate's guarantee" \
         in captured.out
+    assert "decisions are the gate's over the trained candidates" in captured.out
     assert result["constructed"]["fqe_greedy"]["runs"] == 2
     assert set(overall) == {"scenarios", "decisions", "median_relative_error",
                             "rank_correlation", "pairwise_accuracy", "interval_coverage",
@@ -279,6 +280,11 @@ def test_validate_ope_command_on_a_tiny_configuration(tmp_path, capsys):
         assert 0.0 <= run["spibb"]["fallback_share"] <= 1.0
         d = run["decision"]
         assert d["false_promotion"] == (d["promoted"] and d["promoted_true_value"] <= run["bar"])
+        # decided as the nightly job decides: among the trained candidates; each constructed
+        # one in a night that adds it
+        assert d["candidate"] in (None, "double_dqn")
+        for c in run["candidates"]:
+            assert ("promoted_when_added" in c) == (c["kind"] == "constructed"), c["name"]
         assert all(math.isfinite(c["true_value"]) for c in run["candidates"])
     # the run's own numbers reproduce the headline figure
     assert overall["median_relative_error"] == pytest.approx(
@@ -526,12 +532,10 @@ def test_value_greedy_policy_takes_the_best_allowed_action():
 def test_constructed_figures_count_false_passes_of_candidates_truly_below_the_bar():
     def cand(name, true, value, passed):
         return {**_cand(name, true, value, value - 1, value + 1), "kind": "constructed",
-                "passed_gate": passed}
+                "passed_gate": passed, "promoted_when_added": passed}
 
-    runs = [_run("a", [_cand("x", 12.0, 12.0, 11.0, 13.0), cand("early_late", 9.0, 11.0, True)],
-                 promoted="early_late"),
-            _run("a", [cand("early_late", 9.5, 9.5, False), cand("fqe_greedy", 11.0, 12.1, True)],
-                 promoted="fqe_greedy"),
+    runs = [_run("a", [_cand("x", 12.0, 12.0, 11.0, 13.0), cand("early_late", 9.0, 11.0, True)]),
+            _run("a", [cand("early_late", 9.5, 9.5, False), cand("fqe_greedy", 11.0, 12.1, True)]),
             _run("a", [cand("fqe_greedy", 10.0, 12.0, False)])]
     figures = constructed_figures(runs)
     assert list(figures) == ["early_late", "fqe_greedy"]
@@ -545,6 +549,49 @@ def test_constructed_figures_count_false_passes_of_candidates_truly_below_the_ba
             greedy["promoted_below_bar"]) == (2, 1, 0, 0)
     assert greedy["mean_signed_relative_error"] == pytest.approx((0.1 + 0.2) / 2)
     assert "x" not in figures  # trained candidates are not constructed ones
+    # the decisions' power and regret are the trained candidates' alone: x (12 against the
+    # behaviour's 10, kept) in the first run; nothing to gain in the others
+    assert gate_figures(runs)["decision_regret"] == pytest.approx(0.2 / 3)
+    assert [b["decisions"] for b in power_curve(runs) if b["decisions"]] == [1]
+
+
+def test_a_run_is_decided_over_the_trained_candidates_and_each_constructed_one_added():
+    """The nightly job's Holm family is its trained candidates: constructed ones widen it
+    only in the night that adds each of them."""
+    from offline_rl.experiments.validation.results import decide_night
+    from offline_rl.ope.diagnostics import Diagnostics
+    from offline_rl.ope.estimators import Estimate
+    from offline_rl.ope.evaluate import PolicyEvaluation
+    from offline_rl.ope.gate import Incumbent, decide
+
+    healthy = Diagnostics(ess=500.0, ess_fraction=0.05, per_decision_ess_fraction=0.2,
+                          max_weight_share=0.01, rare_action_rate=0.0, action_match_rate=0.3)
+    base = 100.0 + np.array([0.3, -0.2, 0.1, 0.0, -0.4, 0.2, 0.1, -0.1])
+    incumbent = Incumbent("behavior", 100.0, math.nan, math.nan, tuple(base))
+
+    def paired(name, gain):  # replicate differences of mean `gain` and sd exactly 1
+        diffs = gain + math.sqrt(7 / 8) * np.array([1, -1, 1, -1, 1, -1, 1, -1.0])
+        extra = {"refit_replicates": {"alpha": 0.1, "values": {"dr": (base + diffs).tolist()}}}
+        return PolicyEvaluation(name, {"dr": Estimate("dr", 100.0 + gain, math.nan, math.nan,
+                                                      math.nan)}, healthy, 0.0, extra)
+
+    # "a" clears the 2% margin at Holm's first level over two candidates (lower end
+    # 5 - t(0.975, 7) = 2.64) but not over seven (5 - t(0.9929, 7) = 1.7)
+    evaluations = [paired("a", 5.0), paired("b", -3.0), paired("c", 20.0),
+                   *(paired(n, -5.0) for n in ("d", "e", "f", "g"))]
+    kinds = {"a": "trained", "b": "trained", **{n: "constructed" for n in "cdefg"}}
+    truths = {"a": 110.0, "b": 97.0, "c": 101.0, "d": 95.0, "e": 95.0, "f": 95.0, "g": 95.0}
+    record, fields = decide_night(evaluations, kinds, incumbent, GateConfig(), truths,
+                                  bar=102.0, zone=1.0)
+    assert record["candidate"] == "a" and not record["false_promotion"]
+    assert record["improvement_beyond_zone"]  # a's truth, not c's
+    assert fields["a"] == {"passed_gate": True} and fields["b"] == {"passed_gate": False}
+    # c, added to a and b, passes and is promoted (the highest estimate): falsely (101 < 102)
+    assert fields["c"] == {"passed_gate": True, "promoted_when_added": True}
+    assert fields["d"] == {"passed_gate": False, "promoted_when_added": False}
+    # one family of all seven would have kept "a" out
+    assert not next(v for v in decide(evaluations, incumbent, GateConfig()).verdicts
+                    if v.name == "a").passed
 
 
 def test_early_late_is_bisected_to_just_below_the_bar():
