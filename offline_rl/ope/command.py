@@ -390,16 +390,16 @@ def add_validate_ope_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "validate-ope", help="check off-policy estimates and gate decisions against simulator "
                              "truth",
-        description="Over seeded simulator scenarios (behaviour-policy logs, candidates "
-                    "trained as the nightly job trains them, a secretly worse, a rare-action, "
-                    "two near-bar, a good-early-bad-late, an FQE-greedy and a SPIBB-style "
-                    "candidate), runs train -> "
-                    "evaluate -> gate and compares with the simulator's true values: per "
-                    "estimator the median relative error, rank correlation, share of "
-                    "candidate pairs a margin apart put in the true order, and interval "
-                    "coverage; for the gate the false promotion and missed improvement "
-                    "rates with exact upper bounds, and a power curve; per domain and per "
-                    "scenario.",
+        description="Over seeded simulator scenarios (behaviour-policy logs, candidates trained "
+                    "as the nightly job trains them, a secretly worse, a rare-action, two near-"
+                    "bar, a good-early-bad-late, an FQE-greedy, a SPIBB-style and a half-logging-"
+                    "policy mixture candidate), runs train -> evaluate -> gate (the trained "
+                    "candidates decided as the nightly job decides them, each constructed one in "
+                    "a night that adds it) and compares with the simulator's true values: per "
+                    "estimator the median relative error, rank correlation, share of candidate "
+                    "pairs a margin apart put in the true order, and interval coverage; for the "
+                    "gate the false promotion and missed improvement rates with exact upper "
+                    "bounds, and a power curve; per domain and per scenario.",
         epilog="scenarios: " + "; ".join(f"{s.name} ({s.doc.rstrip('.')})"
                                          for s in VALIDATION_SCENARIOS.values()) + ".")
     p.add_argument("--domains", nargs="+", metavar="DOMAIN", default=None,

@@ -42,6 +42,12 @@ ground truth is known:
      stochastic policy, valued exactly (``StochasticTarget``) and sampled in the truth
      rollouts; the run records the share of probability left with the logging policy's
      estimate (``spibb.fallback_share``).
+   * ``mixture``: the first Q-learner's greedy policy mixed with the logging policy
+     (:class:`~offline_rl.experiments.validation.policies.MixturePolicy`): with probability
+     ``MIXTURE_SHARE`` (50%) an action drawn from the behaviour model, else the greedy one.
+     It stays near the logs and earns part of the gain; stochastic, valued exactly like
+     ``spibb``. Whether such a candidate passes where the greedy ones are missed is what it
+     is there to show.
 
 3. **Estimates and decision.** Every candidate is evaluated on the held-out episodes with
    :func:`offline_rl.ope.evaluate.evaluate_policy`. The run's decision is the gate's
@@ -74,8 +80,8 @@ Figures, per domain and estimator (``summarise``):
   estimate instead of the truly best candidate, ``(max truth - truth(argmax estimate)) /
   |truth(behaviour)|``, averaged over runs (off-policy selection's regret at 1);
 
-and for the gate (one decision per run, among the trained candidates), with ``bar = truth(incumbent) * (1 + margin)``
-(``margin * |truth|`` for a negative value):
+and for the gate (one decision per run, among the trained candidates), with
+``bar = truth(incumbent) * (1 + margin)`` (``margin * |truth|`` for a negative value):
 
 * ``false_promotion_rate``: promotions of a candidate whose true value does not exceed the
   bar, over all decisions;

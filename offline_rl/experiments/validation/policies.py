@@ -193,6 +193,55 @@ class ValueGreedyPolicy:
         return values.argmax(axis=1).astype(np.int64)
 
 
+def allowed_softmax(log_probs: np.ndarray, obs: np.ndarray, mask_indices: Sequence[int] | None
+                    ) -> np.ndarray:
+    """``[n, n_actions]`` a model's (log-)probabilities renormalised over the actions the mask
+    allows in each state (over every action in a state that allows none)."""
+    log_probs = np.asarray(log_probs, dtype=np.float64)
+    allowed = allowed_actions(obs, list(mask_indices) if mask_indices else None)
+    if allowed is not None:
+        log_probs = np.where(allowed | ~allowed.any(axis=1, keepdims=True), log_probs, -np.inf)
+    probs = np.exp(log_probs - log_probs.max(axis=1, keepdims=True))
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+class MixturePolicy:
+    """A candidate mixed with the logging policy: in every state, with probability ``share``
+    an action drawn from a behaviour model's estimate of the logging policy
+    (``behavior_log_probs``, renormalised over the allowed actions), otherwise the action of
+    highest ``values`` (a trained Q-learner's) among the allowed ones. It stays closer to the
+    logs than the greedy policy (its importance weights are bounded by ``1 / share`` on the
+    logged actions the estimate covers) and earns part of its gain. A stochastic policy,
+    like :class:`SpibbPolicy`.
+    """
+
+    def __init__(self, values: Callable[[np.ndarray], np.ndarray],
+                 behavior_log_probs: Callable[[np.ndarray], np.ndarray], share: float,
+                 mask_indices: Sequence[int] | None) -> None:
+        if not 0.0 < share < 1.0:
+            raise ValueError(f"share: expected a probability in (0, 1), got {share!r}")
+        self.values, self.behavior_log_probs = values, behavior_log_probs
+        self.share = float(share)
+        self.mask_indices = list(mask_indices) if mask_indices else None
+
+    def probs(self, obs: np.ndarray) -> np.ndarray:
+        """``[n, n_actions]`` the policy's probabilities."""
+        obs = np.asarray(obs, dtype=np.float32)
+        pb = allowed_softmax(self.behavior_log_probs(obs), obs, self.mask_indices)
+        values = np.asarray(self.values(obs), dtype=np.float64)
+        allowed = allowed_actions(obs, self.mask_indices)
+        if allowed is not None:
+            values = np.where(allowed | ~allowed.any(axis=1, keepdims=True), values, -np.inf)
+        best = values.argmax(axis=1)
+        probs = self.share * pb
+        probs[np.arange(obs.shape[0]), best] += 1.0 - self.share
+        return probs
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        """The most probable action."""
+        return self.probs(obs).argmax(axis=1).astype(np.int64)
+
+
 class SpibbPolicy:
     """A policy that stays where the logs are, in the manner of Pi_b-SPIBB (Laroche,
     Trichelair and Tachet des Combes 2019): in each state, the actions the logging policy
@@ -218,13 +267,7 @@ class SpibbPolicy:
 
     def behavior_probs(self, obs: np.ndarray) -> np.ndarray:
         """``[n, n_actions]`` the behaviour model's probabilities over the allowed actions."""
-        log_probs = np.asarray(self.behavior_log_probs(obs), dtype=np.float64)
-        allowed = allowed_actions(obs, self.mask_indices)
-        if allowed is not None:
-            log_probs = np.where(allowed | ~allowed.any(axis=1, keepdims=True), log_probs,
-                                 -np.inf)
-        probs = np.exp(log_probs - log_probs.max(axis=1, keepdims=True))
-        return probs / probs.sum(axis=1, keepdims=True)
+        return allowed_softmax(self.behavior_log_probs(obs), obs, self.mask_indices)
 
     def _parts(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         obs = np.asarray(obs, dtype=np.float32)

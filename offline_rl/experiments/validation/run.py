@@ -22,6 +22,7 @@ from offline_rl.experiments.validation.figures import (
 from offline_rl.experiments.validation.policies import (
     EarlyLatePolicy,
     GreedyPolicy,
+    MixturePolicy,
     PerturbedPolicy,
     RarePolicy,
     SpibbPolicy,
@@ -35,6 +36,7 @@ from offline_rl.experiments.validation.scenarios import (
     BEHAVIOR,
     CONSTRUCTED,
     DEFAULT_SCENARIOS,
+    MIXTURE_SHARE,
     NEAR_BAR_OFFSET,
     NIGHTLY_TRAIN_BATCH_SIZE,
     NIGHTLY_TRAIN_STEPS,
@@ -241,25 +243,32 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
         notes.append(f"no replay estimate: {replay.reason}")
 
     spibb_record: dict[str, float] = {}
-    if "spibb" in cfg.constructed:
-        if base is None:
-            notes.append("spibb left out: it needs a trained Q-learner")
-        else:
-            from offline_rl.export.build import reference_values
+    stay_near_logs = [n for n in ("spibb", "mixture") if n in cfg.constructed]
+    if stay_near_logs and base is None:
+        notes.append(f"{' and '.join(stay_near_logs)} left out: they need a trained Q-learner")
+    elif base is not None and stay_near_logs:
+        from offline_rl.export.build import reference_values
 
-            say(f"training spibb's behaviour model (bc_b0, {cfg.train_steps} steps)")
-            train_candidate("bc_b0", dataset, tcfg, workdir / "behavior_model",
-                            mask_indices=mask)
-            behavior_model = load_candidate(workdir / "behavior_model")
-            spibb = SpibbPolicy(base.action_values,
-                                lambda obs: reference_values(behavior_model, obs),
-                                SPIBB_THRESHOLD, mask)
-            # a stochastic candidate: valued exactly, sampled in the truth rollouts
+        say(f"training {' and '.join(stay_near_logs)}'s behaviour model (bc_b0, "
+            f"{cfg.train_steps} steps)")
+        train_candidate("bc_b0", dataset, tcfg, workdir / "behavior_model", mask_indices=mask)
+        behavior_model = load_candidate(workdir / "behavior_model")
+
+        def behavior_log_probs(obs: np.ndarray) -> np.ndarray:
+            return reference_values(behavior_model, obs)
+
+        # stochastic candidates: valued exactly, sampled in the truth rollouts
+        if "spibb" in cfg.constructed:
+            spibb = SpibbPolicy(base.action_values, behavior_log_probs, SPIBB_THRESHOLD, mask)
             policies["spibb"] = StochasticTarget(spibb.probs, seed=ope.seed)
             kinds["spibb"] = KIND_CONSTRUCTED
             fallback = spibb.fallback(held_out.observations)
             spibb_record = {"threshold": SPIBB_THRESHOLD,
                             "fallback_share": float(fallback.mean())}
+        if "mixture" in cfg.constructed:
+            mixture = MixturePolicy(base.action_values, behavior_log_probs, MIXTURE_SHARE, mask)
+            policies["mixture"] = StochasticTarget(mixture.probs, seed=ope.seed)
+            kinds["mixture"] = KIND_CONSTRUCTED
 
     if "fqe_greedy" in cfg.constructed:
         name = next((n for n, p in policies.items() if p is base), next(iter(policies)))

@@ -15,7 +15,8 @@ if TYPE_CHECKING:  # the command line builds its parser without importing polars
     from offline_rl.domains import Domain
 
 
-CONSTRUCTED: tuple[str, ...] = ("worse", "rare", "near_bar", "early_late", "fqe_greedy", "spibb")
+CONSTRUCTED: tuple[str, ...] = ("worse", "rare", "near_bar", "early_late", "fqe_greedy", "spibb",
+                                 "mixture")
 """Names of the constructed candidates (see ``offline_rl.experiments.validation``)."""
 
 BEHAVIOR = "behavior"
@@ -38,6 +39,10 @@ that aim: between the bar and 1% of the incumbent's value beyond it, on their si
 SPIBB_THRESHOLD = 0.05
 """The ``spibb`` candidate keeps the logging policy's probability of an action the behaviour
 model gives less than this (set before any run, not tuned)."""
+
+MIXTURE_SHARE = 0.5
+"""The ``mixture`` candidate draws from the behaviour model with this probability and takes the
+Q-learner's greedy action otherwise (set before any run, not tuned)."""
 
 NEAR_BAR_SEARCH = 8
 """Bisection steps of the blend share of a near-bar candidate."""

@@ -20,6 +20,7 @@ from offline_rl.experiments.validation.figures import (
 from offline_rl.experiments.validation.policies import (
     BlendPolicy,
     EarlyLatePolicy,
+    MixturePolicy,
     PerturbedPolicy,
     RarePolicy,
     SpibbPolicy,
@@ -275,8 +276,8 @@ def test_validate_ope_command_on_a_tiny_configuration(tmp_path, capsys):
     for run in result["runs"]:
         assert run["eval_episodes"] == 100
         names = [c["name"] for c in run["candidates"]]
-        assert names[:5] == ["double_dqn", "worse", "rare", "spibb", "fqe_greedy"]
-        assert set(names[5:]) <= {"near_bar_above", "near_bar_below", "early_late"}
+        assert names[:6] == ["double_dqn", "worse", "rare", "spibb", "mixture", "fqe_greedy"]
+        assert set(names[6:]) <= {"near_bar_above", "near_bar_below", "early_late"}
         assert 0.0 <= run["spibb"]["fallback_share"] <= 1.0
         d = run["decision"]
         assert d["false_promotion"] == (d["promoted"] and d["promoted_true_value"] <= run["bar"])
@@ -654,3 +655,27 @@ def test_spibb_keeps_the_logging_probability_of_rare_actions_and_moves_the_rest_
     assert flat.fallback(obs[:1]).tolist() == [1.0]
     with pytest.raises(ValueError, match="threshold"):
         SpibbPolicy(lambda o: o, lambda o: o, 1.0, None)
+
+
+def test_mixture_draws_from_the_behaviour_model_with_its_share_and_is_greedy_otherwise():
+    behavior = np.array([[0.50, 0.30, 0.17, 0.03],
+                         [0.02, 0.01, 0.94, 0.03],
+                         [0.02, 0.02, 0.02, 0.94],   # action 3 is masked out below
+                         [0.25, 0.25, 0.25, 0.25]])
+    values = np.array([[1.0, 2.0, 0.0, 9.0],
+                       [5.0, 5.0, 1.0, 5.0],         # ties: the first best action
+                       [0.0, 3.0, 1.0, 9.0],         # the best action is masked out
+                       [0.0, 0.0, 1.0, 0.0]])
+    obs = np.zeros((4, 5), dtype=np.float32)
+    obs[:, 1:5] = 1.0
+    obs[2, 4] = 0.0
+    policy = MixturePolicy(lambda o: values[: len(o)], lambda o: np.log(behavior[: len(o)]),
+                           0.5, mask_indices=[1, 2, 3, 4])
+    probs = policy.probs(obs)
+    np.testing.assert_allclose(probs[0], [0.25, 0.15, 0.085, 0.515])
+    np.testing.assert_allclose(probs[1], [0.51, 0.005, 0.47, 0.015])
+    np.testing.assert_allclose(probs[2], [1 / 6, 1 / 6 + 0.5, 1 / 6, 0.0])
+    np.testing.assert_allclose(probs[3], [0.125, 0.125, 0.625, 0.125])
+    assert policy.predict(obs).tolist() == [3, 0, 1, 2]
+    with pytest.raises(ValueError, match="share"):
+        MixturePolicy(lambda o: o, lambda o: o, 1.0, None)
