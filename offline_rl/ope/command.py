@@ -417,6 +417,10 @@ def add_validate_ope_parser(subparsers: Any) -> None:
     p.add_argument("--candidates", nargs="+", metavar="ALGORITHM",
                    default=list(defaults.candidates),
                    help=f"algorithms trained per run (default {' '.join(defaults.candidates)})")
+    p.add_argument("--constructed", nargs="*", metavar="NAME",
+                   default=list(defaults.constructed), choices=defaults.constructed,
+                   help="constructed candidates per run (default, and choices: "
+                        f"{' '.join(defaults.constructed)}; none: give the flag alone)")
     p.add_argument("--train-steps", type=positive_int, default=defaults.train_steps,
                    help=f"gradient steps per trained candidate (default {defaults.train_steps})")
     p.add_argument("--fqe-steps", type=positive_int, default=VALIDATION_FQE_STEPS,
@@ -509,7 +513,8 @@ def cmd_validate_ope(args: argparse.Namespace) -> int:
             cfg = ValidationConfig(
                 domains=tuple(args.domains or ()), scenarios=tuple(args.scenarios),
                 seeds=args.seeds, first_seed=args.first_seed,
-                candidates=tuple(args.candidates), train_steps=args.train_steps,
+                candidates=tuple(args.candidates), constructed=tuple(args.constructed),
+                train_steps=args.train_steps,
                 truth_episodes=args.truth_episodes, episode_scale=args.episode_scale,
                 indifference=args.indifference,
                 ope=dataclasses.replace(defaults.ope, fqe_steps=args.fqe_steps,

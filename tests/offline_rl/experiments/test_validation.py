@@ -229,6 +229,30 @@ def test_config_errors_are_clear():
     assert set(VALIDATION_SCENARIOS) >= {"default", "small_data", "near_deterministic"}
 
 
+def test_the_command_runs_the_constructed_candidates_it_is_given(monkeypatch, capsys):
+    from offline_rl.cli import main
+    from offline_rl.experiments.validation import run as run_module
+    from offline_rl.experiments.validation.scenarios import CONSTRUCTED
+
+    seen = []
+
+    def fake_run(cfg, progress=None, checkpoint=None):
+        seen.append(cfg.constructed)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(run_module, "run_validation", fake_run)
+    for flags, expected in (([], CONSTRUCTED), (["--constructed", "mixture", "spibb"],
+                                                 ("mixture", "spibb")),
+                            (["--constructed"], ())):
+        with pytest.raises(SystemExit):
+            main(["validate-ope", "--domains", "cart", *flags])
+        assert seen.pop() == expected
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["validate-ope", "--constructed", "best"])
+    assert "invalid choice: 'best'" in capsys.readouterr().err
+
+
 def test_validate_ope_command_on_a_tiny_configuration(tmp_path, capsys):
     from offline_rl.cli import main
 
