@@ -205,7 +205,33 @@ def allowed_softmax(log_probs: np.ndarray, obs: np.ndarray, mask_indices: Sequen
     return probs / probs.sum(axis=1, keepdims=True)
 
 
-class MixturePolicy:
+class _OnLogsPolicy:
+    """A stochastic policy built from a trained Q-learner's ``values`` and a behaviour model's
+    estimate of the logging policy (``behavior_log_probs``), with a share or threshold
+    ``level`` in (0, 1) (named ``level_name`` in errors); subclasses give :meth:`probs`."""
+
+    def __init__(self, values: Callable[[np.ndarray], np.ndarray],
+                 behavior_log_probs: Callable[[np.ndarray], np.ndarray], level: float,
+                 mask_indices: Sequence[int] | None, level_name: str) -> None:
+        if not 0.0 < level < 1.0:
+            raise ValueError(f"{level_name}: expected a probability in (0, 1), got {level!r}")
+        self.values, self.behavior_log_probs = values, behavior_log_probs
+        self.mask_indices = list(mask_indices) if mask_indices else None
+
+    def behavior_probs(self, obs: np.ndarray) -> np.ndarray:
+        """``[n, n_actions]`` the behaviour model's probabilities over the allowed actions."""
+        return allowed_softmax(self.behavior_log_probs(obs), obs, self.mask_indices)
+
+    def probs(self, obs: np.ndarray) -> np.ndarray:
+        """``[n, n_actions]`` the policy's probabilities."""
+        raise NotImplementedError
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        """The most probable action."""
+        return self.probs(obs).argmax(axis=1).astype(np.int64)
+
+
+class MixturePolicy(_OnLogsPolicy):
     """A candidate mixed with the logging policy: in every state, with probability ``share``
     an action drawn from a behaviour model's estimate of the logging policy
     (``behavior_log_probs``, renormalised over the allowed actions), otherwise the action of
@@ -218,16 +244,12 @@ class MixturePolicy:
     def __init__(self, values: Callable[[np.ndarray], np.ndarray],
                  behavior_log_probs: Callable[[np.ndarray], np.ndarray], share: float,
                  mask_indices: Sequence[int] | None) -> None:
-        if not 0.0 < share < 1.0:
-            raise ValueError(f"share: expected a probability in (0, 1), got {share!r}")
-        self.values, self.behavior_log_probs = values, behavior_log_probs
+        super().__init__(values, behavior_log_probs, share, mask_indices, "share")
         self.share = float(share)
-        self.mask_indices = list(mask_indices) if mask_indices else None
 
     def probs(self, obs: np.ndarray) -> np.ndarray:
-        """``[n, n_actions]`` the policy's probabilities."""
         obs = np.asarray(obs, dtype=np.float32)
-        pb = allowed_softmax(self.behavior_log_probs(obs), obs, self.mask_indices)
+        pb = self.behavior_probs(obs)
         values = np.asarray(self.values(obs), dtype=np.float64)
         allowed = allowed_actions(obs, self.mask_indices)
         if allowed is not None:
@@ -237,12 +259,8 @@ class MixturePolicy:
         probs[np.arange(obs.shape[0]), best] += 1.0 - self.share
         return probs
 
-    def predict(self, obs: np.ndarray) -> np.ndarray:
-        """The most probable action."""
-        return self.probs(obs).argmax(axis=1).astype(np.int64)
 
-
-class SpibbPolicy:
+class SpibbPolicy(_OnLogsPolicy):
     """A policy that stays where the logs are, in the manner of Pi_b-SPIBB (Laroche,
     Trichelair and Tachet des Combes 2019): in each state, the actions the logging policy
     takes with probability below ``threshold`` (by a behaviour model's estimate,
@@ -259,15 +277,8 @@ class SpibbPolicy:
     def __init__(self, values: Callable[[np.ndarray], np.ndarray],
                  behavior_log_probs: Callable[[np.ndarray], np.ndarray], threshold: float,
                  mask_indices: Sequence[int] | None) -> None:
-        if not 0.0 < threshold < 1.0:
-            raise ValueError(f"threshold: expected a probability in (0, 1), got {threshold!r}")
-        self.values, self.behavior_log_probs = values, behavior_log_probs
+        super().__init__(values, behavior_log_probs, threshold, mask_indices, "threshold")
         self.threshold = float(threshold)
-        self.mask_indices = list(mask_indices) if mask_indices else None
-
-    def behavior_probs(self, obs: np.ndarray) -> np.ndarray:
-        """``[n, n_actions]`` the behaviour model's probabilities over the allowed actions."""
-        return allowed_softmax(self.behavior_log_probs(obs), obs, self.mask_indices)
 
     def _parts(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         obs = np.asarray(obs, dtype=np.float32)
@@ -290,10 +301,6 @@ class SpibbPolicy:
         """``[n]`` the probability each state leaves with the logging policy's estimate (1 in
         a state whose allowed actions are all rare)."""
         return self._parts(obs)[1]
-
-    def predict(self, obs: np.ndarray) -> np.ndarray:
-        """The most probable action."""
-        return self.probs(obs).argmax(axis=1).astype(np.int64)
 
 
 class RarePolicy:
