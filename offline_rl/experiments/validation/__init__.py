@@ -42,7 +42,8 @@ ground truth is known:
      stochastic policy, valued exactly (``StochasticTarget``) and sampled in the truth
      rollouts; the run records the share of probability left with the logging policy's
      estimate (``spibb.fallback_share``).
-   * ``mixture``: the first Q-learner's greedy policy mixed with the logging policy
+   * ``mixture``: double DQN's greedy policy (``MIXTURE_BASE``; the first Q-learner without
+     it) mixed with the logging policy
      (:class:`~offline_rl.experiments.validation.policies.MixturePolicy`): with probability
      ``MIXTURE_SHARE`` (50%) an action drawn from the behaviour model, else the greedy one.
      It stays near the logs and earns part of the gain; stochastic, valued exactly like

@@ -36,6 +36,7 @@ from offline_rl.experiments.validation.scenarios import (
     BEHAVIOR,
     CONSTRUCTED,
     DEFAULT_SCENARIOS,
+    MIXTURE_BASE,
     MIXTURE_SHARE,
     NEAR_BAR_OFFSET,
     NIGHTLY_TRAIN_BATCH_SIZE,
@@ -266,7 +267,10 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
             spibb_record = {"threshold": SPIBB_THRESHOLD,
                             "fallback_share": float(fallback.mean())}
         if "mixture" in cfg.constructed:
-            mixture = MixturePolicy(base.action_values, behavior_log_probs, MIXTURE_SHARE, mask)
+            mixed = policies.get(MIXTURE_BASE)
+            mixed = mixed if mixed is not None and mixed.has_values else base
+            mixture = MixturePolicy(mixed.action_values, behavior_log_probs, MIXTURE_SHARE,
+                                    mask)
             policies["mixture"] = StochasticTarget(mixture.probs, seed=ope.seed)
             kinds["mixture"] = KIND_CONSTRUCTED
 

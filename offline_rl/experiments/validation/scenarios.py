@@ -44,6 +44,10 @@ MIXTURE_SHARE = 0.5
 """The ``mixture`` candidate draws from the behaviour model with this probability and takes the
 Q-learner's greedy action otherwise (set before any run, not tuned)."""
 
+MIXTURE_BASE = "double_dqn"
+"""The trained candidate whose greedy policy ``mixture`` mixes with the logging policy: the one
+furthest from the logs among the nightly job's (the first Q-learner when it is not trained)."""
+
 NEAR_BAR_SEARCH = 8
 """Bisection steps of the blend share of a near-bar candidate."""
 
