@@ -173,6 +173,16 @@ def progress_step(values: np.ndarray) -> float:
     return float(np.diff(distinct).min()) if distinct.size > 1 else 0.0
 
 
+def masked(values: np.ndarray, obs: np.ndarray, mask_indices: Sequence[int] | None
+           ) -> np.ndarray:
+    """``values`` with ``-inf`` on the actions the mask forbids in each state (unchanged in a
+    state that allows none, or without a mask)."""
+    allowed = allowed_actions(obs, mask_indices)
+    if allowed is None:
+        return values
+    return np.where(allowed | ~allowed.any(axis=1, keepdims=True), values, -np.inf)
+
+
 class ValueGreedyPolicy:
     """The allowed action of highest value under ``q`` (observations -> ``[n, n_actions]``
     values). With ``q`` the evaluation's own fitted Q-function on the held-out episodes, it is
@@ -186,21 +196,14 @@ class ValueGreedyPolicy:
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float32)
-        values = self.q(obs)
-        allowed = allowed_actions(obs, self.mask_indices)
-        if allowed is not None:
-            values = np.where(allowed | ~allowed.any(axis=1, keepdims=True), values, -np.inf)
-        return values.argmax(axis=1).astype(np.int64)
+        return masked(self.q(obs), obs, self.mask_indices).argmax(axis=1).astype(np.int64)
 
 
 def allowed_softmax(log_probs: np.ndarray, obs: np.ndarray, mask_indices: Sequence[int] | None
                     ) -> np.ndarray:
     """``[n, n_actions]`` a model's (log-)probabilities renormalised over the actions the mask
     allows in each state (over every action in a state that allows none)."""
-    log_probs = np.asarray(log_probs, dtype=np.float64)
-    allowed = allowed_actions(obs, list(mask_indices) if mask_indices else None)
-    if allowed is not None:
-        log_probs = np.where(allowed | ~allowed.any(axis=1, keepdims=True), log_probs, -np.inf)
+    log_probs = masked(np.asarray(log_probs, dtype=np.float64), obs, mask_indices)
     probs = np.exp(log_probs - log_probs.max(axis=1, keepdims=True))
     return probs / probs.sum(axis=1, keepdims=True)
 
@@ -246,16 +249,12 @@ class MixturePolicy(_OnLogsPolicy):
                  mask_indices: Sequence[int] | None) -> None:
         super().__init__(values, behavior_log_probs, share, mask_indices, "share")
         self.share = float(share)
+        self.greedy = ValueGreedyPolicy(values, mask_indices)
 
     def probs(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float32)
-        pb = self.behavior_probs(obs)
-        values = np.asarray(self.values(obs), dtype=np.float64)
-        allowed = allowed_actions(obs, self.mask_indices)
-        if allowed is not None:
-            values = np.where(allowed | ~allowed.any(axis=1, keepdims=True), values, -np.inf)
-        best = values.argmax(axis=1)
-        probs = self.share * pb
+        best = self.greedy.predict(obs)
+        probs = self.share * self.behavior_probs(obs)
         probs[np.arange(obs.shape[0]), best] += 1.0 - self.share
         return probs
 

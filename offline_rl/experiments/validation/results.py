@@ -59,12 +59,11 @@ def decide_night(evaluations: Sequence[Any], kinds: dict[str, str], incumbent: I
     ``promoted_when_added`` whether that night promoted it. A trained candidate's
     ``passed_gate`` is its verdict in the run's decision.
     """
-    trained = [e for e in evaluations if kinds.get(e.name, KIND_TRAINED) != KIND_CONSTRUCTED]
+    built = [e for e in evaluations if kinds.get(e.name) == KIND_CONSTRUCTED]
+    trained = [e for e in evaluations if kinds.get(e.name) != KIND_CONSTRUCTED]
     night = decide(trained, incumbent, gate)
     fields = {v.name: {"passed_gate": v.passed} for v in night.verdicts}
-    for extra in evaluations:
-        if kinds.get(extra.name, KIND_TRAINED) != KIND_CONSTRUCTED:
-            continue
+    for extra in built:
         added = decide([*trained, extra], incumbent, gate)
         fields[extra.name] = {"passed_gate": next(v.passed for v in added.verdicts
                                                   if v.name == extra.name),

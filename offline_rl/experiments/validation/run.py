@@ -245,9 +245,7 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
 
     spibb_record: dict[str, float] = {}
     stay_near_logs = [n for n in ("spibb", "mixture") if n in cfg.constructed]
-    if stay_near_logs and base is None:
-        notes.append(f"{' and '.join(stay_near_logs)} left out: they need a trained Q-learner")
-    elif base is not None and stay_near_logs:
+    if stay_near_logs and base is not None:
         from offline_rl.export.build import reference_values
 
         say(f"training {' and '.join(stay_near_logs)}'s behaviour model (bc_b0, "
@@ -273,6 +271,8 @@ def run_one(domain: Domain, scenario: ValidationScenario, seed: int, cfg: Valida
                                     mask)
             policies["mixture"] = StochasticTarget(mixture.probs, seed=ope.seed)
             kinds["mixture"] = KIND_CONSTRUCTED
+    elif stay_near_logs:
+        notes.append(f"{' and '.join(stay_near_logs)} left out: they need a trained Q-learner")
 
     if "fqe_greedy" in cfg.constructed:
         name = next((n for n, p in policies.items() if p is base), next(iter(policies)))
