@@ -110,7 +110,7 @@ class OPEConfig:
     n_bootstrap: int = 500
     alpha: float = 0.1
     fqe_backend: str = "torch"
-    fqe_steps: int = 3000
+    fqe_steps: int = 1000
     fqe_learning_rate: float = 1e-3
     fqe_batch_size: int = 256
     fqe_hidden_units: tuple[int, ...] = (64, 64)
