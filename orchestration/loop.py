@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from offline_rl.ope.evaluate import OPEConfig
 from offline_rl.paths import EXPORTS_ENV, HOME_ENV, LANDING_ENV, DataPaths
 
 MARGIN = 0.02
@@ -49,7 +50,8 @@ class LoopSettings:
     events_per_day: int = 20_000
     scenario: str = "default"
     n_steps: int = 2000
-    fqe_steps: int = 1500
+    fqe_steps: int = OPEConfig.fqe_steps
+    """FQE gradient steps per policy (default: the nightly job's)."""
     fqe_refits: int | None = None
     """FQE refits per policy (None: the nightly job's default)."""
     n_bootstrap: int = 200
