@@ -509,7 +509,7 @@ def add_loop_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenario", default=d.scenario, help="simulator scenario")
     add_flag(p, TrainingConfig, "n_steps", d.n_steps, type=positive_int)
     add_flag(p, OPEConfig, "fqe_steps", d.fqe_steps, type=positive_int)
-    add_flag(p, OPEConfig, "fqe_refits", type=nonnegative_int)
+    add_flag(p, OPEConfig, "fqe_refits", d.fqe_refits, type=nonnegative_int)
     add_flag(p, OPEConfig, "n_bootstrap", d.n_bootstrap, type=positive_int)
     p.add_argument("--truth-episodes", type=positive_int, default=d.truth_episodes,
                    help=f"simulator rollouts per policy for true values "

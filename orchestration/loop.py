@@ -52,8 +52,8 @@ class LoopSettings:
     n_steps: int = 2000
     fqe_steps: int = OPEConfig.fqe_steps
     """FQE gradient steps per policy (default: the nightly job's)."""
-    fqe_refits: int | None = None
-    """FQE refits per policy (None: the nightly job's default)."""
+    fqe_refits: int = OPEConfig.fqe_refits
+    """FQE refits per policy (default: the nightly job's)."""
     n_bootstrap: int = 200
     truth_episodes: int = 5000
     device: str = "auto"
